@@ -1,0 +1,1 @@
+"""The command-line layer: parse, validate through facetool.config, call the library, render with rich."""

@@ -1,0 +1,140 @@
+"""Loading settings from TOML files and `key=value` overrides, with errors that name the file and the key."""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from facetool.errors import ConfigError
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class StrictModel(BaseModel):
+    """Base of every settings model: unknown keys are errors, values are checked on assignment too."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Split `key=value`; the value is read as a TOML literal when it is one, else kept as a string."""
+    key, sep, raw = text.partition("=")
+    key = key.strip().replace("-", "_")
+    if not sep or not key:
+        raise ConfigError(f"override {text!r}: expected key=value")
+    raw = raw.strip()
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return key, value
+
+
+def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = data
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {key!r}: {part!r} is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """Read a TOML file; a syntax error names the file and the line."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read config file ({exc})") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+
+
+def format_validation_error(exc: ValidationError, source: str) -> str:
+    """One line per problem: `source: key: message`."""
+    lines = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        message = err["msg"]
+        if err["type"] == "extra_forbidden":
+            message = "unknown key"
+        lines.append(f"{source}: {key}: {message}")
+    return "; ".join(lines)
+
+
+def load_config(
+    model: type[M],
+    path: Path | None = None,
+    overrides: Mapping[str, Any] | Iterable[tuple[str, Any]] = (),
+    section: str | None = None,
+) -> M:
+    """Build `model` from an optional TOML file (optionally one `[section]` of it) and overrides.
+
+    Overrides win over the file; dotted keys reach nested sections. Any problem raises ConfigError
+    naming the file (or "command line") and the key.
+    """
+    data: dict[str, Any] = {}
+    source = "defaults"
+    if path is not None:
+        data = read_toml(Path(path))
+        source = str(path)
+        if section is not None:
+            data = data.get(section, {})
+            if not isinstance(data, dict):
+                raise ConfigError(f"{path}: [{section}] must be a table")
+    items = overrides.items() if isinstance(overrides, Mapping) else overrides
+    from_cli = False
+    for key, value in items:
+        _set_dotted(data, key.replace("-", "_"), value)
+        from_cli = True
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        where = f"{source} (with command-line overrides)" if from_cli and path else source
+        if from_cli and not path:
+            where = "command line"
+        raise ConfigError(format_validation_error(exc, where)) from None
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str | Path):
+        return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {type(value).__name__} as TOML")
+
+
+def dump_toml(data: Mapping[str, Any]) -> str:
+    """Write a plain mapping (scalars, lists, nested tables; None values omitted) as TOML text."""
+    scalars = [(k, v) for k, v in data.items() if not isinstance(v, Mapping) and v is not None]
+    tables = [(k, v) for k, v in data.items() if isinstance(v, Mapping)]
+    out = [f"{k} = {_toml_value(v)}" for k, v in scalars]
+
+    def emit(prefix: str, table: Mapping[str, Any]) -> None:
+        out.append("")
+        out.append(f"[{prefix}]")
+        inner_tables = []
+        for k, v in table.items():
+            if isinstance(v, Mapping):
+                inner_tables.append((k, v))
+            elif v is not None:
+                out.append(f"{k} = {_toml_value(v)}")
+        for k, v in inner_tables:
+            emit(f"{prefix}.{k}", v)
+
+    for k, v in tables:
+        emit(k, v)
+    return "\n".join(out).lstrip("\n") + "\n"

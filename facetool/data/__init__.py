@@ -1,0 +1,1 @@
+"""Data sampling and loading: people batches, faces to tensors, on-device augmentation."""
