@@ -1,0 +1,1 @@
+"""Training: the FaceNet triplet loop, checkpoints, history and plots."""
