@@ -74,14 +74,20 @@ def draw_face(traits: Traits, rng: np.random.Generator, size: int = 250) -> np.n
 
     hair_axes = (round(half_w * (1 + traits.hair_volume)), round(half_h * (1 + traits.hair_volume * 0.7)))
     cv2.ellipse(image, point(0, -0.12), hair_axes, angle, 180, 360, traits.hair, -1, cv2.LINE_AA)
-    cv2.ellipse(image, point(0, 0), (round(half_w), round(half_h)), angle, 0, 360, traits.skin, -1, cv2.LINE_AA)
+    cv2.ellipse(
+        image, point(0, 0), (round(half_w), round(half_h)), angle, 0, 360, traits.skin, -1, cv2.LINE_AA
+    )
     eye_r = max(2, round(traits.eye_size * half_w))
     for side in (-1, 1):
         eye = point(side * traits.eye_gap, traits.eye_height)
         cv2.ellipse(image, eye, (eye_r * 2, eye_r), angle, 0, 360, (245, 245, 245), -1, cv2.LINE_AA)
         cv2.circle(image, eye, eye_r, traits.eyes, -1, cv2.LINE_AA)
-        brow_a = point(side * (traits.eye_gap - 0.12), traits.eye_height - 0.12 - side * traits.brow_tilt * 0.1)
-        brow_b = point(side * (traits.eye_gap + 0.14), traits.eye_height - 0.12 + side * traits.brow_tilt * 0.1)
+        brow_a = point(
+            side * (traits.eye_gap - 0.12), traits.eye_height - 0.12 - side * traits.brow_tilt * 0.1
+        )
+        brow_b = point(
+            side * (traits.eye_gap + 0.14), traits.eye_height - 0.12 + side * traits.brow_tilt * 0.1
+        )
         cv2.line(image, brow_a, brow_b, traits.hair, max(2, eye_r // 2), cv2.LINE_AA)
     nose_top = point(0, traits.eye_height + 0.05)
     nose_tip = point(0.04, traits.eye_height + 0.05 + traits.nose_length)
@@ -107,16 +113,19 @@ def write_synthetic_dataset(
     images_per_identity: int = 10,
     pairs_per_fold: int = 20,
     folds: int = 2,
+    test_identities: int | None = None,
     seed: int = 0,
     size: int = 250,
 ) -> Path:
     """Write `out_dir/<identity>/<identity>_NNNN.jpg` and an LFW-format `pairs.txt`; return `out_dir`.
 
     The pairs file has `folds` folds of `pairs_per_fold` matched then `pairs_per_fold` mismatched pairs, and the
-    identities of each fold are disjoint, as in LFW's View 2.
+    identities of each fold are disjoint, as in LFW's View 2. The pairs use only the last `test_identities`
+    identities (all by default), so the others can train a model that never sees a test person.
     """
-    if identities < 2 * folds or images_per_identity < 2:
-        raise ValueError("need at least two identities per fold and two images per identity")
+    test_identities = identities if test_identities is None else test_identities
+    if test_identities > identities or test_identities < 2 * folds or images_per_identity < 2:
+        raise ValueError("need at least two test identities per fold and two images per identity")
     rng = np.random.default_rng(seed)
     out_dir = Path(out_dir)
     names = [f"Synthetic_Person_{i:03d}" for i in range(identities)]
@@ -128,7 +137,7 @@ def write_synthetic_dataset(
             cv2.imwrite(str(folder / f"{name}_{k:04d}.jpg"), draw_face(traits, rng, size))
 
     lines = [f"{folds}\t{pairs_per_fold}"]
-    fold_names = np.array_split(np.array(names), folds)
+    fold_names = np.array_split(np.array(names[identities - test_identities :]), folds)
     for members in fold_names:
         members = list(members)
         for _ in range(pairs_per_fold):
