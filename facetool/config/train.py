@@ -1,0 +1,85 @@
+"""Settings of `facetool train`: the FaceNet triplet loop, validation, checkpoints and augmentation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from facetool.config.base import StrictModel
+
+
+class AugmentConfig(StrictModel):
+    """On-device augmentation of training faces; each part can be switched off."""
+
+    random_crop: bool = Field(True, description="Random crop of the face, resized back to image_size.")
+    crop_scale: float = Field(
+        0.9, gt=0.5, le=1.0, description="Smallest crop side as a fraction of the face side."
+    )
+    flip: bool = Field(True, description="Random horizontal flip (probability 0.5).")
+    color_jitter: bool = Field(True, description="Random brightness, contrast and saturation.")
+    brightness: float = Field(0.2, ge=0.0, le=1.0, description="Brightness factor range 1 +/- this.")
+    contrast: float = Field(0.2, ge=0.0, le=1.0, description="Contrast factor range 1 +/- this.")
+    saturation: float = Field(0.2, ge=0.0, le=1.0, description="Saturation factor range 1 +/- this.")
+
+
+class ValidationConfig(StrictModel):
+    """Held-out identities each epoch, or an LFW-style pairs file evaluated like `facetool eval`."""
+
+    fraction: float = Field(
+        0.1, ge=0.0, lt=1.0, description="Fraction of identities held out for validation (0: none)."
+    )
+    pairs_file: Path | None = Field(None, description="LFW-format pairs file; replaces held-out pairs.")
+    pairs_data: Path | None = Field(
+        None, description="Face cache holding the pairs file's images (default: the training cache)."
+    )
+    num_pairs: int = Field(
+        600, ge=20, description="Verification pairs drawn from held-out identities (half matched)."
+    )
+    batch_size: int = Field(256, ge=1, description="Images per forward pass while validating.")
+
+
+class TrainConfig(StrictModel):
+    """Everything a training run depends on; written to the run directory as config.toml."""
+
+    data_dir: Path | None = Field(None, description="Face cache (.h5) or an LFW-style image directory.")
+    checkpoint_dir: Path = Field(Path("runs/train"), description="Run directory: config, log, checkpoints.")
+    checkpoint_every: int = Field(10, ge=1, description="Write epoch_NNNN.pth every this many epochs.")
+
+    batch_size: int = Field(
+        90,
+        ge=3,
+        multiple_of=3,
+        description="IMAGES per training step, a multiple of 3: 90 images are 30 triplets (anchor, "
+        "positive, negative), as in the classic FaceNet trainer.",
+    )
+    num_epochs: int = Field(50, ge=1, description="Epochs to train (a resumed run counts the finished ones).")
+    epoch_size: int = Field(1000, ge=1, description="Training steps (batches) per epoch.")
+    people_per_batch: int = Field(45, ge=2, description="Identities sampled per selection round.")
+    images_per_person: int = Field(40, ge=2, description="Most images of each identity per round.")
+
+    learning_rate: float = Field(0.1, gt=0.0, description="Initial learning rate.")
+    optimizer: Literal["adam", "adamw", "sgd"] = Field("adam", description="Optimizer.")
+    weight_decay: float = Field(1e-4, ge=0.0, description="Weight decay.")
+    momentum: float = Field(0.9, ge=0.0, lt=1.0, description="Momentum (sgd only).")
+    lr_step_size: int = Field(15, ge=1, description="StepLR: epochs between learning-rate drops.")
+    lr_gamma: float = Field(0.1, gt=0.0, le=1.0, description="StepLR: factor of each drop.")
+
+    alpha: float = Field(0.2, gt=0.0, description="Triplet-loss margin on squared L2 distances.")
+    miner: str = Field("semihard", min_length=1, description="Triplet miner (facetool plugins list).")
+
+    backbone: str = Field("inception_resnet_v1", min_length=1, description="Embedding network.")
+    embedding_dim: int = Field(512, ge=2, description="Embedding size.")
+    dropout_prob: float = Field(0.6, ge=0.0, lt=1.0, description="Dropout before the embedding layer.")
+    pretrained: str = Field("none", description="none, vggface2, casia-webface or a weights file.")
+    image_size: int = Field(160, ge=32, description="Network input side in pixels.")
+
+    seed: int = Field(0, ge=0, description="Seed of every random choice; a fixed seed makes CPU runs repeat.")
+    device: str = Field("auto", description="auto, cpu, cuda or cuda:N.")
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="auto: bf16 autocast on CUDA, fp32 on CPU."
+    )
+
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    validation: ValidationConfig = Field(default_factory=ValidationConfig)

@@ -1,0 +1,86 @@
+"""Turning a batch of uint8 faces into network input on the device, with training-time augmentation.
+
+Everything runs as batched tensor operations on the faces' device (one affine resample for crop, flip and
+resize; per-image colour factors), so augmentation costs no host work and no per-image Python loop.
+Without augmentation the output equals `facetool.data.transforms.to_input` (resized if the sizes differ),
+so training, validation, `facetool eval` and `facetool embed` see the same standardisation.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from facetool.config.train import AugmentConfig
+from facetool.data.transforms import to_input
+
+_GREY = (0.299, 0.587, 0.114)
+
+
+def _resize(x: torch.Tensor, size: int) -> torch.Tensor:
+    if x.shape[-1] == size and x.shape[-2] == size:
+        return x
+    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+
+
+def prepare(faces: torch.Tensor, image_size: int) -> torch.Tensor:
+    """Standardised float NCHW of `image_size`, no augmentation (validation and mining of clean faces)."""
+    return _resize(to_input(faces, faces.device), image_size)
+
+
+class Augmenter:
+    """Random crop, horizontal flip and colour jitter of uint8 NHWC faces, drawn from a given generator."""
+
+    def __init__(self, config: AugmentConfig, image_size: int) -> None:
+        self.config = config
+        self.image_size = image_size
+
+    def _uniform(
+        self, n: int, low: float, high: float, generator: torch.Generator | None, device
+    ) -> torch.Tensor:
+        return torch.rand(n, generator=generator, device=device) * (high - low) + low
+
+    def _geometry(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        n, device = x.shape[0], x.device
+        cfg = self.config
+        scale = torch.ones(n, device=device)
+        shift = torch.zeros(n, 2, device=device)
+        if cfg.random_crop:
+            scale = self._uniform(n, cfg.crop_scale, 1.0, generator, device)
+            room = 1.0 - scale
+            shift = (torch.rand(n, 2, generator=generator, device=device) * 2 - 1) * room[:, None]
+        sign_x = torch.ones(n, device=device)
+        if cfg.flip:
+            flips = torch.rand(n, generator=generator, device=device) < 0.5
+            sign_x = torch.where(flips, -1.0, 1.0)
+        if not cfg.random_crop and x.shape[-1] == self.image_size:
+            return torch.where(sign_x.view(n, 1, 1, 1) < 0, x.flip(-1), x)
+        theta = torch.zeros(n, 2, 3, device=device)
+        theta[:, 0, 0] = scale * sign_x
+        theta[:, 1, 1] = scale
+        theta[:, :, 2] = shift
+        grid = F.affine_grid(theta, [n, 3, self.image_size, self.image_size], align_corners=False)
+        return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+    def _colour(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        n, device = x.shape[0], x.device
+        cfg = self.config
+        x = x * self._uniform(n, 1 - cfg.brightness, 1 + cfg.brightness, generator, device).view(n, 1, 1, 1)
+        grey = (x * torch.tensor(_GREY, device=device).view(1, 3, 1, 1)).sum(1, keepdim=True)
+        c = self._uniform(n, 1 - cfg.contrast, 1 + cfg.contrast, generator, device).view(n, 1, 1, 1)
+        x = (x - grey.mean((2, 3), keepdim=True)) * c + grey.mean((2, 3), keepdim=True)
+        grey = (x * torch.tensor(_GREY, device=device).view(1, 3, 1, 1)).sum(1, keepdim=True)
+        s = self._uniform(n, 1 - cfg.saturation, 1 + cfg.saturation, generator, device).view(n, 1, 1, 1)
+        return ((x - grey) * s + grey).clamp(0.0, 1.0)
+
+    def __call__(self, faces: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """(N, S, S, 3) uint8 on any device -> (N, 3, image_size, image_size) standardised float, augmented."""
+        x = faces.permute(0, 3, 1, 2).float() / 255.0
+        x = (
+            self._geometry(x, generator)
+            if self.config.random_crop or self.config.flip
+            else _resize(x, self.image_size)
+        )
+        if self.config.color_jitter:
+            x = self._colour(x, generator)
+        return (x * 255.0 - 127.5) / 128.0
