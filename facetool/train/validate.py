@@ -1,0 +1,105 @@
+"""Validation each epoch: triplet loss on fixed held-out triplets and verification accuracy on fixed pairs.
+
+The triplets and pairs are drawn once from a seeded generator, so every epoch is measured on the same data.
+With a pairs file, accuracy comes from `facetool.evaluate.run.evaluate_on_pairs`, the code `facetool eval`
+runs, so both report the same number for the same checkpoint.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from facetool.data.faceset import FaceSet
+from facetool.train.engine import Engine
+
+
+@dataclass(frozen=True)
+class ValidationResult:
+    """One epoch's validation figures; None where that part of validation is not configured."""
+
+    loss: float | None
+    accuracy: float | None
+    accuracy_std: float | None
+
+
+def draw_triplets(labels: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
+    """(count, 3) anchor, positive, negative indices; anchors from identities with two or more images."""
+    by_id = [np.flatnonzero(labels == i) for i in range(int(labels.max()) + 1)]
+    usable = [i for i, members in enumerate(by_id) if len(members) >= 2]
+    out = np.empty((count, 3), dtype=np.int64)
+    for row in range(count):
+        person = usable[rng.integers(len(usable))]
+        out[row, :2] = rng.choice(by_id[person], size=2, replace=False)
+        other = rng.integers(len(labels) - len(by_id[person]))
+        out[row, 2] = np.flatnonzero(labels != person)[other]
+    return out
+
+
+def draw_pairs(labels: np.ndarray, count: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(count, 2) index pairs, matched and mismatched alternating (so every fold holds both), and issame."""
+    triplets = draw_triplets(labels, count, rng)
+    issame = np.arange(count) % 2 == 0
+    pairs = np.where(issame[:, None], triplets[:, :2], triplets[:, [0, 2]])
+    return pairs, issame
+
+
+class Validator:
+    """Measures a model on held-out identities and/or a pairs file, with the same data every epoch."""
+
+    def __init__(
+        self,
+        valset: FaceSet | None,
+        *,
+        num_pairs: int,
+        seed: int,
+        margin: float,
+        pairs_file: Path | None = None,
+        pairs_cache: Path | None = None,
+    ) -> None:
+        self.valset = valset
+        self.margin = margin
+        self.pairs_file = pairs_file
+        self.pairs_cache = pairs_cache
+        if valset is not None:
+            labels = valset.labels.cpu().numpy()
+            rng = np.random.default_rng([seed, 0x7A1])
+            self.triplets = draw_triplets(labels, num_pairs, rng)
+            self.pairs, self.issame = draw_pairs(labels, num_pairs, rng)
+            self.used = np.unique(np.concatenate([self.triplets.ravel(), self.pairs.ravel()]))
+
+    @property
+    def active(self) -> bool:
+        return self.valset is not None or self.pairs_file is not None
+
+    def __call__(self, engine: Engine) -> ValidationResult:
+        """Validate the engine's model (eval mode, clean inputs, no gradients)."""
+        loss = accuracy = std = None
+        if self.valset is not None:
+            from facetool.evaluate.metrics import verification_accuracy
+            from facetool.losses import triplet_loss
+
+            used = torch.as_tensor(self.used, device=self.valset.faces.device)
+            part = engine.embed(self.valset.faces.index_select(0, used)).float().cpu()
+            emb = torch.zeros(len(self.valset), part.shape[1])
+            emb[torch.as_tensor(self.used)] = part
+            t = torch.as_tensor(self.triplets)
+            loss = float(triplet_loss(emb[t[:, 0]], emb[t[:, 1]], emb[t[:, 2]], self.margin))
+            p = torch.as_tensor(self.pairs)
+            dist = ((emb[p[:, 0]] - emb[p[:, 1]]) ** 2).sum(1).numpy()
+            accuracy, std = (float(v) for v in verification_accuracy(dist, self.issame))
+        if self.pairs_file is not None:
+            accuracy, std = self._pairs_file_accuracy(engine)
+        return ValidationResult(loss, accuracy, std)
+
+    def _pairs_file_accuracy(self, engine: Engine) -> tuple[float, float]:
+        from facetool.cache import open_cache
+        from facetool.evaluate.run import evaluate_on_pairs
+
+        with open_cache(self.pairs_cache) as cache:
+            report = evaluate_on_pairs(engine.model, cache, self.pairs_file, device=engine.device)
+        engine.model.eval()
+        return float(report.accuracy), float(report.accuracy_std)
