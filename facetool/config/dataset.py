@@ -1,0 +1,30 @@
+"""Settings of the face cache and of `facetool dataset filter`: the defaults live here."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from facetool.config.base import StrictModel
+
+
+class CacheSettings(StrictModel):
+    """How faces are stored in a cache and when the writer folds its journal into the cache file."""
+
+    model_config = StrictModel.model_config | {"frozen": True}
+
+    encoding: Literal["jpeg", "raw"] = "jpeg"
+    jpeg_quality: int = Field(95, ge=1, le=100)
+    consolidate_bytes: int = Field(64 * 1024 * 1024, ge=0)
+    consolidate_seconds: float = Field(600.0, ge=0)
+
+
+class FilterSettings(StrictModel):
+    """Which identities and images `dataset filter` keeps."""
+
+    min_images: int = Field(2, ge=1)
+    max_images: int | None = Field(None, ge=1)
+
+
+CACHE_DEFAULTS = CacheSettings()
