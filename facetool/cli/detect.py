@@ -1,11 +1,161 @@
-"""`facetool detect` (placeholder until its issue lands)."""
+"""`facetool detect DATA_DIR -o faces.h5`: parse options into a DetectConfig, run, render progress and summary."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+from rich.text import Text
 
-from facetool.cli._stub import not_yet
+from facetool.config.base import load_config, parse_override, read_toml
+from facetool.config.detect import DetectConfig
+
+INTERRUPTED_EXIT = 130
+
+
+class _RateColumn(ProgressColumn):
+    """Images per second, from rich's moving estimate."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text("-- img/s" if speed is None else f"{speed:5.1f} img/s")
+
+
+def build_config(config_file: Path | None, options: dict[str, Any], sets: list[str]) -> DetectConfig:
+    """DetectConfig from a TOML file (its `[detect]` table, else the top level), then options, then --set."""
+    section = None
+    if config_file is not None and isinstance(read_toml(config_file).get("detect"), dict):
+        section = "detect"
+    overrides = [(k, str(v) if isinstance(v, Path) else v) for k, v in options.items() if v is not None]
+    overrides += [parse_override(text) for text in sets]
+    return load_config(DetectConfig, config_file, overrides, section)
+
+
+def render_summary(summary: Any, console: Console) -> None:
+    """The end-of-run table: images, faces found, fallbacks, failures, time and rate."""
+    table = Table(title="facetool detect" + (" (interrupted)" if summary.interrupted else ""))
+    table.add_column("", style="bold")
+    table.add_column("value", justify="right")
+    rows = [
+        ("images found", summary.images),
+        ("already in cache", summary.skipped),
+        ("processed now", summary.processed),
+        ("faces found", summary.faces),
+        ("fallbacks (whole image)", summary.fallbacks),
+        ("failures", summary.failures),
+        ("scan problems", len(summary.problems)),
+        ("empty identity folders", len(summary.empty_identities)),
+        ("time", f"{summary.seconds:.1f} s"),
+        ("images/s", f"{summary.images_per_second:.1f}"),
+        ("workers", summary.workers),
+        ("detector", summary.model),
+        ("cache", summary.cache_path),
+    ]
+    for name, value in rows:
+        table.add_row(name, str(value))
+    console.print(table)
 
 
 def register(app: typer.Typer) -> None:
-    @app.command(name="detect", help="Detect faces in an LFW-style directory and cache the crops to HDF5.", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-    def detect_command() -> None:
-        not_yet("detect")
+    @app.command(name="detect", help="Detect faces in an LFW-style directory and cache the crops to HDF5.")
+    def detect_command(
+        data_dir: Annotated[Path, typer.Argument(help="DATA_DIR/<identity>/<image> folder.")],
+        output: Annotated[
+            Path, typer.Option("--output", "-o", help="Face cache (HDF5) to write or resume.")
+        ] = Path("faces.h5"),
+        threshold: Annotated[
+            float | None, typer.Option(help="Detector confidence threshold (default: 0.5).")
+        ] = None,
+        select: Annotated[
+            str | None, typer.Option(help="Face to keep: largest, center or score (default: largest).")
+        ] = None,
+        margin: Annotated[
+            float | None,
+            typer.Option(help="Context around the box: pixels if >= 1, fraction if < 1 (default: 0.2)."),
+        ] = None,
+        image_size: Annotated[
+            int | None, typer.Option(help="Side of the square face crop (default: 160).")
+        ] = None,
+        encoding: Annotated[
+            str | None, typer.Option(help="Crop storage: jpeg or raw (default: jpeg).")
+        ] = None,
+        workers: Annotated[
+            int | None, typer.Option("--workers", "-j", help="Worker processes (default: all usable cores).")
+        ] = None,
+        model_dir: Annotated[Path | None, typer.Option(help="Folder with the SSD detector files.")] = None,
+        model_format: Annotated[
+            str | None,
+            typer.Option("--format", help="Detector format: auto, tensorflow or caffe (default: auto)."),
+        ] = None,
+        model_weights: Annotated[Path | None, typer.Option(help="Explicit .pb or .caffemodel file.")] = None,
+        model_graph: Annotated[
+            Path | None, typer.Option(help="Explicit .pbtxt or deploy.prototxt file.")
+        ] = None,
+        max_pixels: Annotated[
+            int | None, typer.Option(help="Refuse larger images (default: 50,000,000).")
+        ] = None,
+        config_file: Annotated[
+            Path | None, typer.Option("--config", help="TOML settings: a \\[detect] table or top-level keys.")
+        ] = None,
+        sets: Annotated[
+            list[str] | None, typer.Option("--set", help="Override one setting, key=value (repeatable).")
+        ] = None,
+        no_progress: Annotated[
+            bool, typer.Option("--no-progress", help="Do not draw the progress bar.")
+        ] = False,
+    ) -> None:
+        from facetool.detect.runner import DetectInterrupted, detect_directory
+
+        options = {
+            "threshold": threshold,
+            "select": select,
+            "margin": margin,
+            "image_size": image_size,
+            "encoding": encoding,
+            "workers": workers,
+            "model_dir": model_dir,
+            "model_format": model_format,
+            "model_weights": model_weights,
+            "model_graph": model_graph,
+            "max_pixels": max_pixels,
+        }
+        config = build_config(config_file, options, sets or [])
+        out, err = Console(), Console(stderr=True)
+        columns = (
+            TextColumn("[bold]detect"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            _RateColumn(),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+        )
+        with Progress(*columns, console=err, disable=no_progress, transient=False) as bar:
+            task = bar.add_task("detect", total=None)
+
+            def on_progress(update: Any) -> None:
+                bar.update(task, total=update.total, completed=update.done)
+
+            try:
+                summary = detect_directory(data_dir, output, config, progress=on_progress)
+            except DetectInterrupted as stopped:
+                summary = stopped.summary
+        render_summary(summary, out)
+        for problem in summary.problems[:10]:
+            err.print(f"[yellow]skipped[/yellow] {problem.path}: {problem.reason}", highlight=False)
+        if summary.interrupted:
+            err.print("interrupted: finished images are committed; rerun the same command to resume")
+            raise typer.Exit(INTERRUPTED_EXIT)

@@ -1,0 +1,41 @@
+"""Settings of `facetool detect`: detector model, face choice, crop geometry, speed and bomb guard."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from facetool.config.base import StrictModel
+
+ModelFormat = Literal["auto", "tensorflow", "caffe"]
+FaceSelection = Literal["largest", "center", "score"]
+Encoding = Literal["jpeg", "raw"]
+
+
+class DetectConfig(StrictModel):
+    """Everything `detect` needs besides the data directory and the cache path.
+
+    `margin` follows FaceNet's alignment script: the crop grows by `margin` in total along each axis
+    (half on each side), in pixels when it is >= 1, or as a fraction of the box's width/height when
+    it is < 1. The default 0.2 adds a tenth of the box on every side, roughly what FaceNet's 32-pixel
+    margin on a 160-pixel MTCNN crop adds; SSD boxes already include the forehead and chin.
+    """
+
+    threshold: float = Field(0.5, gt=0, lt=1, description="minimum detector confidence of a face")
+    select: FaceSelection = Field("largest", description="which face to keep when several pass")
+    margin: float = Field(0.2, ge=0, description="context around the box: pixels if >= 1, fraction if < 1")
+    image_size: int = Field(160, ge=32, le=1024, description="side of the square face crop")
+    encoding: Encoding = Field("jpeg", description="how the cache stores crops")
+    workers: int | None = Field(None, ge=1, description="worker processes; None means all usable cores")
+    batch_size: int = Field(16, ge=1, le=4096, description="images per worker task")
+    commit_images: int = Field(256, ge=1, description="commit the cache at least every this many images")
+    commit_seconds: float = Field(5.0, gt=0, description="... or every this many seconds")
+    max_pixels: int = Field(
+        50_000_000, ge=1, description="refuse images larger than this (decompression bombs)"
+    )
+    model_format: ModelFormat = Field("auto", description="detector format to look for")
+    model_dir: Path | None = Field(None, description="folder holding the detector files (searched first)")
+    model_weights: Path | None = Field(None, description="explicit weights file (.pb or .caffemodel)")
+    model_graph: Path | None = Field(None, description="explicit graph file (.pbtxt or deploy.prototxt)")

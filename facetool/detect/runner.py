@@ -1,0 +1,310 @@
+"""The parallel detection run: worker processes detect and crop, the parent alone writes the cache.
+
+Each worker has its own network and one OpenCV thread; it takes batches of scanned images from a task
+queue and returns their finished records. The parent commits every few hundred images or seconds, so a
+killed run loses at most that much, and a rerun skips everything the cache already holds.
+Ctrl-C commits what is done, stops the workers and raises DetectInterrupted (a KeyboardInterrupt).
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import queue
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+
+from facetool import __version__
+from facetool.cache import CacheWriter, FaceRecord, Failure
+from facetool.config.detect import DetectConfig
+from facetool.detect.faces import process_entry
+from facetool.detect.model_files import ModelFiles, resolve_model_files
+from facetool.detect.scan import ImageEntry, scan_images
+from facetool.detect.ssd import Detector, load_net
+from facetool.errors import FacetoolError
+
+_POLL_SECONDS = 0.25
+
+
+@dataclass(frozen=True)
+class DetectProgress:
+    """Counts so far in this run, passed to the progress callback after every batch."""
+
+    total: int
+    done: int
+    faces: int
+    fallbacks: int
+    failures: int
+
+
+@dataclass
+class DetectSummary:
+    """What one `detect_directory` call did. Counts other than `images`/`skipped` are for this run only."""
+
+    data_dir: str
+    cache_path: str
+    model: str
+    workers: int
+    images: int = 0
+    skipped: int = 0
+    processed: int = 0
+    faces: int = 0
+    fallbacks: int = 0
+    failures: int = 0
+    empty_identities: list[str] = field(default_factory=list)
+    problems: list[Failure] = field(default_factory=list)
+    seconds: float = 0.0
+    interrupted: bool = False
+
+    @property
+    def images_per_second(self) -> float:
+        """Images processed per second of wall time (start-up included)."""
+        return self.processed / self.seconds if self.seconds > 0 else 0.0
+
+    def count(self, item: FaceRecord | Failure) -> None:
+        """Add one finished image to the counts."""
+        self.processed += 1
+        if isinstance(item, Failure):
+            self.failures += 1
+        elif item.detected:
+            self.faces += 1
+        else:
+            self.fallbacks += 1
+
+    def progress(self, total: int) -> DetectProgress:
+        return DetectProgress(total, self.processed, self.faces, self.fallbacks, self.failures)
+
+
+class DetectInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a run; everything finished before it was committed. Carries the summary."""
+
+    def __init__(self, summary: DetectSummary) -> None:
+        super().__init__("detection interrupted")
+        self.summary = summary
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def _worker_main(files: ModelFiles, config: DetectConfig, data_dir: str, tasks: Any, results: Any) -> None:
+    """Worker process: own network, one OpenCV thread; exits on a None task or when the parent is gone."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    cv2.setNumThreads(1)
+    try:
+        detector = Detector(files, config.threshold)
+    except FacetoolError as exc:
+        results.put(("error", str(exc)))
+        return
+    parent = mp.parent_process()
+    root = Path(data_dir)
+    while True:
+        try:
+            batch = tasks.get(timeout=1.0)
+        except queue.Empty:
+            batch = ()
+        if parent is not None and not parent.is_alive():
+            results.cancel_join_thread()  # nobody will read what is left: do not wait to flush it
+            return
+        if batch is None:
+            return
+        if not batch:
+            continue
+        results.put(("batch", [process_entry(entry, root, detector, config) for entry in batch]))
+
+
+@contextmanager
+def _ctrl_c_sets(flag: threading.Event) -> Iterator[None]:
+    """While active, SIGINT sets `flag` instead of raising, so the run stops between batches."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: flag.set())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+class _Pool:
+    """The worker processes and their two queues."""
+
+    def __init__(self, files: ModelFiles, config: DetectConfig, data_dir: Path, workers: int) -> None:
+        context = mp.get_context("spawn")
+        self.tasks = context.Queue()
+        self.results = context.Queue()
+        self.processes = [
+            context.Process(
+                target=_worker_main,
+                args=(files, config, str(data_dir), self.tasks, self.results),
+                name=f"facetool-detect-{i}",
+                daemon=True,
+            )
+            for i in range(workers)
+        ]
+        for process in self.processes:
+            process.start()
+
+    def submit(self, batches: list[list[ImageEntry]]) -> None:
+        for batch in batches:
+            self.tasks.put(batch)
+        for _ in self.processes:
+            self.tasks.put(None)
+
+    def next_result(self) -> list[FaceRecord | Failure] | None:
+        """The next finished batch, or None when nothing arrived within the poll interval."""
+        try:
+            kind, payload = self.results.get(timeout=_POLL_SECONDS)
+        except queue.Empty:
+            dead = [p for p in self.processes if p.exitcode not in (None, 0)]
+            if dead:
+                raise FacetoolError(
+                    f"detector worker {dead[0].name} died (exit code {dead[0].exitcode}); "
+                    "finished images are committed, rerun to resume"
+                ) from None
+            if all(p.exitcode == 0 for p in self.processes):
+                raise FacetoolError(
+                    "detector workers stopped before all images were processed; rerun to resume"
+                ) from None
+            return None
+        if kind == "error":
+            raise FacetoolError(payload)
+        return payload
+
+    def close(self) -> None:
+        """Stop the workers (immediately if they are still busy) and release the queues."""
+        for process in self.processes:
+            if process.is_alive():
+                process.terminate()
+        for process in self.processes:
+            process.join(timeout=10)
+        for q in (self.tasks, self.results):
+            q.cancel_join_thread()
+            q.close()
+
+
+def _batches(entries: list[ImageEntry], size: int) -> list[list[ImageEntry]]:
+    return [entries[i : i + size] for i in range(0, len(entries), size)]
+
+
+def _cache_meta(files: ModelFiles, config: DetectConfig, data_dir: Path) -> dict[str, Any]:
+    return {
+        "producer": f"facetool {__version__} detect",
+        "data_dir": str(data_dir.resolve()),
+        "detector": {"format": files.format, "weights": files.weights.name, "source": files.source},
+        "threshold": config.threshold,
+        "select": config.select,
+        "margin": config.margin,
+        "image_size": config.image_size,
+        "max_pixels": config.max_pixels,
+    }
+
+
+def detect_directory(
+    data_dir: str | Path,
+    cache_path: str | Path,
+    config: DetectConfig | None = None,
+    progress: Callable[[DetectProgress], None] | None = None,
+) -> DetectSummary:
+    """Detect and crop the face of every image under `data_dir` into the cache at `cache_path`.
+
+    Images whose (path, size, mtime_ns) the cache already holds are skipped, so a rerun resumes.
+    `progress` is called with a DetectProgress before the first and after every batch.
+    Raises DetectInterrupted (carrying the summary) on Ctrl-C after committing the finished images.
+    """
+    config = config or DetectConfig()
+    data_dir = Path(data_dir)
+    started = time.monotonic()
+    scan = scan_images(data_dir)
+    if not scan.images and not scan.problems:
+        raise FacetoolError(f"{data_dir}: no images found (expected DATA_DIR/<identity>/<image>)")
+    files = resolve_model_files(
+        config.model_format, config.model_dir, config.model_weights, config.model_graph
+    )
+    load_net(files)
+    workers = config.workers or usable_cores()
+    summary = DetectSummary(
+        str(data_dir),
+        str(cache_path),
+        f"{files.format} ({files.source})",
+        workers,
+        images=len(scan.images),
+        empty_identities=list(scan.empty_identities),
+        problems=list(scan.problems),
+    )
+    with CacheWriter(
+        cache_path, config.image_size, config.encoding, _cache_meta(files, config, data_dir)
+    ) as writer:
+        known = writer.known_keys()
+        todo = [e for e in scan.images if (e.path, e.size, e.mtime_ns) not in known]
+        summary.skipped = len(scan.images) - len(todo)
+        for problem in scan.problems:
+            if (problem.path, problem.size, problem.mtime_ns) not in known:
+                writer.add(problem)
+        writer.commit()
+        if progress is not None:
+            progress(summary.progress(len(todo)))
+        try:
+            if todo:
+                needed = min(workers, -(-len(todo) // config.batch_size))
+                _run(todo, files, config, data_dir, needed, writer, summary, progress)
+        finally:
+            summary.seconds = time.monotonic() - started
+    return summary
+
+
+def _run(
+    todo: list[ImageEntry],
+    files: ModelFiles,
+    config: DetectConfig,
+    data_dir: Path,
+    workers: int,
+    writer: CacheWriter,
+    summary: DetectSummary,
+    progress: Callable[[DetectProgress], None] | None,
+) -> None:
+    stop = threading.Event()
+    batches = _batches(todo, config.batch_size)
+    last_commit, uncommitted = time.monotonic(), 0
+    with _ctrl_c_sets(stop):
+        pool = _Pool(files, config, data_dir, workers)
+        try:
+            pool.submit(batches)
+            remaining = len(batches)
+            while remaining and not stop.is_set():
+                items = pool.next_result()
+                if items is None:
+                    continue
+                remaining -= 1
+                for item in items:
+                    writer.add(item)
+                    summary.count(item)
+                uncommitted += len(items)
+                now = time.monotonic()
+                if uncommitted >= config.commit_images or now - last_commit >= config.commit_seconds:
+                    writer.commit()
+                    last_commit, uncommitted = now, 0
+                if progress is not None:
+                    progress(summary.progress(len(todo)))
+            writer.commit()
+        except BaseException:
+            with suppress(Exception):
+                writer.commit()
+            raise
+        finally:
+            pool.close()
+    if stop.is_set():
+        summary.interrupted = True
+        raise DetectInterrupted(summary)

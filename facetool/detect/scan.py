@@ -1,0 +1,129 @@
+"""Listing `DATA_DIR/<identity>/.../<image>` with the resume key of each file; problems are reported, not fatal."""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from facetool.cache import Failure
+from facetool.detect.images import is_image_name
+from facetool.errors import UsageError
+
+
+@dataclass(frozen=True)
+class ImageEntry:
+    """One image file: path relative to the data directory (POSIX), its identity, and its resume key."""
+
+    path: str
+    identity: str
+    size: int
+    mtime_ns: int
+
+
+@dataclass
+class ScanResult:
+    """Images sorted by path, identity folders without any image, and entries that could not be scanned."""
+
+    images: list[ImageEntry] = field(default_factory=list)
+    empty_identities: list[str] = field(default_factory=list)
+    problems: list[Failure] = field(default_factory=list)
+
+    @property
+    def identities(self) -> list[str]:
+        """Identities that hold at least one image, sorted."""
+        return sorted({entry.identity for entry in self.images})
+
+
+def _printable(path: str) -> str:
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def _dir_key(st: os.stat_result) -> tuple[int, int]:
+    return st.st_dev, st.st_ino
+
+
+class _Walker:
+    """Walks one data directory; kept as an object so the result lists are not threaded through every call."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.result = ScanResult()
+
+    def problem(self, rel: str, identity: str, reason: str) -> None:
+        self.result.problems.append(Failure(_printable(rel), _printable(identity), 0, 0, reason))
+
+    def walk(self, identity: str, rel_dir: str, abs_dir: str, ancestors: frozenset) -> bool:
+        """Add the images under one folder; True when the folder could be read."""
+        try:
+            with os.scandir(abs_dir) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as exc:
+            self.problem(rel_dir, identity, f"cannot read folder ({exc.strerror or exc})")
+            return False
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            rel = f"{rel_dir}/{entry.name}"
+            try:
+                st = os.stat(entry.path)
+            except OSError as exc:
+                kind = "broken symlink or symlink loop" if entry.is_symlink() else "cannot stat"
+                self.problem(rel, identity, f"{kind} ({exc.strerror or exc})")
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                if _dir_key(st) in ancestors:
+                    self.problem(rel, identity, "symlink loop (folder links back to one of its parents)")
+                else:
+                    self.walk(identity, rel, entry.path, ancestors | {_dir_key(st)})
+            elif stat.S_ISREG(st.st_mode) and is_image_name(entry.name):
+                try:
+                    rel.encode("utf-8")
+                except UnicodeEncodeError:
+                    self.problem(rel, identity, "file name is not valid UTF-8")
+                    continue
+                self.result.images.append(ImageEntry(rel, identity, st.st_size, st.st_mtime_ns))
+        return True
+
+    def run(self) -> ScanResult:
+        try:
+            root_stat = os.stat(self.root)
+            with os.scandir(self.root) as it:
+                top = sorted(it, key=lambda e: e.name)
+        except OSError as exc:
+            raise UsageError(f"{self.root}: cannot read data directory ({exc.strerror or exc})") from None
+        ancestors = frozenset({_dir_key(root_stat)})
+        for entry in top:
+            if entry.name.startswith("."):
+                continue
+            try:
+                st = os.stat(entry.path)
+            except OSError as exc:
+                if entry.is_symlink():
+                    self.problem(entry.name, entry.name, f"broken symlink or symlink loop ({exc.strerror})")
+                continue
+            if not stat.S_ISDIR(st.st_mode):
+                continue
+            if _dir_key(st) in ancestors:
+                self.problem(entry.name, entry.name, "symlink loop (folder links back to the data directory)")
+                continue
+            before = len(self.result.images)
+            readable = self.walk(entry.name, entry.name, entry.path, ancestors | {_dir_key(st)})
+            if readable and len(self.result.images) == before:
+                self.result.empty_identities.append(entry.name)
+        self.result.images.sort(key=lambda e: e.path)
+        return self.result
+
+
+def scan_images(data_dir: str | Path) -> ScanResult:
+    """All images of an LFW-style folder, sorted by path, with size and mtime_ns as the resume key.
+
+    Identities are the top-level folder names; images may sit in sub-folders of an identity. Extensions
+    jpg, jpeg, png, bmp and webp match in any case; hidden entries are skipped. Symlink loops and
+    unreadable folders become `problems`. A missing data directory raises UsageError.
+    """
+    root = Path(data_dir)
+    if not root.is_dir():
+        raise UsageError(f"{root}: data directory not found (expected DATA_DIR/<identity>/<image>)")
+    return _Walker(root).run()
