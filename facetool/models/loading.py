@@ -1,0 +1,85 @@
+"""`load_embedding_model`: a ready-to-embed network from a facetool checkpoint or a facenet-pytorch weights file."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from facetool.errors import FacetoolError, ModelFileError
+from facetool.models.backbone import build_backbone
+from facetool.models.inception import NATIVE_DIM, load_facenet_weights, read_state_dict
+from facetool.train.checkpoint import load_checkpoint
+
+CHECKPOINT = "facetool-checkpoint"
+FACENET_WEIGHTS = "facenet-pytorch"
+FACENET_IMAGE_SIZE = 160
+WRAPPER_PREFIXES = ("_orig_mod.", "module.")
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What was loaded: backbone name, embedding size, input image size, and `source`, the kind of file
+    (`facetool-checkpoint` or `facenet-pytorch`)."""
+
+    backbone: str
+    embedding_dim: int
+    image_size: int
+    source: str
+
+
+def _strip_wrappers(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    out = {}
+    for key, value in state.items():
+        for prefix in WRAPPER_PREFIXES:
+            key = key.removeprefix(prefix)
+        out[key] = value
+    return out
+
+
+def _from_checkpoint(path: Path, ckpt: dict[str, Any]) -> tuple[nn.Module, ModelInfo]:
+    spec = ckpt["backbone"]
+    try:
+        name, dim, size = str(spec["name"]), int(spec["embedding_dim"]), int(spec["image_size"])
+        dropout = float(spec.get("dropout", 0.0))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelFileError(f"{path}: checkpoint 'backbone' entry is incomplete ({exc})") from None
+    model = build_backbone(name, embedding_dim=dim, dropout=dropout, pretrained="none", image_size=size)
+    try:
+        model.load_state_dict(_strip_wrappers(ckpt["model"]))
+    except (RuntimeError, AttributeError, TypeError) as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise ModelFileError(f"{path}: checkpoint weights do not fit backbone {name!r} ({first})") from None
+    return model, ModelInfo(name, dim, size, CHECKPOINT)
+
+
+def _from_facenet(path: Path) -> tuple[nn.Module, ModelInfo]:
+    model = build_backbone("inception_resnet_v1", embedding_dim=NATIVE_DIM, pretrained="none")
+    load_facenet_weights(model, _strip_wrappers(read_state_dict(path)), path)
+    return model, ModelInfo("inception_resnet_v1", NATIVE_DIM, FACENET_IMAGE_SIZE, FACENET_WEIGHTS)
+
+
+def load_embedding_model(path: Path | str, device: str | torch.device = "cpu") -> tuple[nn.Module, ModelInfo]:
+    """Load a facetool checkpoint or a bare facenet-pytorch InceptionResnetV1 state dict; eval mode, on `device`.
+
+    Files are read with `torch.load(weights_only=True)`; anything unusable raises ModelFileError naming the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"{path}: model file not found")
+    try:
+        ckpt = load_checkpoint(path)
+    except FacetoolError as not_checkpoint:
+        try:
+            model, info = _from_facenet(path)
+        except ModelFileError as not_facenet:
+            raise ModelFileError(
+                f"{not_checkpoint}; nor a facenet-pytorch weights file ({not_facenet})"
+            ) from None
+    else:
+        model, info = _from_checkpoint(path, ckpt)
+    return model.to(device).eval(), info
