@@ -1,11 +1,25 @@
-"""`facetool plot` (placeholder until its issue lands)."""
+"""`facetool plot RUN_DIR`: the PNG curves of a training run from its history.json."""
+
+from __future__ import annotations
+
+from pathlib import Path
 
 import typer
+from rich.console import Console
 
-from facetool.cli._stub import not_yet
+from facetool.train.plots import plot_run
 
 
 def register(app: typer.Typer) -> None:
-    @app.command(name="plot", help="Plot the curves of a training run.", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-    def plot_command() -> None:
-        not_yet("plot")
+    @app.command(
+        name="plot", help="Plot the curves of a training run (loss, learning rate, triplets, accuracy)."
+    )
+    def plot_command(
+        run_dir: Path = typer.Argument(..., help="Run directory holding history.json."),
+        out_dir: Path | None = typer.Option(
+            None, "--out", "-o", help="Folder for the PNGs (default: RUN_DIR)."
+        ),
+    ) -> None:
+        console = Console()
+        for path in plot_run(run_dir, out_dir):
+            console.print(f"wrote {path}", highlight=False)

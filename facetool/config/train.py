@@ -37,7 +37,6 @@ class ValidationConfig(StrictModel):
     num_pairs: int = Field(
         600, ge=20, description="Verification pairs drawn from held-out identities (half matched)."
     )
-    batch_size: int = Field(256, ge=1, description="Images per forward pass while validating.")
 
 
 class TrainConfig(StrictModel):
@@ -79,6 +78,10 @@ class TrainConfig(StrictModel):
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N.")
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto", description="auto: bf16 autocast on CUDA, fp32 on CPU."
+    )
+
+    embed_batch_size: int = Field(
+        256, ge=2, description="Images per gradient-free forward pass (mining and validation)."
     )
 
     augment: AugmentConfig = Field(default_factory=AugmentConfig)

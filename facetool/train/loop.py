@@ -33,6 +33,7 @@ from facetool.train.checkpoint import (
 from facetool.train.engine import OPTIMIZERS, Engine
 from facetool.train.history import EpochRecord, save_history
 from facetool.train.progress import TrainProgress
+from facetool.train.resume import resolve_resume
 from facetool.train.validate import Validator
 
 CACHE_NAME = "faces.h5"
@@ -68,27 +69,6 @@ class RunLog:
             handle.write(f"{stamp} {text}\n")
         if show:
             self.progress.message(text)
-
-
-def find_resume_checkpoint(run_dir: Path) -> Path | None:
-    """The newest checkpoint of a run directory: last.pth, else the highest epoch_NNNN.pth; None if none."""
-    last = run_dir / "last.pth"
-    if last.is_file():
-        return last
-    epochs = sorted(run_dir.glob("epoch_[0-9][0-9][0-9][0-9].pth"))
-    return epochs[-1] if epochs else None
-
-
-def resolve_resume(spec: str | Path | None, run_dir: Path) -> Path | None:
-    """`auto` -> the newest checkpoint in the run directory (None when there is none yet); a path -> itself."""
-    if spec is None:
-        return None
-    if str(spec) == "auto":
-        return find_resume_checkpoint(run_dir)
-    path = Path(spec)
-    if not path.is_file():
-        raise FacetoolError(f"{path}: checkpoint to resume from not found")
-    return path
 
 
 def _faces_cache(config: TrainConfig, run_dir: Path, log: RunLog) -> Path:

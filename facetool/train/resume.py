@@ -1,0 +1,69 @@
+"""Finding the checkpoint to resume from and the configuration a resumed run continues with."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from facetool.config.base import format_validation_error, load_config
+from facetool.config.train import TrainConfig
+from facetool.errors import ConfigError, FacetoolError
+from facetool.train.checkpoint import load_checkpoint
+
+
+def find_resume_checkpoint(run_dir: Path) -> Path | None:
+    """The newest checkpoint of a run directory: last.pth, else the highest epoch_NNNN.pth; None if none."""
+    last = run_dir / "last.pth"
+    if last.is_file():
+        return last
+    epochs = sorted(run_dir.glob("epoch_[0-9][0-9][0-9][0-9].pth"))
+    return epochs[-1] if epochs else None
+
+
+def resolve_resume(spec: str | Path | None, run_dir: Path) -> Path | None:
+    """`auto` -> the newest checkpoint in the run directory (None when there is none yet); a path -> itself."""
+    if spec is None:
+        return None
+    if str(spec) == "auto":
+        return find_resume_checkpoint(run_dir)
+    path = Path(spec)
+    if not path.is_file():
+        raise FacetoolError(f"{path}: checkpoint to resume from not found")
+    return path
+
+
+def _merge(data: dict[str, Any], key: str, value: Any) -> None:
+    *parents, last = key.replace("-", "_").split(".")
+    node = data
+    for part in parents:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {key!r}: {part!r} is not a section")
+    node[last] = value
+
+
+def load_train_config(
+    path: Path | None, overrides: Iterable[tuple[str, Any]] = (), resume: str | None = None
+) -> TrainConfig:
+    """The run's configuration: the config file if given; when resuming without one, the run's own.
+
+    Resuming from a checkpoint path reuses the configuration stored in it; `auto` reuses the run
+    directory's config.toml. Overrides win in every case.
+    """
+    overrides = list(overrides)
+    if path is not None or resume is None:
+        return load_config(TrainConfig, path, overrides)
+    if resume == "auto":
+        run_dir = load_config(TrainConfig, None, overrides).checkpoint_dir
+        saved = Path(run_dir) / "config.toml"
+        return load_config(TrainConfig, saved if saved.is_file() else None, overrides)
+    data = dict(load_checkpoint(resume)["config"])
+    for key, value in overrides:
+        _merge(data, key, value)
+    try:
+        return TrainConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, f"{resume} (its stored config)")) from None
