@@ -12,6 +12,7 @@ class HardMiner(Miner):
     """Hardest negative: the other-identity image closest to the anchor, for every anchor-positive pair."""
 
     name = "hard"
+    description = "the closest other-identity negative"
 
     def mine(
         self, embeddings: Tensor, labels: Tensor, margin: float, generator: torch.Generator | None

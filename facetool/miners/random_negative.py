@@ -12,6 +12,7 @@ class RandomMiner(Miner):
     """Uniformly random other-identity negative for every anchor-positive pair (a baseline)."""
 
     name = "random"
+    description = "any other-identity negative (baseline)"
 
     def mine(
         self, embeddings: Tensor, labels: Tensor, margin: float, generator: torch.Generator | None

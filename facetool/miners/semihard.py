@@ -19,6 +19,7 @@ class SemiHardMiner(Miner):
     """Random other-identity negative with ||a−n||² < ||a−p||² + alpha, per pair (classic FaceNet code)."""
 
     name = "semihard"
+    description = "random negative with d(a,n) < d(a,p) + margin (classic FaceNet)"
 
     def mine(
         self, embeddings: Tensor, labels: Tensor, margin: float, generator: torch.Generator | None

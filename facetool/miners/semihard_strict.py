@@ -19,6 +19,7 @@ class StrictSemiHardMiner(Miner):
     """Random other-identity negative farther than the positive but inside the margin (FaceNet paper)."""
 
     name = "semihard-strict"
+    description = "random negative with d(a,p) < d(a,n) < d(a,p) + margin (paper)"
 
     def mine(
         self, embeddings: Tensor, labels: Tensor, margin: float, generator: torch.Generator | None

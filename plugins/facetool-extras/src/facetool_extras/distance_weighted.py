@@ -1,0 +1,58 @@
+"""`distance-weighted`: negatives sampled with probability ∝ 1/q(d) (Wu et al. 2017, "Sampling matters").
+
+For points spread uniformly on the unit sphere in n dimensions, pairwise distances have density
+q(d) ∝ d^(n−2) · (1 − d²/4)^((n−3)/2). Sampling negatives with weight 1/q(d) spreads them evenly over distances
+instead of concentrating them around √2. As in the paper, d is clipped below at 0.5, so near-duplicates do
+not dominate through huge weights. Weights are computed in log space per anchor and normalised.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from facetool.miners.base import Miner, anchor_positive_pairs, squared_distances
+
+MIN_DISTANCE = 0.5
+EPS = 1e-6
+
+
+def inverse_density_log_weights(dist: Tensor, dim: int) -> Tensor:
+    """log(1/q(d)) for Euclidean distances `dist` between unit vectors in `dim` dimensions, d clipped at 0.5."""
+    d = dist.clamp(min=MIN_DISTANCE, max=2.0 - EPS)
+    log_q = (dim - 2.0) * torch.log(d) + ((dim - 3.0) / 2.0) * torch.log((1.0 - 0.25 * d * d).clamp_min(EPS))
+    return -log_q
+
+
+class DistanceWeightedMiner(Miner):
+    """Distance-weighted sampling (Wu et al. 2017): negative drawn with probability ∝ 1/q(d)."""
+
+    name = "distance-weighted"
+    description = "negative sampled with probability ∝ 1/q(d), d clipped at 0.5 (Wu et al. 2017)"
+
+    def mine(
+        self, embeddings: Tensor, labels: Tensor, margin: float, generator: torch.Generator | None
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        dist = squared_distances(embeddings).sqrt()
+        log_w = inverse_density_log_weights(dist, embeddings.shape[1])
+        same = labels[:, None] == labels[None, :]
+        log_w = log_w.masked_fill(same, float("-inf"))
+        has_negative = ~same.all(dim=1)
+        pairs = anchor_positive_pairs(labels)
+        keep = pairs.valid & has_negative[:, None]
+        rows = keep.any(dim=1).nonzero()[:, 0]
+        empty = torch.empty(0, dtype=torch.long, device=embeddings.device)
+        if rows.numel() == 0:
+            return empty, empty.clone(), empty.clone()
+        log_w = log_w[rows]
+        weights = torch.exp(log_w - log_w.max(dim=1, keepdim=True).values)
+        k = pairs.members.shape[1]
+        if generator is not None and generator.device != weights.device:
+            draws = torch.multinomial(weights.to(generator.device), k, replacement=True, generator=generator)
+            draws = draws.to(weights.device)
+        else:
+            draws = torch.multinomial(weights, k, replacement=True, generator=generator)
+        negatives = torch.full_like(pairs.members, -1)
+        negatives[rows] = draws
+        anchors = keep.nonzero()[:, 0]
+        return anchors, pairs.members[keep], negatives[keep]

@@ -1,0 +1,57 @@
+"""`tiny-cnn`: a small, fast embedding network for CPU tests, demos and quick experiments (32–160 px inputs)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from facetool.errors import ModelFileError, UsageError
+
+MIN_IMAGE_SIZE = 16
+WIDTHS = (16, 32, 64, 128)
+
+
+def _block(c_in: int, c_out: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, kernel_size=3, padding=1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(2),
+    )
+
+
+class TinyCNN(nn.Module):
+    """Four conv-BN-ReLU-pool blocks, global average pooling, dropout, linear; L2-normalised output."""
+
+    def __init__(self, embedding_dim: int = 128, dropout: float = 0.0) -> None:
+        super().__init__()
+        channels = (3, *WIDTHS)
+        self.features = nn.Sequential(*(_block(a, b) for a, b in zip(channels, channels[1:], strict=False)))
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(WIDTHS[-1], embedding_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pool(self.features(x)).flatten(1)
+        return F.normalize(self.head(self.dropout(x)), p=2, dim=1)
+
+
+def build_tiny_cnn(
+    embedding_dim: int = 128, dropout: float = 0.0, pretrained: str = "none", image_size: int = 64
+) -> nn.Module:
+    """A tiny 4-block CNN (about 100k parameters) for CPU tests and demos; pretrained: none or a state dict file."""
+    if image_size < MIN_IMAGE_SIZE:
+        raise UsageError(f"image_size {image_size}: tiny-cnn needs at least {MIN_IMAGE_SIZE} pixels")
+    if embedding_dim < 1:
+        raise UsageError(f"embedding_dim {embedding_dim}: must be positive")
+    model = TinyCNN(embedding_dim, dropout)
+    if pretrained != "none":
+        try:
+            state = torch.load(pretrained, map_location="cpu", weights_only=True)
+            model.load_state_dict(state)
+        except Exception as exc:
+            raise ModelFileError(
+                f"{pretrained}: not tiny-cnn weights ({type(exc).__name__}: {exc})"
+            ) from None
+    return model
