@@ -78,9 +78,10 @@ class CacheFormat:
 
     def differences(self, other: CacheFormat) -> list[str]:
         """Human-readable `name: mine vs theirs` for every field that differs."""
+        names = ["image_size", "encoding"] + (["jpeg_quality"] if self.encoding == other.encoding else [])
         return [
             f"{name} {getattr(other, name)!r} vs {getattr(self, name)!r}"
-            for name in ("image_size", "encoding", "jpeg_quality")
+            for name in names
             if getattr(self, name) != getattr(other, name)
         ]
 

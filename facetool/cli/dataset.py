@@ -1,22 +1,153 @@
-"""`facetool dataset` (placeholder until its issue lands)."""
+"""`facetool dataset stats | filter | merge`: parse options, call facetool.dataset, render with rich."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
+from rich.console import Console
+from rich.table import Table
 
-from facetool.cli._stub import not_yet
+from facetool.config.base import load_config
+from facetool.config.dataset import FilterSettings
+
+
+def _table(title: str, rows: list[tuple[str, Any]]) -> Table:
+    table = Table(title=title)
+    table.add_column("", style="bold")
+    table.add_column("value", justify="right")
+    for name, value in rows:
+        table.add_row(name, "-" if value is None else str(value))
+    return table
+
+
+def render_stats(stats: Any, console: Console) -> None:
+    """The stats of a cache or directory as a two-column table."""
+    rate = None if stats.detection_rate is None else f"{100 * stats.detection_rate:.2f} %"
+    rows = [
+        ("identities", f"{stats.identities:,}"),
+        ("images", f"{stats.images:,}"),
+        (
+            "images per identity (min / median / max)",
+            f"{stats.images_per_identity_min} / {stats.images_per_identity_median:g} / "
+            f"{stats.images_per_identity_max}",
+        ),
+        ("identities with 2+ images", f"{stats.identities_with_2_plus:,}"),
+        ("detected faces", stats.detected),
+        ("fallbacks (whole image)", stats.fallbacks),
+        ("failures" if stats.kind == "cache" else "scan problems", stats.failures),
+        ("detection rate", rate),
+    ]
+    if stats.kind == "directory":
+        rows.append(("empty identity folders", stats.empty_identities))
+    else:
+        rows.append(("image size / encoding", f"{stats.image_size} / {stats.encoding}"))
+    console.print(_table(f"{stats.kind} {stats.source}", rows))
+
+
+def render_reasons(title: str, kept: list[tuple[str, Any]], report: Any, console: Console) -> None:
+    table = _table(title, kept)
+    for reason, count in report.dropped_identities.items():
+        table.add_row(f"dropped: {reason}", f"{count:,} identities, {report.dropped_images[reason]:,} images")
+    for reason, count in report.dropped_images.items():
+        if reason not in report.dropped_identities:
+            table.add_row(f"dropped: {reason}", f"{count:,} images")
+    console.print(table)
 
 
 def register(app: typer.Typer) -> None:
-    sub = typer.Typer(help="Inspect and filter face caches.", no_args_is_help=True)
+    sub = typer.Typer(help="Inspect, filter and merge face caches.", no_args_is_help=True)
     app.add_typer(sub, name="dataset")
 
-    @sub.command(name="stats", help="Statistics of a face cache or directory.", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-    def stats_command() -> None:
-        not_yet("dataset stats")
+    @sub.command(name="stats", help="Statistics of a face cache or of an LFW-style image directory.")
+    def stats_command(
+        source: Annotated[Path, typer.Argument(help="Face cache (.h5) or DATA_DIR/<identity>/<image>.")],
+        as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
+    ) -> None:
+        from facetool.dataset import dataset_stats
 
-    @sub.command(name="filter", help="Write a filtered copy of a face cache.", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-    def filter_command() -> None:
-        not_yet("dataset filter")
+        stats = dataset_stats(source)
+        if as_json:
+            typer.echo(json.dumps(stats.to_dict(), indent=2))
+        else:
+            render_stats(stats, Console())
 
-    @sub.command(name="merge", help="Merge face caches.", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-    def merge_command() -> None:
-        not_yet("dataset merge")
+    @sub.command(
+        name="filter", help="Write a filtered copy of a face cache (stored images copied unchanged)."
+    )
+    def filter_command(
+        cache: Annotated[Path, typer.Argument(help="Input face cache.")],
+        output: Annotated[Path, typer.Option("--output", "-o", help="Face cache to write.")],
+        min_images: Annotated[
+            int | None, typer.Option(help="Drop identities with fewer images (default: 2).")
+        ] = None,
+        max_images: Annotated[
+            int | None, typer.Option(help="Keep at most N images per identity, the first by path.")
+        ] = None,
+        exclude_pairs: Annotated[
+            list[Path] | None,
+            typer.Option(help="Drop every identity named in this LFW pairs file (repeatable)."),
+        ] = None,
+        include: Annotated[
+            list[Path] | None, typer.Option(help="Keep only identities listed in this file (repeatable).")
+        ] = None,
+        exclude: Annotated[
+            list[Path] | None, typer.Option(help="Drop identities listed in this file (repeatable).")
+        ] = None,
+        as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    ) -> None:
+        from facetool.dataset import filter_cache
+
+        options = {
+            "min_images": min_images,
+            "max_images": max_images,
+            "exclude_pairs": [str(p) for p in exclude_pairs or []],
+            "include": [str(p) for p in include or []],
+            "exclude": [str(p) for p in exclude or []],
+        }
+        settings = load_config(
+            FilterSettings, overrides=[(k, v) for k, v in options.items() if v is not None]
+        )
+        report = filter_cache(cache, output, settings)
+        if as_json:
+            typer.echo(json.dumps(report.to_dict(), indent=2))
+            return
+        kept = [
+            ("kept identities", f"{report.kept_identities:,}"),
+            ("kept images", f"{report.kept_images:,}"),
+            ("kept failures", f"{report.kept_failures:,}"),
+            ("written to", str(output)),
+        ]
+        render_reasons(f"filter {cache}", kept, report, Console())
+
+    @sub.command(name="merge", help="Merge face caches of the same image size and encoding into one.")
+    def merge_command(
+        caches: Annotated[list[Path], typer.Argument(help="Input face caches.")],
+        output: Annotated[Path, typer.Option("--output", "-o", help="Face cache to write.")],
+        as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    ) -> None:
+        from facetool.dataset import merge_caches
+
+        report = merge_caches(caches, output)
+        if as_json:
+            typer.echo(json.dumps(report.to_dict(), indent=2))
+            return
+        rows = [
+            ("inputs", len(report.inputs)),
+            ("images", f"{report.images:,}"),
+            ("identities", f"{report.identities:,}"),
+            ("failures", f"{report.failures:,}"),
+            ("duplicate paths (kept once)", f"{report.duplicates:,}"),
+            ("written to", str(output)),
+        ]
+        Console().print(_table("merge", rows))
+        if report.duplicates:
+            shown = ", ".join(report.duplicate_examples)
+            Console(stderr=True).print(
+                f"[yellow]note:[/yellow] {report.duplicates} duplicate path(s) kept from the first input "
+                f"that has them, e.g. {shown}",
+                highlight=False,
+                soft_wrap=True,
+            )

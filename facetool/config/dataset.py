@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
@@ -25,6 +26,9 @@ class FilterSettings(StrictModel):
 
     min_images: int = Field(2, ge=1)
     max_images: int | None = Field(None, ge=1)
+    exclude_pairs: list[Path] = Field(default_factory=list)
+    include: list[Path] = Field(default_factory=list)
+    exclude: list[Path] = Field(default_factory=list)
 
 
 CACHE_DEFAULTS = CacheSettings()

@@ -1,0 +1,259 @@
+"""The library side of `facetool dataset stats | filter | merge`: counting, selecting and combining caches."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from facetool.cache import FaceCache, Failure, open_cache, write_selection
+from facetool.config.dataset import FilterSettings
+from facetool.errors import UsageError
+
+
+@dataclass(frozen=True)
+class DatasetStats:
+    """Counts of one cache or image directory; detection figures are None for a directory."""
+
+    source: str
+    kind: str  # "cache" or "directory"
+    identities: int
+    images: int
+    images_per_identity_min: int
+    images_per_identity_median: float
+    images_per_identity_max: int
+    identities_with_2_plus: int
+    detected: int | None
+    fallbacks: int | None
+    failures: int
+    detection_rate: float | None  # detected / (faces + failures)
+    empty_identities: int | None = None
+    image_size: int | None = None
+    encoding: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _per_identity(counts: Counter[str]) -> dict[str, Any]:
+    values = np.array(sorted(counts.values()) or [0])
+    return {
+        "identities": len(counts),
+        "images": int(values.sum()),
+        "images_per_identity_min": int(values.min()),
+        "images_per_identity_median": float(np.median(values)),
+        "images_per_identity_max": int(values.max()),
+        "identities_with_2_plus": int((values >= 2).sum()),
+    }
+
+
+def cache_stats(cache: FaceCache) -> DatasetStats:
+    """Statistics of an opened face cache."""
+    counts = Counter(cache.identities[i] for i in cache.labels)
+    detected = int(cache.detected.sum())
+    attempted = len(cache) + len(cache.failures)
+    return DatasetStats(
+        source=str(cache.path),
+        kind="cache",
+        **_per_identity(counts),
+        detected=detected,
+        fallbacks=len(cache) - detected,
+        failures=len(cache.failures),
+        detection_rate=detected / attempted if attempted else None,
+        image_size=cache.image_size,
+        encoding=cache.encoding,
+    )
+
+
+def directory_stats(data_dir: str | os.PathLike[str]) -> DatasetStats:
+    """Statistics of an LFW-style image directory: it only lists files, nothing is decoded."""
+    from facetool.detect.scan import scan_images
+
+    scan = scan_images(data_dir)
+    return DatasetStats(
+        source=str(data_dir),
+        kind="directory",
+        **_per_identity(Counter(entry.identity for entry in scan.images)),
+        detected=None,
+        fallbacks=None,
+        failures=len(scan.problems),
+        detection_rate=None,
+        empty_identities=len(scan.empty_identities),
+    )
+
+
+def dataset_stats(path: str | os.PathLike[str]) -> DatasetStats:
+    """Statistics of a face cache file or of an image directory."""
+    if Path(path).is_dir():
+        return directory_stats(path)
+    with open_cache(path) as cache:
+        return cache_stats(cache)
+
+
+def read_identity_list(path: str | os.PathLike[str]) -> set[str]:
+    """Identity names, one per line; `#` starts a comment, blank lines are ignored."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UsageError(f"{path}: identity list not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{path}: cannot read identity list ({exc})") from None
+    names = set()
+    for number, line in enumerate(text.splitlines(), start=1):
+        name = line.split("#", 1)[0].strip()
+        if "/" in name or "\t" in name:
+            raise UsageError(f"{path}:{number}: {name!r} is not an identity name")
+        if name:
+            names.add(name)
+    return names
+
+
+def pairs_identities(path: str | os.PathLike[str]) -> set[str]:
+    """Every identity named in an LFW pairs file (pairs.txt, pairsDevTrain.txt or pairsDevTest.txt)."""
+    from facetool.evaluate.pairs import read_pairs
+
+    return {image.split("/", 1)[0] for image in read_pairs(path).images}
+
+
+@dataclass
+class FilterReport:
+    """What `filter_cache` kept and dropped, and why."""
+
+    kept_identities: int = 0
+    kept_images: int = 0
+    kept_failures: int = 0
+    dropped_identities: dict[str, int] = field(default_factory=dict)  # reason -> identities
+    dropped_images: dict[str, int] = field(default_factory=dict)  # reason -> images
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _drop(report: FilterReport, reason: str, names: set[str], counts: Counter[str]) -> None:
+    if names:
+        report.dropped_identities[reason] = report.dropped_identities.get(reason, 0) + len(names)
+        report.dropped_images[reason] = report.dropped_images.get(reason, 0) + sum(counts[n] for n in names)
+
+
+def select_faces(cache: FaceCache, settings: FilterSettings) -> tuple[list[int], list[Failure], FilterReport]:
+    """Indices of the faces and the failures that `settings` keeps, with the report.
+
+    Order: the include lists, then exclude lists and pairs files drop identities, `max_images` keeps the
+    first N images of each identity by path, and last `min_images` drops identities with fewer images.
+    """
+    if settings.max_images is not None and settings.max_images < settings.min_images:
+        raise UsageError(f"--max-images {settings.max_images} is below --min-images {settings.min_images}")
+    report = FilterReport()
+    names = [cache.identities[i] for i in cache.labels]
+    counts = Counter(names)
+    alive = set(counts)
+    if settings.include:
+        wanted = set().union(*(read_identity_list(p) for p in settings.include))
+        _drop(report, "not in an --include list", alive - wanted, counts)
+        alive &= wanted
+    if settings.exclude:
+        hit = alive & set().union(*(read_identity_list(p) for p in settings.exclude))
+        _drop(report, "in an --exclude list", hit, counts)
+        alive -= hit
+    for pairs_path in settings.exclude_pairs:
+        hit = alive & pairs_identities(pairs_path)
+        _drop(report, f"named in {Path(pairs_path).name}", hit, counts)
+        alive -= hit
+    kept: list[int] = []
+    taken: Counter[str] = Counter()
+    for i, name in enumerate(names):
+        if name in alive and (settings.max_images is None or taken[name] < settings.max_images):
+            kept.append(i)
+            taken[name] += 1
+    beyond = sum(counts[n] - taken[n] for n in alive)
+    if beyond:
+        report.dropped_images[f"beyond --max-images {settings.max_images}"] = beyond
+    too_few = {n for n in alive if taken[n] < settings.min_images}
+    if too_few:
+        report.dropped_identities[f"fewer than {settings.min_images} images"] = len(too_few)
+        report.dropped_images[f"fewer than {settings.min_images} images"] = sum(taken[n] for n in too_few)
+    alive -= too_few
+    kept = [i for i in kept if names[i] in alive]
+    failures = [f for f in cache.failures if f.identity in alive]
+    report.kept_identities, report.kept_images, report.kept_failures = len(alive), len(kept), len(failures)
+    return kept, failures, report
+
+
+def _refuse_input(out: Path, inputs: list[Path]) -> None:
+    for path in inputs:
+        if out.resolve() == path.resolve() or (out.exists() and path.exists() and out.samefile(path)):
+            raise UsageError(f"{out}: refusing to overwrite the input cache {path}")
+
+
+def filter_cache(
+    source: str | os.PathLike[str], out: str | os.PathLike[str], settings: FilterSettings
+) -> FilterReport:
+    """Write the faces of `source` that `settings` keeps to a new cache `out` (stored bytes copied as they are)."""
+    source, out = Path(source), Path(out)
+    _refuse_input(out, [source])
+    with open_cache(source) as cache:
+        kept, failures, report = select_faces(cache, settings)
+        meta = {**cache.meta, "filtered_from": str(source), "filter": settings.model_dump(mode="json")}
+        write_selection(out, [(cache, kept, failures)], meta)
+    return report
+
+
+@dataclass
+class MergeReport:
+    """What `merge_caches` wrote; duplicate paths were kept once (first input wins, faces over failures)."""
+
+    inputs: list[str]
+    images: int = 0
+    identities: int = 0
+    failures: int = 0
+    duplicates: int = 0
+    duplicate_examples: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def merge_caches(
+    sources: list[str | os.PathLike[str]], out: str | os.PathLike[str], max_examples: int = 5
+) -> MergeReport:
+    """Combine caches of one format into `out`; a path present in several inputs is kept once and reported."""
+    paths, out = [Path(s) for s in sources], Path(out)
+    if not paths:
+        raise UsageError("merge needs at least one input cache")
+    _refuse_input(out, paths)
+    report = MergeReport(inputs=[str(p) for p in paths])
+    caches: list[FaceCache] = []
+    try:
+        for p in paths:
+            caches.append(open_cache(p))
+        taken: set[str] = set()
+        duplicates: list[str] = []
+        parts = []
+        for cache in caches:
+            indices = [i for i, p in enumerate(cache.paths) if p not in taken]
+            duplicates += [p for p in cache.paths if p in taken]
+            taken.update(cache.paths)
+            parts.append([cache, indices, []])
+        for part in parts:
+            for failure in part[0].failures:
+                if failure.path in taken:
+                    duplicates.append(failure.path)
+                else:
+                    part[2].append(failure)
+                    taken.add(failure.path)
+        meta = {"merged_from": [{"path": str(c.path), "meta": c.meta} for c in caches]}
+        write_selection(out, [tuple(p) for p in parts], meta)
+        report.images = sum(len(p[1]) for p in parts)
+        report.identities = len({c.identities[c.labels[i]] for c, idx, _ in parts for i in idx})
+        report.failures = sum(len(p[2]) for p in parts)
+        report.duplicates = len(duplicates)
+        report.duplicate_examples = sorted(set(duplicates))[:max_examples]
+    finally:
+        for cache in caches:
+            cache.close()
+    return report

@@ -1,0 +1,189 @@
+"""`facetool dataset stats | filter | merge` on real LFW crops and the real LFW directory, as subprocesses."""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+from cache_helpers import lfw_files, make_items, write_cache
+
+from facetool.cache import FaceRecord, Failure, open_cache
+from facetool.config.dataset import FilterSettings
+from facetool.dataset import dataset_stats, filter_cache, merge_caches
+from facetool.errors import CacheError, UsageError
+
+SIZE = 48
+
+
+def names_in_pairs_file(path: Path) -> set[str]:
+    names = set()
+    for line in path.read_text().splitlines()[1:]:
+        fields = line.split("\t")
+        names.add(fields[0])
+        if len(fields) == 4:
+            names.add(fields[2])
+    return names
+
+
+@pytest.fixture(scope="module")
+def dev_test(shared: Path) -> Path:
+    return shared / "lfw" / "pairsDevTest.txt"
+
+
+@pytest.fixture(scope="module")
+def chosen(lfw_dir: Path, dev_test: Path) -> list[str]:
+    """40 identities with at most 6 images: 15 named in pairsDevTest.txt, 25 not (singletons included)."""
+    in_pairs = names_in_pairs_file(dev_test)
+    inside, outside = [], []
+    for d in sorted(lfw_dir.iterdir())[::7]:
+        n = len(list(d.glob("*.jpg")))
+        if d.name in in_pairs and 2 <= n <= 6 and len(inside) < 15:
+            inside.append(d.name)
+        elif d.name not in in_pairs and n <= 6 and len(outside) < 25:
+            outside.append(d.name)
+    assert len(inside) == 15 and len(outside) == 25
+    return sorted(inside + outside)
+
+
+@pytest.fixture(scope="module")
+def items(lfw_dir: Path, chosen: list[str]) -> list[FaceRecord | Failure]:
+    return make_items(lfw_dir, lfw_files(lfw_dir, chosen), SIZE, fail_every=11)
+
+
+@pytest.fixture(scope="module")
+def cache_path(tmp_path_factory, items) -> Path:
+    path = tmp_path_factory.mktemp("dataset") / "faces.h5"
+    write_cache(path, items, SIZE, meta={"detector": "centre crop"})
+    return path
+
+
+def face_counts(items) -> Counter[str]:
+    return Counter(i.identity for i in items if isinstance(i, FaceRecord))
+
+
+def test_stats_of_a_cache_match_an_independent_count(cache_path: Path, items, facetool_cli) -> None:
+    counts = face_counts(items)
+    faces = [i for i in items if isinstance(i, FaceRecord)]
+    failures = [i for i in items if isinstance(i, Failure)]
+    result = facetool_cli("dataset", "stats", cache_path, "--json")
+    assert result.returncode == 0, result.stderr
+    stats = json.loads(result.stdout)
+    assert stats["kind"] == "cache"
+    assert stats["identities"] == len(counts)
+    assert stats["images"] == len(faces)
+    assert stats["images_per_identity_min"] == min(counts.values())
+    assert stats["images_per_identity_median"] == statistics.median(counts.values())
+    assert stats["images_per_identity_max"] == max(counts.values())
+    assert stats["identities_with_2_plus"] == sum(1 for c in counts.values() if c >= 2)
+    assert stats["detected"] == sum(r.detected for r in faces)
+    assert stats["fallbacks"] == sum(not r.detected for r in faces)
+    assert stats["failures"] == len(failures)
+    assert stats["detection_rate"] == pytest.approx(stats["detected"] / len(items))
+    table = facetool_cli("dataset", "stats", cache_path)
+    assert table.returncode == 0 and "identities with 2+ images" in table.stdout
+
+
+def test_stats_of_the_lfw_directory(lfw_dir: Path, facetool_cli) -> None:
+    result = facetool_cli("dataset", "stats", lfw_dir, "--json")
+    assert result.returncode == 0, result.stderr
+    stats = json.loads(result.stdout)
+    assert (stats["identities"], stats["images"], stats["identities_with_2_plus"]) == (5749, 13233, 1680)
+    assert (stats["images_per_identity_min"], stats["images_per_identity_max"]) == (1, 530)
+    assert stats["detected"] is None and stats["failures"] == 0
+
+
+def test_filter_exclude_pairs_keeps_exactly_the_others(
+    tmp_path: Path, cache_path: Path, items, dev_test: Path, facetool_cli
+) -> None:
+    out = tmp_path / "train.h5"
+    result = facetool_cli("dataset", "filter", cache_path, "-o", out, "--exclude-pairs", dev_test)
+    assert result.returncode == 0, result.stderr
+    assert "pairsDevTest.txt" in result.stdout
+    counts = face_counts(items)
+    named = names_in_pairs_file(dev_test)
+    expected = {n for n, c in counts.items() if n not in named and c >= 2}
+    assert named & set(counts) and expected
+    with open_cache(out) as kept, open_cache(cache_path) as source:
+        assert set(kept.identities) == expected
+        assert kept.paths == [
+            p for p in source.paths if source.identities[source.labels[source.paths.index(p)]] in expected
+        ]
+        picked = [source.paths.index(p) for p in kept.paths]
+        np.testing.assert_array_equal(
+            kept.read_faces(), source.read_faces(picked)
+        )  # bytes copied, not re-encoded
+        np.testing.assert_array_equal(kept.boxes, source.boxes[picked])
+        assert kept.failures == [f for f in source.failures if f.identity in expected]
+        assert kept.meta["detector"] == "centre crop" and kept.meta["filtered_from"] == str(cache_path)
+
+
+def test_filter_lists_and_max_images(tmp_path: Path, cache_path: Path, items, chosen: list[str]) -> None:
+    counts = face_counts(items)
+    big = sorted(n for n, c in counts.items() if c >= 3)
+    include = tmp_path / "include.txt"
+    include.write_text("# people to keep\n" + "\n".join(big) + "\n\n" + chosen[0] + "  # a comment\n")
+    exclude = tmp_path / "exclude.txt"
+    exclude.write_text(big[0] + "\n")
+    out = tmp_path / "some.h5"
+    settings = FilterSettings(min_images=1, max_images=2, include=[include], exclude=[exclude])
+    report = filter_cache(cache_path, out, settings)
+    expected = (set(big) | {chosen[0]}) & set(counts) - {big[0]}
+    with open_cache(out) as kept, open_cache(cache_path) as source:
+        assert set(kept.identities) == expected
+        for name in expected:
+            first_two = [p for p in source.paths if p.split("/")[0] == name][:2]
+            assert [p for p in kept.paths if p.split("/")[0] == name] == first_two
+    assert report.kept_identities == len(expected)
+    assert report.dropped_identities["in an --exclude list"] == 1
+
+
+def test_filter_refuses_bad_input(tmp_path: Path, cache_path: Path, facetool_cli) -> None:
+    bad_pairs = tmp_path / "pairs.txt"
+    bad_pairs.write_text("2\nAlice\t1\t2\nBob\t1\nCarol\t1\tDan\t2\nEve\t1\tFay\t1\n")
+    result = facetool_cli(
+        "dataset", "filter", cache_path, "-o", tmp_path / "o.h5", "--exclude-pairs", bad_pairs
+    )
+    assert result.returncode == 1
+    assert re.fullmatch(rf"error: {re.escape(str(bad_pairs))}:3: .*\n", result.stderr), result.stderr
+    with pytest.raises(UsageError, match="refusing to overwrite"):
+        filter_cache(cache_path, cache_path, FilterSettings())
+    with pytest.raises(UsageError, match="max-images"):
+        filter_cache(cache_path, tmp_path / "x.h5", FilterSettings(min_images=3, max_images=2))
+    with pytest.raises(UsageError, match=re.escape(str(tmp_path / "nope"))):
+        filter_cache(cache_path, tmp_path / "y.h5", FilterSettings(include=[tmp_path / "nope"]))
+    assert not (tmp_path / "x.h5").exists() and not (tmp_path / "y.h5").exists()
+
+
+def test_merge_of_two_halves_equals_the_whole(tmp_path: Path, cache_path: Path, items, facetool_cli) -> None:
+    half_a, half_b = tmp_path / "a.h5", tmp_path / "b.h5"
+    write_cache(half_b, items[1::2], SIZE, meta={"detector": "centre crop"})
+    write_cache(half_a, items[0::2] + items[1:6:2], SIZE, meta={"detector": "centre crop"})  # 3 duplicates
+    out = tmp_path / "merged.h5"
+    result = facetool_cli("dataset", "merge", half_a, half_b, "-o", out, "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["duplicates"] == 3
+    with open_cache(out) as merged, open_cache(cache_path) as whole:
+        assert merged.paths == whole.paths and merged.identities == whole.identities
+        np.testing.assert_array_equal(merged.labels, whole.labels)
+        np.testing.assert_array_equal(merged.scores, whole.scores)
+        assert merged.failures == whole.failures
+        np.testing.assert_array_equal(merged.read_faces(), whole.read_faces())
+    assert dataset_stats(out).to_dict() | {"source": ""} == dataset_stats(cache_path).to_dict() | {
+        "source": ""
+    }
+
+
+def test_merge_refuses_other_formats(tmp_path: Path, cache_path: Path, items) -> None:
+    raw = tmp_path / "raw.h5"
+    write_cache(raw, items[:4], SIZE, encoding="raw")
+    with pytest.raises(CacheError, match=rf"{re.escape(str(raw))}.*encoding 'raw' vs 'jpeg'"):
+        merge_caches([cache_path, raw], tmp_path / "m.h5")
+    assert not (tmp_path / "m.h5").exists()
+    with pytest.raises(UsageError, match="refusing"):
+        merge_caches([cache_path, raw], raw)
