@@ -1,11 +1,67 @@
-"""`facetool embed` (placeholder until its issue lands)."""
+"""`facetool embed CKPT INPUTS... -o OUT`: embeddings of images, folders and face caches to .h5/.npz/.csv."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from facetool.cli._stub import not_yet
+from facetool.config.base import load_config, parse_override
+from facetool.config.evaluate import EmbedConfig
+
+HELP = "\n\n".join(
+    [
+        "Write embeddings of images, folders or face caches.",
+        "INPUTS are image files, folders (LFW layout DIR/<identity>/<image>, or flat) and face caches (.h5). "
+        "Raw images are detected and cropped as `facetool detect` does.",
+        "The output format follows the extension of -o: .h5, .npz or .csv (path, identity, detected, "
+        "embedding). --flip adds the mirrored face's embedding and re-normalises.",
+    ]
+)
 
 
 def register(app: typer.Typer) -> None:
-    @app.command(name="embed", help="Write embeddings of images, folders or face caches.", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-    def embed_command() -> None:
-        not_yet("embed")
+    @app.command(name="embed", help=HELP)
+    def embed_command(
+        checkpoint: Annotated[
+            Path, typer.Argument(metavar="CKPT", help="facetool checkpoint or facenet-pytorch weights.")
+        ],
+        inputs: Annotated[
+            list[Path], typer.Argument(metavar="INPUTS...", help="Image files, folders and face caches.")
+        ],
+        output: Annotated[Path, typer.Option("--output", "-o", help="Output file: .h5, .npz or .csv.")],
+        flip: Annotated[
+            bool | None, typer.Option("--flip/--no-flip", help="Add the mirrored face's embedding.")
+        ] = None,
+        batch_size: Annotated[
+            int | None, typer.Option("--batch-size", help="Faces per forward pass.")
+        ] = None,
+        device: Annotated[str | None, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = None,
+        sets: Annotated[
+            list[str] | None, typer.Option("--set", help="Any EmbedConfig setting as key=value (repeatable).")
+        ] = None,
+    ) -> None:
+        from facetool.embed import embed_paths
+
+        named = {"flip": flip, "batch_size": batch_size, "device": device}
+        overrides: list[tuple[str, Any]] = [(k, v) for k, v in named.items() if v is not None]
+        overrides += [parse_override(text) for text in sets or []]
+        config = load_config(EmbedConfig, None, overrides)
+        console = Console()
+        columns = (TextColumn("embedding"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        with Progress(*columns, console=console, transient=True) as bar:
+            task = bar.add_task("embedding", total=None)
+            result, path = embed_paths(
+                checkpoint,
+                inputs,
+                output,
+                config,
+                progress=lambda done, total: bar.update(task, completed=done, total=total),
+            )
+        for failed, reason in result.failures:
+            console.print(f"[yellow]skipped[/yellow] {failed}: {reason}", highlight=False)
+        dim = result.embeddings.shape[1]
+        console.print(f"wrote {len(result)} embeddings of size {dim} to {path}", highlight=False)

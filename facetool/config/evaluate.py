@@ -1,0 +1,42 @@
+"""Settings of `facetool eval` (the LFW protocol) and `facetool embed` (embedding export)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from facetool.config.base import StrictModel
+from facetool.config.detect import DetectConfig
+
+DistanceName = Literal["euclidean", "cosine"]
+
+
+class EvalConfig(StrictModel):
+    """What `facetool eval` measures and where it writes report.json and roc.png."""
+
+    data: Path | None = Field(None, description="Face cache (.h5) or LFW-style image directory.")
+    pairs: Path | None = Field(
+        None, description="Pairs file (default: pairs.txt beside the data, see `facetool eval --help`)."
+    )
+    train_pairs: Path | None = Field(
+        None, description="View 1: choose thresholds on these pairs, score --pairs (e.g. pairsDevTrain.txt)."
+    )
+    flip: bool = Field(False, description="Add the mirrored face's embedding, then re-normalise.")
+    distance: DistanceName = Field(
+        "euclidean", description="euclidean (squared, 0..4) or cosine (1-cos, 0..2)."
+    )
+    batch_size: int = Field(256, ge=1, description="Faces per forward pass.")
+    device: str = Field("auto", description="auto, cpu, cuda or cuda:N.")
+    out: Path = Field(Path("runs/eval"), description="Folder for report.json, roc.png and a detection cache.")
+    detect: DetectConfig = Field(default_factory=DetectConfig, description="Detection when data is a folder.")
+
+
+class EmbedConfig(StrictModel):
+    """How `facetool embed` turns images, folders and caches into an embeddings file."""
+
+    flip: bool = Field(False, description="Add the mirrored face's embedding, then re-normalise.")
+    batch_size: int = Field(256, ge=1, description="Faces per forward pass.")
+    device: str = Field("auto", description="auto, cpu, cuda or cuda:N.")
+    detect: DetectConfig = Field(default_factory=DetectConfig, description="Detection of raw images.")

@@ -1,0 +1,61 @@
+"""Rendering an evaluation: a rich table per fold with a summary, and the files of --out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from facetool.evaluate.roc import plot_roc
+from facetool.evaluate.run import EvalReport
+
+
+def fold_table(report: EvalReport) -> Table:
+    """One row per fold (accuracy, threshold, VAL, FAR) and a mean ± std row."""
+    table = Table(
+        title=f"{report.pairs_file}: {report.protocol}, {report.distance} distance"
+        + (", flip" if report.flip else "")
+    )
+    table.add_column("fold", justify="right")
+    table.add_column("accuracy", justify="right")
+    table.add_column("threshold", justify="right")
+    table.add_column(f"VAL@FAR={report.far_target:g}", justify="right")
+    table.add_column("FAR", justify="right")
+    rows = zip(report.fold_accuracy, report.fold_threshold, report.fold_val, report.fold_far, strict=True)
+    for k, (acc, thr, val, far) in enumerate(rows, start=1):
+        table.add_row(str(k), f"{acc:.4f}", f"{thr:.2f}", f"{val:.4f}", f"{far:.5f}")
+    table.add_section()
+    table.add_row(
+        "mean",
+        f"{report.accuracy:.4f} ± {report.accuracy_std:.4f}",
+        "",
+        f"{report.val:.4f} ± {report.val_std:.4f}",
+        f"{report.far:.5f}",
+    )
+    return table
+
+
+def summary_line(report: EvalReport) -> str:
+    """The headline figures in one line."""
+    return (
+        f"accuracy {report.accuracy:.4f} ± {report.accuracy_std:.4f}   "
+        f"VAL@FAR={report.far_target:g} {report.val:.4f} ± {report.val_std:.4f} (FAR {report.far:.5f})   "
+        f"AUC {report.auc:.4f}   EER {report.eer:.4f}   "
+        f"{report.num_pairs} pairs, {report.num_images} images"
+    )
+
+
+def render_report(report: EvalReport, console: Console) -> None:
+    """Print the fold table and the summary line."""
+    console.print(fold_table(report))
+    console.print(summary_line(report), highlight=False)
+
+
+def write_report(report: EvalReport, out_dir: str | Path) -> tuple[Path, Path]:
+    """Write report.json and roc.png into `out_dir`; returns their paths."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path = out_dir / "report.json"
+    json_path.write_text(report.to_json() + "\n", encoding="utf-8")
+    return json_path, plot_roc(report, out_dir / "roc.png")

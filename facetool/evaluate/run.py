@@ -1,0 +1,198 @@
+"""One evaluation: embed the distinct images of a pairs file from a face cache and compute the LFW metrics.
+
+Protocols: a pairs file with folds (pairs.txt) is cross-validated over its own folds; a pairs file without
+folds is cross-validated over 10 folds that each take a contiguous block of its matched and of its
+mismatched pairs (`metrics.stratified_fold_ids`); with `train_pairs_path` (View 1) the thresholds are chosen
+on all the training pairs and all the test pairs are scored once.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from facetool.cache import FaceCache
+from facetool.embed import embed_faces
+from facetool.errors import PairsError
+from facetool.evaluate.metrics import (
+    Split,
+    VerificationMetrics,
+    evaluate_splits,
+    fold_splits,
+    get_distance,
+    stratified_fold_ids,
+)
+from facetool.evaluate.pairs import PairsFile, check_images, read_pairs
+
+DEFAULT_FOLDS = 10
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class EvalReport:
+    """The figures of one evaluation. `accuracy` is the mean over folds; stds are population ones."""
+
+    pairs_file: str
+    train_pairs_file: str | None
+    protocol: str
+    num_pairs: int
+    num_images: int
+    distance: str
+    flip: bool
+    fold_accuracy: list[float]
+    fold_threshold: list[float]
+    fold_val: list[float]
+    fold_far: list[float]
+    accuracy: float
+    accuracy_std: float
+    val: float
+    val_std: float
+    far: float
+    far_target: float
+    auc: float
+    eer: float
+    roc_thresholds: np.ndarray
+    roc_tpr: np.ndarray
+    roc_fpr: np.ndarray
+
+    @classmethod
+    def from_metrics(cls, metrics: VerificationMetrics, **settings: Any) -> EvalReport:
+        """Assemble a report from computed metrics and the run's settings (files, protocol, counts)."""
+        return cls(
+            **settings,
+            distance=metrics.distance,
+            fold_accuracy=metrics.fold_accuracy.tolist(),
+            fold_threshold=metrics.fold_threshold.tolist(),
+            fold_val=metrics.fold_val.tolist(),
+            fold_far=metrics.fold_far.tolist(),
+            accuracy=metrics.accuracy_mean,
+            accuracy_std=metrics.accuracy_std,
+            val=metrics.val_mean,
+            val_std=metrics.val_std,
+            far=metrics.far_mean,
+            far_target=metrics.far_target,
+            auc=metrics.auc,
+            eer=metrics.eer,
+            roc_thresholds=metrics.thresholds,
+            roc_tpr=metrics.tpr,
+            roc_fpr=metrics.fpr,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (arrays as lists), as written to report.json."""
+        return {k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in asdict(self).items()}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+
+def _face_indices(cache: FaceCache, images: list[str], pairs: list[PairsFile]) -> np.ndarray:
+    """Cache row of each image; stops with the missing images (and why detection dropped them)."""
+    where = {path: i for i, path in enumerate(cache.paths)}
+    failed = {f.path: f.reason for f in cache.failures}
+    for pairs_file in pairs:
+        try:
+            check_images(pairs_file, where.keys(), str(cache.path))
+        except PairsError as exc:
+            reasons = [f"{p}: {failed[p]}" for p in pairs_file.images if p in failed]
+            hint = f" (failed in the cache: {'; '.join(reasons[:5])})" if reasons else ""
+            raise PairsError(f"{exc}{hint}") from None
+    return np.array([where[p] for p in images], dtype=np.int64)
+
+
+def embed_images(
+    model: nn.Module,
+    cache: FaceCache,
+    indices: np.ndarray,
+    *,
+    flip: bool,
+    batch_size: int,
+    device: str | torch.device,
+    progress: Progress | None,
+) -> np.ndarray:
+    """Embeddings of the cache faces at `indices`, read and embedded one batch at a time."""
+    parts = []
+    for start in range(0, len(indices), batch_size):
+        faces = cache.read_faces(indices[start : start + batch_size])
+        parts.append(embed_faces(model, faces, batch_size=batch_size, device=device, flip=flip))
+        if progress is not None:
+            progress(min(start + batch_size, len(indices)), len(indices))
+    return np.concatenate(parts)
+
+
+def _pair_distances(pairs: PairsFile, row: dict[str, int], emb: np.ndarray, distance: str) -> np.ndarray:
+    first = np.array([row[p.path1] for p in pairs.pairs])
+    second = np.array([row[p.path2] for p in pairs.pairs])
+    return get_distance(distance).function(emb[first], emb[second])
+
+
+def _fold_ids(pairs: PairsFile) -> np.ndarray:
+    """The file's own folds, or 10 stratified blocks for a file without folds; PairsError if too few."""
+    if pairs.fold_ids is not None:
+        if pairs.n_folds is not None and pairs.n_folds < 2:
+            raise PairsError(f"{pairs.path}: one fold cannot be cross-validated (give --train-pairs)")
+        return pairs.fold_ids
+    try:
+        return stratified_fold_ids(pairs.issame, DEFAULT_FOLDS)
+    except ValueError:
+        raise PairsError(
+            f"{pairs.path}: {pairs.pairs_per_fold} matched pairs cannot be split into {DEFAULT_FOLDS} folds"
+        ) from None
+
+
+def evaluate_on_pairs(
+    model: nn.Module,
+    cache: FaceCache,
+    pairs_path: str | Path,
+    *,
+    train_pairs_path: str | Path | None = None,
+    flip: bool = False,
+    distance: str = "euclidean",
+    batch_size: int = 256,
+    device: str | torch.device = "cpu",
+    progress: Progress | None = None,
+) -> EvalReport:
+    """Evaluate `model` on the pairs of `pairs_path` with faces from `cache` (the protocols: module doc).
+
+    Only the distinct images named by the pairs are embedded; an image missing from the cache stops the
+    evaluation with the list of missing images. `progress(done, total)` is called after each batch.
+    """
+    get_distance(distance)
+    test = read_pairs(pairs_path)
+    train = read_pairs(train_pairs_path) if train_pairs_path is not None else None
+    files = [test] if train is None else [train, test]
+    images = sorted(set().union(*(f.images for f in files)))
+    indices = _face_indices(cache, images, files)
+    emb = embed_images(
+        model, cache, indices, flip=flip, batch_size=batch_size, device=device, progress=progress
+    )
+    row = {path: i for i, path in enumerate(images)}
+    test_d = _pair_distances(test, row, emb, distance)
+    if train is not None:
+        train_d = _pair_distances(train, row, emb, distance)
+        distances = np.concatenate([train_d, test_d])
+        issame = np.concatenate([train.issame, test.issame])
+        is_test = np.arange(distances.size) >= train_d.size
+        splits = [Split(train=~is_test, test=is_test)]
+        protocol = "train/test"
+    else:
+        distances, issame = test_d, test.issame
+        splits = fold_splits(_fold_ids(test))
+        protocol = f"{len(splits)}-fold" + ("" if test.n_folds else " (stratified blocks)")
+    metrics = evaluate_splits(distances, issame, splits, distance=distance)
+    return EvalReport.from_metrics(
+        metrics,
+        pairs_file=str(pairs_path),
+        train_pairs_file=None if train_pairs_path is None else str(train_pairs_path),
+        protocol=protocol,
+        num_pairs=len(test),
+        num_images=len(images),
+        flip=flip,
+    )
