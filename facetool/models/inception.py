@@ -7,6 +7,7 @@ cache folder (`$TORCH_HOME/checkpoints/`), anything else is a path.
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -48,8 +49,13 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """A state dict from a weights file, loaded safely; ModelFileError naming the file otherwise."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise ModelFileError(
+            f"{path}: refused: not a plain weights file (it needs unpickling of arbitrary Python objects)"
+        ) from None
     except Exception as exc:
-        raise ModelFileError(f"{path}: cannot read weights ({type(exc).__name__}: {exc})") from None
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise ModelFileError(f"{path}: cannot read weights ({type(exc).__name__}: {first})") from None
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ModelFileError(f"{path}: not a state dict of tensors")
     return dict(state)
