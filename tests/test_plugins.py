@@ -1,0 +1,254 @@
+"""Plugin discovery through entry points: built-ins, the facetool-extras package, broken plugins, name clashes.
+
+Third-party plugins are simulated by real distributions on disk: a `*.dist-info` folder (METADATA and
+entry_points.txt) beside the module it points to, put on sys.path (in process) or PYTHONPATH (subprocess).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+import facetool
+from facetool import plugins
+from facetool.errors import PluginError
+from facetool.miners import get_miner
+from facetool.models import build_backbone
+
+Install = Callable[..., None]
+
+
+def make_distribution(
+    root: Path,
+    name: str,
+    entry_points: dict[str, dict[str, str]],
+    modules: dict[str, str],
+    version: str = "1.0",
+) -> None:
+    """Write an installed distribution `name` (dist-info with entry points) and its modules under `root`."""
+    info = root / f"{name.replace('-', '_')}-{version}.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+    lines = []
+    for group, entries in entry_points.items():
+        lines.append(f"[{group}]")
+        lines += [f"{key} = {target}" for key, target in entries.items()]
+    (info / "entry_points.txt").write_text("\n".join(lines) + "\n")
+    for module, source in modules.items():
+        (root / f"{module}.py").write_text(textwrap.dedent(source))
+
+
+@pytest.fixture
+def install(tmp_path: Path) -> Iterator[Install]:
+    """Install throwaway distributions for this test only (sys.path entry, discovery cache cleared)."""
+    root = tmp_path / "site"
+    root.mkdir()
+    sys.path.insert(0, str(root))
+    before = set(sys.modules)
+
+    def _install(name: str, entry_points: dict[str, dict[str, str]], modules: dict[str, str]) -> None:
+        make_distribution(root, name, entry_points, modules)
+        plugins.clear_cache()
+
+    yield _install
+    sys.path.remove(str(root))
+    for module in set(sys.modules) - before:
+        if getattr(sys.modules[module], "__file__", "") and str(root) in sys.modules[module].__file__:
+            del sys.modules[module]
+    plugins.clear_cache()
+
+
+BAD_BACKBONES = """
+import torch
+from torch import nn
+
+class Raw(nn.Module):
+    def __init__(self, dim):
+        super().__init__()
+        self.fc = nn.Linear(3, dim)
+    def forward(self, x):
+        return self.fc(x.mean(dim=(2, 3))) * 3
+
+def unnormalised(embedding_dim, dropout, pretrained, image_size):
+    "Forgets the L2 norm."
+    return Raw(embedding_dim)
+
+def wrong_size(embedding_dim, dropout, pretrained, image_size):
+    "Ignores embedding_dim."
+    return nn.Sequential(Raw(7), nn.Flatten())
+
+def not_a_module(embedding_dim, dropout, pretrained, image_size):
+    return "a string"
+"""
+
+LIAR_MINER = """
+import torch
+from facetool.miners import Miner
+
+class Liar(Miner):
+    "Returns a negative of the anchor's own identity."
+    def mine(self, embeddings, labels, margin, generator):
+        return torch.tensor([0]), torch.tensor([1]), torch.tensor([1])
+
+class NotAMiner:
+    pass
+"""
+
+
+def rows_by_name(rows: list[dict]) -> dict[str, dict]:
+    return {row["name"]: row for row in rows}
+
+
+def test_built_ins_and_extras_are_discovered() -> None:
+    rows = {(r.kind, r.name): r for r in plugins.list_plugins()}
+    for name in ("semihard", "semihard-strict", "hard", "random"):
+        row = rows[("miner", name)]
+        assert (row.package, row.version, row.status) == ("facetool", facetool.__version__, "ok")
+        assert row.description
+    assert (
+        rows[("backbone", "inception_resnet_v1")].target
+        == "facetool.models.inception:build_inception_resnet_v1"
+    )
+    assert rows[("miner", "distance-weighted")].package == "facetool-extras"
+    assert rows[("backbone", "tiny-cnn")].package == "facetool-extras"
+
+
+def test_unknown_names_list_the_available_ones() -> None:
+    with pytest.raises(PluginError, match=r"unknown miner 'semi_hard'; available: .*hard, random, semihard"):
+        get_miner("semi_hard")
+    with pytest.raises(PluginError, match=r"unknown backbone 'resnet'; available: .*inception_resnet_v1"):
+        build_backbone("resnet")
+
+
+def test_discovery_is_cached_until_cleared(tmp_path: Path) -> None:
+    root = tmp_path / "late"
+    make_distribution(root, "late-plugin", {"facetool.miners": {"late": "late_mod:Late"}}, {"late_mod": ""})
+    plugins.available(plugins.MINERS)
+    sys.path.insert(0, str(root))
+    try:
+        assert "late" not in plugins.available(plugins.MINERS)
+        plugins.clear_cache()
+        assert "late" in plugins.available(plugins.MINERS)
+    finally:
+        sys.path.remove(str(root))
+        plugins.clear_cache()
+
+
+def test_name_clash_names_both_packages(install: Install) -> None:
+    install(
+        "clashy-miners", {"facetool.miners": {"semihard": "clashy_mod:Other"}}, {"clashy_mod": LIAR_MINER}
+    )
+    with pytest.raises(
+        PluginError, match=r"miner 'semihard' is registered by more than one package: .*"
+    ) as err:
+        get_miner("semihard")
+    assert f"facetool {facetool.__version__} (facetool.miners.semihard:SemiHardMiner)" in str(err.value)
+    assert "clashy-miners 1.0" in str(err.value)
+    status = {r.package: r.status for r in plugins.list_plugins(plugins.MINERS) if r.name == "semihard"}
+    assert status == {"facetool": "clash", "clashy-miners": "clash"}
+    assert get_miner("hard").plugin_name == "hard"
+
+
+def test_broken_plugin_is_reported_and_the_rest_works(install: Install) -> None:
+    install(
+        "broken-plugin",
+        {"facetool.miners": {"kaput": "kaput_mod:Miner"}},
+        {"kaput_mod": "raise ImportError('needs libfoo 3')\n"},
+    )
+    with pytest.raises(PluginError, match=r"miner 'kaput' from broken-plugin 1.0 failed to load .*libfoo 3"):
+        get_miner("kaput")
+    kaput = [r for r in plugins.list_plugins() if r.name == "kaput"]
+    assert kaput[0].status == "broken" and "libfoo 3" in (kaput[0].error or "")
+    assert get_miner("semihard")(torch.randn(4, 3), torch.tensor([0, 0, 1, 1]), 0.2).num_pairs == 2
+
+
+def test_a_lying_miner_plugin_is_rejected_with_its_name(install: Install) -> None:
+    install(
+        "liar-plugin",
+        {"facetool.miners": {"liar": "liar_mod:Liar", "imposter": "liar_mod:NotAMiner"}},
+        {"liar_mod": LIAR_MINER},
+    )
+    liar = get_miner("liar")
+    with pytest.raises(
+        PluginError, match="miner 'liar' broke its contract: a negative has the anchor's label"
+    ):
+        liar(torch.randn(4, 3), torch.tensor([0, 0, 1, 1]), 0.2)
+    with pytest.raises(
+        PluginError, match=r"miner 'imposter': entry point gives .* not a facetool\.miners\.Miner"
+    ):
+        get_miner("imposter")
+
+
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [
+        ("unnormalised", "output rows must be L2-normalised"),
+        ("wrong-size", r"output \(2, 7\), expected \(2, 16\)"),
+        ("not-a-module", "factory returned str, not a torch.nn.Module"),
+    ],
+)
+def test_bad_backbone_plugins_are_rejected_with_their_name(install: Install, name: str, why: str) -> None:
+    entries = {
+        n: f"bad_backbones:{n.replace('-', '_')}" for n in ("unnormalised", "wrong-size", "not-a-module")
+    }
+    install("bad-backbones", {"facetool.backbones": entries}, {"bad_backbones": BAD_BACKBONES})
+    with pytest.raises(PluginError, match=f"backbone '{name}'.*{why}"):
+        build_backbone(name, embedding_dim=16, image_size=32)
+
+
+def run_facetool(args: list[str], extra_path: Path) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(extra_path), os.environ.get("PYTHONPATH")])),
+    }
+    env["COLUMNS"] = "200"
+    exe = Path(sys.executable).with_name("facetool")
+    return subprocess.run([str(exe), *args], env=env, capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def bad_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A site folder holding a broken plugin and one that clashes with a built-in name."""
+    root = tmp_path_factory.mktemp("site")
+    make_distribution(
+        root,
+        "broken-plugin",
+        {"facetool.miners": {"kaput": "kaput_mod:Miner"}},
+        {"kaput_mod": "import no_such_module_anywhere\n"},
+    )
+    make_distribution(
+        root,
+        "clashy-backbones",
+        {"facetool.backbones": {"inception_resnet_v1": "clashy_bb:build"}},
+        {"clashy_bb": "def build(**kw):\n    'Another inception.'\n"},
+    )
+    return root
+
+
+def test_cli_lists_broken_and_clashing_plugins_as_json(bad_site: Path) -> None:
+    done = run_facetool(["plugins", "list", "--json"], bad_site)
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(done.stdout)
+    kaput = rows_by_name(rows)["kaput"]
+    assert kaput["status"] == "broken" and "no_such_module_anywhere" in kaput["error"]
+    assert kaput["package"] == "broken-plugin" and kaput["version"] == "1.0"
+    clash = [r for r in rows if r["name"] == "inception_resnet_v1"]
+    assert {r["package"] for r in clash} == {"facetool", "clashy-backbones"}
+    assert all(r["status"] == "clash" for r in clash)
+    assert rows_by_name(rows)["semihard"]["status"] == "ok"
+
+
+def test_cli_table_shows_the_broken_plugin(bad_site: Path) -> None:
+    done = run_facetool(["plugins", "list"], bad_site)
+    assert done.returncode == 0, done.stderr
+    kaput = next(line for line in done.stdout.splitlines() if "kaput" in line)
+    assert "broken-plugin" in kaput and "broken" in kaput
+    assert "semihard-strict" in done.stdout and "facetool-extras" in done.stdout
