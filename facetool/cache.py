@@ -199,10 +199,10 @@ def _decode_into(payloads: Sequence[np.ndarray], out: np.ndarray, where: str) ->
 
     def work(start: int) -> None:
         for i in range(start, min(start + _DECODE_CHUNK, len(payloads))):
-            img = cv2.imdecode(payloads[i], cv2.IMREAD_COLOR)
+            img = cv2.imdecode(payloads[i], cv2.IMREAD_COLOR_RGB)
             if img is None or img.shape != out.shape[1:]:
                 raise CacheError(f"{where}: a stored face image is corrupted")
-            cv2.cvtColor(img, cv2.COLOR_BGR2RGB, dst=out[i])
+            out[i] = img
 
     starts = range(0, len(payloads), _DECODE_CHUNK)
     if len(payloads) <= _DECODE_CHUNK:
@@ -319,7 +319,7 @@ class _FileStore:
             if self.format.encoding == "jpeg":
                 return self._jpeg_payloads(idx)
             lo, hi = int(idx.min()), int(idx.max()) + 1
-            if hi - lo <= 4 * len(idx):
+            if hi - lo <= 2 * len(idx):
                 block = self.images[lo:hi]
                 return [block[i - lo] for i in idx]
             return [self.images[int(i)] for i in idx]
@@ -341,8 +341,8 @@ class _FileStore:
                     if len(out):
                         self.images.read_direct(out)
                 else:
-                    for k, i in enumerate(idx):
-                        self.images.read_direct(out, np.s_[int(i)], np.s_[k])
+                    for k, face in enumerate(self.payloads(idx)):
+                        out[k] = face
                 return
             if idx is None:
                 blob = self.blob[:] if self.blob.shape[0] else np.zeros(0, np.uint8)
