@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import pickle
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +95,8 @@ def load_checkpoint(path: Path | str, map_location: str | torch.device = "cpu") 
     path = Path(path)
     if not path.is_file():
         raise FacetoolError(f"{path}: checkpoint not found")
+    if not zipfile.is_zipfile(path):
+        raise FacetoolError(f"{path}: not a facetool checkpoint (not a PyTorch archive)")
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 import time
+import warnings
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -280,7 +281,11 @@ class Trainer:
                     lr=lr,
                 )
         elapsed = time.perf_counter() - start
-        self.scheduler.step()
+        with warnings.catch_warnings():
+            warnings.filterwarnings(
+                "ignore", message="Detected call of `lr_scheduler.step", category=UserWarning
+            )
+            self.scheduler.step()
         train_loss = float(torch.stack(losses).mean()) if losses else None
         return {
             "train_loss": train_loss,

@@ -46,3 +46,56 @@ def build_lfw_cache(
 @pytest.fixture(scope="session")
 def small_cache(lfw_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_lfw_cache(lfw_dir, tmp_path_factory.mktemp("cache") / "faces.h5")
+
+
+TINY_NET = '''
+"""A small CNN backbone installed as a facetool.backbones plugin for fast CPU training tests."""
+
+import torch.nn.functional as F
+from torch import nn
+
+
+class TinyNet(nn.Module):
+    def __init__(self, embedding_dim, dropout):
+        super().__init__()
+        layers = []
+        for cin, cout in ((3, 16), (16, 32), (32, 64)):
+            layers += [nn.Conv2d(cin, cout, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
+        self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout))
+        self.embed = nn.Linear(64, embedding_dim)
+
+    def forward(self, x):
+        return F.normalize(self.embed(self.features(x)), dim=1)
+
+
+def build(*, embedding_dim=512, dropout=0.6, pretrained="none", image_size=160):
+    return TinyNet(embedding_dim, dropout)
+'''
+
+
+def install_tiny_backbone(site: Path) -> Path:
+    """Install (by files on a path entry, as pip would) a distribution registering backbone `test-tiny`."""
+    site.mkdir(parents=True, exist_ok=True)
+    (site / "facetool_test_tinynet.py").write_text(TINY_NET, encoding="utf-8")
+    info = site / "facetool_test_tinynet-0.1.dist-info"
+    info.mkdir(exist_ok=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: facetool-test-tinynet\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[facetool.backbones]\ntest-tiny = facetool_test_tinynet:build\n")
+    return site
+
+
+@pytest.fixture(scope="session")
+def tiny_backbone(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Make `test-tiny` available here and in subprocesses; returns the environment for subprocesses."""
+    import os
+    import sys
+
+    from facetool.plugins import clear_cache
+
+    site = install_tiny_backbone(tmp_path_factory.mktemp("site"))
+    sys.path.insert(0, str(site))
+    clear_cache()
+    pythonpath = os.pathsep.join(p for p in (str(site), os.environ.get("PYTHONPATH")) if p)
+    yield {"PYTHONPATH": pythonpath}
+    sys.path.remove(str(site))
+    clear_cache()

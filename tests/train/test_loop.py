@@ -1,0 +1,131 @@
+"""The training loop on a real face cache of LFW crops: loss falls, resume repeats, empty rounds are skipped."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from facetool.config.train import TrainConfig
+from facetool.miners import Miner
+from facetool.train.checkpoint import load_checkpoint
+from facetool.train.loop import Trainer, train
+from facetool.train.progress import TrainProgress
+
+NO_AUGMENT = {"random_crop": False, "flip": False, "color_jitter": False}
+
+
+def tiny_config(cache: Path, run_dir: Path, **changes) -> TrainConfig:
+    settings = {
+        "data_dir": cache,
+        "checkpoint_dir": run_dir,
+        "backbone": "test-tiny",
+        "image_size": 64,
+        "embedding_dim": 16,
+        "batch_size": 30,
+        "epoch_size": 4,
+        "num_epochs": 3,
+        "people_per_batch": 6,
+        "images_per_person": 4,
+        "learning_rate": 0.01,
+        "device": "cpu",
+        "validation": {"fraction": 0.2, "num_pairs": 40},
+        "checkpoint_every": 2,
+        **changes,
+    }
+    return TrainConfig.model_validate(settings)
+
+
+def test_training_loss_falls_and_run_dir_is_complete(small_cache, tiny_backbone, tmp_path):
+    config = tiny_config(
+        small_cache,
+        tmp_path / "run",
+        miner="random",
+        augment=NO_AUGMENT,
+        dropout_prob=0.0,
+        people_per_batch=10,
+        validation={"fraction": 0.0},
+        num_epochs=5,
+    )
+    result = train(config)
+    losses = [r["train_loss"] for r in result.history]
+    assert result.epochs == 5 and len(losses) == 5
+    assert losses[-1] < 0.7 * losses[0], losses
+    assert result.dropped_identities == 1
+    names = {p.name for p in (tmp_path / "run").iterdir()}
+    assert {"config.toml", "train.log", "history.json", "last.pth", "best.pth", "epoch_0002.pth"} <= names
+    assert {"epoch_0004.pth", "loss.png", "learning_rate.png", "triplets.png", "val_accuracy.png"} <= names
+    assert json.loads((tmp_path / "run" / "history.json").read_text()) == result.history
+    log = (tmp_path / "run" / "train.log").read_text()
+    assert "left out 1 identities" in log and "anchor-positive pairs" in log
+    ck = load_checkpoint(tmp_path / "run" / "last.pth")
+    assert ck["epoch"] == 5 and ck["backbone"]["name"] == "test-tiny" and ck["config"]["miner"] == "random"
+
+
+def test_validation_and_lr_schedule_recorded(small_cache, tiny_backbone, tmp_path):
+    config = tiny_config(small_cache, tmp_path / "run", lr_step_size=1, lr_gamma=0.5, optimizer="sgd")
+    history = train(config).history
+    assert [r["learning_rate"] for r in history] == pytest.approx([0.01, 0.005, 0.0025])
+    for record in history:
+        assert 0.0 <= record["val_accuracy"] <= 1.0 and record["val_loss"] >= 0.0
+        assert record["anchor_positive_pairs"] > 0 and record["batches"] == 4
+
+
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(small_cache, tiny_backbone, tmp_path):
+    whole = train(tiny_config(small_cache, tmp_path / "whole"))
+    first = train(tiny_config(small_cache, tmp_path / "split", num_epochs=2))
+    assert first.epochs == 2
+    resumed = train(tiny_config(small_cache, tmp_path / "split"), resume="auto")
+    assert resumed.resumed_from == tmp_path / "split" / "last.pth"
+    assert resumed.epochs == whole.epochs == 3
+    a = load_checkpoint(whole.last_checkpoint)
+    b = load_checkpoint(resumed.last_checkpoint)
+    assert a["model"].keys() == b["model"].keys()
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    strip = [{k: v for k, v in r.items() if k not in ("images_per_s", "time_s")} for r in a["history"]]
+    assert strip == [
+        {k: v for k, v in r.items() if k not in ("images_per_s", "time_s")} for r in b["history"]
+    ]
+
+
+class NoTriplets(Miner):
+    """A real miner that never finds a valid negative, as happens when embeddings collapse."""
+
+    name = "none-found"
+
+    def mine(self, embeddings, labels, margin, generator):
+        empty = torch.zeros(0, dtype=torch.long, device=embeddings.device)
+        return empty, empty, empty
+
+
+def test_rounds_without_triplets_are_skipped_and_counted(small_cache, tiny_backbone, tmp_path):
+    trainer = Trainer(tiny_config(small_cache, tmp_path / "run", num_epochs=1), TrainProgress())
+    trainer.miner = NoTriplets()
+    trainer.run()
+    record = trainer.history[0]
+    assert record["skipped_batches"] == record["batches"] == 4
+    assert record["train_loss"] is None and record["trained_triplets"] == 0
+    assert "NaN" not in (tmp_path / "run" / "history.json").read_text()
+    assert "no valid triplet" in (tmp_path / "run" / "train.log").read_text()
+
+
+def test_inception_resnet_v1_trains_a_step(small_cache, tmp_path):
+    config = tiny_config(
+        small_cache,
+        tmp_path / "run",
+        backbone="inception_resnet_v1",
+        image_size=80,
+        embedding_dim=32,
+        epoch_size=1,
+        num_epochs=1,
+        batch_size=6,
+        people_per_batch=2,
+        images_per_person=2,
+        validation={"fraction": 0.0},
+    )
+    result = train(config)
+    assert result.history[0]["trained_triplets"] == 2
+    assert result.history[0]["train_loss"] is not None
