@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -27,7 +29,7 @@ class TinyCNN(nn.Module):
     def __init__(self, embedding_dim: int = 128, dropout: float = 0.0) -> None:
         super().__init__()
         channels = (3, *WIDTHS)
-        self.features = nn.Sequential(*(_block(a, b) for a, b in zip(channels, channels[1:], strict=False)))
+        self.features = nn.Sequential(*(_block(a, b) for a, b in itertools.pairwise(channels)))
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(WIDTHS[-1], embedding_dim)
