@@ -143,16 +143,20 @@ def register(app: typer.Typer) -> None:
             TextColumn("ETA"),
             TimeRemainingColumn(),
         )
-        with Progress(*columns, console=err, disable=no_progress, transient=False) as bar:
-            task = bar.add_task("detect", total=None)
+        bar = Progress(*columns, console=err, disable=no_progress)
+        task = bar.add_task("detect", total=None)
 
-            def on_progress(update: Any) -> None:
-                bar.update(task, total=update.total, completed=update.done)
+        def on_progress(update: Any) -> None:
+            if not bar.live.is_started:  # start drawing only once the run is under way
+                bar.start()
+            bar.update(task, total=update.total, completed=update.done)
 
-            try:
-                summary = detect_directory(data_dir, output, config, progress=on_progress)
-            except DetectInterrupted as stopped:
-                summary = stopped.summary
+        try:
+            summary = detect_directory(data_dir, output, config, progress=on_progress)
+        except DetectInterrupted as stopped:
+            summary = stopped.summary
+        finally:
+            bar.stop()
         render_summary(summary, out)
         for problem in summary.problems[:10]:
             err.print(f"[yellow]skipped[/yellow] {problem.path}: {problem.reason}", highlight=False)

@@ -32,6 +32,9 @@ from facetool.detect.ssd import Detector, load_net
 from facetool.errors import FacetoolError
 
 _POLL_SECONDS = 0.25
+# fork starts a worker in milliseconds; spawn would re-import the program's __main__ (the whole CLI, torch
+# included) in every worker. Workers touch nothing but OpenCV, PIL and their queues, so fork is safe here.
+_START_METHOD = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
 
 
 @dataclass(frozen=True)
@@ -142,7 +145,7 @@ class _Pool:
     """The worker processes and their two queues."""
 
     def __init__(self, files: ModelFiles, config: DetectConfig, data_dir: Path, workers: int) -> None:
-        context = mp.get_context("spawn")
+        context = mp.get_context(_START_METHOD)
         self.tasks = context.Queue()
         self.results = context.Queue()
         self.processes = [
