@@ -252,8 +252,9 @@ class _FileStore:
             raise
 
     def _load(self) -> None:
-        path, attrs = self.path, self.h5.attrs
+        path = self.path
         with _h5_errors(path):
+            attrs = self.h5.attrs
             if attrs.get("format") != FORMAT_NAME:
                 raise CacheError(f"{path}: not a facetool face cache (no format={FORMAT_NAME!r} attribute)")
             version = int(attrs.get("format_version", -1))
@@ -744,11 +745,24 @@ class FaceCache:
         ]
 
 
+def _identity(path: Path) -> tuple[int, int, int]:
+    try:
+        st = path.stat()
+    except OSError:
+        return (-1, -1, -1)
+    return st.st_dev, st.st_ino, st.st_mtime_ns
+
+
 def _open(path: Path) -> tuple[_FileStore, list[_Segment]]:
+    """The file and its journal as one snapshot: retried when a writer replaced the file meanwhile."""
     for _attempt in range(10):
+        before = _identity(path)
         base = _FileStore(path)
         try:
-            return base, _read_journal(path, base.journal_through, base.format)
+            segments = _read_journal(path, base.journal_through, base.format)
+            if _identity(path) == before:
+                return base, segments
+            base.close()
         except _JournalMoved:
             base.close()
         except BaseException:
@@ -893,6 +907,7 @@ class CacheWriter:
     def _open_or_create(self) -> None:
         self.path.with_name(self.path.name + _TMP_SUFFIX).unlink(missing_ok=True)
         if not self.path.exists():
+            _clear_journal(self.path, 1 << 62)  # a journal without its cache file is an orphan
             _write_file(self.path, self.format, self._meta or {}, 0, _Faces(), _Failures(), lambda a, b: [])
         base = _FileStore(self.path)
         try:

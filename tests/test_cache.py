@@ -161,6 +161,32 @@ def test_unusable_files_raise_cache_error_naming_the_file(tmp_path: Path, items)
     assert truncated.read_bytes() == data[: len(data) // 2]
 
 
+@pytest.mark.parametrize("encoding", ["jpeg", "raw"])
+def test_damaged_bytes_never_escape_as_library_errors(tmp_path: Path, items, encoding: str) -> None:
+    good = tmp_path / "good.h5"
+    write_cache(good, items[:12], SIZE, encoding=encoding)
+    data = good.read_bytes()
+    rng = random.Random(7)
+    damaged = tmp_path / "damaged.h5"
+    outcomes = []
+    for _ in range(80):
+        mutated = bytearray(data)
+        if rng.random() < 0.3:
+            mutated = mutated[: rng.randrange(len(mutated))]
+        else:
+            for _ in range(rng.randint(1, 10)):
+                mutated[rng.randrange(min(len(mutated), 8192))] = rng.randrange(256)
+        damaged.write_bytes(bytes(mutated))
+        try:
+            with open_cache(damaged) as cache:
+                cache.read_faces()
+                outcomes.append("read")
+        except CacheError as exc:
+            assert str(damaged) in str(exc)
+            outcomes.append("refused")
+    assert outcomes.count("refused") > 40
+
+
 def test_corrupted_image_bytes_raise_cache_error(tmp_path: Path, items) -> None:
     path = tmp_path / "faces.h5"
     write_cache(path, items, SIZE)
@@ -198,6 +224,31 @@ def test_reader_sees_committed_journal_and_ignores_temp_files(tmp_path: Path, it
     finally:
         writer.close()
     assert not journal_dir(path).exists()
+
+
+def test_stale_and_orphan_segments_are_not_replayed(tmp_path: Path, items) -> None:
+    path = tmp_path / "faces.h5"
+    writer = CacheWriter(path, image_size=SIZE, consolidate_bytes=1 << 40)
+    for item in items[:6]:
+        writer.add(item)
+    writer.commit()
+    segment = next(journal_dir(path).glob("*.seg"))
+    saved = segment.read_bytes()
+    writer.close()
+    journal_dir(path).mkdir()
+    segment.write_bytes(saved)  # already folded into the file: a kill between replace and delete
+    with open_cache(path) as cache:
+        assert len(cache) + len(cache.failures) == 6
+    with CacheWriter(path, image_size=SIZE) as writer:
+        assert len(writer.known_keys()) == 6
+    assert not journal_dir(path).exists()
+    journal_dir(path).mkdir()
+    segment.write_bytes(saved)
+    path.unlink()  # the user deleted the cache but not its journal: start empty
+    with CacheWriter(path, image_size=SIZE) as writer:
+        assert writer.known_keys() == set()
+    with open_cache(path) as cache:
+        assert len(cache) == 0 and cache.failures == [] and cache.read_faces().shape == (0, SIZE, SIZE, 3)
 
 
 def test_second_writer_is_refused_while_another_process_writes(tmp_path: Path, lfw_dir: Path) -> None:
