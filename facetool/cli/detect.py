@@ -155,6 +155,10 @@ def register(app: typer.Typer) -> None:
             summary = detect_directory(data_dir, output, config, progress=on_progress)
         except DetectInterrupted as stopped:
             summary = stopped.summary
+        except KeyboardInterrupt:  # before any image was processed: nothing to commit
+            bar.stop()
+            err.print("interrupted")
+            raise typer.Exit(INTERRUPTED_EXIT) from None
         finally:
             bar.stop()
         render_summary(summary, out)

@@ -3,7 +3,7 @@
 Each worker has its own network and one OpenCV thread; it takes batches of scanned images from a task
 queue and returns their finished records. The parent commits every few hundred images or seconds, so a
 killed run loses at most that much, and a rerun skips everything the cache already holds.
-Ctrl-C commits what is done, stops the workers and raises DetectInterrupted (a KeyboardInterrupt).
+Ctrl-C (or SIGTERM) commits what is done, stops the workers and raises DetectInterrupted (a KeyboardInterrupt).
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from facetool.errors import FacetoolError
 _POLL_SECONDS = 0.25
 # fork starts a worker in milliseconds; spawn would re-import the program's __main__ (the whole CLI, torch
 # included) in every worker. Workers touch nothing but OpenCV, PIL and their queues, so fork is safe here.
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _START_METHOD = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
 
 
@@ -104,7 +105,8 @@ def usable_cores() -> int:
 
 def _worker_main(files: ModelFiles, config: DetectConfig, data_dir: str, tasks: Any, results: Any) -> None:
     """Worker process: own network, one OpenCV thread; exits on a None task or when the parent is gone."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for sig in _STOP_SIGNALS:  # a signal to the whole process group is for the parent to handle
+        signal.signal(sig, signal.SIG_IGN)
     cv2.setNumThreads(1)
     try:
         detector = Detector(files, config.threshold)
@@ -129,16 +131,17 @@ def _worker_main(files: ModelFiles, config: DetectConfig, data_dir: str, tasks: 
 
 
 @contextmanager
-def _ctrl_c_sets(flag: threading.Event) -> Iterator[None]:
-    """While active, SIGINT sets `flag` instead of raising, so the run stops between batches."""
+def _stop_signals_set(flag: threading.Event) -> Iterator[None]:
+    """While active, SIGINT and SIGTERM set `flag` instead of raising, so the run stops between batches."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: flag.set())
+    previous = {sig: signal.signal(sig, lambda signum, frame: flag.set()) for sig in _STOP_SIGNALS}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 class _Pool:
@@ -190,7 +193,7 @@ class _Pool:
         """Stop the workers (immediately if they are still busy) and release the queues."""
         for process in self.processes:
             if process.is_alive():
-                process.terminate()
+                process.kill()
         for process in self.processes:
             process.join(timeout=10)
         for q in (self.tasks, self.results):
@@ -281,7 +284,7 @@ def _run(
     stop = threading.Event()
     batches = _batches(todo, config.batch_size)
     last_commit, uncommitted = time.monotonic(), 0
-    with _ctrl_c_sets(stop):
+    with _stop_signals_set(stop):
         pool = _Pool(files, config, data_dir, workers)
         try:
             pool.submit(batches)
