@@ -168,24 +168,21 @@ def evaluate_on_pairs(
     test = read_pairs(pairs_path)
     train = read_pairs(train_pairs_path) if train_pairs_path is not None else None
     files = [test] if train is None else [train, test]
+    if train is None:
+        splits = fold_splits(_fold_ids(test))
+        protocol = f"{len(splits)}-fold" + ("" if test.n_folds else " (stratified blocks)")
+    else:
+        is_test = np.arange(len(train) + len(test)) >= len(train)
+        splits = [Split(train=~is_test, test=is_test)]
+        protocol = "train/test"
     images = sorted(set().union(*(f.images for f in files)))
     indices = _face_indices(cache, images, files)
     emb = embed_images(
         model, cache, indices, flip=flip, batch_size=batch_size, device=device, progress=progress
     )
     row = {path: i for i, path in enumerate(images)}
-    test_d = _pair_distances(test, row, emb, distance)
-    if train is not None:
-        train_d = _pair_distances(train, row, emb, distance)
-        distances = np.concatenate([train_d, test_d])
-        issame = np.concatenate([train.issame, test.issame])
-        is_test = np.arange(distances.size) >= train_d.size
-        splits = [Split(train=~is_test, test=is_test)]
-        protocol = "train/test"
-    else:
-        distances, issame = test_d, test.issame
-        splits = fold_splits(_fold_ids(test))
-        protocol = f"{len(splits)}-fold" + ("" if test.n_folds else " (stratified blocks)")
+    distances = np.concatenate([_pair_distances(f, row, emb, distance) for f in files])
+    issame = np.concatenate([f.issame for f in files])
     metrics = evaluate_splits(distances, issame, splits, distance=distance)
     return EvalReport.from_metrics(
         metrics,
