@@ -268,6 +268,8 @@ class _FileStore:
             if self.format.encoding not in ENCODINGS:
                 raise CacheError(f"{path}: unknown image encoding {self.format.encoding!r}")
             self.meta = json.loads(attrs["meta"])
+            if not isinstance(self.meta, dict):
+                raise CacheError(f"{path}: the meta attribute is not a JSON object")
             self.journal_through = int(attrs["journal_through"])
             g, f = self.h5["faces"], self.h5["failures"]
             names = [str(s) for s in self.h5["identities"].asstr()[:]]
@@ -296,7 +298,10 @@ class _FileStore:
             if self.format.encoding == "jpeg":
                 self.offsets = g["jpeg_offset"][:].astype(np.int64)
                 self.blob = g["jpeg"]
-                if len(self.offsets) != n + 1 or self.offsets[-1] != self.blob.shape[0]:
+                ordered = (
+                    len(self.offsets) == n + 1 and self.offsets[0] == 0 and (np.diff(self.offsets) > 0).all()
+                )
+                if not ordered or self.offsets[-1] != self.blob.shape[0]:
                     raise CacheError(f"{path}: JPEG offsets do not match the stored bytes")
             else:
                 self.images = g["image"]
@@ -307,10 +312,20 @@ class _FileStore:
                     )
             if any(c != n for c in columns):
                 raise CacheError(f"{path}: face columns have different lengths")
-
-    @property
-    def nbytes(self) -> int:
-        return self.path.stat().st_size
+            fail = self.failures
+            if (
+                len(
+                    {
+                        len(fail.paths),
+                        len(fail.identities),
+                        len(fail.sizes),
+                        len(fail.mtimes),
+                        len(fail.reasons),
+                    }
+                )
+                > 1
+            ):
+                raise CacheError(f"{path}: failure columns have different lengths")
 
     def payloads(self, idx: np.ndarray) -> list[np.ndarray]:
         """Stored payloads of the given face indices (JPEG bytes or raw arrays)."""
@@ -324,6 +339,11 @@ class _FileStore:
                 block = self.images[lo:hi]
                 return [block[i - lo] for i in idx]
             return [self.images[int(i)] for i in idx]
+
+    def payload_sizes(self, idx: np.ndarray) -> np.ndarray:
+        if self.format.encoding == "raw":
+            return np.full(len(idx), self.format.image_size**2 * 3, np.int64)
+        return self.offsets[idx + 1] - self.offsets[idx]
 
     def _jpeg_payloads(self, idx: np.ndarray) -> list[np.ndarray]:
         lo, hi = int(idx.min()), int(idx.max()) + 1
@@ -363,11 +383,11 @@ def _write_file(
     journal_through: int,
     faces: _Faces,
     failures: _Failures,
-    payloads: Any,
+    selection: _Selection | None,
 ) -> None:
     """Write a complete cache to a temporary file beside `path`, fsync it and move it over `path`.
 
-    `faces` must be sorted by path; `payloads(start, stop)` returns the stored payloads of that range.
+    `faces` must be sorted by path; `selection` gives their stored payloads in the same order.
     Identities are sorted by name and labels assigned here, so equal content gives an equal file.
     """
     tmp = path.with_name(path.name + _TMP_SUFFIX)
@@ -399,7 +419,7 @@ def _write_file(
             g.create_dataset("box", data=faces.boxes.reshape(-1, 4))
             g.create_dataset("score", data=faces.scores)
             g.create_dataset("detected", data=faces.detected)
-            _write_images(g, fmt, n, payloads)
+            _write_images(g, fmt, n, selection)
             f = h5.create_group("failures")
             f.create_dataset("path", data=np.array(failures.paths, dtype=object), dtype=strings)
             f.create_dataset("identity", data=np.array(failures.identities, dtype=object), dtype=strings)
@@ -409,34 +429,34 @@ def _write_file(
         _fsync_path(tmp)
         os.replace(tmp, path)
         _fsync_path(path.parent)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise CacheError(f"{path}: cannot write the face cache ({exc})") from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
 
 
-def _write_images(g: h5py.Group, fmt: CacheFormat, n: int, payloads: Any) -> None:
+def _write_images(g: h5py.Group, fmt: CacheFormat, n: int, selection: _Selection | None) -> None:
+    """Copy the payloads block by block, so memory stays bounded by one block."""
     s = fmt.image_size
     if fmt.encoding == "raw":
         dset = g.create_dataset("image", shape=(n, s, s, 3), dtype=np.uint8)
-        for start in range(0, n, _WRITE_BLOCK):
-            stop = min(n, start + _WRITE_BLOCK)
-            dset[start:stop] = np.stack(payloads(start, stop))
-        return
-    blocks: list[list[np.ndarray]] = []
-    lengths = np.zeros(n, np.int64)
+    else:
+        sizes = selection.sizes() if selection is not None else np.zeros(0, np.int64)
+        offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        g.create_dataset("jpeg_offset", data=offsets)
+        dset = g.create_dataset("jpeg", shape=(int(offsets[-1]),), dtype=np.uint8)
     for start in range(0, n, _WRITE_BLOCK):
         stop = min(n, start + _WRITE_BLOCK)
-        block = [np.asarray(p, np.uint8) for p in payloads(start, stop)]
-        lengths[start:stop] = [len(p) for p in block]
-        blocks.append(block)
-    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-    g.create_dataset("jpeg_offset", data=offsets)
-    dset = g.create_dataset("jpeg", shape=(int(offsets[-1]),), dtype=np.uint8)
-    for k, block in enumerate(blocks):
-        if block:
-            start = offsets[k * _WRITE_BLOCK]
-            data = np.concatenate(block)
-            dset[start : start + len(data)] = data
+        block = selection.payloads(start, stop)  # type: ignore[union-attr]
+        if fmt.encoding == "raw":
+            dset[start:stop] = np.stack(block)
+            continue
+        data = np.concatenate([np.asarray(p, np.uint8).reshape(-1) for p in block])
+        if len(data) != offsets[stop] - offsets[start]:
+            raise CacheError(f"{g.file.filename}: stored image sizes changed while copying")
+        dset[offsets[start] : offsets[stop]] = data
 
 
 def _fsync_path(path: Path) -> None:
@@ -493,12 +513,16 @@ def _write_segment(directory: Path, seq: int, fmt: CacheFormat, entries: Sequenc
     body += struct.pack("<I", zlib.crc32(body))
     final = directory / _segment_name(seq)
     tmp = directory / (final.name + _TMP_SUFFIX)
-    with open(tmp, "wb") as fh:
-        fh.write(body)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, final)
-    _fsync_path(directory)
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(body)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, final)
+        _fsync_path(directory)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise CacheError(f"{final}: cannot write the journal segment ({exc.strerror or exc})") from None
     return len(body)
 
 
@@ -594,13 +618,14 @@ class _Merged:
     index: np.ndarray  # index into that source
     failures: _Failures
     journal_payloads: list[np.ndarray]
+    segments: list[int]  # numbers of the journal segments shown
 
 
 def _merge(base: _FileStore, segments: Sequence[_Segment]) -> _Merged:
     """Overlay journal segments on the file; for each path the entry added last wins."""
     if not segments:
         n = len(base.faces.paths)
-        return _Merged(base.faces, np.zeros(n, np.int8), np.arange(n), base.failures, [])
+        return _Merged(base.faces, np.zeros(n, np.int8), np.arange(n), base.failures, [], [])
     nbase = len(base.faces.paths)
     faces = _Faces.concat([base.faces, *(s.faces for s in segments)])
     failures = [*base.failures.items()]
@@ -627,7 +652,8 @@ def _merge(base: _FileStore, segments: Sequence[_Segment]) -> _Merged:
     )
     source = (keep_idx >= nbase).astype(np.int8)
     index = np.where(source == 1, keep_idx - nbase, keep_idx)
-    return _Merged(faces.take(keep_idx), source, index, _Failures.from_items(kept_failures), payloads)
+    kept = _Failures.from_items(kept_failures)
+    return _Merged(faces.take(keep_idx), source, index, kept, payloads, [s.seq for s in segments])
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -737,12 +763,47 @@ class FaceCache:
     def _payloads(self, idx: np.ndarray) -> list[np.ndarray]:
         """Stored payloads (JPEG bytes or raw arrays) of faces `idx`, for copying without re-encoding."""
         source, index = self._merged.source[idx], self._merged.index[idx]
-        from_file = self._base.payloads(index[source == 0])
-        it = iter(from_file)
-        return [
-            next(it) if src == 0 else self._merged.journal_payloads[i]
-            for src, i in zip(source, index, strict=True)
-        ]
+        it = iter(self._base.payloads(index[source == 0]))
+        journal = self._merged.journal_payloads
+        return [next(it) if src == 0 else journal[i] for src, i in zip(source, index, strict=True)]
+
+    def _payload_sizes(self, idx: np.ndarray) -> np.ndarray:
+        """Stored bytes of each face `idx`, known without reading the images."""
+        source, index = self._merged.source[idx], self._merged.index[idx]
+        sizes = np.zeros(len(idx), np.int64)
+        sizes[source == 0] = self._base.payload_sizes(index[source == 0])
+        sizes[source == 1] = [self._merged.journal_payloads[i].nbytes for i in index[source == 1]]
+        return sizes
+
+
+@dataclass
+class _Selection:
+    """Faces of one or more opened caches in output order: row r is face `index[r]` of `caches[which[r]]`."""
+
+    caches: Sequence[FaceCache]
+    which: np.ndarray
+    index: np.ndarray
+
+    def _by_cache(self, rows: np.ndarray) -> Iterator[tuple[FaceCache, np.ndarray]]:
+        for k, cache in enumerate(self.caches):
+            pos = np.flatnonzero(self.which[rows] == k)
+            if len(pos):
+                yield cache, pos
+
+    def sizes(self) -> np.ndarray:
+        rows = np.arange(len(self.index))
+        out = np.zeros(len(rows), np.int64)
+        for cache, pos in self._by_cache(rows):
+            out[pos] = cache._payload_sizes(self.index[pos])
+        return out
+
+    def payloads(self, start: int, stop: int) -> list[np.ndarray]:
+        rows = np.arange(start, stop)
+        out: list[Any] = [None] * len(rows)
+        for cache, pos in self._by_cache(rows):
+            for j, payload in zip(pos, cache._payloads(self.index[rows[pos]]), strict=True):
+                out[j] = payload
+        return out
 
 
 def _identity(path: Path) -> tuple[int, int, int]:
@@ -795,32 +856,18 @@ def _consolidate(path: Path, meta: dict[str, Any] | None) -> tuple[CacheFormat, 
 
     Returns the format, the last folded segment number and the new file size. Caller holds the lock.
     """
-    base, segments = _open(path)
-    try:
-        merged = _merge(base, segments)
-        through = max([base.journal_through, *(s.seq for s in segments)])
-        source, index = merged.source, merged.index
-
-        def payloads(start: int, stop: int) -> list[np.ndarray]:
-            src, idx = source[start:stop], index[start:stop]
-            it = iter(base.payloads(idx[src == 0]))
-            return [next(it) if s == 0 else merged.journal_payloads[i] for s, i in zip(src, idx, strict=True)]
-
-        if segments or (meta is not None and meta != base.meta):
+    with open_cache(path) as cache:
+        folded = cache._merged.segments
+        through = max([cache._base.journal_through, *folded])
+        if folded or (meta is not None and meta != cache.meta):
+            n = len(cache)
+            selection = _Selection([cache], np.zeros(n, np.int64), np.arange(n))
+            new_meta = cache.meta if meta is None else meta
             _write_file(
-                path,
-                base.format,
-                base.meta if meta is None else meta,
-                through,
-                merged.faces,
-                merged.failures,
-                payloads,
+                path, cache.format, new_meta, through, cache._merged.faces, cache._merged.failures, selection
             )
-        fmt = base.format
-    finally:
-        base.close()
     _clear_journal(path, through)
-    return fmt, through, path.stat().st_size
+    return cache.format, through, path.stat().st_size
 
 
 def _clear_journal(path: Path, through: int) -> None:
@@ -841,7 +888,12 @@ class _Lock:
 
     def __init__(self, path: Path) -> None:
         self.file = lock_path(path)
-        self.fd = os.open(self.file, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self.fd = os.open(self.file, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise CacheError(
+                f"{path}: cannot create the lock file {self.file} ({exc.strerror or exc})"
+            ) from None
         try:
             fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -908,7 +960,7 @@ class CacheWriter:
         self.path.with_name(self.path.name + _TMP_SUFFIX).unlink(missing_ok=True)
         if not self.path.exists():
             _clear_journal(self.path, 1 << 62)  # a journal without its cache file is an orphan
-            _write_file(self.path, self.format, self._meta or {}, 0, _Faces(), _Failures(), lambda a, b: [])
+            _write_file(self.path, self.format, self._meta or {}, 0, _Faces(), _Failures(), None)
         base = _FileStore(self.path)
         try:
             diff = self.format.differences(base.format)
@@ -953,7 +1005,10 @@ class CacheWriter:
             raise CacheError(f"{self.path}: the writer is closed")
         if self._pending:
             directory = journal_dir(self.path)
-            directory.mkdir(exist_ok=True)
+            try:
+                directory.mkdir(exist_ok=True)
+            except OSError as exc:
+                raise CacheError(f"{directory}: cannot create the journal ({exc.strerror or exc})") from None
             self._through += 1
             self._journal_bytes += _write_segment(directory, self._through, self.format, self._pending)
             self._pending = []
@@ -1016,31 +1071,25 @@ def write_selection(
             raise UsageError(f"{path}: refusing to overwrite an input cache")
     if not path.parent.is_dir():
         raise CacheError(f"{path}: directory {path.parent} does not exist")
-    tables, refs = [], []
+    tables, which, index = [], [], []
     for k, (cache, indices, _) in enumerate(parts):
         idx = np.asarray(indices, np.int64).reshape(-1)
         tables.append(cache._merged.faces.take(idx))
-        refs.append(np.stack([np.full(len(idx), k, np.int64), idx], axis=1))
+        which.append(np.full(len(idx), k, np.int64))
+        index.append(idx)
     faces = _Faces.concat(tables)
     order = np.array(sorted(range(len(faces.paths)), key=faces.paths.__getitem__), np.int64)
-    faces, ref = faces.take(order), np.concatenate(refs)[order]
+    faces = faces.take(order)
     for a, b in itertools.pairwise(faces.paths):
         if a == b:
             raise UsageError(f"{a}: the same path is selected twice")
+    selection = _Selection(
+        [c for c, _, _ in parts], np.concatenate(which)[order], np.concatenate(index)[order]
+    )
     failures = _Failures.from_items(sorted((f for _, _, fs in parts for f in fs), key=lambda f: f.path))
-
-    def payloads(start: int, stop: int) -> list[np.ndarray]:
-        out: list[Any] = [None] * (stop - start)
-        block = ref[start:stop]
-        for k, (cache, _, _) in enumerate(parts):
-            pos = np.flatnonzero(block[:, 0] == k)
-            for j, p in zip(pos, cache._payloads(block[pos, 1]), strict=True):
-                out[j] = p
-        return out
-
     lock = _Lock(path)
     try:
-        _write_file(path, fmt, meta, 0, faces, failures, payloads)
+        _write_file(path, fmt, meta, 0, faces, failures, selection)
         _clear_journal(path, 1 << 62)
     finally:
         lock.release()
