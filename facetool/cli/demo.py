@@ -1,11 +1,65 @@
-"""`facetool demo` (placeholder until its issue lands)."""
+"""`facetool demo`: the whole pipeline on an embedded default, for a fresh machine with no data set."""
+
+from __future__ import annotations
+
+from pathlib import Path
 
 import typer
+from rich.console import Console
+from rich.table import Table
 
-from facetool.cli._stub import not_yet
+from facetool.config.base import load_config
+from facetool.config.demo import DemoConfig
+from facetool.demo import DemoResult, run_demo
+from facetool.train.progress import RichProgress
+
+
+def _summary(result: DemoResult) -> Table:
+    table = Table(title="facetool demo", show_header=False)
+    kind = "synthetic face-like drawings (not photographs)" if result.synthetic else "your folder"
+    det = result.detection
+    table.add_row("data", f"{result.data_dir} ({kind})")
+    table.add_row(
+        "detection",
+        f"{det.images} images, {det.faces} faces found, {det.fallbacks} whole-image fallbacks, {det.failures} failures",
+    )
+    last = result.training.history[-1] if result.training.history else {}
+    table.add_row(
+        "training",
+        f"{result.training.epochs} epochs in {result.training.duration_s:.0f} s, final loss {last.get('train_loss', float('nan')):.4f}",
+    )
+    for label, report in (("untrained network", result.untrained), ("trained network", result.trained)):
+        if report is not None:
+            table.add_row(
+                label,
+                f"accuracy {report.accuracy:.4f} ± {report.accuracy_std:.4f} on {report.num_pairs} pairs",
+            )
+    table.add_row("run directory", str(result.training.run_dir))
+    if result.report_path is not None:
+        table.add_row("report", str(result.report_path))
+    return table
 
 
 def register(app: typer.Typer) -> None:
-    @app.command(name="demo", help="Run the whole pipeline on a small synthetic data set.", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-    def demo_command() -> None:
-        not_yet("demo")
+    @app.command(name="demo", help="Run detect → train → eval on a small synthetic data set (or --data DIR).")
+    def demo_command(
+        data: Path | None = typer.Option(
+            None, "--data", help="An LFW-style folder instead of synthetic data."
+        ),
+        out: Path | None = typer.Option(None, "--out", "-o", help="Folder for everything the demo writes."),
+        epochs: int | None = typer.Option(None, "--epochs", help="Training epochs."),
+        device: str | None = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N."),
+    ) -> None:
+        given = {"data": data, "out": out, "num_epochs": epochs, "device": device}
+        config = load_config(
+            DemoConfig,
+            None,
+            {k: str(v) if isinstance(v, Path) else v for k, v in given.items() if v is not None},
+        )
+        console = Console(stderr=True)
+        result = run_demo(
+            config,
+            say=lambda text: console.print(f"[bold]›[/bold] {text}"),
+            train_progress=RichProgress(console),
+        )
+        Console().print(_summary(result))

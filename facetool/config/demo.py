@@ -1,0 +1,30 @@
+"""Settings of `facetool demo`: a run small enough for a CPU in a few minutes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+
+from facetool.config.base import StrictModel
+
+
+class DemoConfig(StrictModel):
+    """The synthetic data set and the short training run of the demo."""
+
+    out: Path = Field(Path("facetool-demo"), description="Folder for the data, cache, run and report.")
+    data: Path | None = Field(None, description="An LFW-style folder to use instead of synthetic data.")
+    identities: int = Field(40, ge=6, description="Synthetic identities.")
+    images_per_identity: int = Field(10, ge=2, description="Synthetic images of each identity.")
+    test_identities: int = Field(10, ge=4, description="Identities kept out of training for the pairs.")
+    pairs_per_fold: int = Field(20, ge=1, description="Matched (and mismatched) pairs per fold.")
+    image_size: int = Field(96, ge=80, description="Face crop side; small so a CPU trains quickly.")
+    backbone: str = Field("inception_resnet_v1", description="Embedding network.")
+    num_epochs: int = Field(3, ge=1)
+    epoch_size: int = Field(8, ge=1)
+    people_per_batch: int = Field(10, ge=2)
+    images_per_person: int = Field(6, ge=2)
+    batch_size: int = Field(30, ge=3, multiple_of=3)
+    learning_rate: float = Field(0.01, gt=0)
+    device: str = "auto"
+    seed: int = 0
