@@ -292,9 +292,7 @@ KILL_CHILD = textwrap.dedent(
 
 
 @pytest.mark.parametrize("encoding", ["jpeg", "raw"])
-def test_sigkill_keeps_every_commit_and_the_next_run_completes(
-    tmp_path: Path, lfw_dir: Path, encoding
-) -> None:
+def test_kill_keeps_every_commit_and_the_next_run_completes(tmp_path: Path, lfw_dir: Path, encoding) -> None:
     path = tmp_path / "faces.h5"
     count = 25
     script = KILL_CHILD.format(tests=str(Path(__file__).parent), root=str(lfw_dir), count=count, size=SIZE,
@@ -303,8 +301,9 @@ def test_sigkill_keeps_every_commit_and_the_next_run_completes(
     order = [i.path for i in items]
     rng = random.Random(1234 if encoding == "jpeg" else 99)
     committed: list[str] = []
-    for _round in range(3):
-        child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    for stop in (signal.SIGKILL, signal.SIGINT, signal.SIGKILL):
+        child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 text=True)  # fmt: skip
         start = child.stdout.readline().split()
         assert start[0] == "start", start
         kill_after = rng.randint(1, 4)
@@ -314,18 +313,21 @@ def test_sigkill_keeps_every_commit_and_the_next_run_completes(
                 committed.append(line.split()[1])
                 seen += 1
                 if seen == kill_after:
-                    time.sleep(
-                        rng.uniform(0, 0.05)
-                    )  # land anywhere: adding, encoding, committing, consolidating
-                    os.kill(child.pid, signal.SIGKILL)
+                    # land anywhere: adding, encoding, committing, consolidating
+                    time.sleep(rng.uniform(0, 0.05))
+                    os.kill(child.pid, stop)
                     break
-        child.wait()
+        _, stderr = child.communicate()
+        assert child.returncode != 0
+        if stop == signal.SIGINT:  # Ctrl-C: the writer consolidates what was committed on its way out
+            assert "KeyboardInterrupt" in stderr
+            assert not journal_dir(path).exists()
         with open_cache(path) as cache:
             present = set(cache.paths) | {f.path for f in cache.failures}
             missing = set(committed) - present
-            assert not missing, f"committed records lost after SIGKILL: {sorted(missing)[:3]}"
+            assert not missing, f"committed records lost after {stop.name}: {sorted(missing)[:3]}"
             last = max(order.index(p) for p in committed)
-            assert {p for p in order[: last + 1]} <= present
+            assert set(order[: last + 1]) <= present
             assert len(cache.read_faces()) == len(cache)
     finished = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert finished.returncode == 0, finished.stderr
