@@ -63,6 +63,7 @@ def measure(
     write_s = time.perf_counter() - start
     rng = np.random.default_rng(0)
     n = len(files)
+    open_s = best_of(repeats, lambda: open_cache(path).close())
     with open_cache(path) as cache:
         preload_s = best_of(repeats, cache.read_faces)
         loaded = cache.read_faces()
@@ -81,6 +82,7 @@ def measure(
         "write_img_s": n / write_s,
         "preload_img_s": n / preload_s,
         "preload_s": preload_s,
+        "open_s": open_s,
         "random_single_img_s": len(singles) / single_s,
         "random_batch256_img_s": 256 * len(batches) / batch_s,
         "mean_abs_error": error,
@@ -113,6 +115,7 @@ def main() -> None:
         ("file MB", "file_mb", "{:.1f}"),
         ("KB/image", "kb_per_image", "{:.1f}"),
         ("write img/s", "write_img_s", "{:,.0f}"),
+        ("open s", "open_s", "{:.3f}"),
         ("preload img/s", "preload_img_s", "{:,.0f}"),
         ("1 random img/s", "random_single_img_s", "{:,.0f}"),
         ("256 random img/s", "random_batch256_img_s", "{:,.0f}"),
