@@ -17,7 +17,7 @@ from rich.console import Console
 from facetool.cache import FaceRecord, Failure, open_cache
 from facetool.cli.dataset import render_stats
 from facetool.config.dataset import FilterSettings
-from facetool.dataset import dataset_stats, filter_cache, merge_caches
+from facetool.dataset import dataset_stats, filter_cache, merge_caches, pairs_identities
 from facetool.errors import CacheError, UsageError
 
 SIZE = 48
@@ -192,3 +192,9 @@ def test_merge_refuses_other_formats(tmp_path: Path, cache_path: Path, items) ->
     assert not (tmp_path / "m.h5").exists()
     with pytest.raises(UsageError, match="refusing"):
         merge_caches([cache_path, raw], raw)
+
+
+@pytest.mark.parametrize("name", ["pairs.txt", "pairsDevTrain.txt", "pairsDevTest.txt"])
+def test_pairs_identities_of_every_lfw_pairs_format(shared: Path, name: str) -> None:
+    path = shared / "lfw" / name
+    assert pairs_identities(path) == names_in_pairs_file(path)
