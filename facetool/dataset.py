@@ -233,24 +233,23 @@ def merge_caches(
             caches.append(open_cache(p))
         taken: set[str] = set()
         duplicates: list[str] = []
-        parts = []
+        faces: list[list[int]] = []
         for cache in caches:
-            indices = [i for i, p in enumerate(cache.paths) if p not in taken]
+            faces.append([i for i, p in enumerate(cache.paths) if p not in taken])
             duplicates += [p for p in cache.paths if p in taken]
             taken.update(cache.paths)
-            parts.append([cache, indices, []])
-        for part in parts:
-            for failure in part[0].failures:
-                if failure.path in taken:
-                    duplicates.append(failure.path)
-                else:
-                    part[2].append(failure)
-                    taken.add(failure.path)
+        failures: list[list[Failure]] = []
+        for cache in caches:
+            failures.append([f for f in cache.failures if f.path not in taken])
+            duplicates += [f.path for f in cache.failures if f.path in taken]
+            taken.update(f.path for f in cache.failures)
         meta = {"merged_from": [{"path": str(c.path), "meta": c.meta} for c in caches]}
-        write_selection(out, [tuple(p) for p in parts], meta)
-        report.images = sum(len(p[1]) for p in parts)
-        report.identities = len({c.identities[c.labels[i]] for c, idx, _ in parts for i in idx})
-        report.failures = sum(len(p[2]) for p in parts)
+        write_selection(out, list(zip(caches, faces, failures, strict=True)), meta)
+        report.images = sum(len(idx) for idx in faces)
+        report.identities = len(
+            {c.identities[c.labels[i]] for c, idx in zip(caches, faces, strict=True) for i in idx}
+        )
+        report.failures = sum(len(f) for f in failures)
         report.duplicates = len(duplicates)
         report.duplicate_examples = sorted(set(duplicates))[:max_examples]
     finally:
