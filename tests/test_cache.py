@@ -343,3 +343,26 @@ def test_records_are_plain_frozen_values(items) -> None:
     record = next(i for i in items if isinstance(i, FaceRecord))
     with pytest.raises(dataclasses.FrozenInstanceError):
         record.path = "x"  # type: ignore[misc]
+
+
+def test_readers_see_a_growing_snapshot_while_another_process_writes(tmp_path: Path, lfw_dir: Path) -> None:
+    path = tmp_path / "faces.h5"
+    script = KILL_CHILD.format(tests=str(Path(__file__).parent), root=str(lfw_dir), count=25, size=SIZE,
+                               encoding="jpeg", path=str(path))  # fmt: skip
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().startswith("start")
+        seen: set[str] = set()
+        opens = 0
+        while child.poll() is None or opens == 0:
+            with open_cache(path) as cache:
+                now = set(cache.paths) | {f.path for f in cache.failures}
+                assert len(cache.read_faces()) == len(cache)
+            assert seen <= now, f"records vanished between two opens: {sorted(seen - now)[:3]}"
+            seen, opens = now, opens + 1
+        assert child.stdout.read().split()[-1] == "done"
+    finally:
+        child.kill()
+        child.wait()
+    with open_cache(path) as cache:
+        assert set(cache.paths) | {f.path for f in cache.failures} >= seen
