@@ -1,0 +1,173 @@
+"""facetool.embed and `facetool embed` on real LFW images, a real detector and a real (untrained) network."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import cv2
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from facetool.cache import CacheWriter, FaceRecord, open_cache
+from facetool.config.detect import DetectConfig
+from facetool.detect import crop_face_from_file, detector_from_config
+from facetool.embed import EmbeddingSet, embed_faces, write_embeddings
+from facetool.errors import UsageError
+from facetool.models import build_backbone
+from facetool.train.checkpoint import make_checkpoint, save_checkpoint
+
+SIZE = 80
+DIM = 32
+PEOPLE = ("Aaron_Peirsol", "Abdullah_Gul")
+
+
+def lfw_face(path: Path) -> np.ndarray:
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    return cv2.cvtColor(
+        cv2.resize(bgr[50:200, 50:200], (SIZE, SIZE), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB
+    )
+
+
+@pytest.fixture(scope="module")
+def faces(lfw_dir: Path) -> np.ndarray:
+    files = [lfw_dir / name / f"{name}_{i:04d}.jpg" for name in PEOPLE for i in (1, 2, 3)]
+    return np.stack([lfw_face(p) for p in files])
+
+
+@pytest.fixture(scope="module")
+def model(faces: np.ndarray) -> torch.nn.Module:
+    """Untrained InceptionResnetV1 (32-d, 80 px), batch-norm statistics measured on real faces."""
+    torch.manual_seed(0)
+    net = build_backbone(embedding_dim=DIM, dropout=0.0, image_size=SIZE)
+    for module in net.modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            module.reset_running_stats()
+            module.momentum = None
+    net.train()
+    with torch.no_grad():
+        net((torch.from_numpy(faces).permute(0, 3, 1, 2).float() - 127.5) / 128.0)
+    return net.eval()
+
+
+def forward(model: torch.nn.Module, faces: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        return model(
+            (torch.from_numpy(np.ascontiguousarray(faces)).permute(0, 3, 1, 2).float() - 127.5) / 128.0
+        ).numpy()
+
+
+def test_embed_faces_matches_a_plain_forward_pass(model, faces):
+    emb = embed_faces(model, faces, batch_size=4)
+    assert emb.shape == (6, DIM) and emb.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(emb, forward(model, faces), atol=1e-5)
+    np.testing.assert_allclose(embed_faces(model, torch.from_numpy(faces), batch_size=256), emb, atol=1e-5)
+    assert np.linalg.norm(emb[0] - emb[3]) > 0.05
+
+
+def test_flip_sums_the_mirror_and_renormalises(model, faces):
+    emb = embed_faces(model, faces, flip=True)
+    total = forward(model, faces) + forward(model, faces[:, :, ::-1])
+    np.testing.assert_allclose(emb, total / np.linalg.norm(total, axis=1, keepdims=True), atol=1e-5)
+    assert emb.shape == (6, DIM)
+
+
+def test_train_mode_is_restored_and_empty_input(model, faces):
+    model.train()
+    try:
+        embed_faces(model, faces[:2])
+        assert model.training
+    finally:
+        model.eval()
+    assert embed_faces(model, faces[:0]).shape[0] == 0
+    with pytest.raises(ValueError, match="expected \\(N, H, W, 3\\) uint8"):
+        embed_faces(model, faces.astype(np.float32))
+
+
+def test_writers_by_extension(tmp_path):
+    rng = np.random.default_rng(0)
+    emb = rng.normal(size=(3, 4)).astype(np.float32)
+    result = EmbeddingSet(
+        emb,
+        ["a/a_0001.jpg", "b/b_0001.jpg", "x.png"],
+        ["a", "b", ""],
+        np.array([1, 0, 1], bool),
+        {"flip": True},
+    )
+    h5_path = write_embeddings(result, tmp_path / "e.h5")
+    with h5py.File(h5_path) as h5:
+        np.testing.assert_array_equal(h5["embeddings"][()], emb)
+        assert [p.decode() for p in h5["paths"][()]] == result.paths
+        assert [p.decode() for p in h5["identities"][()]] == result.identities
+        assert json.loads(h5.attrs["settings"]) == {"flip": True}
+    with np.load(write_embeddings(result, tmp_path / "e.npz")) as npz:
+        np.testing.assert_array_equal(npz["embeddings"], emb)
+        assert npz["paths"].tolist() == result.paths and npz["detected"].tolist() == [True, False, True]
+    with write_embeddings(result, tmp_path / "sub" / "e.csv").open() as handle:
+        rows = list(csv.reader(handle))
+    assert rows[0] == ["path", "identity", "detected", "e0", "e1", "e2", "e3"]
+    np.testing.assert_allclose(np.array([r[3:] for r in rows[1:]], float), emb, rtol=1e-6)
+    with pytest.raises(
+        UsageError, match=r"e.parquet: unknown output extension '.parquet' \(use one of .h5, .npz, .csv\)"
+    ):
+        write_embeddings(result, tmp_path / "e.parquet")
+
+
+def test_embed_cli_on_files_folders_and_a_cache(facetool_cli, model, lfw_dir, tmp_path):
+    ckpt = tmp_path / "model.pth"
+    backbone = {"name": "inception_resnet_v1", "embedding_dim": DIM, "dropout": 0.0, "image_size": SIZE}
+    save_checkpoint(
+        make_checkpoint(model=model.state_dict(), backbone=backbone, config={}, epoch=0, history=[]), ckpt
+    )
+    lfw_layout = tmp_path / "people"
+    (lfw_layout / PEOPLE[0]).mkdir(parents=True)
+    for i in (1, 2):
+        (lfw_layout / PEOPLE[0] / f"{PEOPLE[0]}_{i:04d}.jpg").symlink_to(
+            lfw_dir / PEOPLE[0] / f"{PEOPLE[0]}_{i:04d}.jpg"
+        )
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    (flat / "one.jpg").symlink_to(lfw_dir / PEOPLE[1] / f"{PEOPLE[1]}_0001.jpg")
+    (flat / "notes.txt").write_text("not an image")
+    single = lfw_dir / PEOPLE[1] / f"{PEOPLE[1]}_0002.jpg"
+    cache = tmp_path / "faces.h5"
+    with CacheWriter(cache, image_size=SIZE) as writer:
+        rel = f"{PEOPLE[1]}/{PEOPLE[1]}_0003.jpg"
+        st = (lfw_dir / rel).stat()
+        writer.add(
+            FaceRecord(
+                rel, PEOPLE[1], st.st_size, st.st_mtime_ns, lfw_face(lfw_dir / rel), None, math.nan, False
+            )
+        )
+        writer.commit()
+    out = tmp_path / "emb.npz"
+    result = facetool_cli("embed", ckpt, single, lfw_layout, flat, cache, "-o", out, "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    assert f"wrote 5 embeddings of size {DIM}" in result.stdout
+    with np.load(out) as npz:
+        paths, identities, emb = npz["paths"].tolist(), npz["identities"].tolist(), npz["embeddings"]
+        settings = json.loads(str(npz["settings"]))
+    assert paths[0] == str(single) and paths[-1] == f"{PEOPLE[1]}/{PEOPLE[1]}_0003.jpg"
+    assert identities == [PEOPLE[1], PEOPLE[0], PEOPLE[0], "flat", PEOPLE[1]]
+    assert settings["embedding_dim"] == DIM and settings["flip"] is False and settings["image_size"] == SIZE
+    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
+    # a raw image goes through the detector and crop of `facetool detect`
+    config = DetectConfig(image_size=SIZE)
+    crop = crop_face_from_file(single, detector_from_config(config), config)
+    np.testing.assert_allclose(emb[0], embed_faces(model, crop.face[None])[0], atol=1e-4)
+    # the cached face is used as stored (JPEG-encoded in the cache)
+    with open_cache(cache) as stored:
+        np.testing.assert_allclose(emb[-1], forward(model, stored.read_faces())[0], atol=1e-4)
+
+
+def test_embed_cli_errors(facetool_cli, tmp_path):
+    image = tmp_path / "x.jpg"
+    image.write_bytes(b"")
+    bad_ext = facetool_cli("embed", tmp_path / "m.pth", image, "-o", tmp_path / "out.parquet")
+    assert bad_ext.returncode == 2 and "unknown output extension '.parquet'" in bad_ext.stderr
+    assert len(bad_ext.stderr.strip().splitlines()) == 1
