@@ -83,14 +83,6 @@ def anchor_positive_pairs(labels: Tensor) -> Pairs:
     return Pairs(members=members, valid=valid)
 
 
-def sorted_negative_keys(dist: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
-    """Each row's other-identity distances as ascending `order_keys` (same identity pushed to +inf), and the
-    column index of each sorted entry. Compare thresholds with `order_keys(threshold)`."""
-    same = labels[:, None] == labels[None, :]
-    masked = dist.masked_fill(same, float("inf"))
-    return torch.sort(order_keys(masked), dim=1)
-
-
 def sample_in_range(low: Tensor, high: Tensor, generator: torch.Generator | None) -> Tensor:
     """One uniform integer in [low, high) per element; callers keep only elements with high > low."""
     device = generator.device if generator is not None else low.device
@@ -100,17 +92,19 @@ def sample_in_range(low: Tensor, high: Tensor, generator: torch.Generator | None
     return torch.minimum(pick, low + span - 1)
 
 
-def select_in_window(
-    pairs: Pairs, low: Tensor, high: Tensor, neg_idx: Tensor, generator: torch.Generator | None
-) -> tuple[Tensor, Tensor, Tensor]:
-    """One negative per pair, uniform among sorted positions [low, high) of its anchor's row of `neg_idx`.
+def uniform_negatives(labels: Tensor, anchors: Tensor, generator: torch.Generator | None) -> Tensor:
+    """For every entry of `anchors` (any shape), an independent uniformly random index with another label.
 
-    `low`/`high` are shaped like `pairs.members`; pairs with an empty window produce no triplet.
+    Works on label-sorted positions: anchor a's negatives are every position outside its identity's block, so a
+    draw k in [0, N − |block|) maps to k, or k + |block| past the block's start. Anchors whose identity fills the
+    batch have no negative: their entries are meaningless and callers must drop them.
     """
-    keep = pairs.valid & (high > low)
-    pick = sample_in_range(low[keep], high[keep], generator)
-    anchors = keep.nonzero()[:, 0]
-    return anchors, pairs.members[keep], neg_idx[anchors, pick]
+    _, inverse, counts = torch.unique(labels, return_inverse=True, return_counts=True)
+    order = torch.argsort(inverse, stable=True)
+    starts = (torch.cumsum(counts, 0) - counts)[inverse][anchors]
+    sizes = counts[inverse][anchors]
+    k = sample_in_range(torch.zeros_like(anchors), labels.numel() - sizes, generator)
+    return order[torch.where(k < starts, k, k + sizes).clamp_max(labels.numel() - 1)]
 
 
 def empty_result(device: torch.device, num_pairs: int = 0) -> MiningResult:
@@ -158,6 +152,8 @@ class Miner(ABC):
         _check_inputs(embeddings, labels)
         gen = generator if generator is not None else self.generator
         labels = labels.to(embeddings.device)
+        if labels.numel() == 0:
+            return empty_result(embeddings.device)
         with torch.no_grad():
             detached = embeddings.detach()
             try:

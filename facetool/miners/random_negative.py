@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from facetool.miners.base import Miner, anchor_positive_pairs, sample_in_range
+from facetool.miners.base import Miner, anchor_positive_pairs, uniform_negatives
 
 
 class RandomMiner(Miner):
@@ -18,14 +18,7 @@ class RandomMiner(Miner):
         self, embeddings: Tensor, labels: Tensor, margin: float, generator: torch.Generator | None
     ) -> tuple[Tensor, Tensor, Tensor]:
         pairs = anchor_positive_pairs(labels)
-        _, inverse, counts = torch.unique(labels, return_inverse=True, return_counts=True)
-        order = torch.argsort(inverse, stable=True)
-        starts = (torch.cumsum(counts, 0) - counts)[inverse]
-        sizes = counts[inverse]
-        num_negatives = labels.numel() - sizes
-        keep = pairs.valid & (num_negatives > 0)[:, None]
-        anchors = keep.nonzero()[:, 0]
-        zero = torch.zeros_like(anchors)
-        k = sample_in_range(zero, num_negatives[anchors], generator)
-        position = torch.where(k < starts[anchors], k, k + sizes[anchors])
-        return anchors, pairs.members[keep], order[position]
+        anchors = pairs.anchors
+        negatives = uniform_negatives(labels, anchors, generator)
+        keep = labels[negatives] != labels[anchors]
+        return anchors[keep], pairs.positives[keep], negatives[keep]

@@ -5,18 +5,16 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from facetool.miners.base import (
-    Miner,
-    anchor_positive_pairs,
-    order_keys,
-    select_in_window,
-    sorted_negative_keys,
-    squared_distances,
-)
+from facetool.miners.base import Miner, anchor_positive_pairs, squared_distances
+from facetool.miners.window import negatives_in_window
 
 
 class SemiHardMiner(Miner):
-    """Random other-identity negative with ||a−n||² < ||a−p||² + alpha, per pair (classic FaceNet code)."""
+    """Per anchor-positive pair, a uniformly random other-identity negative with d(a,n) < d(a,p) + alpha.
+
+    This is facenet's `select_triplets` (anchor = earlier image, positive = later image of the same person),
+    distances squared, the threshold d(a,p) + alpha formed in float32; pairs with no such negative are skipped.
+    """
 
     name = "semihard"
     description = "random negative with d(a,n) < d(a,p) + margin (classic FaceNet)"
@@ -26,8 +24,5 @@ class SemiHardMiner(Miner):
     ) -> tuple[Tensor, Tensor, Tensor]:
         dist = squared_distances(embeddings)
         pairs = anchor_positive_pairs(labels)
-        neg_keys, neg_idx = sorted_negative_keys(dist, labels)
-        d_ap = dist.gather(1, pairs.members)
-        threshold = (d_ap + margin).clamp_min(0.0)
-        high = torch.searchsorted(neg_keys, order_keys(threshold), right=False)
-        return select_in_window(pairs, torch.zeros_like(high), high, neg_idx, generator)
+        upper = (dist.gather(1, pairs.members) + margin).clamp_min(0.0)
+        return negatives_in_window(dist, labels, pairs, None, upper, generator)

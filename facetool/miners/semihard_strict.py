@@ -5,18 +5,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from facetool.miners.base import (
-    Miner,
-    anchor_positive_pairs,
-    order_keys,
-    select_in_window,
-    sorted_negative_keys,
-    squared_distances,
-)
+from facetool.miners.base import Miner, anchor_positive_pairs, squared_distances
+from facetool.miners.window import negatives_in_window
 
 
 class StrictSemiHardMiner(Miner):
-    """Random other-identity negative farther than the positive but inside the margin (FaceNet paper)."""
+    """Per anchor-positive pair, a uniformly random negative farther than the positive but inside the margin."""
 
     name = "semihard-strict"
     description = "random negative with d(a,p) < d(a,n) < d(a,p) + margin (paper)"
@@ -26,9 +20,6 @@ class StrictSemiHardMiner(Miner):
     ) -> tuple[Tensor, Tensor, Tensor]:
         dist = squared_distances(embeddings)
         pairs = anchor_positive_pairs(labels)
-        neg_keys, neg_idx = sorted_negative_keys(dist, labels)
-        d_ap = dist.gather(1, pairs.members).contiguous()
-        low = torch.searchsorted(neg_keys, order_keys(d_ap), right=True)
-        threshold = (d_ap + margin).clamp_min(0.0)
-        high = torch.searchsorted(neg_keys, order_keys(threshold), right=False)
-        return select_in_window(pairs, low, high, neg_idx, generator)
+        d_ap = dist.gather(1, pairs.members)
+        upper = (d_ap + margin).clamp_min(0.0)
+        return negatives_in_window(dist, labels, pairs, d_ap, upper, generator)

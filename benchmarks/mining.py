@@ -1,0 +1,94 @@
+"""Time every registered miner on one FaceNet round: 45 people x 40 images, 512-d embeddings.
+
+Prints a table with the median (and min/max) over several runs of the full, validated `miner(...)` call.
+Usage: python benchmarks/mining.py [--runs 9] [--device cpu] [--threads N] [--people 45] [--images 40]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from facetool.miners import available_miners, get_miner
+
+NOISE = 2.5
+KINDS = ("uniform", "clustered")
+
+
+def make_embeddings(kind: str, people: int, images: int, dim: int, device: torch.device) -> torch.Tensor:
+    """`uniform`: random unit vectors (an untrained network: most negatives are semi-hard, the worst case).
+    `clustered`: unit vectors around one centre per person (a half-trained network: few semi-hard negatives)."""
+    g = torch.Generator().manual_seed(0)
+    noise = torch.randn(people * images, dim, generator=g)
+    if kind == "clustered":
+        noise = torch.randn(people, dim, generator=g).repeat_interleave(images, dim=0) + NOISE * noise
+    return torch.nn.functional.normalize(noise, dim=1).to(device)
+
+
+def time_miner(name: str, emb: torch.Tensor, labels: torch.Tensor, margin: float, runs: int) -> dict:
+    """Median/min/max milliseconds of `runs` timed calls after one warm-up, and the last result's sizes."""
+    miner = get_miner(name, generator=torch.Generator(device=emb.device).manual_seed(0))
+    result = miner(emb, labels, margin)
+    times = []
+    for _ in range(runs):
+        if emb.device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        result = miner(emb, labels, margin)
+        if emb.device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append((time.perf_counter() - start) * 1000)
+    return {
+        "median": statistics.median(times),
+        "min": min(times),
+        "max": max(times),
+        "pairs": result.num_pairs,
+        "triplets": result.num_triplets,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=9)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)"
+    )
+    parser.add_argument("--people", type=int, default=45)
+    parser.add_argument("--images", type=int, default=40)
+    parser.add_argument("--dim", type=int, default=512)
+    parser.add_argument("--margin", type=float, default=0.2)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    labels = torch.arange(args.people, device=device).repeat_interleave(args.images)
+    table = Table(
+        title=f"mining {len(labels)} embeddings ({args.people} x {args.images}, D={args.dim}, margin {args.margin}) "
+        f"on {device}, {torch.get_num_threads()} threads, median of {args.runs} runs"
+    )
+    for column in ("miner", "embeddings", "median ms", "min ms", "max ms", "pairs", "triplets"):
+        table.add_column(column, justify="left" if column in ("miner", "embeddings") else "right")
+    for kind in KINDS:
+        emb = make_embeddings(kind, args.people, args.images, args.dim, device)
+        for name in available_miners():
+            r = time_miner(name, emb, labels, args.margin, args.runs)
+            table.add_row(
+                name,
+                kind,
+                f"{r['median']:.1f}",
+                f"{r['min']:.1f}",
+                f"{r['max']:.1f}",
+                str(r["pairs"]),
+                str(r["triplets"]),
+            )
+    Console().print(table)
+
+
+if __name__ == "__main__":
+    main()
