@@ -27,7 +27,7 @@ from facetool.cache import CacheWriter, FaceRecord, Failure
 from facetool.config.detect import DetectConfig
 from facetool.detect.faces import process_entry
 from facetool.detect.model_files import ModelFiles, resolve_model_files
-from facetool.detect.scan import ImageEntry, scan_images
+from facetool.detect.scan import ImageEntry, ScanResult, scan_images
 from facetool.detect.ssd import Detector, load_net
 from facetool.errors import FacetoolError
 
@@ -228,7 +228,7 @@ def detect_directory(
 
     Images whose (path, size, mtime_ns) the cache already holds are skipped, so a rerun resumes.
     `progress` is called with a DetectProgress before the first and after every batch.
-    Raises DetectInterrupted (carrying the summary) on Ctrl-C after committing the finished images.
+    Raises DetectInterrupted (carrying the summary) on Ctrl-C or SIGTERM after committing the finished images.
     """
     config = config or DetectConfig()
     data_dir = Path(data_dir)
@@ -240,7 +240,7 @@ def detect_directory(
         config.model_format, config.model_dir, config.model_weights, config.model_graph
     )
     load_net(files)
-    workers = config.workers or usable_cores()
+    workers = min(config.workers or usable_cores(), max(1, -(-len(scan.images) // config.batch_size)))
     summary = DetectSummary(
         str(data_dir),
         str(cache_path),
@@ -250,67 +250,62 @@ def detect_directory(
         empty_identities=list(scan.empty_identities),
         problems=list(scan.problems),
     )
-    with CacheWriter(
-        cache_path, config.image_size, config.encoding, _cache_meta(files, config, data_dir)
-    ) as writer:
-        known = writer.known_keys()
-        todo = [e for e in scan.images if (e.path, e.size, e.mtime_ns) not in known]
-        summary.skipped = len(scan.images) - len(todo)
-        for problem in scan.problems:
-            if (problem.path, problem.size, problem.mtime_ns) not in known:
-                writer.add(problem)
-        writer.commit()
-        if progress is not None:
-            progress(summary.progress(len(todo)))
+    stop = threading.Event()
+    meta = _cache_meta(files, config, data_dir)
+    with _stop_signals_set(stop):
+        pool = _Pool(files, config, data_dir, workers)  # before the cache is opened: no inherited lock
         try:
-            if todo:
-                needed = min(workers, -(-len(todo) // config.batch_size))
-                _run(todo, files, config, data_dir, needed, writer, summary, progress)
+            with CacheWriter(cache_path, config.image_size, config.encoding, meta) as writer:
+                _run(pool, scan, config, writer, summary, progress, stop)
         finally:
+            pool.close()
             summary.seconds = time.monotonic() - started
+    if stop.is_set():
+        summary.interrupted = True
+        raise DetectInterrupted(summary)
     return summary
 
 
 def _run(
-    todo: list[ImageEntry],
-    files: ModelFiles,
+    pool: _Pool,
+    scan: ScanResult,
     config: DetectConfig,
-    data_dir: Path,
-    workers: int,
     writer: CacheWriter,
     summary: DetectSummary,
     progress: Callable[[DetectProgress], None] | None,
+    stop: threading.Event,
 ) -> None:
-    stop = threading.Event()
+    """Hand the images the cache lacks to the workers; add, count and commit their records as they come."""
+    known = writer.known_keys()
+    todo = [e for e in scan.images if (e.path, e.size, e.mtime_ns) not in known]
+    summary.skipped = len(scan.images) - len(todo)
+    for problem in scan.problems:
+        if (problem.path, problem.size, problem.mtime_ns) not in known:
+            writer.add(problem)
+    writer.commit()
+    if progress is not None:
+        progress(summary.progress(len(todo)))
     batches = _batches(todo, config.batch_size)
-    last_commit, uncommitted = time.monotonic(), 0
-    with _stop_signals_set(stop):
-        pool = _Pool(files, config, data_dir, workers)
-        try:
-            pool.submit(batches)
-            remaining = len(batches)
-            while remaining and not stop.is_set():
-                items = pool.next_result()
-                if items is None:
-                    continue
-                remaining -= 1
-                for item in items:
-                    writer.add(item)
-                    summary.count(item)
-                uncommitted += len(items)
-                now = time.monotonic()
-                if uncommitted >= config.commit_images or now - last_commit >= config.commit_seconds:
-                    writer.commit()
-                    last_commit, uncommitted = now, 0
-                if progress is not None:
-                    progress(summary.progress(len(todo)))
-            writer.commit()
-        except BaseException:
-            with suppress(Exception):
+    pool.submit(batches)
+    remaining, uncommitted, last_commit = len(batches), 0, time.monotonic()
+    try:
+        while remaining and not stop.is_set():
+            items = pool.next_result()
+            if items is None:
+                continue
+            remaining -= 1
+            for item in items:
+                writer.add(item)
+                summary.count(item)
+            uncommitted += len(items)
+            now = time.monotonic()
+            if uncommitted >= config.commit_images or now - last_commit >= config.commit_seconds:
                 writer.commit()
-            raise
-        finally:
-            pool.close()
-    if stop.is_set():
-        summary.interrupted = True
-        raise DetectInterrupted(summary)
+                last_commit, uncommitted = now, 0
+            if progress is not None:
+                progress(summary.progress(len(todo)))
+    except BaseException:
+        with suppress(Exception):  # keep what is finished; the original error is the one to report
+            writer.commit()
+        raise
+    writer.commit()

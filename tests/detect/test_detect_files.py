@@ -153,6 +153,14 @@ def test_sixteen_bit_png_is_scaled_not_clipped(corpus):
     assert (rgb[:, :, 0] == rgb[:, :, 2]).all()
 
 
+def test_sixteen_bit_colour_png(corpus, tmp_path: Path):
+    _, face = corpus
+    path = tmp_path / "colour16.png"
+    cv2.imwrite(str(path), cv2.cvtColor(face, cv2.COLOR_RGB2BGR).astype(np.uint16) * 257)
+    rgb = read_image(path, 10**8)
+    assert rgb.dtype == np.uint8 and np.abs(rgb.astype(int) - face).max() <= 1
+
+
 def test_alpha_is_composited_over_white_and_cmyk_palette_convert(corpus):
     root, face = corpus
     rgba = read_image(root / "Alpha" / "rgba.png", 10**8)
