@@ -72,7 +72,7 @@ def to_rgb_array(image: Image.Image) -> np.ndarray:
     if mode == "P" and "transparency" in image.info:
         mode = "PA"
     converter = _MODE_CONVERTERS.get(mode, _plain)
-    return np.ascontiguousarray(converter(image), dtype=np.uint8)
+    return np.array(converter(image), dtype=np.uint8, order="C")  # a writable copy
 
 
 def decode_image(data: bytes, max_pixels: int) -> np.ndarray:

@@ -116,3 +116,22 @@ def test_crop_face_from_file_on_lfw(tf_files, lfw_dir: Path):
     with pytest.raises(ImageDecodeError, match=r"does-not-exist\.jpg: cannot read file"):
         crop_face_from_file(blank, Detector(tf_files), config)
     assert math.isfinite(crop.score)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 1000), (1000, 3), (7, 5)])
+def test_degenerate_shapes_still_give_a_square(shape):
+    rgb = np.full((*shape, 3), 77, np.uint8)
+    assert resize_to_square(rgb, 160).shape == (160, 160, 3)
+    assert crop_face(rgb, (0, 0, shape[1], shape[0]), 0.4, 32).shape == (32, 32, 3)
+    assert crop_face(rgb, (shape[1] - 0.5, shape[0] - 0.5, shape[1], shape[0]), 0, 32).max() == 77
+
+
+def test_fallback_is_the_whole_image(tf_files):
+    from facetool.detect import crop_face_from_image
+
+    sky = np.zeros((120, 240, 3), np.uint8)
+    sky[:, :, 2] = 200
+    crop = crop_face_from_image(sky, Detector(tf_files), DetectConfig(image_size=64))
+    assert not crop.detected and crop.box is None and math.isnan(crop.score)
+    assert crop.face.shape == (64, 64, 3)
+    assert (crop.face[16:48, :, 2] == 200).all() and crop.face[:16].max() == 0 and crop.face[48:].max() == 0
