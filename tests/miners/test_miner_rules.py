@@ -170,3 +170,28 @@ def test_bad_inputs_are_value_errors() -> None:
         miner(torch.randn(4), torch.zeros(4, dtype=torch.long), MARGIN)
     with pytest.raises(ValueError, match="labels"):
         miner(torch.randn(4, 3), torch.zeros(4), MARGIN)
+
+
+ENGINES = {
+    "rejection-only": {"REJECTION_ROUNDS": (8, 64, 4096), "PARTIAL_SORT_FRACTION": 4},
+    "topk-only": {"REJECTION_ROUNDS": (), "PARTIAL_SORT_FRACTION": 0},
+    "sort-only": {"REJECTION_ROUNDS": (), "PARTIAL_SORT_FRACTION": 10**9},
+}
+
+
+@pytest.mark.parametrize("engine", list(ENGINES))
+@pytest.mark.parametrize("ties", [False, True], ids=["distinct", "ties"])
+@pytest.mark.parametrize("name", ["semihard", "semihard-strict"])
+def test_each_sampling_stage_alone_matches_the_oracle(
+    name: str, ties: bool, engine: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The two stages of facetool.miners.window (rejection, then sorting) are each exact on their own."""
+    from facetool.miners import window
+
+    for key, value in ENGINES[engine].items():
+        monkeypatch.setattr(window, key, value)
+    for seed in (7, 8):
+        emb, labels = make_batch(seed, ties)
+        margin = MARGIN if not ties else 0.5
+        result = get_miner(name, generator=torch.Generator().manual_seed(seed))(emb, labels, margin)
+        check_against_oracle(name, result, oracle(name, emb, labels, margin))
