@@ -23,17 +23,18 @@ from typing import Any
 import cv2
 
 from facetool import __version__
-from facetool.cache import CacheWriter, FaceRecord, Failure
+from facetool.cache import CacheWriter, FaceRecord, Failure, open_cache
 from facetool.config.detect import DetectConfig
 from facetool.detect.faces import process_entry
 from facetool.detect.model_files import ModelFiles, resolve_model_files
 from facetool.detect.scan import ImageEntry, ScanResult, scan_images
 from facetool.detect.ssd import Detector, load_net
-from facetool.errors import FacetoolError
+from facetool.errors import CacheError, FacetoolError, UsageError
 
 _POLL_SECONDS = 0.25
 # fork starts a worker in milliseconds; spawn would re-import the program's __main__ (the whole CLI, torch
 # included) in every worker. Workers touch nothing but OpenCV, PIL and their queues, so fork is safe here.
+_CROP_SETTINGS = ("threshold", "select", "margin", "image_size", "max_pixels")
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _START_METHOD = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
 
@@ -218,6 +219,27 @@ def _cache_meta(files: ModelFiles, config: DetectConfig, data_dir: Path) -> dict
     }
 
 
+def _check_same_crop_settings(cache_path: Path, meta: dict[str, Any]) -> None:
+    """Refuse to resume a cache whose faces were cropped with other settings: one cache, one crop geometry."""
+    if not cache_path.is_file():
+        return
+    try:
+        with open_cache(cache_path) as cache:
+            stored = cache.meta if len(cache) else {}
+    except CacheError:
+        return  # the writer reports an unusable cache with its own message
+    differ = [
+        f"{key} {stored[key]!r} (cache) vs {meta[key]!r} (this run)"
+        for key in _CROP_SETTINGS
+        if key in stored and stored[key] != meta[key]
+    ]
+    if differ:
+        raise UsageError(
+            f"{cache_path}: cropped with other settings: {'; '.join(differ)}; "
+            "use the same settings to resume, or another output file"
+        )
+
+
 def detect_directory(
     data_dir: str | Path,
     cache_path: str | Path,
@@ -252,6 +274,7 @@ def detect_directory(
     )
     stop = threading.Event()
     meta = _cache_meta(files, config, data_dir)
+    _check_same_crop_settings(Path(cache_path), meta)
     with _stop_signals_set(stop):
         pool = _Pool(files, config, data_dir, workers)  # before the cache is opened: no inherited lock
         try:

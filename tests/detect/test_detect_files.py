@@ -14,7 +14,9 @@ from detect_helpers import KNOWN_IMAGES, lfw_rgb, run_cli
 from PIL import Image
 
 from facetool.cache import open_cache
+from facetool.config.detect import DetectConfig
 from facetool.detect.images import ImageDecodeError, decode_image, read_image
+from facetool.detect.runner import detect_directory
 from facetool.detect.scan import scan_images
 from facetool.errors import UsageError
 
@@ -230,3 +232,12 @@ def test_scan_reports_unreadable_folder(tmp_path: Path):
 def test_missing_data_dir_is_a_usage_error(tmp_path: Path):
     with pytest.raises(UsageError, match="data directory not found"):
         scan_images(tmp_path / "nope")
+
+
+def test_resume_refuses_other_crop_settings(corpus, corpus_run):
+    root, _ = corpus
+    _, cache_path = corpus_run
+    with pytest.raises(UsageError, match=r"margin 0\.2 \(cache\) vs 0\.3 \(this run\)"):
+        detect_directory(root, cache_path, DetectConfig(margin=0.3))
+    summary = detect_directory(root, cache_path, DetectConfig(workers=1))
+    assert (summary.images, summary.skipped, summary.processed) == (16, 16, 0)
