@@ -34,7 +34,7 @@ from facetool.errors import CacheError, FacetoolError, UsageError
 _POLL_SECONDS = 0.25
 # fork starts a worker in milliseconds; spawn would re-import the program's __main__ (the whole CLI, torch
 # included) in every worker. Workers touch nothing but OpenCV, PIL and their queues, so fork is safe here.
-_CROP_SETTINGS = ("threshold", "select", "margin", "image_size", "max_pixels")
+_CROP_SETTINGS = ("threshold", "select", "margin", "image_size")
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _START_METHOD = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
 
