@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -22,6 +22,9 @@ from rich.text import Text
 
 from facetool.config.base import load_config, parse_override, read_toml
 from facetool.config.detect import DetectConfig
+
+if TYPE_CHECKING:
+    from facetool.detect.runner import DetectProgress, DetectSummary
 
 INTERRUPTED_EXIT = 130
 
@@ -44,7 +47,7 @@ def build_config(config_file: Path | None, options: dict[str, Any], sets: list[s
     return load_config(DetectConfig, config_file, overrides, section)
 
 
-def render_summary(summary: Any, console: Console) -> None:
+def render_summary(summary: DetectSummary, console: Console) -> None:
     """The end-of-run table: images, faces found, fallbacks, failures, time and rate."""
     table = Table(title="facetool detect" + (" (interrupted)" if summary.interrupted else ""))
     table.add_column("", style="bold")
@@ -146,7 +149,7 @@ def register(app: typer.Typer) -> None:
         bar = Progress(*columns, console=err, disable=no_progress)
         task = bar.add_task("detect", total=None)
 
-        def on_progress(update: Any) -> None:
+        def on_progress(update: DetectProgress) -> None:
             if not bar.live.is_started:  # start drawing only once the run is under way
                 bar.start()
             bar.update(task, total=update.total, completed=update.done)
@@ -156,7 +159,6 @@ def register(app: typer.Typer) -> None:
         except DetectInterrupted as stopped:
             summary = stopped.summary
         except KeyboardInterrupt:  # before any image was processed: nothing to commit
-            bar.stop()
             err.print("interrupted")
             raise typer.Exit(INTERRUPTED_EXIT) from None
         finally:
