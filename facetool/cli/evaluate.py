@@ -12,6 +12,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from facetool.config.base import load_config, parse_override
 from facetool.config.evaluate import EvalConfig
 
+INTERRUPTED_EXIT = 130
+
 HELP = "\n\n".join(
     [
         "Evaluate a checkpoint on the LFW verification protocol.",
@@ -57,7 +59,9 @@ def register(app: typer.Typer) -> None:
             int | None, typer.Option("--batch-size", help="Faces per forward pass.")
         ] = None,
         device: Annotated[str | None, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = None,
-        out: Annotated[Path | None, typer.Option("--out", help="Folder for report.json and roc.png.")] = None,
+        out: Annotated[
+            Path | None, typer.Option("--out", help="Folder for report.json, roc.png (default: runs/eval).")
+        ] = None,
         sets: Annotated[
             list[str] | None, typer.Option("--set", help="Any EvalConfig setting as key=value (repeatable).")
         ] = None,
@@ -81,16 +85,21 @@ def register(app: typer.Typer) -> None:
         with Progress(*columns, console=console, transient=True) as bar:
             tasks: dict[str, Any] = {}
 
-            def on_detect(p: Any) -> None:
-                task = tasks.setdefault("detect", bar.add_task("detecting faces", total=p.total))
-                bar.update(task, completed=p.done, total=p.total)
+            def show(name: str, done: int, total: int) -> None:
+                if name not in tasks:
+                    tasks[name] = bar.add_task(name, total=total)
+                bar.update(tasks[name], completed=done, total=total)
 
-            def on_embed(done: int, total: int) -> None:
-                task = tasks.setdefault("embed", bar.add_task("embedding", total=total))
-                bar.update(task, completed=done, total=total)
-
-            outcome = evaluate_checkpoint(
-                checkpoint, config, detect_progress=on_detect, embed_progress=on_embed
-            )
+            try:
+                outcome = evaluate_checkpoint(
+                    checkpoint,
+                    config,
+                    detect_progress=lambda p: show("detecting faces", p.done, p.total),
+                    embed_progress=lambda done, total: show("embedding", done, total),
+                )
+            except KeyboardInterrupt:
+                bar.stop()
+                Console(stderr=True).print("interrupted (detected faces stay in the cache; rerun to resume)")
+                raise typer.Exit(INTERRUPTED_EXIT) from None
         render_report(outcome.report, console)
         console.print(f"wrote {outcome.report_path} and {outcome.roc_path}", highlight=False)
