@@ -69,14 +69,14 @@ def test_config_errors_name_key_and_file(facetool_cli, tmp_path):
     assert "Traceback" not in result.stderr and not (tmp_path / "runs").exists()
 
 
-def test_resumed_run_config_errors_name_the_checkpoint(small_cache, tiny_backbone, tmp_path):
+def test_resumed_run_config_errors_name_the_checkpoint(small_cache, tmp_path):
     from facetool.errors import ConfigError
     from facetool.train.loop import train
     from facetool.train.resume import load_train_config
 
     run = train(load_train_config(None, [(k, v) for k, v in _settings(small_cache, tmp_path / "run", 1)]))
     config = load_train_config(None, [("num_epochs", 3)], resume=str(run.last_checkpoint))
-    assert config.num_epochs == 3 and config.backbone == "test-tiny"
+    assert config.num_epochs == 3 and config.backbone == "tiny-cnn"
     with pytest.raises(ConfigError, match=r"last\.pth \(its stored config\): alpha"):
         load_train_config(None, [("alpha", -1)], resume=str(run.last_checkpoint))
     auto = load_train_config(None, [("checkpoint_dir", str(tmp_path / "run"))], resume="auto")
@@ -99,8 +99,8 @@ def test_not_a_checkpoint_to_resume_from(facetool_cli, tmp_path):
 def _settings(cache: Path, run_dir: Path, epochs: int) -> list[tuple[str, object]]:
     return [
         ("data_dir", str(cache)), ("checkpoint_dir", str(run_dir)), ("num_epochs", epochs), ("batch_size", 30),
-        ("people_per_batch", 6), ("images_per_person", 4), ("device", "cpu"), ("backbone", "test-tiny"),
-        ("image_size", 64), ("embedding_dim", 16), ("epoch_size", 3), ("validation.num_pairs", 40),
+        ("people_per_batch", 6), ("images_per_person", 4), ("device", "cpu"), ("backbone", "tiny-cnn"),
+        ("image_size", 48), ("embedding_dim", 16), ("epoch_size", 3), ("validation.num_pairs", 40),
         ("validation.fraction", 0.2), ("learning_rate", 0.01),
     ]  # fmt: skip
 
@@ -109,15 +109,15 @@ def _train_args(cache: Path, run_dir: Path, epochs: int) -> list[str]:
     return [
         "train", "--data", str(cache), "--checkpoint-dir", str(run_dir), "--num-epochs", str(epochs),
         "--batch-size", "30", "--people-per-batch", "6", "--images-per-person", "4", "--device", "cpu",
-        "--set", "backbone=test-tiny", "--set", "image_size=64", "--set", "embedding_dim=16",
+        "--set", "backbone=tiny-cnn", "--set", "image_size=48", "--set", "embedding_dim=16",
         "--set", "epoch_size=3", "--set", "validation.num_pairs=40", "--set", "validation.fraction=0.2",
         "--learning-rate", "0.01",
     ]  # fmt: skip
 
 
-def test_sigkill_then_resume_auto_finishes_with_intact_history(small_cache, tiny_backbone, tmp_path):
+def test_sigkill_then_resume_auto_finishes_with_intact_history(small_cache, tmp_path):
     run_dir = tmp_path / "run"
-    env = {**os.environ, **tiny_backbone}
+    env = dict(os.environ)
     proc = subprocess.Popen(
         [sys.executable, "-m", "facetool", *_train_args(small_cache, run_dir, 40)],
         env=env,
