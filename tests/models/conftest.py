@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -47,3 +48,12 @@ def lfw_faces() -> np.ndarray:
         root / "Abdullah_Gul" / "Abdullah_Gul_0002.jpg",
     ]
     return np.stack([np.asarray(Image.open(f).convert("RGB"))[45:205, 45:205] for f in files])
+
+
+@pytest.fixture(autouse=True)
+def single_thread() -> Iterator[None]:
+    """On the shared 2-core CI machine torch's thread pool mostly waits; one thread is faster and steadier."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
