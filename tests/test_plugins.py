@@ -209,7 +209,7 @@ def run_facetool(args: list[str], extra_path: Path) -> subprocess.CompletedProce
         **os.environ,
         "PYTHONPATH": os.pathsep.join(filter(None, [str(extra_path), os.environ.get("PYTHONPATH")])),
     }
-    env["COLUMNS"] = "200"
+    env.update(COLUMNS="200", OMP_NUM_THREADS="1")
     exe = Path(sys.executable).with_name("facetool")
     return subprocess.run([str(exe), *args], env=env, capture_output=True, text=True, timeout=120)
 
