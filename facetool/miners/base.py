@@ -92,19 +92,26 @@ def sample_in_range(low: Tensor, high: Tensor, generator: torch.Generator | None
     return torch.minimum(pick, low + span - 1)
 
 
-def uniform_negatives(labels: Tensor, anchors: Tensor, generator: torch.Generator | None) -> Tensor:
-    """For every entry of `anchors` (any shape), an independent uniformly random index with another label.
+def uniform_negatives(
+    labels: Tensor, anchors: Tensor, draws: int, generator: torch.Generator | None
+) -> Tensor:
+    """(len(anchors), draws) independent uniformly random indices whose label differs from the anchor's.
 
     Works on label-sorted positions: anchor a's negatives are every position outside its identity's block, so a
     draw k in [0, N − |block|) maps to k, or k + |block| past the block's start. Anchors whose identity fills the
     batch have no negative: their entries are meaningless and callers must drop them.
     """
+    n = labels.numel()
     _, inverse, counts = torch.unique(labels, return_inverse=True, return_counts=True)
     order = torch.argsort(inverse, stable=True)
-    starts = (torch.cumsum(counts, 0) - counts)[inverse][anchors]
-    sizes = counts[inverse][anchors]
-    k = sample_in_range(torch.zeros_like(anchors), labels.numel() - sizes, generator)
-    return order[torch.where(k < starts, k, k + sizes).clamp_max(labels.numel() - 1)]
+    block = inverse[anchors]
+    starts = (torch.cumsum(counts, 0) - counts)[block][:, None]
+    sizes = counts[block][:, None]
+    span = (n - sizes).clamp_min(1)
+    device = generator.device if generator is not None else labels.device
+    u = torch.rand((anchors.numel(), draws), generator=generator, device=device).to(labels.device)
+    k = torch.minimum((u * span).long(), span - 1)
+    return order[(k + sizes * (k >= starts)).clamp_max(n - 1)]
 
 
 def empty_result(device: torch.device, num_pairs: int = 0) -> MiningResult:

@@ -19,6 +19,6 @@ class RandomMiner(Miner):
     ) -> tuple[Tensor, Tensor, Tensor]:
         pairs = anchor_positive_pairs(labels)
         anchors = pairs.anchors
-        negatives = uniform_negatives(labels, anchors, generator)
+        negatives = uniform_negatives(labels, anchors, 1, generator)[:, 0]
         keep = labels[negatives] != labels[anchors]
         return anchors[keep], pairs.positives[keep], negatives[keep]

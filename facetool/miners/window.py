@@ -8,8 +8,7 @@ vectorised in two stages:
    The first success of i.i.d. uniform draws is uniform over the window, so this is exact; it settles almost
    every pair when windows are wide (an untrained network).
 2. The pairs still open are settled by sorting their anchors' candidate distances (only those inside the
-   widest open window of the row, with a partial `topk` when they are few) and drawing a uniform position
-   between two binary searches. Pairs whose window is empty produce no triplet.
+   widest open window of the row) and drawing a uniform position between two binary searches. Pairs whose window is empty produce no triplet.
 
 Comparisons run on `order_keys` (float32 bit patterns), so stage 2 agrees with stage 1 bit for bit.
 """
@@ -22,24 +21,29 @@ from torch import Tensor
 from facetool.miners.base import Pairs, order_keys, sample_in_range, uniform_negatives
 
 REJECTION_ROUNDS = (8, 64)
-PARTIAL_SORT_FRACTION = 4
 NO_NEGATIVE = -1
 INF_KEY = 0x7F800000  # order_keys(+inf)
 
 
 def candidate_keys(dist: Tensor, same: Tensor, above: Tensor | None, below: Tensor) -> tuple[Tensor, Tensor]:
     """Per row, ascending `order_keys` of other-identity distances d with above < d < below (row bounds), and
-    their column indices; rows padded with +inf keys to the widest row."""
+    their column indices; rows padded with +inf keys to the widest row.
+
+    The candidates are packed to the left first (a cumulative sum gives each its slot), so only they are sorted.
+    """
     keys = order_keys(dist.masked_fill(same, float("inf")))
     inside = keys < order_keys(below)[:, None]
     if above is not None:
         inside &= keys > order_keys(above)[:, None]
-        keys = keys.masked_fill(~inside, INF_KEY)
     width = int(inside.sum(dim=1).max()) if keys.numel() else 0
-    if width * PARTIAL_SORT_FRACTION < keys.shape[1]:
-        return torch.topk(keys, width, dim=1, largest=False, sorted=True)
-    values, indices = torch.sort(keys, dim=1)
-    return values[:, :width].contiguous(), indices[:, :width].contiguous()
+    rows, cols = inside.nonzero(as_tuple=True)
+    slots = inside.cumsum(dim=1)[rows, cols] - 1
+    packed = torch.full((keys.shape[0], width), INF_KEY, dtype=keys.dtype, device=keys.device)
+    packed[rows, slots] = keys[rows, cols]
+    columns = torch.zeros((keys.shape[0], width), dtype=torch.long, device=keys.device)
+    columns[rows, slots] = cols
+    packed, order = torch.sort(packed, dim=1)
+    return packed, columns.gather(1, order)
 
 
 def _settle_by_sorting(
@@ -82,10 +86,11 @@ def _reject(
     draws: int,
     generator: torch.Generator | None,
 ) -> tuple[Tensor, Tensor]:
-    """Stage 1 for flat pairs: `draws` uniform candidates each; (settled mask, first candidate inside)."""
-    candidates = uniform_negatives(labels, anchors[:, None].expand(-1, draws), generator)
-    d = dist[anchors[:, None], candidates]
-    ok = (d < upper[:, None]) & (labels[candidates] != labels[anchors][:, None])
+    """Stage 1 for flat pairs whose anchor has negatives: `draws` uniform other-identity candidates each;
+    returns (settled mask, first candidate inside the window)."""
+    candidates = uniform_negatives(labels, anchors, draws, generator)
+    d = torch.take(dist, anchors[:, None] * dist.shape[1] + candidates)
+    ok = d < upper[:, None]
     if lower is not None:
         ok &= d > lower[:, None]
     first = ok.to(torch.uint8).argmax(dim=1)

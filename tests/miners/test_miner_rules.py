@@ -173,9 +173,8 @@ def test_bad_inputs_are_value_errors() -> None:
 
 
 ENGINES = {
-    "rejection-only": {"REJECTION_ROUNDS": (8, 64, 4096), "PARTIAL_SORT_FRACTION": 4},
-    "topk-only": {"REJECTION_ROUNDS": (), "PARTIAL_SORT_FRACTION": 0},
-    "sort-only": {"REJECTION_ROUNDS": (), "PARTIAL_SORT_FRACTION": 10**9},
+    "rejection-first": {"REJECTION_ROUNDS": (8, 64, 4096)},
+    "sort-only": {"REJECTION_ROUNDS": ()},
 }
 
 
