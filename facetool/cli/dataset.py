@@ -63,7 +63,10 @@ def register(app: typer.Typer) -> None:
 
     @sub.command(name="stats", help="Statistics of a face cache or of an LFW-style image directory.")
     def stats_command(
-        source: Annotated[Path, typer.Argument(help="Face cache (.h5) or DATA_DIR/<identity>/<image>.")],
+        source: Annotated[
+            Path,
+            typer.Argument(metavar="CACHE_OR_DIR", help="Face cache (.h5) or DATA_DIR/<identity>/<image>."),
+        ],
         as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
     ) -> None:
         from facetool.dataset import dataset_stats
@@ -78,23 +81,28 @@ def register(app: typer.Typer) -> None:
         name="filter", help="Write a filtered copy of a face cache (stored images copied unchanged)."
     )
     def filter_command(
-        cache: Annotated[Path, typer.Argument(help="Input face cache.")],
-        output: Annotated[Path, typer.Option("--output", "-o", help="Face cache to write.")],
+        cache: Annotated[Path, typer.Argument(metavar="CACHE", help="Input face cache.")],
+        output: Annotated[Path, typer.Option("--output", "-o", metavar="OUT", help="Face cache to write.")],
         min_images: Annotated[
-            int | None, typer.Option(help="Drop identities with fewer images (default: 2).")
+            int | None, typer.Option(metavar="N", help="Drop identities with fewer images (default: 2).")
         ] = None,
         max_images: Annotated[
-            int | None, typer.Option(help="Keep at most N images per identity, the first by path.")
+            int | None,
+            typer.Option(metavar="N", help="Keep at most N images per identity, the first by path."),
         ] = None,
         exclude_pairs: Annotated[
             list[Path] | None,
-            typer.Option(help="Drop every identity named in this LFW pairs file (repeatable)."),
+            typer.Option(
+                metavar="FILE", help="Drop every identity named in this LFW pairs file (repeatable)."
+            ),
         ] = None,
         include: Annotated[
-            list[Path] | None, typer.Option(help="Keep only identities listed in this file (repeatable).")
+            list[Path] | None,
+            typer.Option(metavar="FILE", help="Keep only identities listed in this file (repeatable)."),
         ] = None,
         exclude: Annotated[
-            list[Path] | None, typer.Option(help="Drop identities listed in this file (repeatable).")
+            list[Path] | None,
+            typer.Option(metavar="FILE", help="Drop identities listed in this file (repeatable)."),
         ] = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     ) -> None:
@@ -124,8 +132,10 @@ def register(app: typer.Typer) -> None:
 
     @sub.command(name="merge", help="Merge face caches of the same image size and encoding into one.")
     def merge_command(
-        caches: Annotated[list[Path], typer.Argument(help="Input face caches.")],
-        output: Annotated[Path, typer.Option("--output", "-o", help="Face cache to write.")],
+        caches: Annotated[
+            list[Path], typer.Argument(metavar="CACHE", help="Input face caches (two or more).")
+        ],
+        output: Annotated[Path, typer.Option("--output", "-o", metavar="OUT", help="Face cache to write.")],
         as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     ) -> None:
         from facetool.dataset import merge_caches
