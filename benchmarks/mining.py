@@ -9,12 +9,14 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from collections.abc import Callable
 
 import torch
 from rich.console import Console
 from rich.table import Table
 
 from facetool.miners import available_miners, get_miner
+from facetool.miners.base import squared_distances
 
 NOISE = 2.5
 KINDS = ("uniform", "clustered")
@@ -30,23 +32,30 @@ def make_embeddings(kind: str, people: int, images: int, dim: int, device: torch
     return torch.nn.functional.normalize(noise, dim=1).to(device)
 
 
-def time_miner(name: str, emb: torch.Tensor, labels: torch.Tensor, margin: float, runs: int) -> dict:
-    """Median/min/max milliseconds of `runs` timed calls after one warm-up, and the last result's sizes."""
-    miner = get_miner(name, generator=torch.Generator(device=emb.device).manual_seed(0))
-    result = miner(emb, labels, margin)
+def time_call(fn: Callable[[], object], device: torch.device, runs: int) -> tuple[float, float, float]:
+    """Median, min and max milliseconds of `runs` calls of `fn` after one warm-up."""
+    fn()
     times = []
     for _ in range(runs):
-        if emb.device.type == "cuda":
+        if device.type == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()
-        result = miner(emb, labels, margin)
-        if emb.device.type == "cuda":
+        fn()
+        if device.type == "cuda":
             torch.cuda.synchronize()
         times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times), min(times), max(times)
+
+
+def time_miner(name: str, emb: torch.Tensor, labels: torch.Tensor, margin: float, runs: int) -> dict:
+    """Timing of the full, validated `miner(...)` call, and the result's sizes."""
+    miner = get_miner(name, generator=torch.Generator(device=emb.device).manual_seed(0))
+    median, low, high = time_call(lambda: miner(emb, labels, margin), emb.device, runs)
+    result = miner(emb, labels, margin)
     return {
-        "median": statistics.median(times),
-        "min": min(times),
-        "max": max(times),
+        "median": median,
+        "min": low,
+        "max": high,
         "pairs": result.num_pairs,
         "triplets": result.num_triplets,
     }
@@ -76,6 +85,10 @@ def main() -> None:
         table.add_column(column, justify="left" if column in ("miner", "embeddings") else "right")
     for kind in KINDS:
         emb = make_embeddings(kind, args.people, args.images, args.dim, device)
+        floor = time_call(lambda e=emb: squared_distances(e), emb.device, args.runs)
+        table.add_row(
+            "(distances only)", kind, f"{floor[0]:.1f}", f"{floor[1]:.1f}", f"{floor[2]:.1f}", "", ""
+        )
         for name in available_miners():
             r = time_miner(name, emb, labels, args.margin, args.runs)
             table.add_row(
@@ -87,7 +100,7 @@ def main() -> None:
                 str(r["pairs"]),
                 str(r["triplets"]),
             )
-    Console().print(table)
+    Console(width=max(Console().width, 100)).print(table)
 
 
 if __name__ == "__main__":
