@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from facetool.config.base import dump_toml, parse_override
+from facetool.errors import FacetoolError
 from facetool.train.loop import TrainResult, train
 from facetool.train.progress import RichProgress
 from facetool.train.resume import load_train_config
@@ -102,5 +103,10 @@ def register(app: typer.Typer) -> None:
             typer.echo(dump_toml(resolved.model_dump(mode="json")), nl=False)
             return
         console = Console(stderr=True)
-        result = train(resolved, resume=resume, progress=RichProgress(console))
+        try:
+            result = train(resolved, resume=resume, progress=RichProgress(console))
+        except KeyboardInterrupt:
+            raise FacetoolError(
+                f"interrupted; continue with --resume auto --checkpoint-dir {resolved.checkpoint_dir}"
+            ) from None
         Console().print(summary_table(result))

@@ -194,7 +194,7 @@ class Trainer:
 
     def restore(self, path: Path) -> None:
         """Continue from a checkpoint: weights, optimizer, LR schedule, history, epoch count, RNG states."""
-        ck = load_checkpoint(path, map_location=self.device)
+        ck = load_checkpoint(path)
         if ck["backbone"] != self.backbone:
             raise FacetoolError(
                 f"{path}: checkpoint backbone {ck['backbone']} differs from the configured {self.backbone}"

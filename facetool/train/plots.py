@@ -11,6 +11,7 @@ from typing import Any
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from facetool.errors import FacetoolError
 from facetool.train.history import load_history
@@ -34,6 +35,7 @@ def _figure(
         if xs:
             ax.plot(xs, ys, marker="o", markersize=3, label=label)
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel(ylabel)
     if log:
         ax.set_yscale("log")

@@ -79,6 +79,7 @@ class RichProgress(TrainProgress):
             f"lr {record['learning_rate']:.3g}, {record['triplets']} triplets, "
             f"{record['images_per_s']:,.1f} img/s, {record['time_s']:.1f} s",
             highlight=False,
+            soft_wrap=True,
         )
 
     def finish(self) -> None:
