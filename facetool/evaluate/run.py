@@ -135,10 +135,11 @@ def _pair_distances(pairs: PairsFile, row: dict[str, int], emb: np.ndarray, dist
 
 def _fold_ids(pairs: PairsFile) -> np.ndarray:
     """The file's own folds, or 10 stratified blocks for a file without folds; PairsError if too few."""
-    if pairs.fold_ids is not None:
-        if pairs.n_folds is not None and pairs.n_folds < 2:
+    ids = pairs.fold_ids
+    if ids is not None:
+        if ids.max() < 1:
             raise PairsError(f"{pairs.path}: one fold cannot be cross-validated (give --train-pairs)")
-        return pairs.fold_ids
+        return ids
     try:
         return stratified_fold_ids(pairs.issame, DEFAULT_FOLDS)
     except ValueError:

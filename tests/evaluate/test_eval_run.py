@@ -95,9 +95,16 @@ def test_file_without_folds_uses_ten_stratified_folds(model, pair_cache, small_p
     np.testing.assert_allclose(report.fold_accuracy, expected.fold_accuracy)
 
 
-def test_too_few_pairs_for_ten_folds(model, pair_cache, small_pairs):
+def test_too_few_pairs_or_folds_to_cross_validate(model, pair_cache, small_pairs, tmp_path):
     with open_cache(pair_cache) as cache, pytest.raises(PairsError, match="4 matched pairs cannot be split"):
         evaluate_on_pairs(model, cache, small_pairs.dev_train)
+    one_fold = tmp_path / "one.txt"
+    one_fold.write_text("1\t1\nAaron_Peirsol\t1\t2\nAJ_Cook\t1\tMarsha_Thomason\t1\n")
+    with (
+        open_cache(pair_cache) as cache,
+        pytest.raises(PairsError, match="one fold cannot be cross-validated"),
+    ):
+        evaluate_on_pairs(model, cache, one_fold)
 
 
 def test_missing_image_stops_with_its_name(model, pair_cache, tmp_path):
