@@ -232,6 +232,16 @@ def _h5_errors(where: Path | str) -> contextlib.AbstractContextManager:
     return guard()
 
 
+def _member(parent: h5py.Group, name: str, kind: type = h5py.Dataset) -> Any:
+    """`parent[name]` when it is a `kind` (Group or Dataset); a damaged file can hold anything there."""
+    obj = parent.get(name)
+    if not isinstance(obj, kind):
+        raise CacheError(
+            f"{parent.file.filename}: truncated or corrupted face cache (no {kind.__name__} {name!r})"
+        )
+    return obj
+
+
 class _FileStore:
     """Read access to one consolidated cache file (images are read lazily)."""
 
@@ -271,40 +281,40 @@ class _FileStore:
             if not isinstance(self.meta, dict):
                 raise CacheError(f"{path}: the meta attribute is not a JSON object")
             self.journal_through = int(attrs["journal_through"])
-            g, f = self.h5["faces"], self.h5["failures"]
-            names = [str(s) for s in self.h5["identities"].asstr()[:]]
-            labels = g["label"][:].astype(np.int64)
+            g, f = _member(self.h5, "faces", h5py.Group), _member(self.h5, "failures", h5py.Group)
+            names = [str(s) for s in _member(self.h5, "identities").asstr()[:]]
+            labels = _member(g, "label")[:].astype(np.int64)
             n = len(labels)
             if n and (labels.min() < 0 or labels.max() >= len(names)):
                 raise CacheError(f"{path}: face labels out of range of the identities")
             self.faces = _Faces(
-                [str(s) for s in g["path"].asstr()[:]],
+                [str(s) for s in _member(g, "path").asstr()[:]],
                 [names[i] for i in labels],
-                g["size"][:].astype(np.int64),
-                g["mtime_ns"][:].astype(np.int64),
-                g["box"][:].astype(np.float32).reshape(-1, 4),
-                g["score"][:].astype(np.float32),
-                g["detected"][:].astype(bool),
+                _member(g, "size")[:].astype(np.int64),
+                _member(g, "mtime_ns")[:].astype(np.int64),
+                _member(g, "box")[:].astype(np.float32).reshape(-1, 4),
+                _member(g, "score")[:].astype(np.float32),
+                _member(g, "detected")[:].astype(bool),
             )
             self.failures = _Failures(
-                [str(s) for s in f["path"].asstr()[:]],
-                [str(s) for s in f["identity"].asstr()[:]],
-                [int(v) for v in f["size"][:]],
-                [int(v) for v in f["mtime_ns"][:]],
-                [str(s) for s in f["reason"].asstr()[:]],
+                [str(s) for s in _member(f, "path").asstr()[:]],
+                [str(s) for s in _member(f, "identity").asstr()[:]],
+                [int(v) for v in _member(f, "size")[:]],
+                [int(v) for v in _member(f, "mtime_ns")[:]],
+                [str(s) for s in _member(f, "reason").asstr()[:]],
             )
             columns = [len(self.faces.paths), len(self.faces.sizes), len(self.faces.mtimes)]
             columns += [len(self.faces.boxes), len(self.faces.scores), len(self.faces.detected)]
             if self.format.encoding == "jpeg":
-                self.offsets = g["jpeg_offset"][:].astype(np.int64)
-                self.blob = g["jpeg"]
+                self.offsets = _member(g, "jpeg_offset")[:].astype(np.int64)
+                self.blob = _member(g, "jpeg")
                 ordered = (
                     len(self.offsets) == n + 1 and self.offsets[0] == 0 and (np.diff(self.offsets) > 0).all()
                 )
                 if not ordered or self.offsets[-1] != self.blob.shape[0]:
                     raise CacheError(f"{path}: JPEG offsets do not match the stored bytes")
             else:
-                self.images = g["image"]
+                self.images = _member(g, "image")
                 s = self.format.image_size
                 if self.images.shape != (n, s, s, 3):
                     raise CacheError(
@@ -397,7 +407,7 @@ def _write_file(
     n, s = len(faces.paths), fmt.image_size
     strings = h5py.string_dtype("utf-8")
     try:
-        with h5py.File(tmp, "w", libver="latest", locking=False) as h5:
+        with h5py.File(tmp, "w", locking=False) as h5:
             h5.attrs.update(
                 {
                     "format": FORMAT_NAME,
