@@ -136,10 +136,37 @@ class Trainer:
         self.miner_generator = torch.Generator(device=self.device)
         self.miner = get_miner(config.miner, generator=self.miner_generator)
 
-        faces = load_faceset(_faces_cache(config, self.run_dir, self.log))
-        faces, self.dropped = drop_small_identities(faces)
+        torch.manual_seed(config.seed)
+        self.backbone = {
+            "name": config.backbone,
+            "embedding_dim": config.embedding_dim,
+            "dropout": config.dropout_prob,
+            "image_size": config.image_size,
+        }
+        model = build_backbone(
+            config.backbone,
+            embedding_dim=config.embedding_dim,
+            dropout=config.dropout_prob,
+            pretrained=config.pretrained,
+            image_size=config.image_size,
+        ).to(self.device)
+        optimizer = OPTIMIZERS[config.optimizer](model.parameters(), config)
+        self.scheduler = torch.optim.lr_scheduler.StepLR(
+            optimizer, step_size=config.lr_step_size, gamma=config.lr_gamma
+        )
+        self.engine = Engine(
+            model, optimizer, self.device, dtype, config.alpha, config.image_size, config.embed_batch_size
+        )
+
+        cache_path = _faces_cache(config, self.run_dir, self.log)
+        faces, self.dropped = drop_small_identities(load_faceset(cache_path))
         if self.dropped:
             self.log(f"left out {self.dropped} identities with fewer than 2 images")
+        if faces.num_identities < 2:
+            raise FacetoolError(
+                f"{cache_path}: training needs at least 2 identities with 2 or more images, "
+                f"found {faces.num_identities}"
+            )
         train_set, val_set = split_identities(faces, config.validation.fraction, config.seed)
         self.train_set: FaceSet = train_set.to(self.device)
         self.val_set = val_set.to(self.device) if val_set is not None else None
@@ -168,27 +195,6 @@ class Trainer:
             pairs_cache=pairs_cache,
         )
 
-        torch.manual_seed(config.seed)
-        self.backbone = {
-            "name": config.backbone,
-            "embedding_dim": config.embedding_dim,
-            "dropout": config.dropout_prob,
-            "image_size": config.image_size,
-        }
-        model = build_backbone(
-            config.backbone,
-            embedding_dim=config.embedding_dim,
-            dropout=config.dropout_prob,
-            pretrained=config.pretrained,
-            image_size=config.image_size,
-        ).to(self.device)
-        optimizer = OPTIMIZERS[config.optimizer](model.parameters(), config)
-        self.scheduler = torch.optim.lr_scheduler.StepLR(
-            optimizer, step_size=config.lr_step_size, gamma=config.lr_gamma
-        )
-        self.engine = Engine(
-            model, optimizer, self.device, dtype, config.alpha, config.image_size, config.embed_batch_size
-        )
         self.history: list[dict[str, Any]] = []
         self.epoch = 0
 

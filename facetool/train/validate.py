@@ -64,6 +64,8 @@ class Validator:
         self.margin = margin
         self.pairs_file = pairs_file
         self.pairs_cache = pairs_cache
+        if pairs_file is not None:
+            self._check_pairs_file()
         if valset is not None:
             labels = valset.labels.cpu().numpy()
             rng = np.random.default_rng([seed, 0x7A1])
@@ -94,6 +96,15 @@ class Validator:
         if self.pairs_file is not None:
             accuracy, std = self._pairs_file_accuracy(engine)
         return ValidationResult(loss, accuracy, std)
+
+    def _check_pairs_file(self) -> None:
+        """Fail before training, not after the first epoch, when the pairs file or its images are unusable."""
+        from facetool.cache import open_cache
+        from facetool.evaluate.pairs import check_images, read_pairs
+
+        pairs = read_pairs(self.pairs_file)
+        with open_cache(self.pairs_cache) as cache:
+            check_images(pairs, set(cache.paths), str(self.pairs_cache))
 
     def _pairs_file_accuracy(self, engine: Engine) -> tuple[float, float]:
         from facetool.cache import open_cache

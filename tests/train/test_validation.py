@@ -71,3 +71,22 @@ def test_folder_input_and_pairs_file_validation_match_eval(image_dir, tmp_path):
     assert last["val_loss"] is None
     assert last["val_accuracy"] == pytest.approx(report.accuracy, abs=1e-9)
     assert last["val_accuracy_std"] == pytest.approx(report.accuracy_std, abs=1e-9)
+
+
+def test_pairs_file_naming_missing_images_fails_before_training(small_cache, tmp_path):
+    from facetool.errors import PairsError
+
+    pairs = write_pairs(tmp_path / "pairs.txt")
+    config = TrainConfig.model_validate(
+        {
+            "data_dir": small_cache,
+            "checkpoint_dir": tmp_path / "run",
+            "backbone": "tiny-cnn",
+            "image_size": 48,
+            "device": "cpu",
+            "validation": {"fraction": 0.0, "pairs_file": pairs},
+        }
+    )
+    with pytest.raises(PairsError, match="missing"):
+        train(config)
+    assert not (tmp_path / "run" / "last.pth").exists()
