@@ -320,9 +320,8 @@ def test_kill_keeps_every_commit_and_the_next_run_completes(tmp_path: Path, lfw_
         rest, stderr = child.communicate()
         if child.returncode == 0:  # the signal came after the last commit: the run had finished
             assert rest.split()[-1] == "done"
-        elif stop == signal.SIGINT:  # Ctrl-C: the writer consolidates what was committed on its way out
+        elif stop == signal.SIGINT:
             assert "KeyboardInterrupt" in stderr
-            assert not journal_dir(path).exists()
         with open_cache(path) as cache:
             present = set(cache.paths) | {f.path for f in cache.failures}
             missing = set(committed) - present
@@ -367,3 +366,43 @@ def test_readers_see_a_growing_snapshot_while_another_process_writes(tmp_path: P
         child.wait()
     with open_cache(path) as cache:
         assert set(cache.paths) | {f.path for f in cache.failures} >= seen
+
+
+CTRL_C_CHILD = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    sys.path.insert(0, {tests!r})
+    from cache_helpers import lfw_files, make_items, some_identities
+    from facetool.cache import CacheWriter
+    root = Path({root!r})
+    items = make_items(root, lfw_files(root, some_identities(root, 6, start=300)), {size})
+    with CacheWriter({path!r}, image_size={size}, consolidate_bytes=1 << 40) as writer:
+        for item in items[:-2]:
+            writer.add(item)
+        writer.commit()
+        for item in items[-2:]:
+            writer.add(item)
+        print(len(items), flush=True)
+        time.sleep(60)
+    """
+)
+
+
+def test_ctrl_c_consolidates_the_commits_and_drops_the_rest(tmp_path: Path, lfw_dir: Path) -> None:
+    path = tmp_path / "faces.h5"
+    script = CTRL_C_CHILD.format(
+        tests=str(Path(__file__).parent), root=str(lfw_dir), size=SIZE, path=str(path)
+    )
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)  # fmt: skip
+    total = int(child.stdout.readline())
+    assert journal_dir(path).is_dir()  # committed, not yet consolidated
+    child.send_signal(signal.SIGINT)
+    _, stderr = child.communicate(timeout=60)
+    assert child.returncode != 0 and "KeyboardInterrupt" in stderr
+    assert not journal_dir(path).exists()
+    items = make_items(lfw_dir, lfw_files(lfw_dir, some_identities(lfw_dir, 6, start=300)), SIZE)
+    assert len(items) == total
+    with open_cache(path) as cache:
+        assert cache.paths == sorted(i.path for i in items[:-2])
