@@ -36,7 +36,7 @@ class Augmenter:
         self.image_size = image_size
 
     def _uniform(
-        self, n: int, low: float, high: float, generator: torch.Generator | None, device
+        self, n: int, low: float, high: float, generator: torch.Generator | None, device: torch.device
     ) -> torch.Tensor:
         return torch.rand(n, generator=generator, device=device) * (high - low) + low
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from facetool.cache import open_cache
 from facetool.errors import FacetoolError
 
 
@@ -55,8 +56,6 @@ class FaceSet:
 
 def load_faceset(cache_path: Path | str) -> FaceSet:
     """Read every face of a cache into memory; CacheError from the cache module names a bad file."""
-    from facetool.cache import open_cache
-
     with open_cache(cache_path) as cache:
         faces = np.ascontiguousarray(cache.read_faces())
         labels = np.asarray(cache.labels, dtype=np.int64)

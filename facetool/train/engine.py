@@ -16,6 +16,7 @@ from torch import nn
 from facetool.config.train import TrainConfig
 from facetool.data.augment import prepare
 from facetool.device import autocast
+from facetool.losses import triplet_loss
 
 
 def _adam(params: Iterator[nn.Parameter], c: TrainConfig) -> torch.optim.Optimizer:
@@ -67,8 +68,6 @@ class Engine:
 
     def step(self, x: torch.Tensor) -> torch.Tensor:
         """One training step on inputs ordered [anchors; positives; negatives]; returns the loss (a tensor)."""
-        from facetool.losses import triplet_loss
-
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
         with autocast(self.device, self.dtype):

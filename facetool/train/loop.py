@@ -25,6 +25,8 @@ from facetool.data.faceset import FaceSet, drop_small_identities, load_faceset, 
 from facetool.data.sampling import PeopleSampler
 from facetool.device import resolve_device, resolve_precision
 from facetool.errors import ConfigError, FacetoolError
+from facetool.miners import get_miner
+from facetool.models import build_backbone
 from facetool.train.checkpoint import (
     atomic_write_bytes,
     load_checkpoint,
@@ -123,9 +125,6 @@ class Trainer:
     """One run: data, engine, sampler and validation set up once; `run` trains the remaining epochs."""
 
     def __init__(self, config: TrainConfig, progress: TrainProgress) -> None:
-        from facetool.miners import get_miner
-        from facetool.models import build_backbone
-
         self.config = config
         self.progress = progress
         self.run_dir = Path(config.checkpoint_dir)

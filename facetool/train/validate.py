@@ -13,7 +13,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from facetool.cache import open_cache
 from facetool.data.faceset import FaceSet
+from facetool.evaluate.metrics import verification_accuracy
+from facetool.evaluate.pairs import check_images, read_pairs
+from facetool.evaluate.run import evaluate_on_pairs
+from facetool.losses import triplet_loss
 from facetool.train.engine import Engine
 
 
@@ -81,9 +86,6 @@ class Validator:
         """Validate the engine's model (eval mode, clean inputs, no gradients)."""
         loss = accuracy = std = None
         if self.valset is not None:
-            from facetool.evaluate.metrics import verification_accuracy
-            from facetool.losses import triplet_loss
-
             used = torch.as_tensor(self.used, device=self.valset.faces.device)
             part = engine.embed(self.valset.faces.index_select(0, used)).float().cpu()
             emb = torch.zeros(len(self.valset), part.shape[1])
@@ -99,17 +101,11 @@ class Validator:
 
     def _check_pairs_file(self) -> None:
         """Fail before training, not after the first epoch, when the pairs file or its images are unusable."""
-        from facetool.cache import open_cache
-        from facetool.evaluate.pairs import check_images, read_pairs
-
         pairs = read_pairs(self.pairs_file)
         with open_cache(self.pairs_cache) as cache:
             check_images(pairs, set(cache.paths), str(self.pairs_cache))
 
     def _pairs_file_accuracy(self, engine: Engine) -> tuple[float, float]:
-        from facetool.cache import open_cache
-        from facetool.evaluate.run import evaluate_on_pairs
-
         with open_cache(self.pairs_cache) as cache:
             report = evaluate_on_pairs(engine.model, cache, self.pairs_file, device=engine.device)
         engine.model.eval()
