@@ -13,7 +13,13 @@ from facetool.train.checkpoint import atomic_write_bytes
 
 @dataclass(frozen=True)
 class EpochRecord:
-    """What one epoch did; None where a value does not exist (no validation set, no trained batch)."""
+    """What one epoch did; None where a value does not exist (no validation set, no trained batch).
+
+    `triplets` are those the miner selected, `trained_triplets` those trained on (an epoch stops at
+    epoch_size batches); `valid_negative_fraction` is triplets / anchor_positive_pairs; `images_per_s`
+    counts trained images over the epoch's training time (selection rounds included, validation not);
+    `time_s` includes validation.
+    """
 
     epoch: int
     train_loss: float | None

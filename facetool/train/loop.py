@@ -380,6 +380,8 @@ def train(
     config: TrainConfig, *, resume: str | Path | None = None, progress: TrainProgress | None = None
 ) -> TrainResult:
     """Train an embedding with the FaceNet triplet protocol; `resume` is a checkpoint path or "auto"."""
+    if config.data_dir is None:
+        raise ConfigError("data_dir: not set (give --data_dir or data_dir in the config file)")
     started = time.perf_counter()
     progress = progress or TrainProgress()
     run_dir = Path(config.checkpoint_dir)
