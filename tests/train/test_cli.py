@@ -70,7 +70,7 @@ def test_config_errors_name_key_and_file(facetool_cli, tmp_path):
 
 
 def test_resumed_run_config_errors_name_the_checkpoint(small_cache, tmp_path):
-    from facetool.errors import ConfigError
+    from facetool.errors import ConfigError, FacetoolError
     from facetool.train.loop import train
     from facetool.train.resume import load_train_config
 
@@ -81,6 +81,9 @@ def test_resumed_run_config_errors_name_the_checkpoint(small_cache, tmp_path):
         load_train_config(None, [("alpha", -1)], resume=str(run.last_checkpoint))
     auto = load_train_config(None, [("checkpoint_dir", str(tmp_path / "run"))], resume="auto")
     assert auto.embedding_dim == 16
+    other = load_train_config(None, [("embedding_dim", 8)], resume=str(run.last_checkpoint))
+    with pytest.raises(FacetoolError, match=r"last\.pth: checkpoint backbone .* differs"):
+        train(other, resume=run.last_checkpoint)
 
 
 def test_missing_data_is_one_line_error(facetool_cli, tmp_path):
