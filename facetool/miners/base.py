@@ -55,11 +55,11 @@ class Pairs:
 
 
 def squared_distances(embeddings: Tensor) -> Tensor:
-    """(N, N) squared Euclidean distances in float32, clamped at +0.0 (never -0.0, see `order_keys`)."""
+    """(N, N) squared Euclidean distances in float32, clamped at +0.0 (never -0.0, see `order_keys`); NaN stays."""
     x = embeddings.float()
     sq = (x * x).sum(dim=1)
     dist = torch.addmm(sq[None, :], x, x.T, alpha=-2.0).add_(sq[:, None])
-    return torch.where(dist > 0, dist, 0.0)
+    return dist.clamp_min_(0.0).add_(0.0)
 
 
 def order_keys(values: Tensor) -> Tensor:

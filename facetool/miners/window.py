@@ -107,8 +107,10 @@ def negatives_in_window(
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Anchors, positives and one uniform other-identity negative n per pair with lower < d(a,n) < upper.
 
-    `lower` (or None for no lower bound) and `upper` are non-negative and shaped like `pairs.members`.
+    `lower` (or None for no lower bound) and `upper` are non-negative and shaped like `pairs.members`. A NaN
+    bound or distance (a diverged network) admits no negative.
     """
+    upper = upper.masked_fill(upper.isnan(), 0.0)
     anchors = pairs.valid.nonzero()[:, 0]
     flat_upper = upper[pairs.valid]
     flat_lower = None if lower is None else lower[pairs.valid]

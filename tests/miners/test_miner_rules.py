@@ -194,3 +194,20 @@ def test_each_sampling_stage_alone_matches_the_oracle(
         margin = MARGIN if not ties else 0.5
         result = get_miner(name, generator=torch.Generator().manual_seed(seed))(emb, labels, margin)
         check_against_oracle(name, result, oracle(name, emb, labels, margin))
+
+
+@pytest.mark.parametrize("name", ["semihard", "semihard-strict", "hard"])
+def test_nan_embeddings_give_no_triplets(name: str) -> None:
+    emb, labels = make_batch(9, ties=False)
+    emb[3] = float("nan")
+    result = get_miner(name)(emb, labels, MARGIN)
+    roles = [result.anchors, result.negatives] + ([] if name == "hard" else [result.positives])
+    assert result.num_triplets > 0 and not bool((torch.cat(roles) == 3).any())
+    assert get_miner(name)(torch.full_like(emb, float("nan")), labels, MARGIN).num_triplets == 0
+
+
+def test_distances_are_never_negative_zero() -> None:
+    emb = torch.tensor([[0.6, 0.8], [0.6, 0.8], [1.0, 0.0]])
+    dist = squared_distances(emb)
+    assert bool((dist.view(torch.int32) >= 0).all())
+    assert torch.allclose(dist, torch.cdist(emb, emb) ** 2, atol=1e-6)
