@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from facetool.miners import MiningResult, get_miner
 from facetool.miners.base import squared_distances
@@ -211,3 +213,22 @@ def test_distances_are_never_negative_zero() -> None:
     dist = squared_distances(emb)
     assert bool((dist.view(torch.int32) >= 0).all())
     assert torch.allclose(dist, torch.cdist(emb, emb) ** 2, atol=1e-6)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    name=st.sampled_from(BUILT_INS),
+    labels=st.lists(st.integers(0, 4), min_size=2, max_size=24),
+    grid=st.integers(1, 3),
+    seed=st.integers(0, 2**16),
+    margin=st.sampled_from([0.0, 0.1, 0.5, 2.0]),
+)
+def test_property_any_labels_and_coarse_embeddings(
+    name: str, labels: list[int], grid: int, seed: int, margin: float
+) -> None:
+    """Arbitrary label layouts (unsorted, singletons, one identity) and embeddings on a coarse grid (many ties)."""
+    g = torch.Generator().manual_seed(seed)
+    emb = torch.randint(0, grid + 1, (len(labels), 3), generator=g).float() / grid
+    lab = torch.tensor(labels)
+    result = get_miner(name, generator=g)(emb, lab, margin)
+    check_against_oracle(name, result, oracle(name, emb, lab, margin))
