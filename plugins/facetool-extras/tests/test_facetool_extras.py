@@ -138,3 +138,12 @@ def test_weights_are_finite_for_antipodal_points() -> None:
     emb = torch.tensor([[1.0, 0.0], [1.0, 0.0], [-1.0, 0.0], [0.0, 1.0]])
     r = get_miner("distance-weighted")(emb, torch.tensor([0, 0, 1, 2]), 0.2)
     assert r.num_triplets == 1 and not math.isnan(float(r.negatives[0]))
+
+
+def test_nan_embeddings_are_never_sampled() -> None:
+    emb, labels = batch(4)
+    emb[5] = float("nan")
+    r = get_miner("distance-weighted", generator=torch.Generator().manual_seed(0))(emb, labels, 0.2)
+    assert r.num_triplets > 0
+    assert not bool((r.anchors == 5).any()) and not bool((r.negatives == 5).any())
+    assert get_miner("distance-weighted")(torch.full_like(emb, float("nan")), labels, 0.2).num_triplets == 0

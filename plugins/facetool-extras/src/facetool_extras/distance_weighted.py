@@ -17,11 +17,14 @@ MIN_DISTANCE = 0.5
 EPS = 1e-6
 
 
-def inverse_density_log_weights(dist: Tensor, dim: int) -> Tensor:
-    """log(1/q(d)) for Euclidean distances `dist` between unit vectors in `dim` dimensions, d clipped at 0.5."""
-    d = dist.clamp(min=MIN_DISTANCE, max=2.0 - EPS)
-    log_q = (dim - 2.0) * torch.log(d) + ((dim - 3.0) / 2.0) * torch.log((1.0 - 0.25 * d * d).clamp_min(EPS))
-    return -log_q
+def inverse_density_log_weights(squared: Tensor, dim: int) -> Tensor:
+    """log(1/q(d)) from squared distances d² between unit vectors in `dim` dimensions, d clipped at 0.5.
+
+    log q(d) = (n−2)/2 · log d² + (n−3)/2 · log(1 − d²/4); d² is capped just below 4 to keep the log finite.
+    """
+    d2 = squared.clamp(MIN_DISTANCE**2, 4.0 - EPS)
+    log_w = torch.log1p(d2 * -0.25).mul_(-(dim - 3.0) / 2.0)
+    return log_w.sub_(d2.log_().mul_((dim - 2.0) / 2.0))
 
 
 class DistanceWeightedMiner(Miner):
@@ -33,11 +36,11 @@ class DistanceWeightedMiner(Miner):
     def mine(
         self, embeddings: Tensor, labels: Tensor, margin: float, generator: torch.Generator | None
     ) -> tuple[Tensor, Tensor, Tensor]:
-        dist = squared_distances(embeddings).sqrt()
-        log_w = inverse_density_log_weights(dist, embeddings.shape[1])
+        log_w = inverse_density_log_weights(squared_distances(embeddings), embeddings.shape[1])
         same = labels[:, None] == labels[None, :]
-        log_w = log_w.masked_fill(same, float("-inf"))
-        has_negative = ~same.all(dim=1)
+        log_w.masked_fill_(same, float("-inf"))
+        log_w.masked_fill_(log_w.isnan(), float("-inf"))
+        has_negative = torch.isfinite(log_w).any(dim=1)
         pairs = anchor_positive_pairs(labels)
         keep = pairs.valid & has_negative[:, None]
         rows = keep.any(dim=1).nonzero()[:, 0]
@@ -45,7 +48,7 @@ class DistanceWeightedMiner(Miner):
         if rows.numel() == 0:
             return empty, empty.clone(), empty.clone()
         log_w = log_w[rows]
-        weights = torch.exp(log_w - log_w.max(dim=1, keepdim=True).values)
+        weights = log_w.sub_(log_w.amax(dim=1, keepdim=True)).exp_()
         k = pairs.members.shape[1]
         if generator is not None and generator.device != weights.device:
             draws = torch.multinomial(weights.to(generator.device), k, replacement=True, generator=generator)
