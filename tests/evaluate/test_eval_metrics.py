@@ -202,7 +202,7 @@ class TestValThreshold:
 @given(
     st.lists(st.integers(0, 40), min_size=40, max_size=40),
     st.lists(st.integers(0, 40), min_size=40, max_size=40),
-    st.floats(0.01, 0.6),
+    st.integers(10, 600).map(lambda k: k / 1000),
 )
 def test_val_threshold_stays_below_the_first_grid_threshold_over_target(same_q, diff_q, target):
     dist = np.r_[same_q, diff_q] * 0.05
