@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+if TYPE_CHECKING:
+    from facetool.demo import DemoResult
+
 from facetool.config.base import load_config
 from facetool.config.demo import DemoConfig
-from facetool.demo import DemoResult, run_demo
-from facetool.train.progress import RichProgress
 
 
 def _summary(result: DemoResult) -> Table:
@@ -56,6 +58,9 @@ def register(app: typer.Typer) -> None:
             None,
             {k: str(v) if isinstance(v, Path) else v for k, v in given.items() if v is not None},
         )
+        from facetool.demo import run_demo
+        from facetool.train.progress import RichProgress
+
         console = Console(stderr=True)
         result = run_demo(
             config,

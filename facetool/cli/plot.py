@@ -7,8 +7,6 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from facetool.train.plots import plot_run
-
 
 def register(app: typer.Typer) -> None:
     @app.command(
@@ -20,6 +18,8 @@ def register(app: typer.Typer) -> None:
             None, "--out", "-o", help="Folder for the PNGs (default: RUN_DIR)."
         ),
     ) -> None:
+        from facetool.train.plots import plot_run
+
         console = Console()
         for path in plot_run(run_dir, out_dir):
             console.print(f"wrote {path}", highlight=False)
