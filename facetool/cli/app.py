@@ -7,6 +7,8 @@ import traceback
 
 import typer
 from rich.console import Console
+from rich.markup import escape
+from typer._click.exceptions import NoArgsIsHelpError
 
 from facetool.errors import FacetoolError
 
@@ -38,25 +40,44 @@ def _root(
     """facetool: FaceNet-style face embeddings from detection to LFW verification."""
 
 
+def _print_usage_error(exc: typer.TyperException) -> None:
+    """A command-line usage error as one line, with the command's --help to try."""
+    ctx = getattr(exc, "ctx", None)
+    hint = f" (try '{ctx.command_path} --help')" if ctx is not None else ""
+    _print_error(f"{exc.format_message()}{hint}")
+
+
+def _print_error(message: str, label: str = "error") -> None:
+    """One line on stderr, whatever newlines or markup-like brackets the message holds."""
+    line = " ".join(message.split())
+    err_console.print(f"[bold red]{label}:[/bold red] {escape(line)}", highlight=False, soft_wrap=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; a user-caused error ends in one line on stderr (exit 2 usage, 1 failure)."""
     args = list(sys.argv[1:] if argv is None else argv)
     verbose = "--verbose" in args
     args = [a for a in args if a != "--verbose"]
     try:
-        app(args=args, prog_name="facetool")
+        result = app(args=args, prog_name="facetool", standalone_mode=False)
+    except NoArgsIsHelpError:
+        sys.exit(2)
+    except typer.TyperException as exc:
+        _print_usage_error(exc)
+        sys.exit(getattr(exc, "exit_code", 2))
+    except typer.Abort:
+        _print_error("aborted")
+        sys.exit(1)
     except FacetoolError as exc:
         if verbose:
             traceback.print_exc()
-        err_console.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
+        _print_error(str(exc))
         sys.exit(exc.exit_code)
     except Exception as exc:  # anything unexpected still ends in one line unless --verbose
         if verbose:
             traceback.print_exc()
         else:
-            err_console.print(
-                f"[bold red]internal error:[/bold red] {type(exc).__name__}: {exc} (run with --verbose for details)",
-                highlight=False,
-                soft_wrap=True,
-            )
+            _print_error(f"{type(exc).__name__}: {exc} (run with --verbose for details)", "internal error")
         sys.exit(1)
+    if isinstance(result, int) and not isinstance(result, bool):
+        sys.exit(result)
