@@ -62,7 +62,7 @@ def main() -> None:
     torch.manual_seed(0)
     model = build_backbone(args.backbone, image_size=args.image_size).to(device)
     engine = Engine(
-        model, OPTIMIZERS["adam"](model.parameters(), config), device, dtype, 0.2, args.image_size, 256
+        model, OPTIMIZERS["adam"](model.parameters(), config, False), device, dtype, 0.2, args.image_size, 256
     )
     rng = np.random.default_rng(0)
     augment = Augmenter(AugmentConfig(), args.image_size)

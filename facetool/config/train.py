@@ -39,6 +39,35 @@ class ValidationConfig(StrictModel):
     )
 
 
+class EngineConfig(StrictModel):
+    """How the training step runs; none of these change what is computed, only how fast."""
+
+    compile: Literal["auto", "none", "reduce-overhead", "cuda-graph"] = Field(
+        "auto",
+        description="Step execution: auto (cuda-graph on one CUDA device, eager otherwise), none (eager), "
+        "reduce-overhead (torch.compile of the forward) or cuda-graph (the whole step captured once and "
+        "replayed). CUDA-only modes fall back to eager on a CPU.",
+    )
+    channels_last: bool | Literal["auto"] = Field(
+        "auto", description="NHWC memory layout of model and inputs (auto: on CUDA only)."
+    )
+    fused_optimizer: bool | Literal["auto"] = Field(
+        "auto",
+        description="Fused optimizer kernels; they also skip a non-finite step on the device without a "
+        "host round trip (auto: on).",
+    )
+
+
+class DataConfig(StrictModel):
+    """Where the decoded training faces live during a run."""
+
+    preload: Literal["auto", "device", "host"] = Field(
+        "auto",
+        description="device: the whole uint8 face set in accelerator memory; host: in (pinned) host memory, "
+        "batches copied per round; auto: device when it fits in half the free accelerator memory.",
+    )
+
+
 class TrainConfig(StrictModel):
     """Everything a training run depends on; written to the run directory as config.toml."""
 
@@ -80,9 +109,23 @@ class TrainConfig(StrictModel):
         "auto", description="auto: bf16 autocast on CUDA, fp32 on CPU."
     )
 
+    threads: int | None = Field(
+        None,
+        ge=1,
+        description="Torch intra-op CPU threads (unset: torch's default, one per core). On a machine shared "
+        "with other jobs, fewer threads than cores avoids oversubscription, which made steps 3-6x slower.",
+    )
+    on_nonfinite: Literal["stop", "skip"] = Field(
+        "stop",
+        description="A NaN or infinite loss or gradient: stop (the run ends with an error; the last "
+        "checkpoint, always finite, stays) or skip (that batch makes no update and is counted).",
+    )
+
     embed_batch_size: int = Field(
         256, ge=2, description="Images per gradient-free forward pass (mining and validation)."
     )
 
+    engine: EngineConfig = Field(default_factory=EngineConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     validation: ValidationConfig = Field(default_factory=ValidationConfig)

@@ -1,46 +1,99 @@
 """The compute of training: a gradient-free embedding pass and one optimisation step on a chunk of triplets.
 
-Everything device- and precision-specific lives here, so faster variants (bf16 autocast, channels_last,
-CUDA graphs, DDP) replace these two methods without touching the loop.
+Everything device- and precision-specific lives here, so faster variants (channels_last, fused optimizers,
+torch.compile, one CUDA graph per step, DistributedDataParallel) change these methods, not the loop.
+A step never synchronises with the host: it returns the loss and a "non-finite" flag as device tensors,
+and a non-finite step is skipped on the device by the fused optimizer (found_inf), as AMP's GradScaler does.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from facetool.config.train import TrainConfig
+from facetool.config.train import EngineConfig, TrainConfig
 from facetool.data.augment import prepare
 from facetool.device import autocast
 from facetool.losses import triplet_loss
 
-
-def _adam(params: Iterator[nn.Parameter], c: TrainConfig) -> torch.optim.Optimizer:
-    return torch.optim.Adam(params, lr=c.learning_rate, weight_decay=c.weight_decay)
+FUSABLE = frozenset({"adam", "adamw", "sgd"})
 
 
-def _adamw(params: Iterator[nn.Parameter], c: TrainConfig) -> torch.optim.Optimizer:
-    return torch.optim.AdamW(params, lr=c.learning_rate, weight_decay=c.weight_decay)
+def _adam(params: Iterator[nn.Parameter], c: TrainConfig, fused: bool) -> torch.optim.Optimizer:
+    return torch.optim.Adam(params, lr=c.learning_rate, weight_decay=c.weight_decay, fused=fused or None)
 
 
-def _sgd(params: Iterator[nn.Parameter], c: TrainConfig) -> torch.optim.Optimizer:
-    return torch.optim.SGD(params, lr=c.learning_rate, momentum=c.momentum, weight_decay=c.weight_decay)
+def _adamw(params: Iterator[nn.Parameter], c: TrainConfig, fused: bool) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(params, lr=c.learning_rate, weight_decay=c.weight_decay, fused=fused or None)
 
 
-OPTIMIZERS: dict[str, Callable[[Iterator[nn.Parameter], TrainConfig], torch.optim.Optimizer]] = {
+def _sgd(params: Iterator[nn.Parameter], c: TrainConfig, fused: bool) -> torch.optim.Optimizer:
+    return torch.optim.SGD(
+        params, lr=c.learning_rate, momentum=c.momentum, weight_decay=c.weight_decay, fused=fused or None
+    )
+
+
+OPTIMIZERS: dict[str, Callable[[Iterator[nn.Parameter], TrainConfig, bool], torch.optim.Optimizer]] = {
     "adam": _adam,
     "adamw": _adamw,
     "sgd": _sgd,
 }
 
 
+@dataclass(frozen=True)
+class EnginePlan:
+    """The resolved execution settings and, in `notes`, why a requested one was not used."""
+
+    compile: str
+    channels_last: bool
+    fused: bool
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+
+def plan_engine(
+    settings: EngineConfig, device: torch.device, optimizer: str, world_size: int = 1
+) -> EnginePlan:
+    """Pick the step's execution from the settings, the device and the run's shape.
+
+    auto means the fast path on CUDA (one CUDA graph per step; eager under DDP) and plain eager on a CPU.
+    CUDA-only modes asked for on a CPU fall back to eager; a CUDA graph needs a fused optimizer and a
+    single process. Every fallback is stated in `notes`.
+    """
+    cuda = device.type == "cuda"
+    notes: list[str] = []
+    fused = optimizer in FUSABLE if settings.fused_optimizer == "auto" else bool(settings.fused_optimizer)
+    if fused and optimizer not in FUSABLE:
+        notes.append(f"optimizer {optimizer} has no fused kernel; using the plain one")
+        fused = False
+    mode = settings.compile
+    if mode == "auto":
+        mode = "cuda-graph" if cuda and fused and world_size == 1 else "none"
+    if mode in ("cuda-graph", "reduce-overhead") and not cuda:
+        notes.append(f"engine.compile={mode} needs CUDA; running eagerly on {device}")
+        mode = "none"
+    if mode == "cuda-graph" and world_size > 1:
+        notes.append("engine.compile=cuda-graph is single-process; running eagerly under DDP")
+        mode = "none"
+    if mode == "cuda-graph" and not fused:
+        notes.append("engine.compile=cuda-graph needs a fused optimizer; running eagerly")
+        mode = "none"
+    channels_last = cuda if settings.channels_last == "auto" else bool(settings.channels_last)
+    return EnginePlan(mode, channels_last, fused, tuple(notes))
+
+
+def _all_reduce_max(flag: torch.Tensor) -> torch.Tensor:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+    return flag
+
+
 @dataclass
 class Engine:
-    """Model, optimizer and the numeric setting they run under."""
+    """Model, optimizer and the numeric setting they run under; `train_model` is the DDP wrapper if any."""
 
     model: nn.Module
     optimizer: torch.optim.Optimizer
@@ -49,6 +102,19 @@ class Engine:
     margin: float
     image_size: int
     embed_batch_size: int
+    plan: EnginePlan = field(default_factory=lambda: EnginePlan("none", False, False))
+    train_model: nn.Module | None = None
+    guard_buffers: bool = False
+    _fast: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = field(
+        default=None, init=False
+    )
+    _fast_batch: int | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        if self.plan.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        if self.train_model is None:
+            self.train_model = self.model
 
     def embed_inputs(self, x: torch.Tensor) -> torch.Tensor:
         """L2-normalised float32 embeddings of standardised inputs, eval mode, no gradients."""
@@ -56,27 +122,96 @@ class Engine:
         out = []
         with torch.no_grad(), autocast(self.device, self.dtype):
             for chunk in x.split(self.embed_batch_size):
-                out.append(F.normalize(self.model(chunk).float(), dim=1))
+                out.append(F.normalize(self.model(self._layout(chunk)).float(), dim=1))
         return torch.cat(out)
 
     def embed(self, faces: torch.Tensor) -> torch.Tensor:
         """Embeddings of uint8 NHWC faces without augmentation, prepared chunk by chunk."""
         parts = [
-            self.embed_inputs(prepare(chunk, self.image_size)) for chunk in faces.split(self.embed_batch_size)
+            self.embed_inputs(prepare(chunk.to(self.device), self.image_size))
+            for chunk in faces.split(self.embed_batch_size)
         ]
         return torch.cat(parts)
 
-    def step(self, x: torch.Tensor) -> torch.Tensor:
-        """One training step on inputs ordered [anchors; positives; negatives]; returns the loss (a tensor)."""
-        self.model.train()
-        self.optimizer.zero_grad(set_to_none=True)
-        with autocast(self.device, self.dtype):
-            emb = self.model(x)
-        emb = F.normalize(emb.float(), dim=1)
-        anchor, positive, negative = emb.chunk(3)
-        loss = triplet_loss(anchor, positive, negative, self.margin)
-        if not torch.isfinite(loss):
-            return loss.detach()
+    def _layout(self, x: torch.Tensor) -> torch.Tensor:
+        return x.contiguous(memory_format=torch.channels_last) if self.plan.channels_last else x
+
+    def loss(self, model: nn.Module, x: torch.Tensor, *, cache: bool = True) -> torch.Tensor:
+        """Triplet loss of inputs ordered [anchors; positives; negatives] under the engine's precision."""
+        if self.dtype == torch.float32:
+            emb = model(x)
+        else:
+            with torch.autocast(device_type=self.device.type, dtype=self.dtype, cache_enabled=cache):
+                emb = model(x)
+        anchor, positive, negative = F.normalize(emb.float(), dim=1).chunk(3)
+        return triplet_loss(anchor, positive, negative, self.margin)
+
+    def update(self, loss: torch.Tensor, *, force_skip: bool = False) -> torch.Tensor:
+        """Backward and optimizer step unless the loss or a gradient is non-finite; returns that flag.
+
+        With a fused optimizer the skip happens on the device (found_inf); otherwise the flag is read.
+        Under DDP the flag is the maximum over ranks, so every rank skips the same steps.
+        """
         loss.backward()
-        self.optimizer.step()
-        return loss.detach()
+        params = [p for group in self.optimizer.param_groups for p in group["params"] if p.grad is not None]
+        bad = ~torch.isfinite(loss.detach())
+        if params:
+            grad_norm = torch.nn.utils.get_total_norm([p.grad for p in params], error_if_nonfinite=False)
+            bad = bad | ~torch.isfinite(grad_norm)
+        flag = _all_reduce_max(bad.float().reshape(()))
+        if force_skip:
+            flag = torch.ones_like(flag)
+        if self.plan.fused:
+            self.optimizer.found_inf = flag  # type: ignore[attr-defined]
+            self.optimizer.grad_scale = None  # type: ignore[attr-defined]
+            try:
+                self.optimizer.step()
+            finally:
+                del self.optimizer.found_inf, self.optimizer.grad_scale  # type: ignore[attr-defined]
+        elif not bool(flag):
+            self.optimizer.step()
+        return flag
+
+    def eager_step(
+        self, x: torch.Tensor, *, set_to_none: bool = True, force_skip: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The step run op by op: (loss, non-finite flag), both device tensors."""
+        self.model.train()
+        self.optimizer.zero_grad(set_to_none=set_to_none)
+        saved = self.save_buffers()
+        loss = self.loss(self.train_model, self._layout(x))
+        flag = self.update(loss, force_skip=force_skip)
+        self.restore_buffers(saved, flag)
+        return loss.detach(), flag
+
+    def save_buffers(self) -> list[torch.Tensor] | None:
+        """Copies of the floating-point buffers (batch-norm statistics) when a skipped step must not touch them."""
+        if not self.guard_buffers:
+            return None
+        return [b.detach().clone() for b in self.model.buffers() if b.is_floating_point()]
+
+    def restore_buffers(self, saved: list[torch.Tensor] | None, flag: torch.Tensor) -> None:
+        """Put back the saved buffers where `flag` is set (on the device, no host read)."""
+        if saved is None:
+            return
+        live = [b for b in self.model.buffers() if b.is_floating_point()]
+        with torch.no_grad():
+            for old, new in zip(saved, live, strict=True):
+                new.copy_(torch.where(flag > 0, old, new))
+
+    def step(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One training step: (loss, non-finite flag) as device tensors, valid until the next step.
+
+        The first full-size batch fixes the fast path's shape (compiled forward or CUDA graph); a smaller
+        batch (the tail of a round) runs eagerly on the same weights and optimizer state.
+        """
+        if self.plan.compile == "none":
+            return self.eager_step(x)
+        if self._fast is None:
+            from facetool.train.graph import FAST_STEPS
+
+            self._fast = FAST_STEPS[self.plan.compile](self)
+            self._fast_batch = x.shape[0]
+        if x.shape[0] != self._fast_batch:
+            return self.eager_step(x, set_to_none=False)
+        return self._fast(x)

@@ -21,7 +21,8 @@ import torch
 from facetool.config.base import dump_toml
 from facetool.config.train import TrainConfig
 from facetool.data.augment import Augmenter
-from facetool.data.faceset import FaceSet, drop_small_identities, load_faceset, split_identities
+from facetool.data.faceset import drop_small_identities, load_faceset, split_identities
+from facetool.data.preload import gather, place_faceset
 from facetool.data.sampling import PeopleSampler
 from facetool.device import resolve_device, resolve_precision
 from facetool.errors import ConfigError, FacetoolError
@@ -33,7 +34,17 @@ from facetool.train.checkpoint import (
     make_checkpoint,
     save_checkpoint,
 )
-from facetool.train.engine import OPTIMIZERS, Engine
+from facetool.train.distributed import (
+    Ranks,
+    all_reduce_min,
+    all_reduce_sum,
+    check_ranks_agree,
+    close_process_group,
+    init_process_group,
+    rank_device,
+    ranks_from_env,
+)
+from facetool.train.engine import OPTIMIZERS, Engine, plan_engine
 from facetool.train.history import EpochRecord, save_history
 from facetool.train.progress import TrainProgress
 from facetool.train.resume import resolve_resume
@@ -59,14 +70,21 @@ class TrainResult:
     plots: list[Path] = field(default_factory=list)
 
 
-class RunLog:
-    """Appends timestamped lines to train.log and shows them through the progress reporter."""
+class NonFiniteError(FacetoolError):
+    """Training met a NaN or infinite loss or gradient with on_nonfinite=stop; the last checkpoint is kept."""
 
-    def __init__(self, path: Path, progress: TrainProgress) -> None:
+
+class RunLog:
+    """Appends timestamped lines to train.log and shows them through the progress reporter (rank 0 only)."""
+
+    def __init__(self, path: Path, progress: TrainProgress, enabled: bool = True) -> None:
         self.path = path
         self.progress = progress
+        self.enabled = enabled
 
     def __call__(self, text: str, *, show: bool = True) -> None:
+        if not self.enabled:
+            return
         stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S")
         with self.path.open("a", encoding="utf-8") as handle:
             handle.write(f"{stamp} {text}\n")
@@ -74,10 +92,12 @@ class RunLog:
             self.progress.message(text)
 
 
-def _faces_cache(config: TrainConfig, run_dir: Path, log: RunLog) -> Path:
+def _faces_cache(config: TrainConfig, run_dir: Path, log: RunLog, detect: bool = True) -> Path:
     data = config.data_dir
     if data is None:
         raise ConfigError("data_dir: not set (give --data_dir or data_dir in the config file)")
+    if data.is_dir() and not detect:
+        return run_dir / CACHE_NAME
     if data.is_dir():
         from facetool.config.detect import DetectConfig
         from facetool.detect.runner import detect_directory
@@ -124,13 +144,17 @@ def _restore_rng(state: dict[str, Any] | None) -> None:
 class Trainer:
     """One run: data, engine, sampler and validation set up once; `run` trains the remaining epochs."""
 
-    def __init__(self, config: TrainConfig, progress: TrainProgress) -> None:
+    def __init__(self, config: TrainConfig, progress: TrainProgress, ranks: Ranks | None = None) -> None:
         self.config = config
-        self.progress = progress
+        self.ranks = ranks or Ranks()
+        self.progress = progress if self.ranks.main else TrainProgress()
         self.run_dir = Path(config.checkpoint_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.log = RunLog(self.run_dir / "train.log", progress)
-        self.device = resolve_device(config.device)
+        self.log = RunLog(self.run_dir / "train.log", self.progress, enabled=self.ranks.main)
+        if config.threads is not None:
+            torch.set_num_threads(config.threads)
+        self.device = resolve_device(rank_device(config.device, self.ranks))
+        init_process_group(self.ranks, self.device)
         dtype = resolve_precision(config.precision, self.device)
         self.miner_generator = torch.Generator(device=self.device)
         self.miner = get_miner(config.miner, generator=self.miner_generator)
@@ -149,15 +173,35 @@ class Trainer:
             pretrained=config.pretrained,
             image_size=config.image_size,
         ).to(self.device)
-        optimizer = OPTIMIZERS[config.optimizer](model.parameters(), config)
+        plan = plan_engine(config.engine, self.device, config.optimizer, self.ranks.world_size)
+        optimizer = OPTIMIZERS[config.optimizer](model.parameters(), config, plan.fused)
         self.scheduler = torch.optim.lr_scheduler.StepLR(
             optimizer, step_size=config.lr_step_size, gamma=config.lr_gamma
         )
-        self.engine = Engine(
-            model, optimizer, self.device, dtype, config.alpha, config.image_size, config.embed_batch_size
-        )
+        train_model = None
+        if self.ranks.distributed:
+            from torch.nn.parallel import DistributedDataParallel
 
-        cache_path = _faces_cache(config, self.run_dir, self.log)
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            train_model = DistributedDataParallel(model, device_ids=ids)
+        self.engine = Engine(
+            model,
+            optimizer,
+            self.device,
+            dtype,
+            config.alpha,
+            config.image_size,
+            config.embed_batch_size,
+            plan=plan,
+            train_model=train_model,
+            guard_buffers=config.on_nonfinite == "skip",
+        )
+        for note in plan.notes:
+            self.log(note)
+
+        cache_path = _faces_cache(config, self.run_dir, self.log, detect=self.ranks.main)
+        if self.ranks.distributed:
+            torch.distributed.barrier()
         faces, self.dropped = drop_small_identities(load_faceset(cache_path))
         if self.dropped:
             self.log(f"left out {self.dropped} identities with fewer than 2 images")
@@ -167,8 +211,8 @@ class Trainer:
                 f"found {faces.num_identities}"
             )
         train_set, val_set = split_identities(faces, config.validation.fraction, config.seed)
-        self.train_set: FaceSet = train_set.to(self.device)
-        self.val_set = val_set.to(self.device) if val_set is not None else None
+        self.train_set, where = place_faceset(train_set, self.device, config.data.preload)
+        self.val_set = val_set.to(self.device) if val_set is not None and where == "device" else val_set
         self.log(
             f"{len(self.train_set)} training images of {self.train_set.num_identities} identities"
             + (
@@ -176,7 +220,10 @@ class Trainer:
                 if self.val_set is not None
                 else ""
             )
-            + f"; device {self.device}, {str(dtype).removeprefix('torch.')}"
+            + f"; device {self.device}, {str(dtype).removeprefix('torch.')}, faces in {where} memory, "
+            f"step {plan.compile}{', channels_last' if plan.channels_last else ''}"
+            f"{', fused optimizer' if plan.fused else ''}, {torch.get_num_threads()} CPU threads"
+            + (f", {self.ranks.world_size} processes" if self.ranks.distributed else "")
         )
         self.sampler = PeopleSampler(
             self.train_set.labels.cpu().numpy(), config.people_per_batch, config.images_per_person
@@ -221,83 +268,112 @@ class Trainer:
         scores = [r[key] for r in self.history if r.get(key) is not None]
         return min(scores) if scores else None
 
+    def _round_stats(self, epoch: int, rounds: int, n_images: int, pairs: int, found: int) -> None:
+        stats = {
+            "epoch": epoch + 1,
+            "round": rounds,
+            "people": self.sampler.people_per_batch,
+            "images": n_images,
+            "anchor_positive_pairs": pairs,
+            "triplets": found,
+            "valid_negative_fraction": found / max(pairs, 1),
+        }
+        self.log(
+            f"epoch {epoch + 1} round {rounds}: {n_images} images of {stats['people']} people, "
+            f"{pairs} anchor-positive pairs, {found} triplets "
+            f"({stats['valid_negative_fraction']:.1%} with a valid negative)",
+            show=False,
+        )
+        self.progress.round(stats)
+
+    def _stop_nonfinite(self, epoch: int, rounds: int, count: int) -> None:
+        last = self.run_dir / "last.pth"
+        kept = f"{last} (epoch {self.epoch}) is kept" if last.is_file() else "no checkpoint was written yet"
+        message = (
+            f"training stopped: non-finite loss or gradient in {count} batch(es) of epoch {epoch + 1} "
+            f"round {rounds}; {kept}; lower learning_rate or set on_nonfinite=skip"
+        )
+        self.log(message, show=False)
+        raise NonFiniteError(message)
+
     def _train_epoch(self, epoch: int) -> dict[str, Any]:
+        """One epoch of selection rounds; losses stay on the device and are read once per round."""
         config = self.config
-        rng, (torch_seed, aug_seed, miner_seed) = _epoch_seeds(config.seed, epoch)
+        rank = self.ranks.rank
+        rng, (torch_seed, aug_seed, miner_seed) = _epoch_seeds(config.seed + rank, epoch)
         torch.manual_seed(torch_seed)
         generator = torch.Generator(device=self.device).manual_seed(aug_seed)
         self.miner_generator.manual_seed(miner_seed)
         per_step = config.batch_size // 3
         lr = self.scheduler.get_last_lr()[0]
-        losses: list[torch.Tensor] = []
-        rounds = batches = skipped = pairs = selected = trained = images = 0
+        totals = torch.zeros(3, dtype=torch.float64, device=self.device)
+        rounds = batches = skipped = pairs = selected = nonfinite = fed = 0
+        round_loss: float | None = None
         start = time.perf_counter()
         while batches < config.epoch_size:
-            indices = torch.as_tensor(self.sampler.sample(rng), device=self.device)
-            x = self.augment(self.train_set.faces.index_select(0, indices), generator)
-            labels = self.train_set.labels.index_select(0, indices)
+            indices = torch.as_tensor(self.sampler.sample(rng))
+            x = self.augment(gather(self.train_set, indices, self.device), generator)
+            labels = self.train_set.labels.index_select(0, indices.to(self.device))
             mined = self.miner(self.engine.embed_inputs(x), labels, config.alpha)
             rounds += 1
-            pairs += int(mined.num_pairs)
             found = int(mined.num_triplets)
+            pairs += int(mined.num_pairs)
             selected += found
-            stats = {
-                "epoch": epoch + 1,
-                "round": rounds,
-                "people": self.sampler.people_per_batch,
-                "images": len(indices),
-                "anchor_positive_pairs": int(mined.num_pairs),
-                "triplets": found,
-                "valid_negative_fraction": found / max(int(mined.num_pairs), 1),
-            }
-            self.log(
-                f"epoch {epoch + 1} round {rounds}: {stats['images']} images of {stats['people']} people, "
-                f"{stats['anchor_positive_pairs']} anchor-positive pairs, {found} triplets "
-                f"({stats['valid_negative_fraction']:.1%} with a valid negative)",
-                show=False,
-            )
-            self.progress.round(stats)
-            if found == 0:
+            self._round_stats(epoch, rounds, len(indices), int(mined.num_pairs), found)
+            steps = min(-(-found // per_step), config.epoch_size - batches)
+            steps = all_reduce_min(steps, self.device)
+            if steps == 0:
                 skipped += 1
                 batches += 1
                 self.log(f"epoch {epoch + 1} round {rounds}: no valid triplet, batch skipped", show=False)
                 continue
             order = torch.as_tensor(rng.permutation(found), device=self.device)
             a, p, n = (t.index_select(0, order) for t in (mined.anchors, mined.positives, mined.negatives))
-            for lo in range(0, found, per_step):
-                if batches >= config.epoch_size:
-                    break
+            sums = torch.zeros(3, dtype=torch.float64, device=self.device)
+            flags = torch.zeros((), device=self.device)
+            for lo in range(0, steps * per_step, per_step):
                 sel = slice(lo, lo + per_step)
-                loss = self.engine.step(torch.cat([x[a[sel]], x[p[sel]], x[n[sel]]]))
-                if not torch.isfinite(loss):
-                    raise FacetoolError(
-                        f"training diverged at epoch {epoch + 1} (loss {float(loss)}); "
-                        "lower learning_rate in the config"
-                    )
-                losses.append(loss)
+                loss, flag = self.engine.step(torch.cat([x[a[sel]], x[p[sel]], x[n[sel]]]))
+                good = 1.0 - flag
+                sums[0] += torch.where(flag > 0, 0.0, loss.double())
+                sums[1] += good
+                sums[2] += good * len(a[sel])
+                flags += flag
                 batches += 1
-                trained += len(a[sel])
-                images += 3 * len(a[sel])
+                fed += 3 * len(a[sel])
                 self.progress.batch(
                     epoch=epoch,
                     batch=batches,
-                    loss=float(loss),
-                    images_per_s=images / max(time.perf_counter() - start, 1e-9),
+                    loss=round_loss,
+                    images_per_s=fed / max(time.perf_counter() - start, 1e-9),
                     lr=lr,
                 )
+            bad = int(flags.item())
+            if bad and config.on_nonfinite == "stop":
+                self._stop_nonfinite(epoch, rounds, bad)
+            if bad:
+                nonfinite += bad
+                skipped += bad
+                self.log(f"epoch {epoch + 1} round {rounds}: {bad} non-finite batch(es) skipped", show=False)
+            totals += all_reduce_sum(sums)
+            loss_sum, good_steps, _ = totals.tolist()
+            round_loss = loss_sum / good_steps if good_steps else None
         elapsed = time.perf_counter() - start
         with warnings.catch_warnings():
             warnings.filterwarnings(
                 "ignore", message="Detected call of `lr_scheduler.step", category=UserWarning
             )
             self.scheduler.step()
-        train_loss = float(torch.stack(losses).mean()) if losses else None
+        loss_sum, good_steps, trained = totals.tolist()
+        trained = round(trained)
+        images = 3 * trained
         return {
-            "train_loss": train_loss,
+            "train_loss": loss_sum / good_steps if good_steps else None,
             "learning_rate": lr,
             "rounds": rounds,
             "batches": batches,
             "skipped_batches": skipped,
+            "nonfinite_batches": nonfinite,
             "anchor_positive_pairs": pairs,
             "triplets": selected,
             "trained_triplets": trained,
@@ -319,18 +395,51 @@ class Trainer:
             rng=_rng_state(),
         )
 
-    def _save(self, improved: bool) -> None:
+    def _check_finite_weights(self) -> None:
+        """Never save a NaN model: non-finite weights or batch-norm statistics end the run here."""
+        state = [t for t in self.engine.model.state_dict().values() if t.is_floating_point()]
+        if state and not bool(torch.stack([t.isfinite().all() for t in state]).all()):
+            self._stop_nonfinite_weights()
+
+    def _stop_nonfinite_weights(self) -> None:
         last = self.run_dir / "last.pth"
-        save_checkpoint(self._checkpoint(), last)
+        kept = f"{last} (epoch {self.epoch - 1}) is kept" if last.is_file() else "no checkpoint was written"
+        message = f"training stopped: the weights became non-finite in epoch {self.epoch}; {kept}"
+        self.log(message, show=False)
+        raise NonFiniteError(message)
+
+    def _save(self, improved: bool) -> None:
+        """last.pth (plus best.pth and epoch_NNNN.pth copies) and history.json, each written atomically.
+
+        A failed write (disk full, file size limit) leaves the previous files intact and ends the run with
+        one line naming the file.
+        """
+        last = self.run_dir / "last.pth"
         copies = []
         if improved:
             copies.append(self.run_dir / "best.pth")
         if self.epoch % self.config.checkpoint_every == 0:
             copies.append(self.run_dir / f"epoch_{self.epoch:04d}.pth")
-        for target in copies:
-            with last.open("rb") as src:
-                atomic_write_bytes(target, lambda handle, src=src: handle.write(src.read()))
-        save_history(self.history, self.run_dir / "history.json")
+        target = last
+        try:
+            save_checkpoint(self._checkpoint(), last)
+            for target in copies:
+                with last.open("rb") as src:
+                    atomic_write_bytes(target, lambda handle, src=src: handle.write(src.read()))
+            target = self.run_dir / "history.json"
+            save_history(self.history, target)
+        except OSError as exc:
+            reason = exc.strerror or type(exc).__name__
+            raise FacetoolError(
+                f"{target}: cannot write after epoch {self.epoch} ({reason}); the previous file is unchanged "
+                f"and --resume auto continues from it"
+            ) from None
+
+    def _finite_or_none(self, value: float | None, name: str) -> float | None:
+        if value is None or np.isfinite(value):
+            return value
+        self.log(f"epoch {self.epoch + 1}: {name} is {value}, recorded as none")
+        return None
 
     def run(self) -> None:
         """Train from the current epoch to num_epochs, checkpointing after every epoch."""
@@ -342,20 +451,23 @@ class Trainer:
             while self.epoch < config.num_epochs:
                 stats = self._train_epoch(self.epoch)
                 val_start = time.perf_counter()
-                val = self.validator(self.engine) if self.validator.active else None
+                validate = self.validator.active and self.ranks.main
+                val = self.validator(self.engine) if validate else None
                 best_before = self._best_score()
-                self.epoch += 1
                 record = EpochRecord(
-                    epoch=self.epoch,
-                    val_loss=val.loss if val else None,
-                    val_accuracy=val.accuracy if val else None,
+                    epoch=self.epoch + 1,
+                    val_loss=self._finite_or_none(val.loss if val else None, "validation loss"),
+                    val_accuracy=self._finite_or_none(val.accuracy if val else None, "validation accuracy"),
                     val_accuracy_std=val.accuracy_std if val else None,
                     **stats,
                 ).to_dict()
+                self.epoch += 1
+                self._check_finite_weights()
                 record["time_s"] = stats["time_s"] + time.perf_counter() - val_start
                 self.history.append(record)
                 score = self._best_score()
-                self._save(improved=score is not None and (best_before is None or score < best_before))
+                if self.ranks.main:
+                    self._save(improved=score is not None and (best_before is None or score < best_before))
                 self.log(
                     f"epoch {self.epoch}/{config.num_epochs}: train loss {record['train_loss']}, "
                     f"val loss {record['val_loss']}, val accuracy {record['val_accuracy']}, "
@@ -364,6 +476,11 @@ class Trainer:
                     show=False,
                 )
                 self.progress.epoch_end(record)
+            if self.ranks.distributed:
+                digest = check_ranks_agree(self.engine.model.state_dict())
+                self.log(
+                    f"weights identical on all {self.ranks.world_size} ranks: sha256 {digest}", show=False
+                )
         finally:
             self.progress.finish()
 
@@ -384,23 +501,29 @@ def train(
         raise ConfigError("data_dir: not set (give --data_dir or data_dir in the config file)")
     started = time.perf_counter()
     progress = progress or TrainProgress()
+    ranks = ranks_from_env()
     run_dir = Path(config.checkpoint_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     resume_path = resolve_resume(resume, run_dir)
-    write_run_config(config, run_dir)
-    trainer = Trainer(config, progress)
-    if resume_path is not None:
-        trainer.restore(resume_path)
-    elif resume is not None:
-        trainer.log(f"no checkpoint in {run_dir} to resume from; starting at epoch 1")
-    trainer.run()
-    plots: list[Path] = []
+    if ranks.main:
+        write_run_config(config, run_dir)
     try:
-        from facetool.train.plots import plot_history
+        trainer = Trainer(config, progress, ranks)
+        if resume_path is not None:
+            trainer.restore(resume_path)
+        elif resume is not None:
+            trainer.log(f"no checkpoint in {run_dir} to resume from; starting at epoch 1")
+        trainer.run()
+    finally:
+        close_process_group()
+    plots: list[Path] = []
+    if ranks.main:
+        try:
+            from facetool.train.plots import plot_history
 
-        plots = plot_history(trainer.history, run_dir)
-    except FacetoolError as exc:
-        trainer.log(f"plots not written: {exc}")
+            plots = plot_history(trainer.history, run_dir)
+        except FacetoolError as exc:
+            trainer.log(f"plots not written: {exc}")
     best = run_dir / "best.pth"
     return TrainResult(
         run_dir=run_dir,
