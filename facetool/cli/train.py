@@ -76,6 +76,13 @@ def register(app: typer.Typer) -> None:
             None, "--set", help="Any setting as key=value (repeatable)."
         ),
         resume: str | None = typer.Option(None, "--resume", help="Checkpoint to continue from, or auto."),
+        threads: int | None = typer.Option(None, "--threads", help="Torch CPU threads (default: torch's)."),
+        nproc: int = typer.Option(
+            1,
+            "--nproc",
+            min=1,
+            help="Processes to train with DistributedDataParallel on this machine (like torchrun).",
+        ),
         print_config: bool = typer.Option(
             False,
             "--print-config",
@@ -95,12 +102,18 @@ def register(app: typer.Typer) -> None:
             "checkpoint_dir": checkpoint_dir,
             "device": device,
             "seed": seed,
+            "threads": threads,
         }
         overrides = [parse_override(item) for item in settings or []]
         overrides += [(k, str(v) if isinstance(v, Path) else v) for k, v in named.items() if v is not None]
         resolved = load_train_config(config, overrides, resume)
         if print_config:
             typer.echo(dump_toml(resolved.model_dump(mode="json")), nl=False)
+            return
+        if nproc > 1:
+            from facetool.train.distributed import launch, write_launch_config
+
+            launch(write_launch_config(resolved), nproc, resume)
             return
         console = Console(stderr=True)
         try:

@@ -16,6 +16,8 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from facetool.config.base import dump_toml
+from facetool.config.train import TrainConfig
 from facetool.errors import FacetoolError
 
 LAUNCH_CONFIG = "launch.toml"
@@ -91,6 +93,14 @@ def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
+def broadcast_buffers(model: torch.nn.Module) -> None:
+    """Give every rank rank 0's buffers (batch-norm statistics), which each rank's last forward changed."""
+    if not dist.is_initialized():
+        return
+    for buffer in model.buffers():
+        dist.broadcast(buffer, src=0)
+
+
 def state_digest(state: dict[str, torch.Tensor]) -> str:
     """SHA-256 over a state dict's keys and exact tensor bytes, in key order."""
     digest = hashlib.sha256()
@@ -112,6 +122,15 @@ def check_ranks_agree(state: dict[str, torch.Tensor]) -> str:
     if len(set(digests)) != 1:
         raise FacetoolError(f"ranks ended with different weights: {digests}")
     return mine
+
+
+def write_launch_config(config: TrainConfig) -> Path:
+    """The resolved configuration as launch.toml in the run directory, for the processes `launch` starts."""
+    run_dir = Path(config.checkpoint_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / LAUNCH_CONFIG
+    path.write_text(dump_toml(config.model_dump(mode="json")), encoding="utf-8")
+    return path
 
 
 def launch(config_path: Path, nproc: int, resume: str | None = None) -> None:

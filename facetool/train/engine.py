@@ -185,16 +185,16 @@ class Engine:
         return loss.detach(), flag
 
     def save_buffers(self) -> list[torch.Tensor] | None:
-        """Copies of the floating-point buffers (batch-norm statistics) when a skipped step must not touch them."""
+        """Copies of the buffers (batch-norm statistics and counters) when a skipped step must not touch them."""
         if not self.guard_buffers:
             return None
-        return [b.detach().clone() for b in self.model.buffers() if b.is_floating_point()]
+        return [b.detach().clone() for b in self.model.buffers()]
 
     def restore_buffers(self, saved: list[torch.Tensor] | None, flag: torch.Tensor) -> None:
         """Put back the saved buffers where `flag` is set (on the device, no host read)."""
         if saved is None:
             return
-        live = [b for b in self.model.buffers() if b.is_floating_point()]
+        live = list(self.model.buffers())
         with torch.no_grad():
             for old, new in zip(saved, live, strict=True):
                 new.copy_(torch.where(flag > 0, old, new))

@@ -38,6 +38,7 @@ from facetool.train.distributed import (
     Ranks,
     all_reduce_min,
     all_reduce_sum,
+    broadcast_buffers,
     check_ranks_agree,
     close_process_group,
     init_process_group,
@@ -450,6 +451,7 @@ class Trainer:
         try:
             while self.epoch < config.num_epochs:
                 stats = self._train_epoch(self.epoch)
+                broadcast_buffers(self.engine.model)
                 val_start = time.perf_counter()
                 validate = self.validator.active and self.ranks.main
                 val = self.validator(self.engine) if validate else None

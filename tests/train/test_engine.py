@@ -1,0 +1,76 @@
+"""Engine selection, the static input buffer of a CUDA graph, and the on-device skip of a non-finite step."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from facetool.config.train import EngineConfig, TrainConfig
+from facetool.models import build_backbone
+from facetool.train.engine import OPTIMIZERS, Engine, plan_engine
+from facetool.train.graph import FAST_STEPS, StaticBatch
+
+CPU, CUDA = torch.device("cpu"), torch.device("cuda")
+
+
+@pytest.mark.parametrize(
+    ("settings", "device", "optimizer", "world", "expected"),
+    [
+        ({}, CUDA, "adam", 1, ("cuda-graph", True, True)),
+        ({}, CPU, "adam", 1, ("none", False, True)),
+        ({}, CUDA, "adam", 2, ("none", True, True)),
+        ({"compile": "cuda-graph"}, CPU, "adam", 1, ("none", False, True)),
+        ({"compile": "reduce-overhead"}, CPU, "sgd", 1, ("none", False, True)),
+        ({"compile": "reduce-overhead"}, CUDA, "sgd", 1, ("reduce-overhead", True, True)),
+        ({"compile": "cuda-graph", "fused_optimizer": False}, CUDA, "adam", 1, ("none", True, False)),
+        ({"compile": "none", "channels_last": True}, CPU, "adamw", 1, ("none", True, True)),
+        ({"channels_last": False, "fused_optimizer": False}, CUDA, "adam", 1, ("none", False, False)),
+    ],
+)
+def test_plan_engine_picks_fast_path_on_cuda_and_eager_on_cpu(settings, device, optimizer, world, expected):
+    plan = plan_engine(EngineConfig(**settings), device, optimizer, world)
+    assert (plan.compile, plan.channels_last, plan.fused) == expected
+    asked = settings.get("compile", "auto")
+    assert bool(plan.notes) == (asked != "auto" and asked != plan.compile)
+
+
+def test_every_fast_mode_has_a_step():
+    modes = set(EngineConfig.model_fields["compile"].annotation.__args__) - {"auto", "none"}
+    assert modes == set(FAST_STEPS)
+
+
+def test_static_batch_copies_in_place_and_keeps_its_layout():
+    like = torch.zeros(6, 3, 8, 8)
+    static = StaticBatch(like, channels_last=True)
+    address = static.buffer.data_ptr()
+    for seed in range(3):
+        x = torch.randn(6, 3, 8, 8, generator=torch.Generator().manual_seed(seed))
+        out = static.load(x)
+        assert out.data_ptr() == address and torch.equal(out, x)
+        assert out.is_contiguous(memory_format=torch.channels_last)
+    with pytest.raises(ValueError, match=r"\(3, 3, 8, 8\) does not fit"):
+        static.load(torch.zeros(3, 3, 8, 8))
+
+
+def _engine(fused: bool, margin: float, guard: bool = True) -> Engine:
+    torch.manual_seed(0)
+    config = TrainConfig(learning_rate=0.01)
+    model = build_backbone("tiny-cnn", embedding_dim=8, dropout=0.0, image_size=32)
+    plan = plan_engine(EngineConfig(compile="none", fused_optimizer=fused), CPU, "adam")
+    optimizer = OPTIMIZERS["adam"](model.parameters(), config, plan.fused)
+    return Engine(model, optimizer, CPU, torch.float32, margin, 32, 64, plan=plan, guard_buffers=guard)
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_non_finite_step_changes_nothing_and_finite_step_trains(fused):
+    x = torch.randn(12, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    engine = _engine(fused, margin=float("inf"))
+    before = {k: v.clone() for k, v in engine.model.state_dict().items()}
+    loss, flag = engine.step(x)
+    assert loss.item() == float("inf") and flag.item() == 1.0
+    after = engine.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    engine.margin = 0.5
+    loss, flag = engine.step(x)
+    assert torch.isfinite(loss) and flag.item() == 0.0
+    assert not torch.equal(before["head.weight"], engine.model.state_dict()["head.weight"])
