@@ -8,6 +8,7 @@ cache folder (`$TORCH_HOME/checkpoints/`), anything else is a path.
 from __future__ import annotations
 
 import pickle
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -48,7 +49,9 @@ def pretrained_path(pretrained: str) -> Path:
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """A state dict from a weights file, loaded safely; ModelFileError naming the file otherwise."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about legacy pickle protocols before refusing them
+            warnings.simplefilter("ignore", UserWarning)
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
         raise ModelFileError(
             f"{path}: refused: not a plain weights file (it needs unpickling of arbitrary Python objects)"
