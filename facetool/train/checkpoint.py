@@ -6,6 +6,7 @@ from the file. The keys are fixed by docs/design.md.
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
 import tempfile
@@ -83,11 +84,25 @@ def atomic_write_bytes(path: Path | str, write: Any) -> None:
     _fsync_dir(path.parent)
 
 
+def remove_stale_temp_files(directory: Path | str) -> list[Path]:
+    """Delete temp files an interrupted atomic write left in `directory` (a run killed mid-save); returns them."""
+    stale = sorted(Path(directory).glob(".*.tmp"))
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
 def save_checkpoint(obj: dict[str, Any], path: Path | str) -> None:
-    """Write a checkpoint atomically (temp file, fsync, rename)."""
+    """Write a checkpoint atomically (temp file, fsync, rename).
+
+    The archive is built in memory first, so a failing disk (full, size limit) surfaces as the OSError of
+    the file write, not as an error inside torch's zip writer.
+    """
     if obj.get("format") != FORMAT:
         raise ValueError("save_checkpoint expects a dict built by make_checkpoint")
-    atomic_write_bytes(path, lambda handle: torch.save(obj, handle))
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    atomic_write_bytes(path, lambda handle: handle.write(buffer.getbuffer()))
 
 
 def load_checkpoint(path: Path | str, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -32,6 +32,7 @@ from facetool.train.checkpoint import (
     atomic_write_bytes,
     load_checkpoint,
     make_checkpoint,
+    remove_stale_temp_files,
     save_checkpoint,
 )
 from facetool.train.distributed import (
@@ -511,6 +512,9 @@ def train(
         write_run_config(config, run_dir)
     try:
         trainer = Trainer(config, progress, ranks)
+        if ranks.main:
+            for stale in remove_stale_temp_files(run_dir):
+                trainer.log(f"removed {stale.name}, left by an interrupted write")
         if resume_path is not None:
             trainer.restore(resume_path)
         elif resume is not None:
