@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import pickle
 import subprocess
@@ -12,6 +14,7 @@ from cache_helpers import centre_crop, lfw_files, some_identities
 from conftest import run_facetool
 
 from facetool.cache import CacheWriter, FaceRecord
+from facetool.cli.app import main
 from facetool.models import build_backbone
 from facetool.train.checkpoint import make_checkpoint, save_checkpoint
 
@@ -90,6 +93,20 @@ def facetool(*args: object, cwd: Path | None = None, timeout: float = 300) -> su
     """The real CLI as a subprocess, single-threaded so parallel suites do not fight over two cores."""
     env = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     return run_facetool(*map(str, args), cwd=cwd, env=env, timeout=timeout)
+
+
+def facetool_in_process(*args: object) -> subprocess.CompletedProcess:
+    """The same CLI entry point (`facetool.cli.app.main`) called in this process: the full argument parsing,
+    validation and error rendering, without paying the 3-4 s interpreter and torch start-up of a subprocess."""
+    out, err = io.StringIO(), io.StringIO()
+    argv = [str(a) for a in args]
+    code = 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            main(argv)
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+    return subprocess.CompletedProcess(["facetool", *argv], code, out.getvalue(), err.getvalue())
 
 
 def is_root() -> bool:
