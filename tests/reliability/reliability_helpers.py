@@ -7,11 +7,12 @@ import io
 import os
 import pickle
 import subprocess
+import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 from cache_helpers import centre_crop, lfw_files, some_identities
-from conftest import run_facetool
 
 from facetool.cache import CacheWriter, FaceRecord
 from facetool.cli.app import main
@@ -89,10 +90,12 @@ def hostile_files(folder: Path, marker: Path) -> dict[str, Path]:
     return {"archive": archive, "bare": bare}
 
 
-def facetool(*args: object, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    """The real CLI as a subprocess, single-threaded so parallel suites do not fight over two cores."""
-    env = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    return run_facetool(*map(str, args), cwd=cwd, env=env, timeout=timeout)
+def facetool(*args: object, wrapper: Sequence[str] = (), timeout: float = 300) -> subprocess.CompletedProcess:
+    """The real CLI as a subprocess (`python -m facetool`, optionally under a `wrapper` command such as setpriv),
+    single-threaded so parallel suites do not fight over two cores."""
+    env = {**os.environ, "COLUMNS": "200", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    command = [*wrapper, sys.executable, "-m", "facetool", *map(str, args)]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
 
 
 def facetool_in_process(*args: object) -> subprocess.CompletedProcess:
