@@ -52,10 +52,12 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         with warnings.catch_warnings():  # torch warns about legacy pickle protocols before refusing them
             warnings.simplefilter("ignore", UserWarning)
             state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        raise ModelFileError(
-            f"{path}: refused: not a plain weights file (it needs unpickling of arbitrary Python objects)"
-        ) from None
+    except pickle.UnpicklingError as exc:
+        if "global" in str(exc).lower():
+            raise ModelFileError(
+                f"{path}: refused: not a plain weights file (it needs unpickling of arbitrary Python objects)"
+            ) from None
+        raise ModelFileError(f"{path}: not a PyTorch weights file (unreadable pickle data)") from None
     except Exception as exc:
         first = (str(exc).strip().splitlines() or [""])[0]
         raise ModelFileError(f"{path}: cannot read weights ({type(exc).__name__}: {first})") from None

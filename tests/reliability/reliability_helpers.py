@@ -86,7 +86,7 @@ def hostile_files(folder: Path, marker: Path) -> dict[str, Path]:
     payload = make_checkpoint(model={"w": CreatesMarker(marker)}, backbone={}, config={}, epoch=1, history=[])
     torch.save(payload, archive)
     bare = folder / "hostile-bare.pth"
-    bare.write_bytes(pickle.dumps({"model": CreatesMarker(marker)}))
+    bare.write_bytes(pickle.dumps({"model": CreatesMarker(marker)}, protocol=2))
     return {"archive": archive, "bare": bare}
 
 
