@@ -105,6 +105,7 @@ class Engine:
     plan: EnginePlan = field(default_factory=lambda: EnginePlan("none", False, False))
     train_model: nn.Module | None = None
     guard_buffers: bool = False
+    batch_size: int = 0
     _fast: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = field(
         default=None, init=False
     )
@@ -202,8 +203,9 @@ class Engine:
     def step(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One training step: (loss, non-finite flag) as device tensors, valid until the next step.
 
-        The first full-size batch fixes the fast path's shape (compiled forward or CUDA graph); a smaller
-        batch (the tail of a round) runs eagerly on the same weights and optimizer state.
+        Batches of `batch_size` images (0: the size of the first batch) take the fast path (compiled
+        forward or CUDA graph); a smaller one (the tail of a round) runs eagerly on the same weights and
+        optimizer state.
         """
         if self.plan.compile == "none":
             return self.eager_step(x)
@@ -211,7 +213,7 @@ class Engine:
             from facetool.train.graph import FAST_STEPS
 
             self._fast = FAST_STEPS[self.plan.compile](self)
-            self._fast_batch = x.shape[0]
+            self._fast_batch = self.batch_size or x.shape[0]
         if x.shape[0] != self._fast_batch:
             return self.eager_step(x, set_to_none=False)
         return self._fast(x)

@@ -153,8 +153,6 @@ class Trainer:
         self.run_dir = Path(config.checkpoint_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.log = RunLog(self.run_dir / "train.log", self.progress, enabled=self.ranks.main)
-        if config.threads is not None:
-            torch.set_num_threads(config.threads)
         self.device = resolve_device(rank_device(config.device, self.ranks))
         init_process_group(self.ranks, self.device)
         dtype = resolve_precision(config.precision, self.device)
@@ -197,6 +195,7 @@ class Trainer:
             plan=plan,
             train_model=train_model,
             guard_buffers=config.on_nonfinite == "skip",
+            batch_size=config.batch_size,
         )
         for note in plan.notes:
             self.log(note)
@@ -510,6 +509,9 @@ def train(
     resume_path = resolve_resume(resume, run_dir)
     if ranks.main:
         write_run_config(config, run_dir)
+    threads = torch.get_num_threads()
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
     try:
         trainer = Trainer(config, progress, ranks)
         if ranks.main:
@@ -521,6 +523,7 @@ def train(
             trainer.log(f"no checkpoint in {run_dir} to resume from; starting at epoch 1")
         trainer.run()
     finally:
+        torch.set_num_threads(threads)
         close_process_group()
     plots: list[Path] = []
     if ranks.main:

@@ -39,7 +39,7 @@ def _figure(
     ax.set_ylabel(ylabel)
     if log:
         ax.set_yscale("log")
-    if len(series) > 1:
+    if len(series) > 1 and ax.lines:
         ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()

@@ -132,3 +132,15 @@ def test_inception_resnet_v1_trains_a_step(small_cache, tmp_path):
     result = train(config)
     assert result.history[0]["trained_triplets"] == 2
     assert result.history[0]["train_loss"] is not None
+
+
+def test_threads_setting_applies_to_the_run_and_is_restored(small_cache, tmp_path):
+    before = torch.get_num_threads()
+    config = tiny_config(
+        small_cache, tmp_path / "run", threads=1, num_epochs=1, epoch_size=1, validation={"fraction": 0.0}
+    )
+    result = train(config)
+    assert result.history[0]["batches"] == 1
+    assert "1 CPU threads" in (tmp_path / "run" / "train.log").read_text()
+    assert "step none" in (tmp_path / "run" / "train.log").read_text()
+    assert torch.get_num_threads() == before
