@@ -1,0 +1,129 @@
+"""Every error a user can cause ends in one readable stderr line: exit 2 for usage errors, 1 for failures,
+no traceback unless --verbose."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from reliability_helpers import (
+    assert_one_line_error,
+    facetool,
+    facetool_in_process,
+    write_small_cache,
+    write_small_checkpoint,
+    write_small_pairs,
+)
+
+# (arguments with {T} for the inputs folder, exit code, words the one line must hold)
+CASES: list[tuple[str, int, str]] = [
+    ("detect {T}/missing-dir", 2, "{T}/missing-dir"),
+    ("detect {T}/data --threshold abc", 2, "--threshold"),
+    ("detect {T}/data --threshold 1.5", 2, "threshold"),
+    ("detect {T}/data --select nope", 2, "select"),
+    ("detect {T}/data --config {T}/missing.toml", 2, "{T}/missing.toml"),
+    ("detect {T}/data --config {T}/bad.toml", 2, "{T}/bad.toml"),
+    ("detect {T}/data --set bogus=1", 2, "bogus"),
+    ("detect {T}/data --image-size 0", 2, "image_size"),
+    ("detect {T}/data -j -3", 2, "workers"),
+    ("detect {T}/data --model-dir {T}/no-models", 1, "{T}/no-models"),
+    ("detect", 2, "data_dir"),
+    ("dataset stats {T}/missing.h5", 1, "{T}/missing.h5"),
+    ("dataset stats {T}/pairs.txt", 1, "{T}/pairs.txt"),
+    ("dataset filter {T}/good.h5", 2, "--output"),
+    ("dataset filter {T}/good.h5 -o {T}/o.h5 --min-images -1", 2, "min_images"),
+    ("dataset filter {T}/good.h5 -o {T}/o.h5 --min-images many", 2, "--min-images"),
+    ("dataset filter {T}/good.h5 -o {T}/o.h5 --include {T}/missing.txt", 2, "{T}/missing.txt"),
+    ("dataset filter {T}/good.h5 -o {T}/o.h5 --exclude-pairs {T}/good.h5", 1, "{T}/good.h5"),
+    ("dataset filter {T}/good.h5 -o {T}/good.h5", 2, "overwrite"),
+    ("dataset merge {T}/good.h5 {T}/good.h5 -o {T}/good.h5", 2, "overwrite"),
+    ("dataset nosuch", 2, "nosuch"),
+    ("train", 2, "data_dir"),
+    ("train --data {T}/missing.h5", 1, "{T}/missing.h5"),
+    ("train --data {T}/good.h5 --batch-size 91", 2, "batch_size"),
+    ("train --data {T}/good.h5 --num-epochs -1", 2, "num_epochs"),
+    ("train --data {T}/good.h5 --learning-rate fast", 2, "--learning"),
+    ("train --set foo", 2, "foo"),
+    ("train --config {T}/bad.toml", 2, "{T}/bad.toml"),
+    ("train --data {T}/good.h5 --resume {T}/missing.pth --checkpoint-dir {T}/run", 1, "{T}/missing.pth"),
+    ("train --data {T}/good.h5 --resume {T}/pairs.txt --checkpoint-dir {T}/run", 1, "{T}/pairs.txt"),
+    ("train --data {T}/good.h5 --device cuda:7 --checkpoint-dir {T}/run", 2, "cuda:7"),
+    ("train --data {T}/good.h5 --device gpu --checkpoint-dir {T}/run", 2, "gpu"),
+    ("train --data {T}/good.h5 --pretrained nosuch --checkpoint-dir {T}/run", 1, "nosuch"),
+    ("train --data {T}/good.h5 --set miner=nosuch --checkpoint-dir {T}/run", 1, "nosuch"),
+    ("eval {T}/missing.pth --data {T}/good.h5 --pairs {T}/pairs.txt", 1, "{T}/missing.pth"),
+    ("eval {T}/pairs.txt --data {T}/good.h5 --pairs {T}/pairs.txt", 1, "{T}/pairs.txt"),
+    ("eval {T}/model.pth --data {T}/good.h5 --pairs {T}/missing.txt", 1, "{T}/missing.txt"),
+    ("eval {T}/model.pth --data {T}/good.h5 --pairs {T}/good.h5", 1, "{T}/good.h5"),
+    ("eval {T}/model.pth --data {T}/good.h5 --pairs {T}/bad-pairs.txt", 1, "{T}/bad-pairs.txt:3"),
+    ("eval {T}/model.pth --data {T}/good.h5 --distance manhattan", 2, "distance"),
+    ("eval {T}/model.pth --data {T}/good.h5 --pairs {T}/pairs.txt --batch-size 0", 2, "batch_size"),
+    ("eval {T}/model.pth --data {T}/good.h5 --pairs {T}/pairs.txt --device cuda:7", 2, "cuda:7"),
+    ("eval {T}/model.pth", 2, "--data"),
+    ("eval", 2, "CKPT"),
+    ("embed {T}/model.pth {T}/good.h5 -o {T}/out.xyz", 2, "{T}/out.xyz"),
+    ("embed {T}/missing.pth {T}/good.h5 -o {T}/out.npz", 1, "{T}/missing.pth"),
+    ("embed {T}/model.pth {T}/missing-dir -o {T}/out.npz", 2, "{T}/missing-dir"),
+    ("embed {T}/model.pth {T}/good.h5", 2, "--output"),
+    ("embed {T}/model.pth {T}/good.h5 -o {T}/out.npz --set flip=maybe", 2, "flip"),
+    ("plot {T}/missing-dir", 1, "{T}/missing-dir"),
+    ("plot {T}/data", 1, "history.json"),
+    ("plugins list --bogus", 2, "--bogus"),
+    ("plugins nosuch", 2, "nosuch"),
+    ("demo --epochs zero", 2, "--epochs"),
+    ("demo --bogus", 2, "--bogus"),
+    ("nosuchcommand", 2, "nosuchcommand"),
+    ("--bogus", 2, "--bogus"),
+]
+
+# One real subprocess per command group (the rest run through the same entry point in-process).
+SUBPROCESS = [
+    "detect {T}/data --set bogus=1",
+    "dataset filter {T}/good.h5 -o {T}/o.h5 --exclude-pairs {T}/good.h5",
+    "train --data {T}/good.h5 --batch-size 91",
+    "eval {T}/model.pth --data {T}/good.h5 --pairs {T}/bad-pairs.txt",
+    "embed {T}/model.pth {T}/good.h5 -o {T}/out.xyz",
+    "plot {T}/missing-dir",
+    "plugins list --bogus",
+    "demo --epochs zero",
+]
+
+
+@pytest.fixture(scope="module")
+def inputs(lfw_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("cli-errors")
+    write_small_cache(lfw_dir, folder / "good.h5")
+    write_small_checkpoint(folder / "model.pth")
+    write_small_pairs(lfw_dir, folder / "pairs.txt")
+    (folder / "bad-pairs.txt").write_text(
+        "2\t1\nAaron_Peirsol\t1\t2\nAaron_Peirsol\tone\tAbdoulaye_Wade\t1\n"
+    )
+    (folder / "bad.toml").write_text("threshold = [unclosed\n")
+    (folder / "data" / "Someone").mkdir(parents=True)
+    (folder / "data" / "Someone" / "a.jpg").symlink_to(next((lfw_dir / "Aaron_Peirsol").glob("*.jpg")))
+    return folder
+
+
+def _args(template: str, folder: Path) -> list[str]:
+    return template.replace("{T}", str(folder)).split()
+
+
+@pytest.mark.parametrize(("template", "code", "needle"), CASES, ids=[c[0].replace("{T}/", "") for c in CASES])
+def test_bad_invocation_is_one_line(template: str, code: int, needle: str, inputs: Path) -> None:
+    result = facetool_in_process(*_args(template, inputs))
+    assert_one_line_error(result, code, needle.replace("{T}", str(inputs)))
+    assert "internal error" not in result.stderr
+
+
+@pytest.mark.parametrize("template", SUBPROCESS, ids=[t.replace("{T}/", "") for t in SUBPROCESS])
+def test_bad_invocation_in_a_real_subprocess(template: str, inputs: Path) -> None:
+    code, needle = next((c, n) for t, c, n in CASES if t == template)
+    result = facetool(*_args(template, inputs))
+    assert_one_line_error(result, code, needle.replace("{T}", str(inputs)))
+
+
+def test_verbose_adds_the_traceback(inputs: Path) -> None:
+    result = facetool("--verbose", "dataset", "stats", inputs / "missing.h5")
+    assert result.returncode == 1
+    assert "Traceback" in result.stderr and "CacheError" in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("error:")
