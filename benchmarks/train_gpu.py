@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import platform
 import shlex
 import statistics
@@ -149,7 +150,8 @@ def table(rows: list[tuple[str, Row]], title: str) -> Table:
 def markdown(rows: list[tuple[str, Row]], title: str, command: str) -> str:
     lines = [
         f"\n## {title}\n",
-        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, `{command}`\n",
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.platform()}, {os.cpu_count()} CPUs, "
+        f"`{command}`\n",
         "| asked | ran | images/step | step ms | train img/s | round s | triplets/round | epoch s |",
         "|---|---|---|---|---|---|---|---|",
     ]

@@ -335,10 +335,9 @@ class Trainer:
             for lo in range(0, steps * per_step, per_step):
                 sel = slice(lo, lo + per_step)
                 loss, flag = self.engine.step(torch.cat([x[a[sel]], x[p[sel]], x[n[sel]]]))
-                good = 1.0 - flag
-                sums[0] += torch.where(flag > 0, 0.0, loss.double())
-                sums[1] += good
-                sums[2] += good * len(a[sel])
+                good = 1.0 - flag.double()
+                kept = torch.where(flag > 0, 0.0, loss.double())
+                sums += torch.stack([kept, good, good * len(a[sel])])
                 flags += flag
                 batches += 1
                 fed += 3 * len(a[sel])
