@@ -298,7 +298,11 @@ class Trainer:
         raise NonFiniteError(message)
 
     def _train_epoch(self, epoch: int) -> dict[str, Any]:
-        """One epoch of selection rounds; losses stay on the device and are read once per round."""
+        """One epoch of selection rounds; losses and non-finite flags stay on the device, read once per round.
+
+        Under DDP every rank runs the same number of steps per round (the fewest any rank can fill), and
+        the loss figures are summed over ranks.
+        """
         config = self.config
         rank = self.ranks.rank
         rng, (torch_seed, aug_seed, miner_seed) = _epoch_seeds(config.seed + rank, epoch)
@@ -309,7 +313,7 @@ class Trainer:
         lr = self.scheduler.get_last_lr()[0]
         totals = torch.zeros(3, dtype=torch.float64, device=self.device)
         rounds = batches = skipped = pairs = selected = nonfinite = fed = 0
-        round_loss: float | None = None
+        running_loss: float | None = None
         start = time.perf_counter()
         while batches < config.epoch_size:
             indices = torch.as_tensor(self.sampler.sample(rng))
@@ -344,20 +348,20 @@ class Trainer:
                 self.progress.batch(
                     epoch=epoch,
                     batch=batches,
-                    loss=round_loss,
+                    loss=running_loss,
                     images_per_s=fed / max(time.perf_counter() - start, 1e-9),
                     lr=lr,
                 )
-            bad = int(flags.item())
+            totals += all_reduce_sum(sums)
+            loss_sum, good_steps, _, bad = torch.cat([totals, flags.double().view(1)]).tolist()
+            running_loss = loss_sum / good_steps if good_steps else None
+            bad = round(bad)
             if bad and config.on_nonfinite == "stop":
                 self._stop_nonfinite(epoch, rounds, bad)
             if bad:
                 nonfinite += bad
                 skipped += bad
                 self.log(f"epoch {epoch + 1} round {rounds}: {bad} non-finite batch(es) skipped", show=False)
-            totals += all_reduce_sum(sums)
-            loss_sum, good_steps, _ = totals.tolist()
-            round_loss = loss_sum / good_steps if good_steps else None
         elapsed = time.perf_counter() - start
         with warnings.catch_warnings():
             warnings.filterwarnings(
