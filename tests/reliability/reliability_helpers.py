@@ -8,6 +8,7 @@ import os
 import pickle
 import subprocess
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -95,7 +96,10 @@ def facetool(*args: object, wrapper: Sequence[str] = (), timeout: float = 300) -
     single-threaded so parallel suites do not fight over two cores."""
     env = {**os.environ, "COLUMNS": "200", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     command = [*wrapper, sys.executable, "-m", "facetool", *map(str, args)]
-    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
+    with (
+        tempfile.TemporaryDirectory() as cwd
+    ):  # default output folders (runs/...) land here, not in the checkout
+        return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
 def facetool_in_process(*args: object) -> subprocess.CompletedProcess:
@@ -104,13 +108,14 @@ def facetool_in_process(*args: object) -> subprocess.CompletedProcess:
     out, err = io.StringIO(), io.StringIO()
     argv = [str(a) for a in args]
     code = 0
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+    with (
+        tempfile.TemporaryDirectory() as cwd,  # default output folders (runs/...) land here, not in the checkout
+        contextlib.chdir(cwd),
+        contextlib.redirect_stdout(out),
+        contextlib.redirect_stderr(err),
+    ):
         try:
             main(argv)
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 1
     return subprocess.CompletedProcess(["facetool", *argv], code, out.getvalue(), err.getvalue())
-
-
-def is_root() -> bool:
-    return hasattr(os, "geteuid") and os.geteuid() == 0
