@@ -102,11 +102,13 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(0)
     model = build_backbone(embedding_dim=512, dropout=0.0, image_size=160).eval()
+    cpu_started = time.process_time()
     if args.cache.is_file() and not args.extrapolate:
         result = full_run(model, args.cache, args.pairs, args.batch_size)
     else:
         lfw_dir = shared / "lfw" / "lfw-deepfunneled"
         result = extrapolated(model, args.cache, args.pairs, lfw_dir, args.images, args.batch_size)
+    result["cpu_seconds_total"] = round(time.process_time() - cpu_started, 1)
     result["torch_threads"] = torch.get_num_threads()
     result["cpu_count"] = os.cpu_count()
     result["load_average"] = [round(v, 2) for v in os.getloadavg()]
