@@ -295,10 +295,20 @@ def check_output_path(path: str | Path) -> Path:
     return path
 
 
+def make_parent(path: Path) -> None:
+    """Create the folder of an output file; FacetoolError naming it when a file is in the way."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FacetoolError(
+            f"{path}: cannot create its folder {path.parent} ({exc.strerror or exc})"
+        ) from None
+
+
 def write_embeddings(result: EmbeddingSet, path: str | Path) -> Path:
     """Write `result` in the format named by the extension of `path` (.h5, .npz or .csv)."""
     path = check_output_path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_parent(path)
     try:
         WRITERS[path.suffix.lower()](result, path)
     except OSError as exc:
@@ -318,6 +328,7 @@ def embed_paths(
 
     config = config or EmbedConfig()
     output = check_output_path(output)
+    make_parent(output)
     device = resolve_device(config.device)
     model, info = load_embedding_model(checkpoint, device)
     detect = config.detect.model_copy(update={"image_size": info.image_size})

@@ -17,7 +17,7 @@ from facetool.cache import CacheWriter, FaceRecord, open_cache
 from facetool.config.detect import DetectConfig
 from facetool.detect import crop_face_from_file, detector_from_config
 from facetool.embed import EmbeddingSet, embed_faces, write_embeddings
-from facetool.errors import UsageError
+from facetool.errors import FacetoolError, UsageError
 from facetool.models import build_backbone
 from facetool.train.checkpoint import make_checkpoint, save_checkpoint
 
@@ -112,6 +112,9 @@ def test_writers_by_extension(tmp_path):
         rows = list(csv.reader(handle))
     assert rows[0] == ["path", "identity", "detected", "e0", "e1", "e2", "e3"]
     np.testing.assert_allclose(np.array([r[3:] for r in rows[1:]], float), emb, rtol=1e-6)
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(FacetoolError, match=r"x.npz: cannot create its folder .*afile"):
+        write_embeddings(result, tmp_path / "afile" / "x.npz")
     with pytest.raises(
         UsageError, match=r"e.parquet: unknown output extension '.parquet' \(use one of .h5, .npz, .csv\)"
     ):

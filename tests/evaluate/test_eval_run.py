@@ -10,7 +10,7 @@ import torch
 
 from facetool.cache import open_cache
 from facetool.config.detect import DetectConfig
-from facetool.errors import PairsError, UsageError
+from facetool.errors import FacetoolError, PairsError, UsageError
 from facetool.evaluate.data import default_pairs, faces_for_pairs, pairs_candidates
 from facetool.evaluate.metrics import Split, evaluate_folds, evaluate_splits, stratified_fold_ids
 from facetool.evaluate.pairs import read_pairs
@@ -145,6 +145,8 @@ def test_report_files_and_table(model, pair_cache, small_pairs, tmp_path):
     with open_cache(pair_cache) as cache:
         report = evaluate_on_pairs(model, cache, small_pairs.view2)
     json_path, roc_path = write_report(report, tmp_path / "out")
+    with pytest.raises(FacetoolError, match=r"report\.json: cannot create the output folder"):
+        write_report(report, json_path)
     data = json.loads(json_path.read_text())
     assert data["accuracy"] == report.accuracy and data["fold_accuracy"] == report.fold_accuracy
     assert data["roc_tpr"] == report.roc_tpr.tolist() and data["distance"] == "euclidean"
