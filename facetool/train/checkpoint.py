@@ -51,6 +51,22 @@ def make_checkpoint(
     }
 
 
+def make_run_dir(path: Path | str) -> Path:
+    """Create a run or output directory; a file (or unwritable place) in the way is one FacetoolError line."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise FacetoolError(
+            f"{path}: exists and is not a directory (give another --checkpoint-dir)"
+        ) from None
+    except NotADirectoryError:
+        raise FacetoolError(f"{path}: a parent of this directory is a file") from None
+    except OSError as exc:
+        raise FacetoolError(f"{path}: cannot create the directory ({exc.strerror})") from None
+    return path
+
+
 def _fsync_dir(directory: Path) -> None:
     try:
         fd = os.open(directory, os.O_RDONLY)

@@ -32,6 +32,7 @@ from facetool.train.checkpoint import (
     atomic_write_bytes,
     load_checkpoint,
     make_checkpoint,
+    make_run_dir,
     remove_stale_temp_files,
     save_checkpoint,
 )
@@ -151,7 +152,7 @@ class Trainer:
         self.ranks = ranks or Ranks()
         self.progress = progress if self.ranks.main else TrainProgress()
         self.run_dir = Path(config.checkpoint_dir)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        make_run_dir(self.run_dir)
         self.log = RunLog(self.run_dir / "train.log", self.progress, enabled=self.ranks.main)
         self.device = resolve_device(rank_device(config.device, self.ranks))
         init_process_group(self.ranks, self.device)
@@ -508,7 +509,7 @@ def train(
     progress = progress or TrainProgress()
     ranks = ranks_from_env()
     run_dir = Path(config.checkpoint_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    make_run_dir(run_dir)
     resume_path = resolve_resume(resume, run_dir)
     if ranks.main:
         write_run_config(config, run_dir)

@@ -14,6 +14,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from facetool.errors import FacetoolError
+from facetool.train.checkpoint import make_run_dir
 from facetool.train.history import load_history
 
 Series = list[tuple[str, str]]
@@ -66,7 +67,7 @@ def plot_history(history: list[dict[str, Any]], out_dir: Path | str) -> list[Pat
     if not history:
         raise FacetoolError(f"{out_dir}: the training history is empty, nothing to plot")
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_run_dir(out_dir)
     return [draw(history, out_dir / name) for name, draw in PLOTS.items()]
 
 

@@ -144,3 +144,15 @@ def test_threads_setting_applies_to_the_run_and_is_restored(small_cache, tmp_pat
     assert "1 CPU threads" in (tmp_path / "run" / "train.log").read_text()
     assert "step none" in (tmp_path / "run" / "train.log").read_text()
     assert torch.get_num_threads() == before
+
+
+def test_run_directory_that_is_a_file_is_one_clear_error(small_cache, tmp_path):
+    from facetool.errors import FacetoolError
+
+    blocker = tmp_path / "taken"
+    blocker.write_text("a file")
+    with pytest.raises(FacetoolError, match=r"taken: exists and is not a directory"):
+        train(tiny_config(small_cache, blocker))
+    with pytest.raises(FacetoolError, match=r"taken/run: a parent of this directory is a file"):
+        train(tiny_config(small_cache, blocker / "run"))
+    assert blocker.read_text() == "a file"
