@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
@@ -11,9 +11,10 @@ from rich.table import Table
 
 from facetool.config.base import dump_toml, parse_override
 from facetool.errors import FacetoolError
-from facetool.train.loop import TrainResult, train
 from facetool.train.progress import RichProgress
-from facetool.train.resume import load_train_config
+
+if TYPE_CHECKING:
+    from facetool.train.loop import TrainResult
 
 
 def _fmt(value: Any, spec: str = ".4f") -> str:
@@ -106,6 +107,8 @@ def register(app: typer.Typer) -> None:
         }
         overrides = [parse_override(item) for item in settings or []]
         overrides += [(k, str(v) if isinstance(v, Path) else v) for k, v in named.items() if v is not None]
+        from facetool.train.resume import load_train_config
+
         resolved = load_train_config(config, overrides, resume)
         if print_config:
             typer.echo(dump_toml(resolved.model_dump(mode="json")), nl=False)
@@ -117,6 +120,8 @@ def register(app: typer.Typer) -> None:
             return
         console = Console(stderr=True)
         try:
+            from facetool.train.loop import train
+
             result = train(resolved, resume=resume, progress=RichProgress(console))
         except KeyboardInterrupt:
             raise FacetoolError(

@@ -20,11 +20,11 @@ class DemoConfig(StrictModel):
     pairs_per_fold: int = Field(20, ge=1, description="Matched (and mismatched) pairs per fold.")
     image_size: int = Field(96, ge=80, description="Face crop side; small so a CPU trains quickly.")
     backbone: str = Field("inception_resnet_v1", description="Embedding network.")
-    num_epochs: int = Field(3, ge=1)
+    num_epochs: int = Field(5, ge=1)
     epoch_size: int = Field(8, ge=1)
     people_per_batch: int = Field(10, ge=2)
     images_per_person: int = Field(6, ge=2)
     batch_size: int = Field(30, ge=3, multiple_of=3)
-    learning_rate: float = Field(0.01, gt=0)
+    learning_rate: float = Field(0.001, gt=0)
     device: str = "auto"
     seed: int = 0

@@ -129,8 +129,7 @@ def test_verbose_adds_the_traceback(inputs: Path) -> None:
     assert result.stderr.strip().splitlines()[-1].startswith("error:")
 
 
-# Output locations that are existing files: known bugs in modules this suite does not own (see docs/reliability.md).
-# strict: once the owner fixes one, its xfail turns into a failure here and the case moves to CASES.
+# Output locations that are existing files: each command names the blocked path in one line.
 OUTPUT_IS_A_FILE = [
     "train --data {T}/good.h5 --checkpoint-dir {T}/pairs.txt --device cpu",
     "eval {T}/model.pth --data {T}/good.h5 --pairs {T}/pairs.txt --out {T}/pairs.txt --device cpu",
@@ -138,8 +137,6 @@ OUTPUT_IS_A_FILE = [
 ]
 
 
-@pytest.mark.xfail(strict=True, reason="FileExistsError escapes from mkdir: facetool/train/loop.py, "
-                   "facetool/evaluate/report.py, facetool/embed.py")  # fmt: skip
 @pytest.mark.parametrize("template", OUTPUT_IS_A_FILE, ids=["train", "eval", "embed"])
 def test_output_folder_that_is_a_file_is_one_line(template: str, inputs: Path) -> None:
     result = facetool_in_process(*_args(template, inputs))
