@@ -145,6 +145,22 @@ def _stop_signals_set(flag: threading.Event) -> Iterator[None]:
             signal.signal(sig, handler)
 
 
+@contextmanager
+def _without_opencv_threads() -> Iterator[None]:
+    """Fork with OpenCV's thread pool shut down, then bring it back in this process.
+
+    A child forked while the parent holds a live OpenCV pool inherits its locks but not its threads, and its first
+    `cv2.setNumThreads` waits forever on them (seen when the parent had run OpenCV code earlier, as a test
+    suite or a notebook does).
+    """
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(threads)
+
+
 class _Pool:
     """The worker processes and their two queues."""
 
@@ -161,8 +177,9 @@ class _Pool:
             )
             for i in range(workers)
         ]
-        for process in self.processes:
-            process.start()
+        with _without_opencv_threads():
+            for process in self.processes:
+                process.start()
 
     def submit(self, batches: list[list[ImageEntry]]) -> None:
         for batch in batches:
