@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -35,6 +36,9 @@ class _RateColumn(ProgressColumn):
     def render(self, task: Task) -> Text:
         speed = task.finished_speed or task.speed
         return Text("-- img/s" if speed is None else f"{speed:5.1f} img/s")
+
+
+LISTED_FAILURES = 20
 
 
 def build_config(config_file: Path | None, options: dict[str, Any], sets: list[str]) -> DetectConfig:
@@ -164,8 +168,15 @@ def register(app: typer.Typer) -> None:
         finally:
             bar.stop()
         render_summary(summary, out)
-        for problem in summary.problems[:10]:
-            err.print(f"[yellow]skipped[/yellow] {problem.path}: {problem.reason}", highlight=False)
+        skipped = [*summary.problems, *summary.failed]
+        for problem in skipped[:LISTED_FAILURES]:
+            reason = f"{escape(problem.path)}: {escape(problem.reason)}"
+            err.print(f"[yellow]skipped[/yellow] {reason}", highlight=False, soft_wrap=True)
+        if len(skipped) > LISTED_FAILURES:
+            err.print(
+                f"... and {len(skipped) - LISTED_FAILURES} more; the cache records every one with its reason",
+                highlight=False,
+            )
         if summary.interrupted:
             err.print("interrupted: finished images are committed; rerun the same command to resume")
             raise typer.Exit(INTERRUPTED_EXIT)

@@ -66,6 +66,7 @@ class DetectSummary:
     failures: int = 0
     empty_identities: list[str] = field(default_factory=list)
     problems: list[Failure] = field(default_factory=list)
+    failed: list[Failure] = field(default_factory=list)
     seconds: float = 0.0
     interrupted: bool = False
 
@@ -79,6 +80,7 @@ class DetectSummary:
         self.processed += 1
         if isinstance(item, Failure):
             self.failures += 1
+            self.failed.append(item)
         elif item.detected:
             self.faces += 1
         else:
