@@ -114,6 +114,12 @@ def register(app: typer.Typer) -> None:
         max_pixels: Annotated[
             int | None, typer.Option(help="Refuse larger images (default: 50,000,000).")
         ] = None,
+        shard: Annotated[
+            str | None,
+            typer.Option(
+                help="i/n: only shard i of n (by identity), for several machines; merge with `dataset merge`."
+            ),
+        ] = None,
         config_file: Annotated[
             Path | None, typer.Option("--config", help="TOML settings: a \\[detect] table or top-level keys.")
         ] = None,
@@ -138,6 +144,7 @@ def register(app: typer.Typer) -> None:
             "model_weights": model_weights,
             "model_graph": model_graph,
             "max_pixels": max_pixels,
+            "shard": shard,
         }
         config = build_config(config_file, options, sets or [])
         out, err = Console(), Console(stderr=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from facetool.config.base import StrictModel
 
@@ -39,3 +39,26 @@ class DetectConfig(StrictModel):
     model_dir: Path | None = Field(None, description="folder holding the detector files (searched first)")
     model_weights: Path | None = Field(None, description="explicit weights file (.pb or .caffemodel)")
     model_graph: Path | None = Field(None, description="explicit graph file (.pbtxt or deploy.prototxt)")
+    shard: str | None = Field(
+        None,
+        pattern=r"^\d+/\d+$",
+        description="i/n: detect only shard i (0-based) of n, identities dealt out in sorted order; "
+        "run each shard on its own machine, then `facetool dataset merge` the caches",
+    )
+
+    @field_validator("shard")
+    @classmethod
+    def _shard_in_range(cls, value: str | None) -> str | None:
+        if value is not None:
+            index, count = (int(part) for part in value.split("/"))
+            if count < 1 or index >= count:
+                raise ValueError(f"shard {value}: expected i/n with 0 <= i < n")
+        return value
+
+    @property
+    def shard_parts(self) -> tuple[int, int] | None:
+        """(index, count) of the shard, or None for the whole directory."""
+        if self.shard is None:
+            return None
+        index, count = self.shard.split("/")
+        return int(index), int(count)

@@ -27,7 +27,7 @@ from facetool.cache import CacheWriter, FaceRecord, Failure, open_cache
 from facetool.config.detect import DetectConfig
 from facetool.detect.faces import process_entry
 from facetool.detect.model_files import ModelFiles, resolve_model_files
-from facetool.detect.scan import ImageEntry, ScanResult, scan_images
+from facetool.detect.scan import ImageEntry, ScanResult, scan_images, take_shard
 from facetool.detect.ssd import Detector, load_net
 from facetool.errors import CacheError, FacetoolError, UsageError
 
@@ -235,6 +235,7 @@ def _cache_meta(files: ModelFiles, config: DetectConfig, data_dir: Path) -> dict
         "margin": config.margin,
         "image_size": config.image_size,
         "max_pixels": config.max_pixels,
+        "shard": config.shard,
     }
 
 
@@ -275,6 +276,8 @@ def detect_directory(
     data_dir = Path(data_dir)
     started = time.monotonic()
     scan = scan_images(data_dir)
+    if config.shard_parts is not None:
+        scan = take_shard(scan, *config.shard_parts)
     if not scan.images and not scan.problems:
         raise FacetoolError(f"{data_dir}: no images found (expected DATA_DIR/<identity>/<image>)")
     files = resolve_model_files(

@@ -127,3 +127,20 @@ def scan_images(data_dir: str | Path) -> ScanResult:
     if not root.is_dir():
         raise UsageError(f"{root}: data directory not found (expected DATA_DIR/<identity>/<image>)")
     return _Walker(root).run()
+
+
+def take_shard(scan: ScanResult, index: int, count: int) -> ScanResult:
+    """The part of `scan` whose identities fall in shard `index` of `count`.
+
+    Identities, sorted by name, are dealt out in turn, so every identity lands whole in exactly one shard and the
+    shards of one directory are the same on every machine.
+    """
+    names = sorted(
+        {e.identity for e in scan.images} | set(scan.empty_identities) | {p.identity for p in scan.problems}
+    )
+    mine = {name for i, name in enumerate(names) if i % count == index}
+    return ScanResult(
+        images=[e for e in scan.images if e.identity in mine],
+        empty_identities=[name for name in scan.empty_identities if name in mine],
+        problems=[p for p in scan.problems if p.identity in mine],
+    )
