@@ -108,9 +108,9 @@ def run_demo(
         torch.manual_seed(config.seed)
         baseline = build_backbone(config.backbone, image_size=config.image_size).to(device).eval()
         with open_cache(cache) as faces:
-            untrained = evaluate_on_pairs(baseline, faces, pairs, device=device)
+            untrained = evaluate_on_pairs(baseline, faces, pairs, device=device, image_size=config.image_size)
             model, _ = load_embedding_model(training.last_checkpoint, device)
-            trained = evaluate_on_pairs(model, faces, pairs, device=device)
+            trained = evaluate_on_pairs(model, faces, pairs, device=device, image_size=config.image_size)
         report_path, _ = write_report(trained, out / "eval")
     else:
         say(f"{data_dir} has no pairs.txt: evaluation skipped")

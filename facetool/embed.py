@@ -44,10 +44,11 @@ def embed_faces(
     batch_size: int = 256,
     device: str | torch.device = "cpu",
     flip: bool = False,
+    image_size: int | None = None,
 ) -> np.ndarray:
     """(N, S, S, 3) uint8 RGB faces -> (N, D) float32 L2-normalised embeddings.
 
-    The faces go through `to_input`; the model runs in eval mode without gradients, moved to `device`
+    The faces go through `to_input` (resized to `image_size`, the model's input size, when given); the model runs in eval mode without gradients, moved to `device`
     (as `nn.Module.to` does), and gets its previous train/eval mode back on return.
     """
     if batch_size < 1:
@@ -60,7 +61,7 @@ def embed_faces(
     try:
         with torch.inference_mode():
             for start in range(0, len(faces_uint8_nhwc), batch_size):
-                x = to_input(faces_uint8_nhwc[start : start + batch_size], target)
+                x = to_input(faces_uint8_nhwc[start : start + batch_size], target, image_size)
                 out = model(x).float()
                 if flip:
                     out = out + model(torch.flip(x, dims=[3])).float()
@@ -97,14 +98,10 @@ class FaceSource:
 class CacheSource(FaceSource):
     """Every face of a face cache, as cropped by `facetool detect`; paths as the cache stores them."""
 
-    def __init__(self, path: Path, image_size: int) -> None:
+    def __init__(self, path: Path) -> None:
         self.path = path
         self.label = str(path)
         with open_cache(path) as cache:
-            if cache.image_size != image_size:
-                raise UsageError(
-                    f"{path}: the cache holds {cache.image_size}px faces but the model takes {image_size}px"
-                )
             self.count = len(cache)
 
     def __len__(self) -> int:
@@ -176,7 +173,7 @@ def collect_sources(inputs: Sequence[str | Path], detect: DetectConfig) -> list[
                 raise UsageError(f"{path}: no images in this folder or its identity sub-folders")
             sources.append(ImageSource(str(path), files, detect))
         elif path.is_file() and path.suffix.lower() in CACHE_SUFFIXES:
-            sources.append(CacheSource(path, detect.image_size))
+            sources.append(CacheSource(path))
         elif path.is_file() and is_image_name(path.name):
             sources.append(ImageSource(str(path), [(path, path.resolve().parent.name)], detect))
         elif path.exists():
@@ -210,10 +207,11 @@ def embed_sources(
     batch_size: int = 256,
     device: str | torch.device = "cpu",
     flip: bool = False,
+    image_size: int | None = None,
     settings: dict[str, Any] | None = None,
     progress: Progress | None = None,
 ) -> EmbeddingSet:
-    """Embed every face of `sources` in order; `progress(done, total)` after each batch."""
+    """Embed every face of `sources` in order (resized to `image_size` when given); `progress(done, total)`."""
     total = sum(len(s) for s in sources)
     failures: list[tuple[str, str]] = []
     parts, paths, identities, detected = [], [], [], []
@@ -221,7 +219,11 @@ def embed_sources(
     for source in sources:
         before = len(failures)
         for batch in source.batches(batch_size, failures):
-            parts.append(embed_faces(model, batch.faces, batch_size=batch_size, device=device, flip=flip))
+            parts.append(
+                embed_faces(
+                    model, batch.faces, batch_size=batch_size, device=device, flip=flip, image_size=image_size
+                )
+            )
             paths += batch.paths
             identities += batch.identities
             detected += batch.detected
@@ -348,6 +350,7 @@ def embed_paths(
         batch_size=config.batch_size,
         device=device,
         flip=config.flip,
+        image_size=info.image_size,
         settings=settings,
         progress=progress,
     )

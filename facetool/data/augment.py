@@ -12,20 +12,14 @@ import torch
 import torch.nn.functional as F
 
 from facetool.config.train import AugmentConfig
-from facetool.data.transforms import to_input
+from facetool.data.transforms import resize, to_input
 
 _GREY = (0.299, 0.587, 0.114)
 
 
-def _resize(x: torch.Tensor, size: int) -> torch.Tensor:
-    if x.shape[-1] == size and x.shape[-2] == size:
-        return x
-    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-
-
 def prepare(faces: torch.Tensor, image_size: int) -> torch.Tensor:
     """Standardised float NCHW of `image_size`, no augmentation (validation and mining of clean faces)."""
-    return _resize(to_input(faces, faces.device), image_size)
+    return to_input(faces, faces.device, image_size)
 
 
 class Augmenter:
@@ -79,7 +73,7 @@ class Augmenter:
         x = (
             self._geometry(x, generator)
             if self.config.random_crop or self.config.flip
-            else _resize(x, self.image_size)
+            else resize(x, self.image_size)
         )
         if self.config.color_jitter:
             x = self._colour(x, generator)

@@ -48,11 +48,6 @@ def evaluate_checkpoint(
     detect = config.detect.model_copy(update={"image_size": info.image_size})
     cache_path = faces_for_pairs(config.data, pairs, config.out, detect, detect_progress)
     with open_cache(cache_path) as cache:
-        if cache.image_size != info.image_size:
-            raise UsageError(
-                f"{cache_path}: the cache holds {cache.image_size}px faces but {checkpoint} takes "
-                f"{info.image_size}px (detect again with --image-size {info.image_size})"
-            )
         report = evaluate_on_pairs(
             model,
             cache,
@@ -63,6 +58,7 @@ def evaluate_checkpoint(
             batch_size=config.batch_size,
             device=device,
             progress=embed_progress,
+            image_size=info.image_size,
         )
     report_path, roc_path = write_report(report, config.out)
     return EvalOutcome(report, info, cache_path, report_path, roc_path)

@@ -116,12 +116,15 @@ def embed_images(
     batch_size: int,
     device: str | torch.device,
     progress: Progress | None,
+    image_size: int | None = None,
 ) -> np.ndarray:
-    """Embeddings of the cache faces at `indices`, read and embedded one batch at a time."""
+    """Embeddings of the cache faces at `indices` (resized to `image_size` when given), one batch at a time."""
     parts = []
     for start in range(0, len(indices), batch_size):
         faces = cache.read_faces(indices[start : start + batch_size])
-        parts.append(embed_faces(model, faces, batch_size=batch_size, device=device, flip=flip))
+        parts.append(
+            embed_faces(model, faces, batch_size=batch_size, device=device, flip=flip, image_size=image_size)
+        )
         if progress is not None:
             progress(min(start + batch_size, len(indices)), len(indices))
     return np.concatenate(parts)
@@ -159,6 +162,7 @@ def evaluate_on_pairs(
     batch_size: int = 256,
     device: str | torch.device = "cpu",
     progress: Progress | None = None,
+    image_size: int | None = None,
 ) -> EvalReport:
     """Evaluate `model` on the pairs of `pairs_path` with faces from `cache` (the protocols: module doc).
 
@@ -179,7 +183,14 @@ def evaluate_on_pairs(
     images = sorted(set().union(*(f.images for f in files)))
     indices = _face_indices(cache, images, files)
     emb = embed_images(
-        model, cache, indices, flip=flip, batch_size=batch_size, device=device, progress=progress
+        model,
+        cache,
+        indices,
+        flip=flip,
+        batch_size=batch_size,
+        device=device,
+        progress=progress,
+        image_size=image_size,
     )
     row = {path: i for i, path in enumerate(images)}
     distances = np.concatenate([_pair_distances(f, row, emb, distance) for f in files])

@@ -107,6 +107,8 @@ class Validator:
 
     def _pairs_file_accuracy(self, engine: Engine) -> tuple[float, float]:
         with open_cache(self.pairs_cache) as cache:
-            report = evaluate_on_pairs(engine.model, cache, self.pairs_file, device=engine.device)
+            report = evaluate_on_pairs(
+                engine.model, cache, self.pairs_file, device=engine.device, image_size=engine.image_size
+            )
         engine.model.eval()
         return float(report.accuracy), float(report.accuracy_std)
