@@ -59,3 +59,18 @@ def some_identities(root: Path, count: int, min_images: int = 1, start: int = 0)
             if len(names) == count:
                 break
     return names
+
+
+def write_people_cache(root: Path, path: Path, people: list[str], per_identity: int, size: int) -> Path:
+    """A cache of the first `per_identity` images of each of `people`: pixels 50-200 of the LFW image, resized."""
+    with CacheWriter(path, image_size=size, encoding="jpeg", meta={"source": "tests"}) as writer:
+        for name in people:
+            for file in sorted((root / name).glob("*.jpg"))[:per_identity]:
+                image = cv2.cvtColor(cv2.imread(str(file)), cv2.COLOR_BGR2RGB)
+                face = cv2.resize(image[50:200, 50:200], (size, size), interpolation=cv2.INTER_AREA)
+                stat = file.stat()
+                record = FaceRecord(f"{name}/{file.name}", name, stat.st_size, stat.st_mtime_ns,
+                                    np.ascontiguousarray(face), None, math.nan, False)  # fmt: skip
+                writer.add(record)
+        writer.commit()
+    return path

@@ -17,12 +17,10 @@ import sys
 import time
 from pathlib import Path
 
-import cv2
-import numpy as np
 import pytest
 import torch
+from cache_helpers import write_people_cache
 
-from facetool.cache import CacheWriter, FaceRecord
 from facetool.config.train import TrainConfig
 from facetool.train.checkpoint import load_checkpoint
 from facetool.train.loop import NonFiniteError, train
@@ -36,26 +34,7 @@ def cache(lfw_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("train-reliability") / "faces.h5"
     names = sorted(p.name for p in lfw_dir.iterdir() if p.is_dir())[:300]
     people = [n for n in names if len(list((lfw_dir / n).glob("*.jpg"))) >= 4][:8]
-    with CacheWriter(path, image_size=SIZE, encoding="jpeg", meta={"source": "tests"}) as writer:
-        for name in people:
-            for file in sorted((lfw_dir / name).glob("*.jpg"))[:5]:
-                image = cv2.cvtColor(cv2.imread(str(file)), cv2.COLOR_BGR2RGB)
-                face = cv2.resize(image[50:200, 50:200], (SIZE, SIZE), interpolation=cv2.INTER_AREA)
-                stat = file.stat()
-                writer.add(
-                    FaceRecord(
-                        path=f"{name}/{file.name}",
-                        identity=name,
-                        size=stat.st_size,
-                        mtime_ns=stat.st_mtime_ns,
-                        face=np.ascontiguousarray(face),
-                        box=None,
-                        score=float("nan"),
-                        detected=False,
-                    )
-                )
-        writer.commit()
-    return path
+    return write_people_cache(lfw_dir, path, people, 5, SIZE)
 
 
 def settings(cache: Path, run_dir: Path, **changes) -> dict:

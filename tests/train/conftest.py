@@ -4,11 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
-import numpy as np
 import pytest
-
-from facetool.cache import CacheWriter, FaceRecord
+from cache_helpers import write_people_cache
 
 SIZE = 96
 
@@ -21,26 +18,7 @@ def build_lfw_cache(
     counts = {name: len(list((lfw_dir / name).glob("*.jpg"))) for name in names[:400]}
     many = [n for n in names[:400] if counts[n] >= 4][:identities]
     one = [n for n in names[:400] if counts[n] == 1][:singles]
-    with CacheWriter(path, image_size=SIZE, encoding="jpeg", meta={"source": "tests"}) as writer:
-        for name in many + one:
-            for file in sorted((lfw_dir / name).glob("*.jpg"))[:per_identity]:
-                image = cv2.cvtColor(cv2.imread(str(file)), cv2.COLOR_BGR2RGB)
-                face = cv2.resize(image[50:200, 50:200], (SIZE, SIZE), interpolation=cv2.INTER_AREA)
-                stat = file.stat()
-                writer.add(
-                    FaceRecord(
-                        path=f"{name}/{file.name}",
-                        identity=name,
-                        size=stat.st_size,
-                        mtime_ns=stat.st_mtime_ns,
-                        face=np.ascontiguousarray(face),
-                        box=None,
-                        score=float("nan"),
-                        detected=False,
-                    )
-                )
-        writer.commit()
-    return path
+    return write_people_cache(lfw_dir, path, many + one, per_identity, SIZE)
 
 
 @pytest.fixture(scope="session")
