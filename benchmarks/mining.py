@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from collections.abc import Callable
 
 import torch
 from rich.console import Console
 from rich.table import Table
+from timing import call_times
 
 from facetool.miners import available_miners, get_miner
 from facetool.miners.base import squared_distances
@@ -34,16 +34,7 @@ def make_embeddings(kind: str, people: int, images: int, dim: int, device: torch
 
 def time_call(fn: Callable[[], object], device: torch.device, runs: int) -> tuple[float, float, float]:
     """Median, min and max milliseconds of `runs` calls of `fn` after one warm-up."""
-    fn()
-    times = []
-    for _ in range(runs):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append((time.perf_counter() - start) * 1000)
+    times = [t * 1000 for t in call_times(fn, runs, device)]
     return statistics.median(times), min(times), max(times)
 
 

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from collections.abc import Callable
 
 import numpy as np
 import torch
 from rich.console import Console
 from rich.table import Table
+from timing import call_times
 
 from facetool.config.train import AugmentConfig, TrainConfig
 from facetool.data.augment import Augmenter
@@ -30,17 +30,7 @@ from facetool.train.engine import OPTIMIZERS, Engine
 
 def timed(fn: Callable[[], object], repeats: int, device: torch.device) -> float:
     """Median seconds of `repeats` calls after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return statistics.median(call_times(fn, repeats, device))
 
 
 def main() -> None:
