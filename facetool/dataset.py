@@ -113,11 +113,17 @@ def read_identity_list(path: str | os.PathLike[str]) -> set[str]:
     return names
 
 
-def pairs_identities(path: str | os.PathLike[str]) -> set[str]:
-    """Every identity named in an LFW pairs file (pairs.txt, pairsDevTrain.txt or pairsDevTest.txt)."""
+def pairs_identities(path: str | os.PathLike[str], fold: int | None = None) -> set[str]:
+    """Every identity named in an LFW pairs file, or only in its fold `fold` (1..n, View 2's pairs.txt)."""
     from facetool.evaluate.pairs import read_pairs
 
-    return {image.split("/", 1)[0] for image in read_pairs(path).images}
+    pairs = read_pairs(path)
+    if fold is None:
+        return {image.split("/", 1)[0] for image in pairs.images}
+    if pairs.n_folds is None or not 1 <= fold <= pairs.n_folds:
+        have = "has no folds" if pairs.n_folds is None else f"has folds 1 to {pairs.n_folds}"
+        raise UsageError(f"{path}: fold {fold} asked for, but the file {have}")
+    return pairs.identities(fold - 1)
 
 
 @dataclass
@@ -160,9 +166,14 @@ def select_faces(cache: FaceCache, settings: FilterSettings) -> tuple[list[int],
         hit = alive & set().union(*(read_identity_list(p) for p in settings.exclude))
         _drop(report, "in an --exclude list", hit, counts)
         alive -= hit
+    if settings.fold is not None and not settings.exclude_pairs:
+        raise UsageError(
+            f"--fold {settings.fold} needs --exclude-pairs (the pairs file whose fold to leave out)"
+        )
     for pairs_path in settings.exclude_pairs:
-        hit = alive & pairs_identities(pairs_path)
-        _drop(report, f"named in {Path(pairs_path).name}", hit, counts)
+        hit = alive & pairs_identities(pairs_path, settings.fold)
+        where = "" if settings.fold is None else f" fold {settings.fold}"
+        _drop(report, f"named in {Path(pairs_path).name}{where}", hit, counts)
         alive -= hit
     kept: list[int] = []
     taken: Counter[str] = Counter()

@@ -127,6 +127,54 @@ def test_filter_exclude_pairs_keeps_exactly_the_others(
         assert kept.meta["detector"] == "centre crop" and kept.meta["filtered_from"] == str(cache_path)
 
 
+def fold_people(pairs_txt: Path) -> list[set[str]]:
+    """The people of each of pairs.txt's folds, read straight from its lines (header: folds, pairs per fold)."""
+    lines = pairs_txt.read_text().splitlines()
+    n_folds, per_fold = map(int, lines[0].split())
+    folds = []
+    for k in range(n_folds):
+        block = lines[1 + 2 * per_fold * k : 1 + 2 * per_fold * (k + 1)]
+        fields = [line.split("\t") for line in block]
+        folds.append({f[0] for f in fields} | {f[2] for f in fields if len(f) == 4})
+    return folds
+
+
+def test_filter_one_fold_of_view2_keeps_the_other_folds_people(
+    tmp_path: Path, shared: Path, lfw_dir: Path, facetool_cli
+) -> None:
+    pairs_txt = shared / "lfw" / "pairs.txt"
+    folds = fold_people(pairs_txt)
+    small = [n for n in sorted(set().union(*folds)) if 2 <= len(list((lfw_dir / n).glob("*.jpg"))) <= 3]
+    in_fold = [n for n in small if n in folds[2]][:6]
+    outside = [n for n in small if n not in folds[2]][:6]
+    cache = tmp_path / "faces.h5"
+    write_cache(cache, make_items(lfw_dir, lfw_files(lfw_dir, in_fold + outside), SIZE), SIZE)
+    out = tmp_path / "fold3-out.h5"
+    result = facetool_cli(
+        "dataset", "filter", cache, "-o", out, "--exclude-pairs", pairs_txt, "--fold", "3", "--json"
+    )
+    assert result.returncode == 0, result.stderr
+    with open_cache(out) as kept:
+        assert set(kept.identities) == set(outside)
+    assert json.loads(result.stdout)["dropped_identities"] == {"named in pairs.txt fold 3": len(in_fold)}
+    everyone = filter_cache(cache, tmp_path / "all-out.h5", FilterSettings(exclude_pairs=[pairs_txt]))
+    assert everyone.kept_identities == 0
+
+    for args, message in [
+        (
+            ["--exclude-pairs", pairs_txt, "--fold", "11"],
+            f"{pairs_txt}: fold 11 asked for, but the file has folds 1 to 10",
+        ),
+        (["--exclude-pairs", shared / "lfw" / "pairsDevTest.txt", "--fold", "1"], "has no folds"),
+        (["--fold", "2"], "--fold 2 needs --exclude-pairs"),
+    ]:
+        result = facetool_cli("dataset", "filter", cache, "-o", tmp_path / "x.h5", *args)
+        assert result.returncode == 2 and result.stderr.count("\n") == 1 and message in result.stderr, (
+            result.stderr
+        )
+    assert not (tmp_path / "x.h5").exists()
+
+
 def test_filter_lists_and_max_images(tmp_path: Path, cache_path: Path, items, chosen: list[str]) -> None:
     counts = face_counts(items)
     big = sorted(n for n, c in counts.items() if c >= 3)

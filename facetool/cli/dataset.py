@@ -96,6 +96,13 @@ def register(app: typer.Typer) -> None:
                 metavar="FILE", help="Drop every identity named in this LFW pairs file (repeatable)."
             ),
         ] = None,
+        fold: Annotated[
+            int | None,
+            typer.Option(
+                metavar="K",
+                help="With --exclude-pairs: drop only the people of fold K (1-10) of View 2's pairs.txt.",
+            ),
+        ] = None,
         include: Annotated[
             list[Path] | None,
             typer.Option(metavar="FILE", help="Keep only identities listed in this file (repeatable)."),
@@ -112,6 +119,7 @@ def register(app: typer.Typer) -> None:
             "min_images": min_images,
             "max_images": max_images,
             "exclude_pairs": [str(p) for p in exclude_pairs or []],
+            "fold": fold,
             "include": [str(p) for p in include or []],
             "exclude": [str(p) for p in exclude or []],
         }

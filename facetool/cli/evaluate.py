@@ -48,6 +48,12 @@ def register(app: typer.Typer) -> None:
             Path | None,
             typer.Option("--train-pairs", help="Pairs file that chooses the thresholds (View 1)."),
         ] = None,
+        fold: Annotated[
+            int | None,
+            typer.Option(
+                "--fold", metavar="K", help="Score only fold K of the pairs file, thresholds from the others."
+            ),
+        ] = None,
         flip: Annotated[
             bool | None, typer.Option("--flip/--no-flip", help="Add the mirrored face's embedding.")
         ] = None,
@@ -73,6 +79,7 @@ def register(app: typer.Typer) -> None:
             "data": data,
             "pairs": pairs,
             "train_pairs": train_pairs,
+            "fold": fold,
             "flip": flip,
             "distance": distance,
             "batch_size": batch_size,

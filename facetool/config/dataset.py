@@ -27,6 +27,9 @@ class FilterSettings(StrictModel):
     min_images: int = Field(2, ge=1)
     max_images: int | None = Field(None, ge=1)
     exclude_pairs: list[Path] = Field(default_factory=list)
+    fold: int | None = Field(
+        None, ge=1, description="With exclude_pairs: drop only the people of this fold (1..n) of each file."
+    )
     include: list[Path] = Field(default_factory=list)
     exclude: list[Path] = Field(default_factory=list)
 

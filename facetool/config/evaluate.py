@@ -23,6 +23,12 @@ class EvalConfig(StrictModel):
     train_pairs: Path | None = Field(
         None, description="View 1: choose thresholds on these pairs, score --pairs (e.g. pairsDevTrain.txt)."
     )
+    fold: int | None = Field(
+        None,
+        ge=1,
+        description="Score only this fold (1..n) of a pairs file with folds, thresholds from the others "
+        "(View 2 with a model trained without the fold's people).",
+    )
     flip: bool = Field(False, description="Add the mirrored face's embedding, then re-normalise.")
     distance: DistanceName = Field(
         "euclidean", description="euclidean (squared, 0..4) or cosine (1-cos, 0..2)."

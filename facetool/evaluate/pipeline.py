@@ -59,6 +59,7 @@ def evaluate_checkpoint(
             device=device,
             progress=embed_progress,
             image_size=info.image_size,
+            fold=config.fold,
         )
     report_path, roc_path = write_report(report, config.out)
     return EvalOutcome(report, info, cache_path, report_path, roc_path)

@@ -24,7 +24,7 @@ def fold_table(report: EvalReport) -> Table:
     table.add_column(f"VAL@FAR={report.far_target:g}", justify="right")
     table.add_column("FAR", justify="right")
     rows = zip(report.fold_accuracy, report.fold_threshold, report.fold_val, report.fold_far, strict=True)
-    for k, (acc, thr, val, far) in enumerate(rows, start=1):
+    for k, (acc, thr, val, far) in zip(report.folds, rows, strict=True):
         table.add_row(str(k), f"{acc:.4f}", f"{thr:.2f}", f"{val:.4f}", f"{far:.5f}")
     table.add_section()
     table.add_row(

@@ -3,7 +3,8 @@
 Protocols: a pairs file with folds (pairs.txt) is cross-validated over its own folds; a pairs file without
 folds is cross-validated over 10 folds that each take a contiguous block of its matched and of its
 mismatched pairs (`metrics.stratified_fold_ids`); with `train_pairs_path` (View 1) the thresholds are chosen
-on all the training pairs and all the test pairs are scored once.
+on all the training pairs and all the test pairs are scored once; with `fold` only that fold of a file
+with folds is scored, with thresholds from the others (View 2 when each fold has its own model).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from torch import nn
 
 from facetool.cache import FaceCache
 from facetool.embed import embed_faces
-from facetool.errors import PairsError
+from facetool.errors import PairsError, UsageError
 from facetool.evaluate.metrics import (
     Split,
     VerificationMetrics,
@@ -37,11 +38,15 @@ Progress = Callable[[int, int], None]
 
 @dataclass(frozen=True)
 class EvalReport:
-    """The figures of one evaluation. `accuracy` is the mean over folds; stds are population ones."""
+    """The figures of one evaluation. `accuracy` is the mean over folds; stds are population ones.
+
+    `folds` numbers the scored folds (1..n) in the order of the per-fold lists.
+    """
 
     pairs_file: str
     train_pairs_file: str | None
     protocol: str
+    folds: list[int]
     num_pairs: int
     num_images: int
     distance: str
@@ -151,6 +156,18 @@ def _fold_ids(pairs: PairsFile) -> np.ndarray:
         ) from None
 
 
+def _one_fold(pairs: PairsFile, fold: int, train_pairs_path: str | Path | None) -> Split:
+    if train_pairs_path is not None:
+        raise UsageError(
+            "a fold and --train-pairs exclude each other: a fold's thresholds come from the other folds"
+        )
+    if pairs.n_folds is None or not 1 <= fold <= pairs.n_folds:
+        have = "has no folds" if pairs.n_folds is None else f"has folds 1 to {pairs.n_folds}"
+        raise UsageError(f"{pairs.path}: fold {fold} asked for, but the file {have}")
+    ids = pairs.fold_ids
+    return Split(train=ids != fold - 1, test=ids == fold - 1)
+
+
 def evaluate_on_pairs(
     model: nn.Module,
     cache: FaceCache,
@@ -163,8 +180,12 @@ def evaluate_on_pairs(
     device: str | torch.device = "cpu",
     progress: Progress | None = None,
     image_size: int | None = None,
+    fold: int | None = None,
 ) -> EvalReport:
     """Evaluate `model` on the pairs of `pairs_path` with faces from `cache` (the protocols: module doc).
+
+    `fold` (1..n) scores only that fold of a View 2 file, with thresholds from its other folds: the test of
+    a model trained without that fold's people.
 
     Only the distinct images named by the pairs are embedded; an image missing from the cache stops the
     evaluation with the list of missing images. `progress(done, total)` is called after each batch.
@@ -173,7 +194,12 @@ def evaluate_on_pairs(
     test = read_pairs(pairs_path)
     train = read_pairs(train_pairs_path) if train_pairs_path is not None else None
     files = [test] if train is None else [train, test]
-    if train is None:
+    num_pairs = len(test)
+    if fold is not None:
+        splits = [_one_fold(test, fold, train_pairs_path)]
+        protocol = f"fold {fold} of {test.n_folds}"
+        num_pairs = int(splits[0].test.sum())
+    elif train is None:
         splits = fold_splits(_fold_ids(test))
         protocol = f"{len(splits)}-fold" + ("" if test.n_folds else " (stratified blocks)")
     else:
@@ -201,7 +227,8 @@ def evaluate_on_pairs(
         pairs_file=str(pairs_path),
         train_pairs_file=None if train_pairs_path is None else str(train_pairs_path),
         protocol=protocol,
-        num_pairs=len(test),
+        folds=[fold] if fold is not None else list(range(1, len(splits) + 1)),
+        num_pairs=num_pairs,
         num_images=len(images),
         flip=flip,
     )

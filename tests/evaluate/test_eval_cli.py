@@ -38,6 +38,21 @@ def test_eval_checkpoint_on_a_cache_end_to_end(facetool_cli, checkpoint, pair_ca
     assert "mean" in result.stdout and f"accuracy {expected.accuracy:.4f}" in result.stdout
 
 
+def test_eval_one_fold(facetool_cli, checkpoint, pair_cache, small_pairs, tmp_path):
+    out = tmp_path / "out"
+    args = ["--data", pair_cache, "--pairs", small_pairs.view2, "--out", out, "--device", "cpu"]
+    result = facetool_cli("eval", checkpoint, *args, "--fold", "2")
+    assert result.returncode == 0, result.stderr
+    report = json.loads((out / "report.json").read_text())
+    model, _ = load_embedding_model(checkpoint)
+    with open_cache(pair_cache) as cache:
+        expected = evaluate_on_pairs(model, cache, small_pairs.view2)
+    assert report["protocol"] == "fold 2 of 2" and report["num_pairs"] == 6 and report["folds"] == [2]
+    assert report["fold_accuracy"] == pytest.approx(expected.fold_accuracy[1:])
+    result = facetool_cli("eval", checkpoint, *args, "--fold", "0")
+    assert result.returncode == 2 and "fold" in result.stderr and len(result.stderr.splitlines()) == 1
+
+
 @pytest.mark.slow
 def test_eval_facenet_weights_on_an_image_folder(facetool_cli, lfw_dir, small_pairs, tmp_path):
     """A facenet-pytorch state dict on the LFW folder: only the pairs' images are detected, then evaluated."""

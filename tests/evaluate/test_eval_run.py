@@ -95,6 +95,33 @@ def test_file_without_folds_uses_ten_stratified_folds(model, pair_cache, small_p
     np.testing.assert_allclose(report.fold_accuracy, expected.fold_accuracy)
 
 
+def test_one_fold_takes_its_thresholds_from_the_other_folds(
+    model, pair_cache, small_pairs, reference_embeddings
+):
+    with open_cache(pair_cache) as cache:
+        report = evaluate_on_pairs(model, cache, small_pairs.view2, fold=2)
+        both = evaluate_on_pairs(model, cache, small_pairs.view2)
+    dist, issame = expected_distances(small_pairs.view2, reference_embeddings)
+    second = np.repeat([False, True], 6)
+    expected = evaluate_splits(dist, issame, [Split(train=~second, test=second)])
+    assert report.protocol == "fold 2 of 2" and report.num_pairs == 6 and report.folds == [2]
+    assert both.folds == [1, 2]
+    np.testing.assert_allclose(report.fold_accuracy, expected.fold_accuracy)
+    np.testing.assert_allclose(report.fold_threshold, expected.fold_threshold)
+    assert report.fold_accuracy == pytest.approx(both.fold_accuracy[1:])
+    with open_cache(pair_cache) as cache:
+        for kwargs, message in [
+            ({"pairs_path": small_pairs.view2, "fold": 3}, "fold 3 asked for, but the file has folds 1 to 2"),
+            ({"pairs_path": small_pairs.dev_test, "fold": 1}, "has no folds"),
+            (
+                {"pairs_path": small_pairs.view2, "fold": 1, "train_pairs_path": small_pairs.dev_train},
+                "a fold and --train-pairs exclude each other",
+            ),
+        ]:
+            with pytest.raises(UsageError, match=message):
+                evaluate_on_pairs(model, cache, **kwargs)
+
+
 def test_too_few_pairs_or_folds_to_cross_validate(model, pair_cache, small_pairs, tmp_path):
     with open_cache(pair_cache) as cache, pytest.raises(PairsError, match="4 matched pairs cannot be split"):
         evaluate_on_pairs(model, cache, small_pairs.dev_train)
