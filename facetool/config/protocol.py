@@ -1,0 +1,56 @@
+"""Settings of the LFW protocol run: which view and folds, where the images are, and the training recipe."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from facetool.config.base import StrictModel
+from facetool.config.detect import DetectConfig
+from facetool.config.evaluate import DistanceName
+from facetool.config.train import TrainConfig
+
+ALL_FOLDS = list(range(1, 11))
+
+
+class ProtocolConfig(StrictModel):
+    """One LFW verification run end to end: detect, leave the test people out, train, evaluate.
+
+    `train.data_dir` and `train.checkpoint_dir` are set per split (in `out`); everything else in `train` is
+    the recipe every split trains with.
+    """
+
+    lfw_dir: Path | None = Field(None, description="LFW image folder (lfw-deepfunneled).")
+    pairs_dir: Path | None = Field(
+        None,
+        description="Folder of pairs.txt, pairsDevTrain.txt, pairsDevTest.txt (default: beside lfw_dir).",
+    )
+    faces: Path | None = Field(
+        None, description="An existing face cache of lfw_dir to use (default: detect into out/faces.h5)."
+    )
+    out: Path = Field(Path("runs/lfw-protocol"), description="Folder of the splits' caches, runs, reports.")
+    view: Literal[1, 2] = Field(
+        1, description="1: train without pairsDevTest's people, test on it; 2: one model per fold."
+    )
+    folds: list[int] = Field(
+        default_factory=lambda: list(ALL_FOLDS), description="View 2: the folds (1-10) to train and test."
+    )
+    flip: bool = Field(False, description="Add the mirrored face's embedding at test time.")
+    distance: DistanceName = Field("euclidean", description="euclidean (squared) or cosine.")
+    device: str = Field("auto", description="Evaluation device (training uses train.device).")
+    detect: DetectConfig = Field(default_factory=DetectConfig, description="Detection of lfw_dir.")
+    train: TrainConfig = Field(default_factory=TrainConfig, description="The training recipe.")
+
+    @field_validator("folds")
+    @classmethod
+    def _known_folds(cls, folds: list[int]) -> list[int]:
+        if not folds:
+            raise ValueError("give at least one fold")
+        bad = [k for k in folds if k not in ALL_FOLDS]
+        if bad:
+            raise ValueError(f"folds are numbered 1 to 10, got {bad}")
+        if len(set(folds)) != len(folds):
+            raise ValueError(f"fold listed twice in {folds}")
+        return folds

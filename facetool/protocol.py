@@ -1,0 +1,275 @@
+"""The LFW verification protocol end to end, with the test people never seen in training.
+
+View 1: train on the people not named in pairsDevTest.txt, choose the threshold on pairsDevTrain.txt, score
+pairsDevTest.txt once. View 2: for each fold k, train on the people not in fold k of pairs.txt and score
+fold k with thresholds from the other nine folds; the result is the mean over the folds run.
+
+Everything lands in `out`: the detector cache of the LFW folder (made once, reused), and per split a filtered
+training cache, the training run and the evaluation report. A rerun with the same settings continues
+where the last one stopped (detection skips done images, training resumes from its last checkpoint); a
+rerun with other settings is refused, since it would mix two recipes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from facetool.cache import lock_path, open_cache
+from facetool.config.dataset import FilterSettings
+from facetool.config.protocol import ProtocolConfig
+from facetool.dataset import filter_cache
+from facetool.detect.runner import detect_directory
+from facetool.device import resolve_device
+from facetool.errors import ConfigError, UsageError
+from facetool.evaluate.report import write_report
+from facetool.evaluate.run import EvalReport, evaluate_on_pairs
+from facetool.models import load_embedding_model
+from facetool.train.loop import train
+from facetool.train.progress import TrainProgress
+
+RECIPE_FILE = "protocol-recipe.json"
+RESULT_FILE = "result.json"
+
+
+@dataclass(frozen=True)
+class Split:
+    """One train/test split: the people left out of training and the pairs scored."""
+
+    name: str
+    exclude: FilterSettings
+    pairs: Path
+    train_pairs: Path | None = None
+    fold: int | None = None
+
+
+@dataclass(frozen=True)
+class SplitResult:
+    """What one split's model scored, and what it was trained on and for how long."""
+
+    name: str
+    fold: int | None
+    accuracy: float
+    threshold: float
+    val: float
+    auc: float
+    test_pairs: int
+    train_identities: int
+    train_images: int
+    epochs: int
+    train_seconds: float
+    checkpoint: str
+    report: str
+
+
+@dataclass(frozen=True)
+class ProtocolResult:
+    """The splits' results; `accuracy` is their mean and `accuracy_std` the population std over them."""
+
+    view: int
+    splits: list[SplitResult]
+    accuracy: float
+    accuracy_std: float
+    path: Path
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["path"] = str(self.path)
+        return data
+
+
+def protocol_splits(config: ProtocolConfig, pairs_dir: Path) -> list[Split]:
+    """The splits of the configured view, with the pairs files they need (which must exist)."""
+    if config.view == 1:
+        test, dev_train = pairs_dir / "pairsDevTest.txt", pairs_dir / "pairsDevTrain.txt"
+        _need(test, dev_train)
+        return [Split("view1", FilterSettings(exclude_pairs=[test]), test, train_pairs=dev_train)]
+    pairs = pairs_dir / "pairs.txt"
+    _need(pairs)
+    return [
+        Split(f"fold-{k:02d}", FilterSettings(exclude_pairs=[pairs], fold=k), pairs, fold=k)
+        for k in config.folds
+    ]
+
+
+def _need(*paths: Path) -> None:
+    for path in paths:
+        if not path.is_file():
+            raise UsageError(
+                f"{path}: pairs file not found (set pairs_dir to the folder of the LFW pairs files)"
+            )
+
+
+def _recipe(config: ProtocolConfig) -> dict[str, Any]:
+    """The settings a split's result depends on; a rerun into the same `out` must keep them."""
+    data = config.model_dump(mode="json", include={"lfw_dir", "faces", "detect", "train", "flip", "distance"})
+    for key in ("data_dir", "checkpoint_dir", "device", "threads"):
+        data["train"].pop(key, None)
+    return data
+
+
+def _check_recipe(config: ProtocolConfig, out: Path) -> None:
+    path = out / RECIPE_FILE
+    recipe = _recipe(config)
+    if path.is_file():
+        before = json.loads(path.read_text(encoding="utf-8"))
+        changed = sorted(_changed_keys(before, recipe))
+        if changed:
+            raise ConfigError(
+                f"{out}: holds a run with other settings ({', '.join(changed[:5])} differ); "
+                "give another out folder"
+            )
+        return
+    _write_json(path, recipe)
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _changed_keys(before: Any, after: Any, prefix: str = "") -> list[str]:
+    if isinstance(before, dict) and isinstance(after, dict):
+        keys = set(before) | set(after)
+        return [k for key in keys for k in _changed_keys(before.get(key), after.get(key), f"{prefix}{key}.")]
+    return [] if before == after else [prefix.rstrip(".")]
+
+
+def _faces_cache(config: ProtocolConfig, out: Path, say: Callable[[str], None]) -> Path:
+    if config.faces is not None:
+        if not config.faces.is_file():
+            raise UsageError(f"{config.faces}: face cache not found (leave faces unset to detect into out)")
+        return config.faces
+    if config.lfw_dir is None:
+        raise ConfigError("lfw_dir: not set (the LFW image folder, e.g. lfw/lfw-deepfunneled)")
+    faces = out / "faces.h5"
+    say(f"detecting faces in {config.lfw_dir} into {faces} (images already there are skipped)")
+    summary = detect_directory(config.lfw_dir, faces, config.detect)
+    say(
+        f"{summary.images} images, {summary.skipped} already in the cache; this run: {summary.faces} faces, "
+        f"{summary.fallbacks} fallbacks, {summary.failures} failures"
+    )
+    return faces
+
+
+def _training_cache(faces: Path, split: Split, split_dir: Path, say: Callable[[str], None]) -> Path:
+    """The faces of the people the split may train on; written once, atomically, then reused."""
+    path = split_dir / "train-faces.h5"
+    if path.is_file():
+        return path
+    tmp = split_dir / "train-faces.partial.h5"
+    tmp.unlink(missing_ok=True)
+    report = filter_cache(faces, tmp, split.exclude)
+    os.replace(tmp, path)
+    lock_path(tmp).unlink(missing_ok=True)
+    say(
+        f"{split.name}: training on {report.kept_identities} identities ({report.kept_images} images); "
+        f"left out: {report.dropped_identities}"
+    )
+    return path
+
+
+def run_split(
+    config: ProtocolConfig,
+    faces: Path,
+    split: Split,
+    *,
+    say: Callable[[str], None] = lambda _text: None,
+    train_progress: TrainProgress | None = None,
+) -> tuple[SplitResult, EvalReport]:
+    """Train the split's model (resuming one left unfinished) and score its pairs."""
+    split_dir = Path(config.out) / split.name
+    split_dir.mkdir(parents=True, exist_ok=True)
+    train_cache = _training_cache(faces, split, split_dir, say)
+    recipe = config.train.model_copy(update={"data_dir": train_cache, "checkpoint_dir": split_dir / "run"})
+    say(
+        f"{split.name}: training {recipe.backbone} for {recipe.num_epochs} epochs of {recipe.epoch_size} steps"
+    )
+    trained = train(recipe, resume="auto", progress=train_progress)
+    device = resolve_device(config.device)
+    model, info = load_embedding_model(trained.last_checkpoint, device)
+    with open_cache(faces) as cache:
+        report = evaluate_on_pairs(
+            model,
+            cache,
+            split.pairs,
+            train_pairs_path=split.train_pairs,
+            fold=split.fold,
+            flip=config.flip,
+            distance=config.distance,
+            device=device,
+            image_size=info.image_size,
+        )
+    report_path, _ = write_report(report, split_dir / "eval")
+    with open_cache(train_cache) as cache:
+        train_images = len(cache)
+    result = SplitResult(
+        name=split.name,
+        fold=split.fold,
+        accuracy=report.accuracy,
+        threshold=report.fold_threshold[0],
+        val=report.val,
+        auc=report.auc,
+        test_pairs=report.num_pairs,
+        train_identities=trained.train_identities + trained.val_identities,
+        train_images=train_images,
+        epochs=trained.epochs,
+        train_seconds=round(sum(r["time_s"] for r in trained.history), 1),
+        checkpoint=str(trained.last_checkpoint),
+        report=str(report_path),
+    )
+    _write_json(split_dir / RESULT_FILE, asdict(result))
+    say(f"{split.name}: accuracy {result.accuracy:.4f} on {result.test_pairs} pairs")
+    return result, report
+
+
+def run_protocol(
+    config: ProtocolConfig,
+    *,
+    say: Callable[[str], None] = lambda _text: None,
+    train_progress: TrainProgress | None = None,
+) -> ProtocolResult:
+    """Run the configured splits and write out/protocol-view{1,2}.json.
+
+    The result covers every split of the view finished in `out` (earlier runs' folds included: the recipe
+    check guarantees they were trained the same way), so folds can be run a few at a time.
+    """
+    out = Path(config.out)
+    pairs_dir = config.pairs_dir or (config.lfw_dir.parent if config.lfw_dir else None)
+    if pairs_dir is None:
+        raise ConfigError(
+            "pairs_dir: not set (the folder of the LFW pairs files), and no lfw_dir to look beside"
+        )
+    splits = protocol_splits(config, pairs_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    _check_recipe(config, out)
+    faces = _faces_cache(config, out, say)
+    for split in splits:
+        run_split(config, faces, split, say=say, train_progress=train_progress)
+    results = finished_splits(out, config.view)
+    accuracies = [r.accuracy for r in results]
+    path = out / f"protocol-view{config.view}.json"
+    result = ProtocolResult(
+        view=config.view,
+        splits=results,
+        accuracy=statistics.fmean(accuracies),
+        accuracy_std=statistics.pstdev(accuracies),
+        path=path,
+    )
+    _write_json(path, {"config": config.model_dump(mode="json"), "result": result.to_dict()})
+    return result
+
+
+def finished_splits(out: str | Path, view: int) -> list[SplitResult]:
+    """Every split of `view` finished in `out`, by this run or an earlier one with the same recipe."""
+    pattern = "view1" if view == 1 else "fold-*"
+    return [
+        SplitResult(**json.loads(path.read_text(encoding="utf-8")))
+        for path in sorted(Path(out).glob(f"{pattern}/{RESULT_FILE}"))
+    ]
