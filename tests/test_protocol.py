@@ -166,3 +166,28 @@ def test_missing_inputs_are_named(tmp_path: Path, mini_lfw: Path) -> None:
         run_protocol(ProtocolConfig(pairs_dir=mini_lfw, faces=tmp_path / "nope.h5", out=tmp_path / "o2"))
     with pytest.raises(ValueError, match="folds are numbered 1 to 10"):
         ProtocolConfig(view=2, folds=[0, 11])
+
+
+def test_protocol_command_runs_a_toml_recipe(mini_lfw: Path, tmp_path: Path, facetool_cli) -> None:
+    config = tmp_path / "lfw.toml"
+    config.write_text(
+        f'lfw_dir = "{mini_lfw / "lfw-deepfunneled"}"\nview = 2\n\n[train]\n'
+        'backbone = "tiny-cnn"\nimage_size = 48\nembedding_dim = 16\nnum_epochs = 1\nepoch_size = 2\n'
+        'batch_size = 12\npeople_per_batch = 6\nimages_per_person = 3\ndevice = "cpu"\n'
+        "validation.fraction = 0.0\n"
+    )
+    out = tmp_path / "out"
+    result = facetool_cli("protocol", "--config", config, "--fold", "2", "--out", out, "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert [s["name"] for s in summary["splits"]] == ["fold-02"] and summary["view"] == 2
+    assert json.loads((out / "fold-02" / "result.json").read_text())["accuracy"] == summary["accuracy"]
+    table = facetool_cli("protocol", "--config", config, "--fold", "2", "--out", out)
+    assert table.returncode == 0 and "mean of 1" in table.stdout and "fold-02" in table.stdout
+
+    bad = facetool_cli("protocol", "--config", config, "--set", "train.num_epoch=3", "--out", out)
+    assert (
+        bad.returncode == 2
+        and f"{config} (with command-line overrides): train.num_epoch: unknown key" in bad.stderr
+    )
+    assert len(bad.stderr.splitlines()) == 1

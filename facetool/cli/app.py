@@ -24,9 +24,9 @@ err_console = Console(stderr=True)
 
 
 def _register_commands() -> None:
-    from facetool.cli import dataset, demo, detect, embed, evaluate, plot, plugins, train
+    from facetool.cli import dataset, demo, detect, embed, evaluate, plot, plugins, protocol, train
 
-    for module in (detect, dataset, train, evaluate, embed, plot, plugins, demo):
+    for module in (detect, dataset, train, evaluate, protocol, embed, plot, plugins, demo):
         module.register(app)
 
 

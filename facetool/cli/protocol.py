@@ -1,0 +1,95 @@
+"""`facetool protocol`: the LFW verification protocol from the image folder to the accuracy, in one command."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from facetool.config.base import load_config, parse_override
+from facetool.config.protocol import ProtocolConfig
+
+if TYPE_CHECKING:
+    from facetool.protocol import ProtocolResult
+
+HELP = "\n\n".join(
+    [
+        "Run the LFW protocol end to end with the test people never seen in training.",
+        "View 1: train on the people not in pairsDevTest.txt, pick the threshold on pairsDevTrain.txt, score "
+        "pairsDevTest.txt. View 2: one model per fold, trained without that fold's people, scored on it.",
+        "--config is a TOML file of protocol settings with a [train] table holding the training recipe "
+        "(the keys of `facetool train`). Everything goes into --out; a rerun continues an unfinished run.",
+    ]
+)
+
+
+def result_table(result: ProtocolResult) -> Table:
+    """One row per split, then the mean over them."""
+    table = Table(title=f"LFW View {result.view}: {result.path}")
+    for name in ("split", "train people", "train images", "epochs", "train s", "accuracy", "VAL@1e-3", "AUC"):
+        table.add_column(name, justify="left" if name == "split" else "right")
+    for s in result.splits:
+        table.add_row(
+            s.name,
+            f"{s.train_identities:,}",
+            f"{s.train_images:,}",
+            str(s.epochs),
+            f"{s.train_seconds:,.0f}",
+            f"{s.accuracy:.4f}",
+            f"{s.val:.4f}",
+            f"{s.auc:.4f}",
+        )
+    table.add_section()
+    table.add_row(
+        f"mean of {len(result.splits)}", "", "", "", "", f"{result.accuracy:.4f} ± {result.accuracy_std:.4f}"
+    )
+    return table
+
+
+def register(app: typer.Typer) -> None:
+    @app.command(name="protocol", help=HELP)
+    def protocol_command(
+        config: Annotated[
+            Path | None, typer.Option("--config", "-c", help="TOML file of protocol settings and [train].")
+        ] = None,
+        lfw_dir: Annotated[
+            Path | None, typer.Option("--lfw-dir", help="LFW image folder (lfw-deepfunneled).")
+        ] = None,
+        faces: Annotated[
+            Path | None, typer.Option("--faces", help="An existing face cache of that folder to reuse.")
+        ] = None,
+        view: Annotated[int | None, typer.Option("--view", help="1 or 2.")] = None,
+        folds: Annotated[
+            list[int] | None,
+            typer.Option("--fold", help="View 2: a fold to run, 1-10 (repeatable; default all)."),
+        ] = None,
+        out: Annotated[
+            Path | None, typer.Option("--out", "-o", help="Folder for everything it writes.")
+        ] = None,
+        sets: Annotated[
+            list[str] | None,
+            typer.Option("--set", help="Any setting as key=value, e.g. train.num_epochs=20 (repeatable)."),
+        ] = None,
+        as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    ) -> None:
+        given = {"lfw_dir": lfw_dir, "faces": faces, "view": view, "folds": folds, "out": out}
+        overrides = [(k, str(v) if isinstance(v, Path) else v) for k, v in given.items() if v is not None]
+        overrides += [parse_override(text) for text in sets or []]
+        settings = load_config(ProtocolConfig, config, overrides)
+        from facetool.protocol import run_protocol
+        from facetool.train.progress import RichProgress
+
+        console = Console(stderr=True)
+        result = run_protocol(
+            settings,
+            say=lambda text: console.print(f"[bold]›[/bold] {text}"),
+            train_progress=RichProgress(console),
+        )
+        if as_json:
+            typer.echo(json.dumps(result.to_dict(), indent=2))
+            return
+        Console().print(result_table(result))
