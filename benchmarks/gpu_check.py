@@ -18,8 +18,6 @@ import sys
 import time
 from pathlib import Path
 
-import cv2
-import numpy as np
 import torch
 from rich.console import Console
 from rich.table import Table
@@ -27,44 +25,12 @@ from rich.table import Table
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import train_gpu
+from lfw_cache import build_cache
 
-from facetool.cache import CacheWriter, FaceRecord
 from facetool.config.train import TrainConfig
 from facetool.train.loop import train
 
 GOAL_S = 30.0
-
-
-def build_cache(lfw: Path, path: Path, *, min_images: int, max_identities: int, size: int) -> Path:
-    """Centre crops (the middle 150 px of the 250 px deep-funneled images) of people with >= min_images."""
-    people = []
-    for folder in sorted(p for p in lfw.iterdir() if p.is_dir()):
-        files = sorted(folder.glob("*.jpg"))
-        if len(files) >= min_images:
-            people.append(files)
-        if len(people) >= max_identities:
-            break
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with CacheWriter(path, image_size=size, encoding="jpeg", meta={"source": "gpu_check"}) as writer:
-        for files in people:
-            for file in files:
-                image = cv2.cvtColor(cv2.imread(str(file)), cv2.COLOR_BGR2RGB)
-                face = cv2.resize(image[50:200, 50:200], (size, size), interpolation=cv2.INTER_AREA)
-                stat = file.stat()
-                writer.add(
-                    FaceRecord(
-                        path=f"{file.parent.name}/{file.name}",
-                        identity=file.parent.name,
-                        size=stat.st_size,
-                        mtime_ns=stat.st_mtime_ns,
-                        face=np.ascontiguousarray(face),
-                        box=None,
-                        score=float("nan"),
-                        detected=False,
-                    )
-                )
-            writer.commit()
-    return path
 
 
 def real_epoch(cache: Path, run_dir: Path, mode: str, args: argparse.Namespace) -> dict:
@@ -126,6 +92,7 @@ def main(argv: list[str] | None = None) -> None:
                 min_images=args.min_images,
                 max_identities=args.max_identities,
                 size=args.size,
+                source="gpu_check",
             )
             console.print(f"built {cache} in {time.perf_counter() - start:.1f} s")
     bench = [*args.bench, "--cache", str(cache), "--report", str(args.work / "benchmarks.md")]

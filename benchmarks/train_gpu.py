@@ -14,20 +14,17 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import platform
-import shlex
 import statistics
 import sys
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import torch
+from report import add_report_options, append_section, report_file, rich_table
 from rich.console import Console
-from rich.table import Table
 
 from facetool.config.train import AugmentConfig, EngineConfig, TrainConfig
 from facetool.data.augment import Augmenter
@@ -129,38 +126,21 @@ def measure(mode: str, batch: int, args: argparse.Namespace, device: torch.devic
     return Row(plan.compile, batch, step_s, batch / step_s, round_s, triplets, epoch_s)
 
 
-def table(rows: list[tuple[str, Row]], title: str) -> Table:
-    out = Table(title=title)
-    for column in ("asked", "ran", "images/step", "step ms", "train img/s", "round s", "triplets", "epoch s"):
-        out.add_column(column, justify="left" if column in ("asked", "ran") else "right")
-    for asked, r in rows:
-        out.add_row(
-            asked,
-            r.mode,
-            str(r.batch),
-            f"{r.step_s * 1000:.1f}",
-            f"{r.images_per_s:,.0f}",
-            f"{r.round_s:.3f}",
-            str(r.triplets),
-            f"{r.epoch_s:.1f}",
-        )
-    return out
+HEADER = ("asked", "ran", "images/step", "step ms", "train img/s", "round s", "triplets/round", "epoch s")
 
 
-def markdown(rows: list[tuple[str, Row]], title: str, command: str) -> str:
-    lines = [
-        f"\n## {title}\n",
-        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.platform()}, {os.cpu_count()} CPUs, "
-        f"`{command}`\n",
-        "| asked | ran | images/step | step ms | train img/s | round s | triplets/round | epoch s |",
-        "|---|---|---|---|---|---|---|---|",
+def cells(asked: str, r: Row) -> list[str]:
+    """One table row: the mode asked for, then what ran and its figures."""
+    return [
+        asked,
+        r.mode,
+        str(r.batch),
+        f"{r.step_s * 1000:.1f}",
+        f"{r.images_per_s:,.0f}",
+        f"{r.round_s:.3f}",
+        str(r.triplets),
+        f"{r.epoch_s:.1f}",
     ]
-    lines += [
-        f"| {a} | {r.mode} | {r.batch} | {r.step_s * 1000:.1f} | {r.images_per_s:,.0f} | {r.round_s:.3f} | "
-        f"{r.triplets} | {r.epoch_s:.1f} |"
-        for a, r in rows
-    ]
-    return "\n".join(lines) + "\n"
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -178,14 +158,14 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--epoch-size", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--cache", type=Path, default=None, help="face cache to take faces from")
-    parser.add_argument("--report", type=Path, default=None, help="markdown file to append to")
     parser.add_argument("--smoke", action="store_true", help="tiny CPU settings, to check the script runs")
+    add_report_options(parser)
     args = parser.parse_args(argv)
+    args.argv = sys.argv[1:] if argv is None else list(argv)
+    args.report = report_file(args)
     if args.smoke:
         for key, value in SMOKE.items():
             setattr(args, key, value)
-    elif args.report is None:
-        args.report = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
     return args
 
 
@@ -205,11 +185,10 @@ def run(args: argparse.Namespace) -> list[tuple[str, Row]]:
         f"train step engines: {args.backbone} {args.image_size}px, {args.people}x{args.images} rounds, "
         f"{name}, torch {torch.__version__}"
     )
-    Console().print(table(rows, title))
+    table = [cells(asked, r) for asked, r in rows]
+    Console().print(rich_table(title, HEADER, table, left=2))
     if args.report is not None:
-        command = "python " + shlex.join([str(Path(sys.argv[0]).name), *sys.argv[1:]])
-        with Path(args.report).open("a", encoding="utf-8") as handle:
-            handle.write(markdown(rows, title, command))
+        append_section(args.report, title, HEADER, table, script=__file__, argv=args.argv, device=device)
     return rows
 
 
