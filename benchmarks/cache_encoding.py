@@ -2,10 +2,13 @@
 
 Crops are a plain centre crop (160x160 of the 250x250 deep-funneled image) resized to --size with OpenCV, so
 no detector is involved. For each encoding the script writes one cache, then measures a full preload
-(`read_faces()`, what training does), random single-face reads and random batches of 256 faces.
-Reads run on a warm page cache (the file was just written). Usage:
+(`read_faces()`, what training does), random single-face reads and random batches of 256 faces; each read
+figure is the median of --repeats runs after one warm-up. Reads run on a warm page cache (the file was just
+written). Prints the table and appends it with machine and command to --report (docs/benchmarks.md by
+default). Usage:
 
     FACETOOL_SHARED=../shared .venv/bin/python benchmarks/cache_encoding.py [--images 13233] [--size 160]
+        [--repeats 3] [--report FILE | --no-report]
 """
 
 from __future__ import annotations
@@ -14,14 +17,18 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
 import numpy as np
+import torch
+from report import add_report_options, append_section, report_file, rich_table
 from rich.console import Console
-from rich.table import Table
+from timing import call_times
 
 from facetool.cache import CacheWriter, FaceRecord, open_cache
 
@@ -38,13 +45,9 @@ def centre_crops(root: Path, count: int, size: int) -> tuple[list[Path], np.ndar
     return files, faces
 
 
-def best_of(repeats: int, fn) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+def median_of(repeats: int, fn: Callable[[], object]) -> float:
+    """Median seconds of `repeats` calls after a warm-up."""
+    return statistics.median(call_times(fn, repeats, torch.device("cpu")))
 
 
 def measure(
@@ -63,14 +66,14 @@ def measure(
     write_s = time.perf_counter() - start
     rng = np.random.default_rng(0)
     n = len(files)
-    open_s = best_of(repeats, lambda: open_cache(path).close())
+    open_s = median_of(repeats, lambda: open_cache(path).close())
     with open_cache(path) as cache:
-        preload_s = best_of(repeats, cache.read_faces)
+        preload_s = median_of(repeats, cache.read_faces)
         loaded = cache.read_faces()
         singles = rng.integers(0, n, 500)
-        single_s = best_of(repeats, lambda: [cache.read_faces([i]) for i in singles])
+        single_s = median_of(repeats, lambda: [cache.read_faces([i]) for i in singles])
         batches = [rng.choice(n, 256, replace=False) for _ in range(10)]
-        batch_s = best_of(repeats, lambda: [cache.read_faces(b) for b in batches])
+        batch_s = median_of(repeats, lambda: [cache.read_faces(b) for b in batches])
         order = np.argsort(cache.paths)
         reference = faces[np.argsort(np.argsort([f.relative_to(root).as_posix() for f in files]))]
         error = float(np.abs(loaded.astype(np.int16) - reference[order].astype(np.int16)).mean())
@@ -94,7 +97,8 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=13233)
     parser.add_argument("--size", type=int, default=160)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    add_report_options(parser)
     args = parser.parse_args()
     shared = os.environ.get("FACETOOL_SHARED")
     if not shared:
@@ -104,12 +108,6 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         rows = [measure(enc, root, files, faces, Path(tmp), args.repeats) for enc in ("jpeg", "raw")]
     machine = f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}"
-    if args.json:
-        print(json.dumps({"machine": machine, "size": args.size, "results": rows}, indent=2))
-        return
-    table = Table(
-        title=f"face cache encodings: {len(files):,} LFW centre crops, {args.size} px", caption=machine
-    )
     columns = [
         ("encoding", "encoding", "{}"),
         ("file MB", "file_mb", "{:.1f}"),
@@ -121,11 +119,17 @@ def main() -> None:
         ("256 random img/s", "random_batch256_img_s", "{:,.0f}"),
         ("abs err", "mean_abs_error", "{:.2f}"),
     ]
-    for title, _, _ in columns:
-        table.add_column(title, justify="right")
-    for row in rows:
-        table.add_row(*(fmt.format(row[key]) for _, key, fmt in columns))
-    Console(width=max(120, Console().width)).print(table)
+    title = f"face cache encodings: {len(files):,} LFW centre crops, {args.size} px, median of {args.repeats}"
+    header = [name for name, _, _ in columns]
+    cells = [[fmt.format(row[key]) for _, key, fmt in columns] for row in rows]
+    if args.json:
+        print(json.dumps({"machine": machine, "size": args.size, "results": rows}, indent=2))
+    else:
+        table = rich_table(title, header, cells, caption=machine)
+        Console(width=max(120, Console().width)).print(table)
+    report = report_file(args)
+    if report is not None:
+        append_section(report, title, header, cells, script=__file__)
 
 
 if __name__ == "__main__":

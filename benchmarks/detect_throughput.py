@@ -1,22 +1,26 @@
 """Detection throughput on LFW: images/s of `detect_directory` per model format and worker count.
 
     FACETOOL_SHARED=../shared .venv/bin/python benchmarks/detect_throughput.py --images 400 --workers 1 2
+        [--runs 1] [--report FILE | --no-report]
 
-Each cell is a fresh run into a new cache (start-up included in "images/s"; "steady" leaves out the time
-until the first batch came back). The first column is one SSD forward on one core, for scale.
+Each cell is the median of --runs fresh runs, each into a new cache (start-up included in "images/s";
+"steady" leaves out the time until the first batch came back). The first column is the median of one SSD
+forward on one core, for scale. Prints the table and appends it with machine and command to --report
+(docs/benchmarks.md by default).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import cv2
+from report import add_report_options, append_section, report_file, rich_table
 from rich.console import Console
-from rich.table import Table
 
 from facetool.config.detect import DetectConfig
 from facetool.detect.images import read_image
@@ -76,11 +80,13 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=400)
     parser.add_argument("--formats", nargs="+", default=["tensorflow", "caffe"])
     parser.add_argument("--workers", type=int, nargs="+", default=sorted({1, usable_cores()}))
+    parser.add_argument("--runs", type=int, default=1, help="fresh runs per cell (the median is shown)")
+    add_report_options(parser)
     args = parser.parse_args()
 
-    table = Table(title=f"facetool detect throughput ({usable_cores()} usable cores)")
-    for column in ("format", "workers", "images", "1 forward (ms)", "images/s", "steady images/s", "faces"):
-        table.add_column(column, justify="right")
+    title = f"facetool detect throughput ({usable_cores()} usable cores), median of {args.runs} runs"
+    header = ("format", "workers", "images", "1 forward (ms)", "images/s", "steady images/s", "faces")
+    rows = []
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data"
         count = link_images(args.lfw, data, args.images)
@@ -90,12 +96,16 @@ def main() -> None:
             ms = forward_ms(files, first)
             for workers in args.workers:
                 config = DetectConfig(model_format=fmt, model_dir=args.models, workers=workers)
-                cache = Path(tmp) / f"{fmt}-{workers}.h5"
-                rate, steady, faces = timed_run(data, cache, config)
-                table.add_row(
-                    fmt, str(workers), str(count), f"{ms:.1f}", f"{rate:.1f}", f"{steady:.1f}", str(faces)
-                )
-    Console().print(table)
+                runs = [
+                    timed_run(data, Path(tmp) / f"{fmt}-{workers}-{i}.h5", config) for i in range(args.runs)
+                ]
+                rate = statistics.median([r[0] for r in runs])
+                steady = statistics.median([r[1] for r in runs])
+                rows.append([fmt, workers, count, f"{ms:.1f}", f"{rate:.1f}", f"{steady:.1f}", runs[-1][2]])
+    Console().print(rich_table(title, header, rows))
+    report = report_file(args)
+    if report is not None:
+        append_section(report, title, header, rows, script=__file__)
 
 
 if __name__ == "__main__":

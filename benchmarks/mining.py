@@ -1,7 +1,9 @@
 """Time every registered miner on one FaceNet round: 45 people x 40 images, 512-d embeddings.
 
-Prints a table with the median (and min/max) over several runs of the full, validated `miner(...)` call.
+Prints a table with the median (and min/max) over several runs of the full, validated `miner(...)` call,
+and appends it with machine and command to --report (docs/benchmarks.md by default).
 Usage: python benchmarks/mining.py [--runs 9] [--device cpu] [--threads N] [--people 45] [--images 40]
+       [--report FILE | --no-report]
 """
 
 from __future__ import annotations
@@ -11,8 +13,8 @@ import statistics
 from collections.abc import Callable
 
 import torch
+from report import add_report_options, append_section, report_file, rich_table
 from rich.console import Console
-from rich.table import Table
 from timing import call_times
 
 from facetool.miners import available_miners, get_miner
@@ -63,35 +65,31 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=40)
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--margin", type=float, default=0.2)
+    add_report_options(parser)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     labels = torch.arange(args.people, device=device).repeat_interleave(args.images)
-    table = Table(
-        title=f"mining {len(labels)} embeddings ({args.people} x {args.images}, D={args.dim}, margin {args.margin}) "
+    title = (
+        f"mining {len(labels)} embeddings ({args.people} x {args.images}, D={args.dim}, margin {args.margin}) "
         f"on {device}, {torch.get_num_threads()} threads, median of {args.runs} runs"
     )
-    for column in ("miner", "embeddings", "median ms", "min ms", "max ms", "pairs", "triplets"):
-        table.add_column(column, justify="left" if column in ("miner", "embeddings") else "right")
+    header = ("miner", "embeddings", "median ms", "min ms", "max ms", "pairs", "triplets")
+    rows = []
     for kind in KINDS:
         emb = make_embeddings(kind, args.people, args.images, args.dim, device)
         floor = time_call(lambda e=emb: squared_distances(e), emb.device, args.runs)
-        table.add_row(
-            "(distances only)", kind, f"{floor[0]:.1f}", f"{floor[1]:.1f}", f"{floor[2]:.1f}", "", ""
-        )
+        rows.append(["(distances only)", kind, *(f"{t:.1f}" for t in floor), "", ""])
         for name in available_miners():
             r = time_miner(name, emb, labels, args.margin, args.runs)
-            table.add_row(
-                name,
-                kind,
-                f"{r['median']:.1f}",
-                f"{r['min']:.1f}",
-                f"{r['max']:.1f}",
-                str(r["pairs"]),
-                str(r["triplets"]),
-            )
+            times = (f"{r[key]:.1f}" for key in ("median", "min", "max"))
+            rows.append([name, kind, *times, str(r["pairs"]), str(r["triplets"])])
+    table = rich_table(title, header, rows, left=2)
     Console(width=max(Console().width, 100)).print(table)
+    report = report_file(args)
+    if report is not None:
+        append_section(report, title, header, rows, script=__file__, device=device)
 
 
 if __name__ == "__main__":

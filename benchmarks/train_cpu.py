@@ -4,8 +4,10 @@ A training step is what `facetool train` runs per batch (forward of `batch_size`
 positives, negatives; triplet loss; backward; optimizer step). A selection round is augmentation of
 people x images faces on the device, the gradient-free embedding pass and triplet selection with the miner.
 Faces are random uint8 images (throughput does not depend on content). Median over the timed repeats.
+Prints the table and appends it with machine and command to --report (docs/benchmarks.md by default).
 Usage: python benchmarks/train_cpu.py [--device cpu] [--threads N] [--backbone inception_resnet_v1]
        [--image-size 160] [--batch-size 30 90] [--people 10] [--images 6] [--repeats 3]
+       [--report FILE | --no-report]
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
+from report import add_report_options, append_section, report_file, rich_table
 from rich.console import Console
-from rich.table import Table
 from timing import call_times
 
 from facetool.config.train import AugmentConfig, TrainConfig
@@ -43,6 +45,7 @@ def main() -> None:
     parser.add_argument("--people", type=int, default=10)
     parser.add_argument("--images", type=int, default=6)
     parser.add_argument("--repeats", type=int, default=3)
+    add_report_options(parser)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -59,12 +62,6 @@ def main() -> None:
     generator = torch.Generator(device=device).manual_seed(0)
     miner = get_miner("semihard", generator=torch.Generator(device=device).manual_seed(0))
 
-    table = Table(
-        title=f"{args.backbone} {args.image_size}px on {device} ({torch.get_num_threads()} threads)"
-    )
-    for column in ("what", "images", "seconds", "images/s"):
-        table.add_column(column, justify="right" if column != "what" else "left")
-
     n = args.people * args.images
     faces = torch.from_numpy(rng.integers(0, 256, (n, args.image_size, args.image_size, 3), dtype=np.uint8))
     faces = faces.to(device)
@@ -74,20 +71,25 @@ def main() -> None:
         miner(engine.embed_inputs(augment(faces, generator)), labels, 0.2)
 
     seconds = timed(selection_round, args.repeats, device)
-    table.add_row(
-        f"selection round ({args.people} people x {args.images})",
-        str(n),
-        f"{seconds:.3f}",
-        f"{n / seconds:.1f}",
-    )
+    rows = [
+        [f"selection round ({args.people} people x {args.images})", n, f"{seconds:.3f}", f"{n / seconds:.1f}"]
+    ]
 
     for batch in args.batch_size:
         x = augment(faces[torch.arange(batch, device=device) % n], generator)
         seconds = timed(lambda x=x: engine.step(x), args.repeats, device)
-        table.add_row(
-            f"training step ({batch // 3} triplets)", str(batch), f"{seconds:.3f}", f"{batch / seconds:.1f}"
+        rows.append(
+            [f"training step ({batch // 3} triplets)", batch, f"{seconds:.3f}", f"{batch / seconds:.1f}"]
         )
-    Console().print(table)
+    title = (
+        f"{args.backbone} {args.image_size}px on {device} ({torch.get_num_threads()} threads), "
+        f"median of {args.repeats} runs"
+    )
+    header = ("what", "images", "seconds", "images/s")
+    Console().print(rich_table(title, header, rows))
+    report = report_file(args)
+    if report is not None:
+        append_section(report, title, header, rows, script=__file__, device=device)
 
 
 if __name__ == "__main__":
