@@ -118,7 +118,7 @@ def measure(cache: Path, args: argparse.Namespace, device: torch.device) -> tupl
         rows.append(row(name, images, call_times(fn, args.runs, device), args.rounds))
     where = "pinned host" if device.type == "cuda" else "host"
     title = (
-        f"data loading: {len(faces):,} faces of {faces.num_identities} people at {faces.image_size} px "
+        f"data loading: {len(faces):,} faces of {faces.num_identities:,} people at {faces.image_size} px "
         f"({cache.name}) in {where} memory; rounds of {args.people} x {args.images} ({images / args.rounds:.0f} "
         f"images) to {device}, input {args.image_size} px; {torch.get_num_threads()} threads, "
         f"median of {args.runs} runs"
