@@ -95,3 +95,20 @@ def test_dump_toml_round_trips(tmp_path: Path):
     path = tmp_path / "out.toml"
     path.write_text(dump_toml(config.model_dump()))
     assert load_config(Example, path) == config
+
+
+def test_dump_toml_round_trips_a_train_recipe_with_miner_stages(tmp_path: Path):
+    from facetool.config.train import TrainConfig
+
+    config = TrainConfig(
+        miner_stages=[{"epoch": 10, "miner": "hard"}, {"epoch": 20, "miner": "semihard-strict"}],
+        lr_schedule="cosine",
+        warmup_epochs=2,
+    )
+    path = tmp_path / "train.toml"
+    path.write_text(dump_toml(config.model_dump(mode="json")))
+    assert (
+        'miner_stages = [{epoch = 10, miner = "hard"}, {epoch = 20, miner = "semihard-strict"}]'
+        in path.read_text()
+    )
+    assert load_config(TrainConfig, path) == config

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from facetool.config.base import StrictModel
 
@@ -68,6 +68,13 @@ class DataConfig(StrictModel):
     )
 
 
+class MinerStage(StrictModel):
+    """From epoch `epoch` (1-based) on, `miner` chooses the triplets."""
+
+    epoch: int = Field(ge=1, description="First epoch (1-based) of this miner.")
+    miner: str = Field(min_length=1, description="Triplet miner (facetool plugins list).")
+
+
 class TrainConfig(StrictModel):
     """Everything a training run depends on; written to the run directory as config.toml."""
 
@@ -91,11 +98,23 @@ class TrainConfig(StrictModel):
     optimizer: Literal["adam", "adamw", "sgd"] = Field("adam", description="Optimizer.")
     weight_decay: float = Field(1e-4, ge=0.0, description="Weight decay.")
     momentum: float = Field(0.9, ge=0.0, lt=1.0, description="Momentum (sgd only).")
-    lr_step_size: int = Field(15, ge=1, description="StepLR: epochs between learning-rate drops.")
-    lr_gamma: float = Field(0.1, gt=0.0, le=1.0, description="StepLR: factor of each drop.")
+    lr_schedule: Literal["step", "cosine"] = Field(
+        "step", description="step: times lr_gamma every lr_step_size epochs; cosine: half a cosine to 0."
+    )
+    lr_step_size: int = Field(15, ge=1, description="step schedule: epochs between learning-rate drops.")
+    lr_gamma: float = Field(0.1, gt=0.0, le=1.0, description="step schedule: factor of each drop.")
+    warmup_epochs: int = Field(
+        0,
+        ge=0,
+        description="Linear warm-up: epoch k < warmup_epochs runs at (k+1)/(warmup_epochs+1) of the rate.",
+    )
 
     alpha: float = Field(0.2, gt=0.0, description="Triplet-loss margin on squared L2 distances.")
     miner: str = Field("semihard", min_length=1, description="Triplet miner (facetool plugins list).")
+    miner_stages: list[MinerStage] = Field(
+        default_factory=list,
+        description='Later miners, e.g. [{epoch = 30, miner = "hard"}]: semi-hard first, then harder.',
+    )
 
     backbone: str = Field("inception_resnet_v1", min_length=1, description="Embedding network.")
     embedding_dim: int = Field(512, ge=2, description="Embedding size.")
@@ -129,3 +148,11 @@ class TrainConfig(StrictModel):
     data: DataConfig = Field(default_factory=DataConfig)
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
+
+    @field_validator("miner_stages")
+    @classmethod
+    def _stages_in_order(cls, stages: list[MinerStage]) -> list[MinerStage]:
+        epochs = [stage.epoch for stage in stages]
+        if epochs != sorted(set(epochs)):
+            raise ValueError(f"stage epochs must increase, got {epochs}")
+        return stages

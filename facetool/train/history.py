@@ -15,11 +15,11 @@ from facetool.train.checkpoint import atomic_write_bytes
 class EpochRecord:
     """What one epoch did; None where a value does not exist (no validation set, no trained batch).
 
-        `triplets` are those the miner selected, `trained_triplets` those trained on (an epoch stops at
-        epoch_size batches); `valid_negative_fraction` is triplets / anchor_positive_pairs; `images_per_s`
-        counts trained images over the epoch's training time (selection rounds included, validation not);
-        `time_s` includes validation. `skipped_batches` made no update: rounds without a triplet and, with
-    on_nonfinite=skip, the `nonfinite_batches` whose loss or gradient was NaN or infinite.
+    `miner` chose the epoch's triplets; `triplets` are those it selected, `trained_triplets` those trained on
+    (an epoch stops at epoch_size batches); `valid_negative_fraction` is triplets / anchor_positive_pairs;
+    `images_per_s` counts trained images over the epoch's training time (selection rounds included,
+    validation not); `time_s` includes validation. `skipped_batches` made no update: rounds without a
+    triplet and, with on_nonfinite=skip, the `nonfinite_batches` whose loss or gradient was NaN or infinite.
     """
 
     epoch: int
@@ -39,6 +39,7 @@ class EpochRecord:
     images_per_s: float
     time_s: float
     nonfinite_batches: int = 0
+    miner: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -51,6 +51,7 @@ from facetool.train.engine import OPTIMIZERS, Engine, plan_engine
 from facetool.train.history import EpochRecord, save_history
 from facetool.train.progress import TrainProgress
 from facetool.train.resume import resolve_resume
+from facetool.train.schedule import make_scheduler, miner_for_epoch, restore_scheduler
 from facetool.train.validate import Validator
 
 CACHE_NAME = "faces.h5"
@@ -158,7 +159,8 @@ class Trainer:
         init_process_group(self.ranks, self.device)
         dtype = resolve_precision(config.precision, self.device)
         self.miner_generator = torch.Generator(device=self.device)
-        self.miner = get_miner(config.miner, generator=self.miner_generator)
+        names = [config.miner, *(stage.miner for stage in config.miner_stages)]
+        self.miners = {name: get_miner(name, generator=self.miner_generator) for name in names}
 
         torch.manual_seed(config.seed)
         self.backbone = {
@@ -176,9 +178,7 @@ class Trainer:
         ).to(self.device)
         plan = plan_engine(config.engine, self.device, config.optimizer, self.ranks.world_size)
         optimizer = OPTIMIZERS[config.optimizer](model.parameters(), config, plan.fused)
-        self.scheduler = torch.optim.lr_scheduler.StepLR(
-            optimizer, step_size=config.lr_step_size, gamma=config.lr_gamma
-        )
+        self.scheduler = make_scheduler(optimizer, config)
         train_model = None
         if self.ranks.distributed:
             from torch.nn.parallel import DistributedDataParallel
@@ -259,7 +259,7 @@ class Trainer:
                 f"{path}: checkpoint has no optimizer state, so training cannot resume from it"
             )
         self.engine.optimizer.load_state_dict(ck["optimizer"])
-        self.scheduler.load_state_dict(ck["scheduler"])
+        restore_scheduler(self.scheduler, ck["scheduler"])
         self.history = list(ck["history"])
         self.epoch = int(ck["epoch"])
         _restore_rng(ck.get("rng"))
@@ -312,6 +312,10 @@ class Trainer:
         self.miner_generator.manual_seed(miner_seed)
         per_step = config.batch_size // 3
         lr = self.scheduler.get_last_lr()[0]
+        miner_name = miner_for_epoch(config, epoch)
+        miner = self.miners[miner_name]
+        if epoch == 0 or miner_for_epoch(config, epoch - 1) != miner_name:
+            self.log(f"epoch {epoch + 1}: triplets mined by {miner_name}", show=False)
         totals = torch.zeros(3, dtype=torch.float64, device=self.device)
         rounds = batches = skipped = pairs = selected = nonfinite = fed = 0
         running_loss: float | None = None
@@ -320,7 +324,7 @@ class Trainer:
             indices = torch.as_tensor(self.sampler.sample(rng))
             x = self.augment(gather(self.train_set, indices, self.device), generator)
             labels = self.train_set.labels.index_select(0, indices.to(self.device))
-            mined = self.miner(self.engine.embed_inputs(x), labels, config.alpha)
+            mined = miner(self.engine.embed_inputs(x), labels, config.alpha)
             rounds += 1
             found = int(mined.num_triplets)
             pairs += int(mined.num_pairs)
@@ -375,6 +379,7 @@ class Trainer:
         return {
             "train_loss": loss_sum / good_steps if good_steps else None,
             "learning_rate": lr,
+            "miner": miner_name,
             "rounds": rounds,
             "batches": batches,
             "skipped_batches": skipped,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -94,6 +95,43 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(small_cache, tmp_
     ]
 
 
+class StopAfter(TrainProgress):
+    """Interrupts training (as Ctrl-C would) once epoch `epochs` has been checkpointed."""
+
+    def __init__(self, epochs: int) -> None:
+        self.epochs = epochs
+
+    def epoch_end(self, record) -> None:
+        if record["epoch"] == self.epochs:
+            raise KeyboardInterrupt
+
+
+def test_resume_across_a_miner_stage_and_cosine_warm_up_repeats_the_run(small_cache, tmp_path):
+    recipe = {
+        "lr_schedule": "cosine",
+        "warmup_epochs": 1,
+        "miner_stages": [{"epoch": 3, "miner": "hard"}],
+        "num_epochs": 4,
+    }
+    whole = train(tiny_config(small_cache, tmp_path / "whole", **recipe))
+    assert [r["miner"] for r in whole.history] == ["semihard", "semihard", "hard", "hard"]
+    cosine = [0.5 * (1 + math.cos(math.pi * k / 4)) for k in range(4)]
+    warm = [0.5, 1.0, 1.0, 1.0]
+    assert [r["learning_rate"] for r in whole.history] == pytest.approx(
+        [0.01 * c * w for c, w in zip(cosine, warm, strict=True)]
+    )
+    assert "epoch 3: triplets mined by hard" in (tmp_path / "whole" / "train.log").read_text()
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_config(small_cache, tmp_path / "split", **recipe), progress=StopAfter(2))
+    assert load_checkpoint(tmp_path / "split" / "last.pth")["epoch"] == 2
+    resumed = train(tiny_config(small_cache, tmp_path / "split", **recipe), resume="auto")
+    a = load_checkpoint(whole.last_checkpoint)
+    b = load_checkpoint(resumed.last_checkpoint)
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    assert [r["learning_rate"] for r in a["history"]] == [r["learning_rate"] for r in b["history"]]
+
+
 class NoTriplets(Miner):
     """A real miner that never finds a valid negative, as happens when embeddings collapse."""
 
@@ -106,7 +144,7 @@ class NoTriplets(Miner):
 
 def test_rounds_without_triplets_are_skipped_and_counted(small_cache, tmp_path):
     trainer = Trainer(tiny_config(small_cache, tmp_path / "run", num_epochs=1), TrainProgress())
-    trainer.miner = NoTriplets()
+    trainer.miners[trainer.config.miner] = NoTriplets()
     trainer.run()
     record = trainer.history[0]
     assert record["skipped_batches"] == record["batches"] == 4

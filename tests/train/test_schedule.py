@@ -1,0 +1,99 @@
+"""Learning-rate schedules and miner stages, against torch's own schedulers and hand-computed values."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from facetool.config.base import load_config
+from facetool.config.train import TrainConfig
+from facetool.errors import ConfigError
+from facetool.train.schedule import lr_factor, make_scheduler, miner_for_epoch, restore_scheduler
+
+
+def lrs(config: TrainConfig, epochs: int) -> list[float]:
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=config.learning_rate)
+    scheduler = make_scheduler(optimizer, config)
+    seen = []
+    for _ in range(epochs):
+        seen.append(scheduler.get_last_lr()[0])
+        optimizer.step()
+        scheduler.step()
+    return seen
+
+
+def test_step_schedule_equals_torch_steplr() -> None:
+    config = TrainConfig(learning_rate=0.1, lr_step_size=3, lr_gamma=0.5)
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    reference = torch.optim.lr_scheduler.StepLR(optimizer, step_size=3, gamma=0.5)
+    expected = []
+    for _ in range(10):
+        expected.append(reference.get_last_lr()[0])
+        optimizer.step()
+        reference.step()
+    assert lrs(config, 10) == pytest.approx(expected)
+
+
+def test_cosine_and_warm_up() -> None:
+    cosine = TrainConfig(learning_rate=1.0, lr_schedule="cosine", num_epochs=4)
+    assert lrs(cosine, 4) == pytest.approx([1.0, 0.5 + 0.5 * math.sqrt(0.5), 0.5, 0.5 - 0.5 * math.sqrt(0.5)])
+    warm = TrainConfig(learning_rate=1.0, warmup_epochs=2, lr_step_size=4, lr_gamma=0.1)
+    assert lrs(warm, 6) == pytest.approx([1 / 3, 2 / 3, 1.0, 1.0, 0.1, 0.1])
+    assert lr_factor(cosine)(0) == 1.0
+
+
+def test_a_steplr_checkpoint_state_resumes_its_epoch() -> None:
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    old = torch.optim.lr_scheduler.StepLR(optimizer, step_size=2, gamma=0.1)
+    for _ in range(3):
+        optimizer.step()
+        old.step()
+    state = old.state_dict()
+    config = TrainConfig(learning_rate=0.1, lr_step_size=2, lr_gamma=0.1)
+    fresh = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    scheduler = make_scheduler(fresh, config)
+    restore_scheduler(scheduler, state)
+    fresh.step()
+    scheduler.step()
+    assert scheduler.last_epoch == 4 and scheduler.get_last_lr()[0] == pytest.approx(0.001)
+
+
+def test_miner_stages() -> None:
+    config = TrainConfig(
+        miner="random", miner_stages=[{"epoch": 2, "miner": "semihard"}, {"epoch": 5, "miner": "hard"}]
+    )
+    assert [miner_for_epoch(config, k) for k in range(6)] == [
+        "random",
+        "semihard",
+        "semihard",
+        "semihard",
+        "hard",
+        "hard",
+    ]
+    assert miner_for_epoch(TrainConfig(), 99) == "semihard"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            'miner_stages = [{epoch = 5, miner = "hard"}, {epoch = 3, miner = "random"}]',
+            "miner_stages: Value error, stage epochs must increase, got [5, 3]",
+        ),
+        (
+            'miner_stages = [{epoch = 0, miner = "hard"}]',
+            "miner_stages.0.epoch: Input should be greater than or equal to 1",
+        ),
+        ('miner_stages = [{epoch = 2, minor = "hard"}]', "miner_stages.0.minor: unknown key"),
+        ('lr_schedule = "linear"', "lr_schedule: Input should be 'step' or 'cosine'"),
+        ("warmup_epochs = -1", "warmup_epochs: Input should be greater than or equal to 0"),
+    ],
+)
+def test_bad_schedules_name_the_file_and_key(tmp_path, text: str, message: str) -> None:
+    path = tmp_path / "train.toml"
+    path.write_text(text + "\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(TrainConfig, path)
+    assert str(caught.value).startswith(f"{path}: ") and message in str(caught.value), str(caught.value)
