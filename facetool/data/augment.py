@@ -1,9 +1,11 @@
 """Turning a batch of uint8 faces into network input on the device, with training-time augmentation.
 
-Everything runs as batched tensor operations on the faces' device (one affine resample for crop, flip and
-resize; per-image colour factors), so augmentation costs no host work and no per-image Python loop.
-Without augmentation the output equals `facetool.data.transforms.to_input` (resized if the sizes differ),
-so training, validation, `facetool eval` and `facetool embed` see the same standardisation.
+Everything runs as batched tensor operations on the faces' device (one antialiased resize to the network's
+size, then one affine resample for crop and flip; per-image colour factors), so augmentation costs no host
+work and no per-image Python loop. Faces are resized first, exactly as `facetool.data.transforms.to_input`
+resizes them for validation, `facetool eval` and `facetool embed`: a network trained on 64 px inputs from a
+160 px cache sees the same antialiased pixels in training and at test time (a resample straight from 160 px
+would alias), and the crop and colour work is done on the smaller image.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ class Augmenter:
         if cfg.flip:
             flips = torch.rand(n, generator=generator, device=device) < 0.5
             sign_x = torch.where(flips, -1.0, 1.0)
-        if not cfg.random_crop and x.shape[-1] == self.image_size:
+        if not cfg.random_crop:
             return torch.where(sign_x.view(n, 1, 1, 1) < 0, x.flip(-1), x)
         theta = torch.zeros(n, 2, 3, device=device)
         theta[:, 0, 0] = scale * sign_x
@@ -69,12 +71,9 @@ class Augmenter:
 
     def __call__(self, faces: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """(N, S, S, 3) uint8 on any device -> (N, 3, image_size, image_size) standardised float, augmented."""
-        x = faces.permute(0, 3, 1, 2).float() / 255.0
-        x = (
-            self._geometry(x, generator)
-            if self.config.random_crop or self.config.flip
-            else resize(x, self.image_size)
-        )
+        x = resize(faces.permute(0, 3, 1, 2).float() / 255.0, self.image_size)
+        if self.config.random_crop or self.config.flip:
+            x = self._geometry(x, generator)
         if self.config.color_jitter:
             x = self._colour(x, generator)
         return (x * 255.0 - 127.5) / 128.0

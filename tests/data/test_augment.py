@@ -29,6 +29,14 @@ def test_resize_when_image_size_differs():
     assert torch.allclose(out, prepare(x, 32), atol=1e-4)
 
 
+def test_a_larger_cache_face_is_resized_as_evaluation_resizes_it():
+    x = faces(n=40, size=80)
+    out = Augmenter(OFF.model_copy(update={"flip": True}), 32)(x, torch.Generator().manual_seed(0))
+    evaluated = prepare(x, 32)
+    for o, e in zip(out, evaluated, strict=True):
+        assert torch.allclose(o, e, atol=1e-5) or torch.allclose(o, e.flip(-1), atol=1e-5)
+
+
 def test_flip_mirrors_about_half_the_images():
     x = faces(n=200)
     out = Augmenter(OFF.model_copy(update={"flip": True}), 32)(x, torch.Generator().manual_seed(0))
