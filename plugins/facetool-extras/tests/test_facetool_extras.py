@@ -91,9 +91,10 @@ def test_seeded_sampling_is_reproducible_and_single_identity_is_empty() -> None:
     assert empty.num_triplets == 0 and empty.num_pairs == 780
 
 
+@pytest.mark.parametrize("name", ["tiny-cnn", "small-cnn"])
 @pytest.mark.parametrize("size", [16, 32, 64, 160])
-def test_tiny_cnn_embeds_any_supported_size(size: int) -> None:
-    model = build_backbone("tiny-cnn", embedding_dim=32, image_size=size).eval()
+def test_cnns_embed_any_supported_size(name: str, size: int) -> None:
+    model = build_backbone(name, embedding_dim=32, image_size=size).eval()
     with torch.no_grad():
         out = model(torch.randn(3, 3, size, size))
     assert out.shape == (3, 32)
@@ -132,6 +133,16 @@ def test_tiny_cnn_weights_round_trip_and_errors(tmp_path: Path) -> None:
         build_backbone("tiny-cnn", embedding_dim=16, pretrained=str(path), image_size=32)
     with pytest.raises(UsageError, match="image_size 8: tiny-cnn needs at least 16"):
         build_backbone("tiny-cnn", image_size=8)
+    with pytest.raises(ModelFileError, match="not small-cnn weights"):
+        build_backbone("small-cnn", embedding_dim=8, pretrained=str(path), image_size=32)
+
+
+def test_small_cnn_is_the_tiny_one_with_twice_the_channels() -> None:
+    tiny = build_backbone("tiny-cnn", image_size=32)
+    small = build_backbone("small-cnn", embedding_dim=128, image_size=32)
+    convs = [m.out_channels for m in small.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs == [2 * m.out_channels for m in tiny.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert 400_000 < sum(p.numel() for p in small.parameters()) < 450_000
 
 
 def test_weights_are_finite_for_antipodal_points() -> None:
