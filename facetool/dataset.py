@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from facetool.cache import FaceCache, Failure, open_cache, write_selection
+from facetool.cache import CacheWriter, FaceCache, Failure, lock_path, open_cache, write_selection
 from facetool.config.dataset import FilterSettings
 from facetool.errors import UsageError
 
@@ -133,6 +133,7 @@ class FilterReport:
     kept_identities: int = 0
     kept_images: int = 0
     kept_failures: int = 0
+    kept_for_pairs: int = 0  # images kept only because a keep_pairs file names them
     dropped_identities: dict[str, int] = field(default_factory=dict)  # reason -> identities
     dropped_images: dict[str, int] = field(default_factory=dict)  # reason -> images
 
@@ -190,9 +191,23 @@ def select_faces(cache: FaceCache, settings: FilterSettings) -> tuple[list[int],
         report.dropped_images[f"fewer than {settings.min_images} images"] = sum(taken[n] for n in too_few)
     alive -= too_few
     kept = [i for i in kept if names[i] in alive]
+    if settings.keep_pairs:
+        named = set().union(*(read_pairs_images(p) for p in settings.keep_pairs))
+        chosen = set(kept)
+        extra = [i for i, path in enumerate(cache.paths) if path in named and i not in chosen]
+        report.kept_for_pairs = len(extra)
+        kept = sorted(chosen | set(extra))
+        alive |= {names[i] for i in extra}
     failures = [f for f in cache.failures if f.identity in alive]
     report.kept_identities, report.kept_images, report.kept_failures = len(alive), len(kept), len(failures)
     return kept, failures, report
+
+
+def read_pairs_images(path: str | os.PathLike[str]) -> set[str]:
+    """The image paths (identity/identity_NNNN.jpg) named in an LFW pairs file."""
+    from facetool.evaluate.pairs import read_pairs
+
+    return set(read_pairs(path).images)
 
 
 def _refuse_input(out: Path, inputs: list[Path]) -> None:
@@ -204,14 +219,41 @@ def _refuse_input(out: Path, inputs: list[Path]) -> None:
 def filter_cache(
     source: str | os.PathLike[str], out: str | os.PathLike[str], settings: FilterSettings
 ) -> FilterReport:
-    """Write the faces of `source` that `settings` keeps to a new cache `out` (stored bytes copied as they are)."""
+    """Write the faces of `source` that `settings` keeps to a new cache `out`.
+
+    The stored bytes are copied as they are, unless `jpeg_quality` asks for a re-encoding (a smaller cache
+    to carry somewhere, say).
+    """
     source, out = Path(source), Path(out)
     _refuse_input(out, [source])
     with open_cache(source) as cache:
         kept, failures, report = select_faces(cache, settings)
         meta = {**cache.meta, "filtered_from": str(source), "filter": settings.model_dump(mode="json")}
-        write_selection(out, [(cache, kept, failures)], meta)
+        if settings.jpeg_quality is None:
+            write_selection(out, [(cache, kept, failures)], meta)
+        else:
+            _write_reencoded(cache, out, kept, failures, meta, settings.jpeg_quality)
     return report
+
+
+def _write_reencoded(
+    cache: FaceCache, out: Path, kept: list[int], failures: list[Failure], meta: dict[str, Any], quality: int
+) -> None:
+    """Decode and re-encode the kept faces into a fresh file beside `out`, then move it into place."""
+    if not out.parent.is_dir():
+        raise UsageError(f"{out}: directory {out.parent} does not exist")
+    tmp = out.with_name(out.name + ".partial")
+    for leftover in (tmp, lock_path(tmp)):
+        leftover.unlink(missing_ok=True)
+    with CacheWriter(tmp, cache.image_size, "jpeg", meta, jpeg_quality=quality) as writer:
+        for n, i in enumerate(kept, start=1):
+            writer.add(cache.record(i))
+            if n % 1024 == 0:
+                writer.commit()
+        for failure in failures:
+            writer.add(failure)
+    os.replace(tmp, out)
+    lock_path(tmp).unlink(missing_ok=True)
 
 
 @dataclass

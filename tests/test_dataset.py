@@ -175,6 +175,52 @@ def test_filter_one_fold_of_view2_keeps_the_other_folds_people(
     assert not (tmp_path / "x.h5").exists()
 
 
+def test_filter_keeps_pairs_images_and_reencodes(
+    tmp_path: Path, cache_path: Path, dev_test: Path, facetool_cli
+) -> None:
+    with open_cache(cache_path) as source:
+        named = names_in_pairs_file(dev_test)
+        test_faces = [p for p in source.paths if p.split("/")[0] in named]
+    a, b, c = test_faces[0], test_faces[1], test_faces[-1]
+
+    def person_and_number(path: str) -> tuple[str, int]:
+        return path.split("/")[0], int(path[-8:-4])
+
+    (pa, na), (pb, nb), (pc, nc) = map(person_and_number, (a, b, c))
+    assert pa == pb != pc, "the first two DevTest faces belong to one person, the last to another"
+    lines = [f"{pa}\t{na}\t{nb}", f"{pa}\t{na}\t{pc}\t{nc}"]
+    pairs = tmp_path / "mine.txt"
+    pairs.write_text("1\n" + "\n".join(lines) + "\n")
+    out = tmp_path / "bundle.h5"
+    result = facetool_cli(
+        "dataset",
+        "filter",
+        cache_path,
+        "-o",
+        out,
+        "--exclude-pairs",
+        dev_test,
+        "--keep-pairs",
+        pairs,
+        "--jpeg-quality",
+        "80",
+        "--json",
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    plain = tmp_path / "plain.h5"
+    filter_cache(cache_path, plain, FilterSettings(exclude_pairs=[dev_test]))
+    with open_cache(out) as kept, open_cache(plain) as others, open_cache(cache_path) as source:
+        assert sorted(kept.paths) == sorted([*others.paths, a, b, c])
+        assert report["kept_for_pairs"] == 3 and report["kept_images"] == len(others) + 3
+        picked = [source.paths.index(p) for p in kept.paths]
+        error = np.abs(kept.read_faces().astype(int) - source.read_faces(picked).astype(int)).mean()
+        assert 0 < error < 6, error
+        assert kept.meta["filter"]["jpeg_quality"] == 80 and kept.meta["filtered_from"] == str(cache_path)
+    assert out.stat().st_size < plain.stat().st_size
+    assert sorted(p.name for p in tmp_path.iterdir() if "bundle" in p.name) == ["bundle.h5"]
+
+
 def test_filter_lists_and_max_images(tmp_path: Path, cache_path: Path, items, chosen: list[str]) -> None:
     counts = face_counts(items)
     big = sorted(n for n, c in counts.items() if c >= 3)

@@ -111,6 +111,17 @@ def register(app: typer.Typer) -> None:
             list[Path] | None,
             typer.Option(metavar="FILE", help="Drop identities listed in this file (repeatable)."),
         ] = None,
+        keep_pairs: Annotated[
+            list[Path] | None,
+            typer.Option(
+                metavar="FILE",
+                help="Also keep every image this pairs file names, whatever the other rules say (repeatable).",
+            ),
+        ] = None,
+        jpeg_quality: Annotated[
+            int | None,
+            typer.Option(metavar="Q", help="Re-encode the faces as JPEG of quality Q (a smaller cache to carry)."),
+        ] = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     ) -> None:
         from facetool.dataset import filter_cache
@@ -122,6 +133,8 @@ def register(app: typer.Typer) -> None:
             "fold": fold,
             "include": [str(p) for p in include or []],
             "exclude": [str(p) for p in exclude or []],
+            "keep_pairs": [str(p) for p in keep_pairs or []],
+            "jpeg_quality": jpeg_quality,
         }
         settings = load_config(
             FilterSettings, overrides=[(k, v) for k, v in options.items() if v is not None]
@@ -134,6 +147,7 @@ def register(app: typer.Typer) -> None:
             ("kept identities", f"{report.kept_identities:,}"),
             ("kept images", f"{report.kept_images:,}"),
             ("kept failures", f"{report.kept_failures:,}"),
+            ("kept only for a pairs file", f"{report.kept_for_pairs:,}"),
             ("written to", str(output)),
         ]
         render_reasons(f"filter {cache}", kept, report, Console())

@@ -32,6 +32,16 @@ class FilterSettings(StrictModel):
     )
     include: list[Path] = Field(default_factory=list)
     exclude: list[Path] = Field(default_factory=list)
+    keep_pairs: list[Path] = Field(
+        default_factory=list,
+        description="Also keep every image named in these pairs files, whatever the other rules say.",
+    )
+    jpeg_quality: int | None = Field(
+        None,
+        ge=1,
+        le=100,
+        description="Re-encode the kept faces as JPEG of this quality (default: copy bytes).",
+    )
 
 
 CACHE_DEFAULTS = CacheSettings()
