@@ -106,10 +106,14 @@ def _need(*paths: Path) -> None:
 
 
 def _recipe(config: ProtocolConfig) -> dict[str, Any]:
-    """The settings a split's result depends on; a rerun into the same `out` must keep them."""
-    data = config.model_dump(mode="json", include={"lfw_dir", "faces", "detect", "train", "flip", "distance"})
+    """The settings a split's result depends on; a rerun into the same `out` must keep them.
+
+    Paths are left out (the same data can be named in several ways), and so is what only changes speed.
+    """
+    data = config.model_dump(mode="json", include={"detect", "train", "flip", "distance"})
     for key in ("data_dir", "checkpoint_dir", "device", "threads"):
         data["train"].pop(key, None)
+    data["detect"].pop("workers", None)
     return data
 
 
@@ -168,9 +172,10 @@ def _training_cache(faces: Path, split: Split, split_dir: Path, say: Callable[[s
     report = filter_cache(faces, tmp, split.exclude)
     os.replace(tmp, path)
     lock_path(tmp).unlink(missing_ok=True)
+    dropped = ", ".join(f"{count} {reason}" for reason, count in report.dropped_identities.items())
     say(
         f"{split.name}: training on {report.kept_identities} identities ({report.kept_images} images); "
-        f"left out: {report.dropped_identities}"
+        f"identities left out: {dropped or 'none'}"
     )
     return path
 

@@ -1,14 +1,16 @@
 """Turning a batch of uint8 faces into network input on the device, with training-time augmentation.
 
-Everything runs as batched tensor operations on the faces' device (one antialiased resize to the network's
-size, then one affine resample for crop and flip; per-image colour factors), so augmentation costs no host
-work and no per-image Python loop. Faces are resized first, exactly as `facetool.data.transforms.to_input`
-resizes them for validation, `facetool eval` and `facetool embed`: a network trained on 64 px inputs from a
-160 px cache sees the same antialiased pixels in training and at test time (a resample straight from 160 px
-would alias), and the crop and colour work is done on the smaller image.
+Everything runs as batched tensor operations on the faces' device (one antialiased resize, then one affine
+resample for crop, flip and the final size; per-image colour factors), so augmentation costs no host work and
+no per-image Python loop. The antialiased resize is the one `facetool.data.transforms.to_input` applies for
+validation, `facetool eval` and `facetool embed`; with random crops it goes to image_size / crop_scale, so
+that the crop is then sampled down to image_size, never up: training faces are as sharp as test faces and
+free of the aliasing of a resample straight from a larger cache (160 px faces for a 64 px network, say).
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -31,6 +33,12 @@ class Augmenter:
         self.config = config
         self.image_size = image_size
 
+    def _working_size(self, face_size: int) -> int:
+        """The side faces are resized to before cropping: big enough that the crop never upsamples."""
+        if not self.config.random_crop:
+            return self.image_size
+        return min(face_size, math.ceil(self.image_size / self.config.crop_scale))
+
     def _uniform(
         self, n: int, low: float, high: float, generator: torch.Generator | None, device: torch.device
     ) -> torch.Tensor:
@@ -49,7 +57,7 @@ class Augmenter:
         if cfg.flip:
             flips = torch.rand(n, generator=generator, device=device) < 0.5
             sign_x = torch.where(flips, -1.0, 1.0)
-        if not cfg.random_crop:
+        if not cfg.random_crop and x.shape[-1] == self.image_size:
             return torch.where(sign_x.view(n, 1, 1, 1) < 0, x.flip(-1), x)
         theta = torch.zeros(n, 2, 3, device=device)
         theta[:, 0, 0] = scale * sign_x
@@ -71,7 +79,7 @@ class Augmenter:
 
     def __call__(self, faces: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """(N, S, S, 3) uint8 on any device -> (N, 3, image_size, image_size) standardised float, augmented."""
-        x = resize(faces.permute(0, 3, 1, 2).float() / 255.0, self.image_size)
+        x = resize(faces.permute(0, 3, 1, 2).float() / 255.0, self._working_size(faces.shape[1]))
         if self.config.random_crop or self.config.flip:
             x = self._geometry(x, generator)
         if self.config.color_jitter:

@@ -37,6 +37,12 @@ def test_a_larger_cache_face_is_resized_as_evaluation_resizes_it():
         assert torch.allclose(o, e, atol=1e-5) or torch.allclose(o, e.flip(-1), atol=1e-5)
 
 
+def test_a_full_size_crop_of_a_larger_face_equals_the_evaluation_resize():
+    x = faces(n=8, size=80)
+    crop = OFF.model_copy(update={"random_crop": True, "crop_scale": 1.0})
+    assert torch.allclose(Augmenter(crop, 32)(x, torch.Generator().manual_seed(0)), prepare(x, 32), atol=1e-5)
+
+
 def test_flip_mirrors_about_half_the_images():
     x = faces(n=200)
     out = Augmenter(OFF.model_copy(update={"flip": True}), 32)(x, torch.Generator().manual_seed(0))
