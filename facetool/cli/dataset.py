@@ -120,7 +120,9 @@ def register(app: typer.Typer) -> None:
         ] = None,
         jpeg_quality: Annotated[
             int | None,
-            typer.Option(metavar="Q", help="Re-encode the faces as JPEG of quality Q (a smaller cache to carry)."),
+            typer.Option(
+                metavar="Q", help="Re-encode the faces as JPEG of quality Q (a smaller cache to carry)."
+            ),
         ] = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     ) -> None:
