@@ -17,14 +17,12 @@ from pathlib import Path
 from report import add_report_options, append_section, report_file
 from rich.console import Console
 
-from facetool.cli.protocol import result_table
+from facetool.cli.protocol import RESULT_HEADER, result_rows, result_table
 from facetool.config.base import load_config, parse_override
 from facetool.config.protocol import ProtocolConfig
 from facetool.config.train import TrainConfig
 from facetool.protocol import ProtocolResult, run_protocol
 from facetool.train.progress import RichProgress
-
-HEADER = ("split", "train people", "train images", "epochs", "train s", "accuracy", "VAL@FAR=1e-3", "AUC")
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -61,35 +59,6 @@ def recipe_changes(config: ProtocolConfig) -> str:
     return ", ".join(items + extra) or "facetool's defaults"
 
 
-def rows(result: ProtocolResult) -> list[list[object]]:
-    body: list[list[object]] = [
-        [
-            s.name,
-            s.train_identities,
-            s.train_images,
-            s.epochs,
-            f"{s.train_seconds:.0f}",
-            f"{s.accuracy:.4f}",
-            f"{s.val:.4f}",
-            f"{s.auc:.4f}",
-        ]
-        for s in result.splits
-    ]
-    body.append(
-        [
-            f"mean of {len(result.splits)}",
-            "",
-            "",
-            "",
-            "",
-            f"{result.accuracy:.4f} ± {result.accuracy_std:.4f}",
-            "",
-            "",
-        ]
-    )
-    return body
-
-
 def main(argv: list[str] | None = None) -> ProtocolResult:
     args = parse(argv)
     shared = Path(os.environ.get("FACETOOL_SHARED", "../shared"))
@@ -109,8 +78,8 @@ def main(argv: list[str] | None = None) -> ProtocolResult:
         append_section(
             report,
             f"LFW View {result.view}: {config.train.backbone} at {config.train.image_size} px",
-            HEADER,
-            rows(result),
+            RESULT_HEADER,
+            result_rows(result),
             script=__file__,
             argv=argv,
             note=f"Recipe: {recipe_changes(config)}; seed {config.train.seed}; device {config.train.device}.",

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -29,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from lfw_cache import build_cache
-from report import add_report_options, append_section, report_file, rich_table
+from report import append_section, parse_args, rich_table
 from rich.console import Console
 from timing import call_times
 
@@ -143,14 +142,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--smoke", action="store_true", help="tiny CPU settings, to check the script runs")
-    add_report_options(parser)
-    args = parser.parse_args(argv)
-    args.argv = sys.argv[1:] if argv is None else list(argv)
-    args.report = report_file(args)
-    if args.smoke:
-        for key, value in SMOKE.items():
-            setattr(args, key, value)
-    return args
+    return parse_args(parser, argv, SMOKE)
 
 
 def run(args: argparse.Namespace) -> list[list[str]]:

@@ -34,6 +34,21 @@ def add_report_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-report", action="store_true", help="only print the table")
 
 
+def parse_args(
+    parser: argparse.ArgumentParser, argv: Sequence[str] | None, smoke: dict[str, object] | None = None
+) -> argparse.Namespace:
+    """Parse with the report options added: `args.argv` keeps the arguments, `args.report` the file to append
+    to, and a `--smoke` run takes the `smoke` settings."""
+    add_report_options(parser)
+    args = parser.parse_args(argv)
+    args.argv = sys.argv[1:] if argv is None else list(argv)
+    args.report = report_file(args)
+    if getattr(args, "smoke", False):
+        for key, value in (smoke or {}).items():
+            setattr(args, key, value)
+    return args
+
+
 def report_file(args: argparse.Namespace) -> Path | None:
     """Where to append: --report if given, nothing for --no-report or a --smoke run, else docs/benchmarks.md."""
     if args.no_report:

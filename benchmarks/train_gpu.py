@@ -16,14 +16,13 @@ import argparse
 import math
 import platform
 import statistics
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from report import add_report_options, append_section, report_file, rich_table
+from report import append_section, parse_args, rich_table
 from rich.console import Console
 
 from facetool.config.train import AugmentConfig, EngineConfig, TrainConfig
@@ -159,14 +158,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--cache", type=Path, default=None, help="face cache to take faces from")
     parser.add_argument("--smoke", action="store_true", help="tiny CPU settings, to check the script runs")
-    add_report_options(parser)
-    args = parser.parse_args(argv)
-    args.argv = sys.argv[1:] if argv is None else list(argv)
-    args.report = report_file(args)
-    if args.smoke:
-        for key, value in SMOKE.items():
-            setattr(args, key, value)
-    return args
+    return parse_args(parser, argv, SMOKE)
 
 
 def run(args: argparse.Namespace) -> list[tuple[str, Row]]:

@@ -27,13 +27,22 @@ HELP = "\n\n".join(
 )
 
 
-def result_table(result: ProtocolResult) -> Table:
-    """One row per split, then the mean over them."""
-    table = Table(title=f"LFW View {result.view}: {result.path}")
-    for name in ("split", "train people", "train images", "epochs", "train s", "accuracy", "VAL@1e-3", "AUC"):
-        table.add_column(name, justify="left" if name == "split" else "right")
-    for s in result.splits:
-        table.add_row(
+RESULT_HEADER = (
+    "split",
+    "train people",
+    "train images",
+    "epochs",
+    "train s",
+    "accuracy",
+    "VAL@FAR=1e-3",
+    "AUC",
+)
+
+
+def result_rows(result: ProtocolResult) -> list[list[str]]:
+    """One row per split, then the mean over them: the printed table's and the benchmark record's."""
+    rows = [
+        [
             s.name,
             f"{s.train_identities:,}",
             f"{s.train_images:,}",
@@ -42,11 +51,23 @@ def result_table(result: ProtocolResult) -> Table:
             f"{s.accuracy:.4f}",
             f"{s.val:.4f}",
             f"{s.auc:.4f}",
-        )
+        ]
+        for s in result.splits
+    ]
+    mean = f"{result.accuracy:.4f} ± {result.accuracy_std:.4f}"
+    return [*rows, [f"mean of {len(result.splits)}", "", "", "", "", mean, "", ""]]
+
+
+def result_table(result: ProtocolResult) -> Table:
+    """The rows of `result_rows`, the mean set apart."""
+    table = Table(title=f"LFW View {result.view}: {result.path}")
+    for name in RESULT_HEADER:
+        table.add_column(name, justify="left" if name == "split" else "right")
+    *splits, mean = result_rows(result)
+    for row in splits:
+        table.add_row(*row)
     table.add_section()
-    table.add_row(
-        f"mean of {len(result.splits)}", "", "", "", "", f"{result.accuracy:.4f} ± {result.accuracy_std:.4f}"
-    )
+    table.add_row(*mean)
     return table
 
 
