@@ -29,8 +29,8 @@ from facetool.device import resolve_device
 from facetool.errors import ConfigError, UsageError
 from facetool.evaluate.report import write_report
 from facetool.evaluate.run import EvalReport, evaluate_on_pairs
+from facetool.files import atomic_write_bytes
 from facetool.models import load_embedding_model
-from facetool.train.checkpoint import atomic_write_bytes
 from facetool.train.loop import train
 from facetool.train.progress import TrainProgress
 
@@ -135,7 +135,7 @@ def _check_recipe(config: ProtocolConfig, out: Path) -> None:
 
 def _write_json(path: Path, data: Any) -> None:
     text = json.dumps(data, indent=2, sort_keys=True).encode("utf-8")
-    atomic_write_bytes(path, lambda handle: handle.write(text))
+    atomic_write_bytes(path, text)
 
 
 def _changed_keys(before: Any, after: Any, prefix: str = "") -> list[str]:

@@ -12,8 +12,9 @@ from facetool.device import resolve_device
 from facetool.errors import UsageError
 from facetool.evaluate.data import default_pairs, faces_for_pairs
 from facetool.evaluate.pairs import read_pairs
-from facetool.evaluate.report import make_out_dir, write_report
+from facetool.evaluate.report import write_report
 from facetool.evaluate.run import EvalReport, Progress, evaluate_on_pairs
+from facetool.files import make_dir
 from facetool.models import ModelInfo, load_embedding_model
 
 
@@ -38,7 +39,7 @@ def evaluate_checkpoint(
     """Load `checkpoint`, get faces for the pairs (detecting a folder if needed), evaluate, write the files."""
     if config.data is None:
         raise UsageError("no data given: pass --data with a face cache (.h5) or an LFW image folder")
-    make_out_dir(config.out)
+    make_dir(config.out)
     pairs_path = config.pairs or default_pairs(config.data)
     pairs = [read_pairs(pairs_path)]
     if config.train_pairs is not None:

@@ -10,6 +10,7 @@ from rich.table import Table
 from facetool.errors import FacetoolError
 from facetool.evaluate.roc import plot_roc
 from facetool.evaluate.run import EvalReport
+from facetool.files import atomic_write_text, make_dir
 
 
 def fold_table(report: EvalReport) -> Table:
@@ -53,22 +54,12 @@ def render_report(report: EvalReport, console: Console) -> None:
     console.print(summary_line(report), highlight=False)
 
 
-def make_out_dir(out_dir: str | Path) -> Path:
-    """Create the output folder; FacetoolError naming it when it cannot be (e.g. a file is in the way)."""
-    out_dir = Path(out_dir)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise FacetoolError(f"{out_dir}: cannot create the output folder ({exc.strerror or exc})") from None
-    return out_dir
-
-
 def write_report(report: EvalReport, out_dir: str | Path) -> tuple[Path, Path]:
     """Write report.json and roc.png into `out_dir`; returns their paths."""
-    out_dir = make_out_dir(out_dir)
+    out_dir = make_dir(out_dir)
     json_path = out_dir / "report.json"
     try:
-        json_path.write_text(report.to_json() + "\n", encoding="utf-8")
+        atomic_write_text(json_path, report.to_json() + "\n")
         return json_path, plot_roc(report, out_dir / "roc.png")
     except OSError as exc:
         raise FacetoolError(f"{out_dir}: cannot write the report ({exc.strerror or exc})") from None

@@ -8,6 +8,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from facetool.evaluate.run import EvalReport
+from facetool.files import atomic_output
 
 
 def plot_roc(report: EvalReport, path: str | Path) -> Path:
@@ -38,5 +39,6 @@ def plot_roc(report: EvalReport, path: str | Path) -> Path:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(loc="lower right")
     fig.tight_layout()
-    fig.savefig(path)
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, format="png")
     return path

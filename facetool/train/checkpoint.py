@@ -7,9 +7,7 @@ from the file. The keys are fixed by docs/design.md.
 from __future__ import annotations
 
 import io
-import os
 import pickle
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -18,6 +16,7 @@ import torch
 
 from facetool import __version__
 from facetool.errors import FacetoolError
+from facetool.files import atomic_write_bytes
 
 FORMAT = "facetool-checkpoint"
 FORMAT_VERSION = 1
@@ -51,63 +50,6 @@ def make_checkpoint(
     }
 
 
-def make_run_dir(path: Path | str) -> Path:
-    """Create a run or output directory; a file (or unwritable place) in the way is one FacetoolError line."""
-    path = Path(path)
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
-        raise FacetoolError(
-            f"{path}: exists and is not a directory (give another --checkpoint-dir)"
-        ) from None
-    except NotADirectoryError:
-        raise FacetoolError(f"{path}: a parent of this directory is a file") from None
-    except OSError as exc:
-        raise FacetoolError(f"{path}: cannot create the directory ({exc.strerror})") from None
-    return path
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write_bytes(path: Path | str, write: Any) -> None:
-    """Call `write(file)` on a temp file beside `path`, fsync it, then rename it over `path`.
-
-    A crash at any moment leaves either the old file or the complete new one, never a torn file.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def remove_stale_temp_files(directory: Path | str) -> list[Path]:
-    """Delete temp files an interrupted atomic write left in `directory` (a run killed mid-save); returns them."""
-    stale = sorted(Path(directory).glob(".*.tmp"))
-    for path in stale:
-        path.unlink(missing_ok=True)
-    return stale
-
-
 def save_checkpoint(obj: dict[str, Any], path: Path | str) -> None:
     """Write a checkpoint atomically (temp file, fsync, rename).
 
@@ -118,7 +60,7 @@ def save_checkpoint(obj: dict[str, Any], path: Path | str) -> None:
         raise ValueError("save_checkpoint expects a dict built by make_checkpoint")
     buffer = io.BytesIO()
     torch.save(obj, buffer)
-    atomic_write_bytes(path, lambda handle: handle.write(buffer.getbuffer()))
+    atomic_write_bytes(path, buffer.getbuffer())
 
 
 def load_checkpoint(path: Path | str, map_location: str | torch.device = "cpu") -> dict[str, Any]:

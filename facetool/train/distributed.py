@@ -19,7 +19,7 @@ import torch.distributed as dist
 from facetool.config.base import dump_toml
 from facetool.config.train import TrainConfig
 from facetool.errors import FacetoolError
-from facetool.train.checkpoint import make_run_dir
+from facetool.files import make_dir
 
 LAUNCH_CONFIG = "launch.toml"
 
@@ -128,7 +128,7 @@ def check_ranks_agree(state: dict[str, torch.Tensor]) -> str:
 def write_launch_config(config: TrainConfig) -> Path:
     """The resolved configuration as launch.toml in the run directory, for the processes `launch` starts."""
     run_dir = Path(config.checkpoint_dir)
-    make_run_dir(run_dir)
+    make_dir(run_dir, "run folder")
     path = run_dir / LAUNCH_CONFIG
     path.write_text(dump_toml(config.model_dump(mode="json")), encoding="utf-8")
     return path

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from facetool.errors import FacetoolError
-from facetool.train.checkpoint import atomic_write_bytes
+from facetool.files import atomic_write_text
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ class EpochRecord:
 def save_history(records: list[dict[str, Any]], path: Path | str) -> None:
     """Write the history as JSON atomically (a kill never leaves a torn file)."""
     text = json.dumps(records, indent=1, allow_nan=False)
-    atomic_write_bytes(path, lambda handle: handle.write(text.encode("utf-8")))
+    atomic_write_text(path, text)
 
 
 def load_history(path: Path | str) -> list[dict[str, Any]]:

@@ -26,16 +26,10 @@ from facetool.data.preload import gather, place_faceset
 from facetool.data.sampling import PeopleSampler
 from facetool.device import resolve_device, resolve_precision
 from facetool.errors import ConfigError, FacetoolError
+from facetool.files import atomic_write, atomic_write_text, make_dir, remove_stale_temp_files
 from facetool.miners import get_miner
 from facetool.models import build_backbone
-from facetool.train.checkpoint import (
-    atomic_write_bytes,
-    load_checkpoint,
-    make_checkpoint,
-    make_run_dir,
-    remove_stale_temp_files,
-    save_checkpoint,
-)
+from facetool.train.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
 from facetool.train.distributed import (
     Ranks,
     all_reduce_min,
@@ -153,7 +147,7 @@ class Trainer:
         self.ranks = ranks or Ranks()
         self.progress = progress if self.ranks.main else TrainProgress()
         self.run_dir = Path(config.checkpoint_dir)
-        make_run_dir(self.run_dir)
+        make_dir(self.run_dir, "run folder")
         self.log = RunLog(self.run_dir / "train.log", self.progress, enabled=self.ranks.main)
         self.device = resolve_device(rank_device(config.device, self.ranks))
         init_process_group(self.ranks, self.device)
@@ -435,7 +429,7 @@ class Trainer:
             save_checkpoint(self._checkpoint(), last)
             for target in copies:
                 with last.open("rb") as src:
-                    atomic_write_bytes(target, lambda handle, src=src: handle.write(src.read()))
+                    atomic_write(target, lambda handle, src=src: handle.write(src.read()))
             target = self.run_dir / "history.json"
             save_history(self.history, target)
         except OSError as exc:
@@ -500,7 +494,7 @@ def write_run_config(config: TrainConfig, run_dir: Path) -> Path:
     """The resolved configuration as config.toml in the run directory (atomic)."""
     path = run_dir / "config.toml"
     text = dump_toml(config.model_dump(mode="json"))
-    atomic_write_bytes(path, lambda handle: handle.write(text.encode("utf-8")))
+    atomic_write_text(path, text)
     return path
 
 
@@ -514,7 +508,7 @@ def train(
     progress = progress or TrainProgress()
     ranks = ranks_from_env()
     run_dir = Path(config.checkpoint_dir)
-    make_run_dir(run_dir)
+    make_dir(run_dir, "run folder")
     resume_path = resolve_resume(resume, run_dir)
     if ranks.main:
         write_run_config(config, run_dir)

@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from facetool.errors import FacetoolError
-from facetool.train.checkpoint import make_run_dir
+from facetool.files import atomic_output, make_dir
 from facetool.train.history import load_history
 
 Series = list[tuple[str, str]]
@@ -44,7 +44,8 @@ def _figure(
         ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
     return path
 
 
@@ -67,7 +68,7 @@ def plot_history(history: list[dict[str, Any]], out_dir: Path | str) -> list[Pat
     if not history:
         raise FacetoolError(f"{out_dir}: the training history is empty, nothing to plot")
     out_dir = Path(out_dir)
-    make_run_dir(out_dir)
+    make_dir(out_dir)
     return [draw(history, out_dir / name) for name, draw in PLOTS.items()]
 
 

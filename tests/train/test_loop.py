@@ -189,8 +189,12 @@ def test_run_directory_that_is_a_file_is_one_clear_error(small_cache, tmp_path):
 
     blocker = tmp_path / "taken"
     blocker.write_text("a file")
-    with pytest.raises(FacetoolError, match=r"taken: exists and is not a directory"):
+    with pytest.raises(
+        FacetoolError, match=r"taken: cannot create the run folder: it exists and is not a folder"
+    ):
         train(tiny_config(small_cache, blocker))
-    with pytest.raises(FacetoolError, match=r"taken/run: a parent of this directory is a file"):
+    with pytest.raises(
+        FacetoolError, match=r"taken/run: cannot create the run folder: a parent of it is a file"
+    ):
         train(tiny_config(small_cache, blocker / "run"))
     assert blocker.read_text() == "a file"

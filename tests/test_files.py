@@ -1,0 +1,102 @@
+"""facetool.files: atomic outputs, umask-respecting modes, bounded reads, outputs never over inputs."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from facetool.errors import FacetoolError, UsageError
+from facetool.files import (
+    atomic_output,
+    atomic_write_text,
+    check_output_not_input,
+    make_dir,
+    read_text_limited,
+    remove_stale_temp_files,
+)
+
+
+def test_atomic_write_replaces_whole_and_leaves_no_temp(tmp_path: Path) -> None:
+    target = tmp_path / "out.txt"
+    target.write_text("old")
+    atomic_write_text(target, "new")
+    assert target.read_text() == "new"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+
+
+def test_failed_write_keeps_previous_file(tmp_path: Path) -> None:
+    target = tmp_path / "out.bin"
+    target.write_bytes(b"previous")
+    with pytest.raises(RuntimeError), atomic_output(target) as tmp:
+        tmp.write_bytes(b"half")
+        raise RuntimeError("disk died")
+    assert target.read_bytes() == b"previous"
+    assert list(tmp_path.iterdir()) == [target]
+
+
+def test_kill_during_write_leaves_previous_file_and_a_removable_temp(tmp_path: Path) -> None:
+    target = tmp_path / "out.bin"
+    target.write_bytes(b"previous")
+    code = (
+        "import os, sys\n"
+        "from facetool.files import atomic_output\n"
+        "with atomic_output(sys.argv[1]) as tmp:\n"
+        "    tmp.write_bytes(b'partial')\n"
+        "    os.kill(os.getpid(), 9)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, str(target)], check=False)
+    assert proc.returncode == -9
+    assert target.read_bytes() == b"previous"
+    removed = remove_stale_temp_files(tmp_path)
+    assert len(removed) == 1 and removed[0].name.startswith(".out.bin.")
+    assert list(tmp_path.iterdir()) == [target]
+
+
+def test_output_mode_follows_umask(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "a.json", "{}")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "a.json").stat().st_mode) == 0o644
+
+
+def test_make_dir_file_in_the_way_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(FacetoolError, match="cannot create the output folder: it exists and is not a folder"):
+        make_dir(tmp_path / "f")
+    with pytest.raises(FacetoolError, match="a parent of it is a file"):
+        make_dir(tmp_path / "f" / "sub")
+
+
+def test_output_equal_to_input_or_inside_input_folder_is_refused(tmp_path: Path) -> None:
+    data = tmp_path / "images"
+    data.mkdir()
+    cache = tmp_path / "faces.h5"
+    cache.write_bytes(b"x")
+    (tmp_path / "alias.h5").symlink_to(cache)
+    with pytest.raises(UsageError, match="names an input"):
+        check_output_not_input(cache, [cache])
+    with pytest.raises(UsageError, match="names an input"):
+        check_output_not_input(tmp_path / "alias.h5", [cache])
+    with pytest.raises(UsageError, match="inside the input folder"):
+        check_output_not_input(data / "report", [data])
+    check_output_not_input(tmp_path / "out.h5", [cache, data])
+    check_output_not_input(tmp_path, [data])
+
+
+def test_read_text_limited_bounds_endless_streams_and_drops_bom(tmp_path: Path) -> None:
+    with pytest.raises(FacetoolError, match="larger than 1,024 bytes"):
+        read_text_limited("/dev/zero", limit=1024, what="config file")
+    bom = tmp_path / "c.toml"
+    bom.write_bytes(b"\xef\xbb\xbfa = 1\n")
+    assert read_text_limited(bom) == "a = 1\n"
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"ok\n\xff\n")
+    with pytest.raises(FacetoolError, match=r"bad.txt:2: pairs file is not UTF-8"):
+        read_text_limited(bad, what="pairs file")
