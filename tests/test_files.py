@@ -100,3 +100,17 @@ def test_read_text_limited_bounds_endless_streams_and_drops_bom(tmp_path: Path) 
     bad.write_bytes(b"ok\n\xff\n")
     with pytest.raises(FacetoolError, match=r"bad.txt:2: pairs file is not UTF-8"):
         read_text_limited(bad, what="pairs file")
+
+
+def test_identity_spellings_and_digests() -> None:
+    import unicodedata
+
+    from facetool.identities import identity_digest, identity_digests, normalize_identity
+
+    nfd = unicodedata.normalize("NFD", "José_Dirceu")
+    assert nfd != "José_Dirceu" and normalize_identity(nfd) == "José_Dirceu"
+    assert identity_digest(nfd) == identity_digest("José_Dirceu")
+    assert len(identity_digest("a")) == 16 and identity_digest("a") != identity_digest("b")
+    assert identity_digests(["b", "a", nfd, "José_Dirceu"]) == sorted(
+        {identity_digest("a"), identity_digest("b"), identity_digest(nfd)}
+    )
