@@ -1,23 +1,36 @@
-"""Entry-point registries for miners and backbones.
+"""Entry-point registries for miners, backbones and losses: one lookup for every group, filterable listings.
 
-Built-in miners and backbones register through facetool's own `pyproject.toml` in the same groups a third-party
-package uses, so there is one lookup path for all. Discovery is cached per group; `clear_cache()` forgets it
-(tests that install a distribution on the fly re-discover after calling it).
+Built-in plugins register through facetool's own `pyproject.toml` in the same groups a third-party package
+uses, so there is one lookup path for all. A group is one row of `GROUPS`; adding a group adds no code.
+
+A name is either plain (`semihard`) or qualified by the distribution that provides it (`facetool:semihard`);
+the qualified form resolves a name clash between two installed packages without uninstalling either. Loading
+a plugin runs its code: whatever it raises, `sys.exit()` included, becomes a PluginError naming the plugin.
+
+Discovery is cached per group; `clear_cache()` forgets it (tests that install a distribution on the fly
+re-discover after calling it).
 """
 
 from __future__ import annotations
 
+import fnmatch
 import functools
 import importlib
 import importlib.metadata as metadata
+import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from facetool.errors import PluginError
 
 MINERS = "facetool.miners"
 BACKBONES = "facetool.backbones"
-GROUPS: dict[str, str] = {MINERS: "miner", BACKBONES: "backbone"}
+LOSSES = "facetool.losses"
+GROUPS: dict[str, str] = {MINERS: "miner", BACKBONES: "backbone", LOSSES: "loss"}
+QUALIFIER = ":"
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -33,9 +46,14 @@ class PluginInfo:
     status: str
     error: str | None = None
 
+    @property
+    def qualified_name(self) -> str:
+        """`package:name`, the spelling that picks this package's plugin when names clash."""
+        return f"{self.package}{QUALIFIER}{self.name}"
+
     def as_dict(self) -> dict[str, Any]:
         """Plain data for `--json`."""
-        return asdict(self)
+        return {**asdict(self), "qualified_name": self.qualified_name}
 
 
 def _dist_name(ep: metadata.EntryPoint) -> tuple[str, str]:
@@ -43,6 +61,11 @@ def _dist_name(ep: metadata.EntryPoint) -> tuple[str, str]:
     if dist is None:
         return "?", "?"
     return dist.metadata["Name"] or dist.name, dist.version or "?"
+
+
+def _normalized(package: str) -> str:
+    """A distribution name compared the packaging way: case and runs of `-_.` do not matter."""
+    return re.sub(r"[-_.]+", "-", package).lower()
 
 
 @functools.cache
@@ -60,7 +83,8 @@ def clear_cache() -> None:
     importlib.invalidate_caches()
 
 
-def _check_group(group: str) -> str:
+def kind_of(group: str) -> str:
+    """The singular word for a group's plugins (`miner`, `backbone`, `loss`); ValueError for an unknown group."""
     if group not in GROUPS:
         raise ValueError(f"unknown plugin group {group!r}; expected one of {', '.join(GROUPS)}")
     return GROUPS[group]
@@ -68,40 +92,73 @@ def _check_group(group: str) -> str:
 
 def available(group: str) -> list[str]:
     """Names registered in `group`, sorted (clashing and broken ones included)."""
-    _check_group(group)
+    kind_of(group)
     return list(_entry_points(group))
 
 
 def _clash_message(kind: str, name: str, eps: tuple[metadata.EntryPoint, ...]) -> str:
     who = " and ".join(f"{pkg} {ver} ({ep.value})" for ep in eps for pkg, ver in [_dist_name(ep)])
-    return f"{kind} {name!r} is registered by more than one package: {who}; uninstall one of them"
+    choices = " or ".join(f"'{_dist_name(ep)[0]}{QUALIFIER}{name}'" for ep in eps)
+    return f"{kind} {name!r} is registered by more than one package: {who}; name one of them as {choices}"
 
 
-@functools.cache
-def _load(group: str, name: str) -> Any:
-    kind = _check_group(group)
+def lookup(group: str, name: str) -> metadata.EntryPoint:
+    """The one entry point `name` (plain or `package:name`) means in `group`, without loading it.
+
+    PluginError for an unknown name (listing the available ones), an unknown package, or a plain name that
+    two packages register (naming both and the qualified names that pick one).
+    """
+    kind = kind_of(group)
     registry = _entry_points(group)
     eps = registry.get(name)
+    if eps is None and QUALIFIER in name:
+        package, _, plain = name.partition(QUALIFIER)
+        eps = tuple(
+            ep for ep in registry.get(plain, ()) if _normalized(_dist_name(ep)[0]) == _normalized(package)
+        )
+        if not eps:
+            providers = ", ".join(f"{_dist_name(ep)[0]}{QUALIFIER}{plain}" for ep in registry.get(plain, ()))
+            hint = f"; registered: {providers}" if providers else ""
+            raise PluginError(
+                f"unknown {kind} {name!r}: package {package!r} registers no {kind} {plain!r}{hint}"
+            )
     if eps is None:
         choices = ", ".join(registry) or "(none installed)"
         raise PluginError(f"unknown {kind} {name!r}; available: {choices}")
     if len(eps) > 1:
         raise PluginError(_clash_message(kind, name, eps))
-    ep = eps[0]
+    return eps[0]
+
+
+def call_plugin(what: str, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run plugin code; any exception it raises, `sys.exit()` included, becomes a PluginError about `what`.
+
+    KeyboardInterrupt passes through: it is the user's, not the plugin's.
+    """
     try:
-        return ep.load()
+        return func(*args, **kwargs)
+    except PluginError:
+        raise
+    except SystemExit as exc:
+        raise PluginError(f"{what}: the plugin called sys.exit({exc.code!r})") from None
     except Exception as exc:
-        package, version = _dist_name(ep)
-        raise PluginError(
-            f"{kind} {name!r} from {package} {version} failed to load ({ep.value}): {type(exc).__name__}: {exc}"
-        ) from exc
+        raise PluginError(f"{what}: {type(exc).__name__}: {exc}") from exc
+
+
+@functools.cache
+def _load(group: str, name: str) -> Any:
+    ep = lookup(group, name)
+    package, version = _dist_name(ep)
+    return call_plugin(
+        f"{kind_of(group)} {name!r} from {package} {version} failed to load ({ep.value})", ep.load
+    )
 
 
 def load_plugin(group: str, name: str) -> Any:
-    """The object an entry point names (a Miner subclass or a backbone factory).
+    """The object an entry point names (a Miner subclass, a backbone factory, a loss).
 
     Raises PluginError for an unknown name (listing the available ones), a name registered by two packages
-    (naming both), or an entry point that fails to import (with the error).
+    (naming both), or an entry point that fails to import (with the error, or the exit the plugin attempted).
     """
     return _load(group, name)
 
@@ -110,30 +167,38 @@ def _describe(obj: Any) -> str:
     text = getattr(obj, "description", None)
     if not isinstance(text, str) or not text.strip():
         text = getattr(obj, "__doc__", None) or ""
+    if not isinstance(text, str):
+        return ""
     lines = text.strip().splitlines()
     return lines[0].strip() if lines else ""
 
 
-def list_plugins(group: str | None = None) -> list[PluginInfo]:
-    """Every registered miner and backbone with package, version, description and status.
+def list_plugins(
+    group: str | None = None, *, pattern: str | None = None, package: str | None = None
+) -> list[PluginInfo]:
+    """Registered plugins with package, version, description and status, optionally filtered.
 
-    Status is `ok`, `broken` (the import error is in `error`) or `clash` (the packages are in `error`); listing
-    never raises for a bad plugin.
+    `group` keeps one group; `pattern` is a shell-style pattern on the name (`semi*`); `package` keeps one
+    distribution. Status is `ok`, `broken` (the import error is in `error`) or `clash` (the packages are in
+    `error`); listing never raises for a bad plugin.
     """
     groups = [group] if group is not None else list(GROUPS)
     rows: list[PluginInfo] = []
     for grp in groups:
-        kind = _check_group(grp)
+        kind = kind_of(grp)
         for name, eps in _entry_points(grp).items():
-            status, error, description = "ok", None, ""
-            if len(eps) > 1:
-                status, error = "clash", _clash_message(kind, name, eps)
-            else:
-                try:
-                    description = _describe(_load(grp, name))
-                except PluginError as exc:
-                    status, error = "broken", str(exc)
+            if pattern is not None and not fnmatch.fnmatchcase(name, pattern):
+                continue
             for ep in eps:
-                package, version = _dist_name(ep)
-                rows.append(PluginInfo(kind, name, package, version, ep.value, description, status, error))
+                pkg, version = _dist_name(ep)
+                if package is not None and _normalized(pkg) != _normalized(package):
+                    continue
+                status, error, description = "ok", None, ""
+                if len(eps) > 1:
+                    status, error = "clash", _clash_message(kind, name, eps)
+                try:
+                    description = _describe(_load(grp, f"{pkg}{QUALIFIER}{name}" if len(eps) > 1 else name))
+                except PluginError as exc:
+                    status, error = ("clash", f"{error}; {exc}") if error else ("broken", str(exc))
+                rows.append(PluginInfo(kind, name, pkg, version, ep.value, description, status, error))
     return rows

@@ -204,12 +204,12 @@ def test_bad_backbone_plugins_are_rejected_with_their_name(install: Install, nam
         build_backbone(name, embedding_dim=16, image_size=32)
 
 
-def run_facetool(args: list[str], extra_path: Path) -> subprocess.CompletedProcess[str]:
+def run_facetool(args: list[str], extra_path: Path, columns: int = 200) -> subprocess.CompletedProcess[str]:
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join(filter(None, [str(extra_path), os.environ.get("PYTHONPATH")])),
     }
-    env.update(COLUMNS="200", OMP_NUM_THREADS="1")
+    env.update(COLUMNS=str(columns), OMP_NUM_THREADS="1")
     exe = Path(sys.executable).with_name("facetool")
     return subprocess.run([str(exe), *args], env=env, capture_output=True, text=True, timeout=120)
 
@@ -252,3 +252,140 @@ def test_cli_table_shows_the_broken_plugin(bad_site: Path) -> None:
     kaput = next(line for line in done.stdout.splitlines() if "kaput" in line)
     assert "broken-plugin" in kaput and "broken" in kaput
     assert "semihard-strict" in done.stdout and "facetool-extras" in done.stdout
+
+
+# --- issue 13: a plugin's exit or exception is that plugin's error; its text is printed literally -------------
+
+EXITS_AT_IMPORT = "import sys\nsys.exit(0)\n"
+
+MARKUP_MINER = """
+import torch
+from facetool.miners import Miner
+
+class Markup(Miner):
+    "Closes [/] a tag it never opened and asks for [bold red]colour[/bold red]."
+    def mine(self, embeddings, labels, margin, generator):
+        raise SystemExit(3)
+"""
+
+
+def test_a_plugin_calling_sys_exit_at_import_is_that_plugins_error(install: Install) -> None:
+    install(
+        "exiting-plugin", {"facetool.miners": {"exiter": "exiter_mod:Miner"}}, {"exiter_mod": EXITS_AT_IMPORT}
+    )
+    with pytest.raises(PluginError, match=r"miner 'exiter' from exiting-plugin 1.0 .*called sys.exit\(0\)"):
+        get_miner("exiter")
+    row = next(r for r in plugins.list_plugins() if r.name == "exiter")
+    assert row.status == "broken" and "sys.exit(0)" in (row.error or "")
+    assert get_miner("hard").plugin_name == "hard"
+
+
+def test_a_miner_calling_sys_exit_while_mining_is_that_miners_error(install: Install) -> None:
+    install(
+        "markup-plugin", {"facetool.miners": {"markup": "markup_mod:Markup"}}, {"markup_mod": MARKUP_MINER}
+    )
+    with pytest.raises(PluginError, match=r"miner 'markup' failed: the plugin called sys.exit\(3\)"):
+        get_miner("markup")(torch.randn(4, 3), torch.tensor([0, 0, 1, 1]), 0.2)
+
+
+def test_a_package_qualified_name_resolves_a_clash(install: Install) -> None:
+    install("clashy-miners", {"facetool.miners": {"semihard": "clashy_mod:Liar"}}, {"clashy_mod": LIAR_MINER})
+    with pytest.raises(PluginError, match=r"; name one of them as '.*:semihard' or '.*:semihard'$") as err:
+        get_miner("semihard")
+    assert "'facetool:semihard'" in str(err.value) and "'clashy-miners:semihard'" in str(err.value)
+    assert type(get_miner("facetool:semihard")).__name__ == "SemiHardMiner"
+    assert type(get_miner("clashy-miners:semihard")).__name__ == "Liar"
+    assert type(get_miner("Clashy_Miners:semihard")).__name__ == "Liar"  # names compare the packaging way
+    with pytest.raises(PluginError, match=r"package 'nobody' registers no miner 'semihard'; registered: .*"):
+        get_miner("nobody:semihard")
+    rows = {r.package: r for r in plugins.list_plugins(plugins.MINERS, pattern="semihard")}
+    assert {p: r.status for p, r in rows.items()} == {"facetool": "clash", "clashy-miners": "clash"}
+    assert rows["clashy-miners"].as_dict()["qualified_name"] == "clashy-miners:semihard"
+    assert rows["clashy-miners"].description == "Returns a negative of the anchor's own identity."
+
+
+def test_groups_are_data_a_loss_plugin_is_found_like_the_others(install: Install) -> None:
+    install(
+        "loss-plugin",
+        {"facetool.losses": {"contrastive": "loss_mod:contrastive"}},
+        {"loss_mod": "def contrastive():\n    'Pulls pairs together.'\n    return 1\n"},
+    )
+    assert plugins.available(plugins.LOSSES) == ["contrastive"]
+    assert plugins.load_plugin(plugins.LOSSES, "loss-plugin:contrastive")() == 1
+    (row,) = plugins.list_plugins(plugins.LOSSES)
+    assert (row.kind, row.package, row.description, row.status) == (
+        "loss",
+        "loss-plugin",
+        "Pulls pairs together.",
+        "ok",
+    )
+    with pytest.raises(PluginError, match="unknown loss 'triplet'; available: contrastive"):
+        plugins.load_plugin(plugins.LOSSES, "triplet")
+
+
+def test_listings_filter_by_pattern_package_and_group() -> None:
+    names = {r.name for r in plugins.list_plugins(pattern="semi*")}
+    assert names == {"semihard", "semihard-strict"}
+    assert {r.package for r in plugins.list_plugins(package="Facetool_Extras")} == {"facetool-extras"}
+    assert {r.kind for r in plugins.list_plugins(plugins.BACKBONES)} == {"backbone"}
+
+
+@pytest.fixture(scope="module")
+def hostile_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A site folder with a plugin that exits at import and one whose description is rich markup."""
+    root = tmp_path_factory.mktemp("hostile-site")
+    make_distribution(
+        root,
+        "exiting-plugin",
+        {"facetool.miners": {"exiter": "exiter_mod:Miner"}},
+        {"exiter_mod": EXITS_AT_IMPORT},
+    )
+    make_distribution(
+        root,
+        "markup-plugin",
+        {"facetool.miners": {"markup": "markup_mod:Markup"}},
+        {"markup_mod": MARKUP_MINER},
+    )
+    return root
+
+
+def test_cli_lists_despite_an_exiting_plugin_and_prints_markup_literally(hostile_site: Path) -> None:
+    done = run_facetool(["plugins", "list"], hostile_site)
+    assert done.returncode == 0, done.stderr
+    assert "Closes [/] a tag it never opened and asks for [bold red]colour[/bold red]." in done.stdout
+    exiter = next(line for line in done.stdout.splitlines() if "exiter" in line)
+    assert "broken" in exiter and "sys.exit(0)" in done.stdout
+    assert "semihard-strict" in done.stdout
+
+
+def test_train_with_a_miner_that_exits_at_import_fails_naming_it(hostile_site: Path, tmp_path: Path) -> None:
+    done = run_facetool(
+        [
+            "train",
+            "--data",
+            str(tmp_path / "none.h5"),
+            "--set",
+            "miner=exiter",
+            "--checkpoint-dir",
+            str(tmp_path / "run"),
+        ],
+        hostile_site,
+    )
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert done.returncode == 1, done.stderr
+    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+    assert "miner 'exiter' from exiting-plugin 1.0" in lines[0] and "sys.exit(0)" in lines[0]
+    assert not (tmp_path / "run" / "last.pth").exists()
+
+
+def test_cli_table_wraps_descriptions_at_80_columns(bad_site: Path) -> None:
+    listed = json.loads(run_facetool(["plugins", "list", "--json"], bad_site).stdout)
+    done = run_facetool(["plugins", "list"], bad_site, columns=80)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80 and "…" not in done.stdout
+    body = [line.split("│") for line in lines if line.count("│") == 5]
+    column = "".join("".join(cells[4].split()) for cells in body)  # the description cells, top to bottom
+    for row in listed:
+        shown = row["error"] or row["description"]
+        assert "".join(shown.split()) in column, shown

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from facetool.errors import PluginError
+from facetool.plugins import call_plugin
 
 
 @dataclass(frozen=True)
@@ -126,7 +127,7 @@ class Miner(ABC):
     `mine(embeddings, labels, margin, generator)` returns `(anchors, positives, negatives)` index tensors;
     `__call__` runs it without gradients and checks shapes, dtypes, devices, index range and the label rule
     (anchor and positive share a label and differ, the negative has another label), raising PluginError naming
-    the miner otherwise. Randomness comes from `generator` (per call, else the one given at construction, else
+    the miner otherwise (an exception or `sys.exit()` inside `mine` likewise). Randomness comes from `generator` (per call, else the one given at construction, else
     the global torch RNG), so seeded runs are reproducible.
     """
 
@@ -163,12 +164,9 @@ class Miner(ABC):
             return empty_result(embeddings.device)
         with torch.no_grad():
             detached = embeddings.detach()
-            try:
-                out = self.mine(detached, labels, float(margin), gen)
-            except PluginError:
-                raise
-            except Exception as exc:
-                raise PluginError(f"miner {self.plugin_name!r} failed: {type(exc).__name__}: {exc}") from exc
+            out = call_plugin(
+                f"miner {self.plugin_name!r} failed", self.mine, detached, labels, float(margin), gen
+            )
             anchors, positives, negatives = self._validate(out, labels, embeddings.device)
         return MiningResult(anchors, positives, negatives, self.count_pairs(labels))
 
