@@ -5,7 +5,15 @@ from pathlib import Path
 import pytest
 from pydantic import Field
 
-from facetool.config.base import StrictModel, dump_toml, load_config, parse_override, read_toml
+from facetool.config.base import (
+    StrictModel,
+    build_config,
+    dump_toml,
+    field_help,
+    load_config,
+    parse_override,
+    read_toml,
+)
 from facetool.errors import ConfigError
 
 
@@ -112,3 +120,133 @@ def test_dump_toml_round_trips_a_train_recipe_with_miner_stages(tmp_path: Path):
         in path.read_text()
     )
     assert load_config(TrainConfig, path) == config
+
+
+# --- issue 13: bounded reads, BOM, no nan/inf, bounded image sizes; issue 14.6: one path to a config ---------
+
+
+def _all_models() -> list[type[StrictModel]]:
+    """Every settings model of every command, nested sections included."""
+    from facetool.config.dataset import CacheSettings, FilterSettings
+    from facetool.config.demo import DemoConfig
+    from facetool.config.detect import DetectConfig
+    from facetool.config.evaluate import EmbedConfig, EvalConfig
+    from facetool.config.protocol import ProtocolConfig
+    from facetool.config.train import TrainConfig
+
+    found: list[type[StrictModel]] = []
+    todo: list[type[StrictModel]] = [
+        CacheSettings, FilterSettings, DemoConfig, DetectConfig, EmbedConfig, EvalConfig, ProtocolConfig, TrainConfig
+    ]  # fmt: skip
+    while todo:
+        model = todo.pop()
+        if model in found:
+            continue
+        found.append(model)
+        for field in model.model_fields.values():
+            for arg in (field.annotation, *getattr(field.annotation, "__args__", ())):
+                if isinstance(arg, type) and issubclass(arg, StrictModel):
+                    todo.append(arg)
+    return found
+
+
+def _fields(kind: type) -> list[tuple[type[StrictModel], str]]:
+    return [
+        (model, name)
+        for model in _all_models()
+        for name, field in model.model_fields.items()
+        if field.annotation is kind or kind in getattr(field.annotation, "__args__", ())
+    ]
+
+
+def test_an_endless_config_stream_is_refused_without_reading_it_all():
+    with pytest.raises(ConfigError, match=r"/dev/zero: config file is larger than"):
+        load_config(Example, Path("/dev/zero"))
+
+
+def test_a_utf8_bom_is_accepted(tmp_path: Path):
+    path = tmp_path / "bom.toml"
+    path.write_bytes(b"\xef\xbb\xbfbatch_size = 12\n")
+    assert load_config(Example, path).batch_size == 12
+
+
+def test_a_config_that_is_not_utf8_names_the_file_and_line(tmp_path: Path):
+    path = tmp_path / "latin1.toml"
+    path.write_bytes(b'name = "ok"\nname2 = "caf\xe9"\n')
+    with pytest.raises(ConfigError, match=r"latin1\.toml:2: config file is not UTF-8"):
+        load_config(Example, path)
+
+
+FLOAT_FIELDS = _fields(float)
+
+
+def test_there_are_float_settings_to_check():
+    assert len(FLOAT_FIELDS) >= 10 and any(name == "learning_rate" for _, name in FLOAT_FIELDS)
+
+
+@pytest.mark.parametrize(("model", "name"), FLOAT_FIELDS, ids=[f"{m.__name__}.{n}" for m, n in FLOAT_FIELDS])
+@pytest.mark.parametrize("bad", ["inf", "-inf", "nan"])
+def test_no_float_setting_accepts_nan_or_inf(model: type[StrictModel], name: str, bad: str, tmp_path: Path):
+    path = tmp_path / "c.toml"
+    path.write_text(f"{name} = {bad}\n")
+    with pytest.raises(ConfigError, match=rf"{path}: {name}: Input should be a finite number"):
+        load_config(model, path)
+
+
+def test_learning_rate_inf_is_rejected_from_the_command_line():
+    from facetool.config.train import TrainConfig
+
+    with pytest.raises(ConfigError, match="command line: learning_rate: Input should be a finite number"):
+        build_config(TrainConfig, None, ["learning_rate=inf"])
+
+
+IMAGE_SIZE_FIELDS = [(m, n) for m, n in _fields(int) if "image_size" in n]
+
+
+def test_every_image_size_setting_is_found():
+    names = {f"{m.__name__}.{n}" for m, n in IMAGE_SIZE_FIELDS}
+    assert {"TrainConfig.image_size", "DetectConfig.image_size", "DemoConfig.image_size"} <= names
+
+
+@pytest.mark.parametrize(
+    ("model", "name"), IMAGE_SIZE_FIELDS, ids=[f"{m.__name__}.{n}" for m, n in IMAGE_SIZE_FIELDS]
+)
+@pytest.mark.parametrize("size", [2000, 1_000_000, 0, 31])
+def test_image_sizes_are_bounded_with_a_message(model: type[StrictModel], name: str, size: int):
+    with pytest.raises(
+        ConfigError, match=rf"command line: {name}: Input should be (less|greater) than or equal to"
+    ):
+        load_config(model, None, [(name, size)])
+    assert getattr(load_config(model, None, [(name, 160)]), name) == 160
+
+
+def test_demo_keeps_its_own_lower_image_size_bound():
+    from facetool.config.demo import DemoConfig
+
+    with pytest.raises(ConfigError, match="greater than or equal to 80"):
+        build_config(DemoConfig, None, ["image_size=64"])
+
+
+def test_build_config_layers_defaults_file_sets_and_options(tmp_path: Path):
+    path = tmp_path / "c.toml"
+    path.write_text('batch_size = 30\nname = "file"\n[inner]\nstrength = 0.5\n')
+    config = build_config(
+        Example, path, ["name=set", "inner.flip=false", "batch_size=40"], {"batch_size": 50, "name": None}
+    )
+    assert (config.batch_size, config.name, config.inner.flip, config.inner.strength) == (
+        50,
+        "set",
+        False,
+        0.5,
+    )
+    assert build_config(Example, None, None, {"name": Path("a/b")}).name == "a/b"
+    assert build_config(Example) == Example()
+
+
+def test_field_help_shows_the_models_default():
+    assert field_help(Example, "batch_size", "Images per batch.") == "Images per batch. (default: 90)"
+    assert field_help(Example, "inner.flip") == "(default: true)"
+    from facetool.config.train import TrainConfig
+
+    assert field_help(TrainConfig, "num_epochs").endswith("(default: 50)")
+    assert field_help(TrainConfig, "data_dir") == TrainConfig.model_fields["data_dir"].description

@@ -12,7 +12,9 @@ from rich.table import Table
 if TYPE_CHECKING:
     from facetool.demo import DemoResult
 
-from facetool.config.base import load_config
+from rich.markup import escape
+
+from facetool.config.base import build_config, field_help
 from facetool.config.demo import DemoConfig
 
 
@@ -45,26 +47,25 @@ def _summary(result: DemoResult) -> Table:
 def register(app: typer.Typer) -> None:
     @app.command(name="demo", help="Run detect → train → eval on a small synthetic data set (or --data DIR).")
     def demo_command(
-        data: Path | None = typer.Option(
-            None, "--data", help="An LFW-style folder instead of synthetic data."
+        data: Path | None = typer.Option(None, "--data", help=field_help(DemoConfig, "data")),
+        out: Path | None = typer.Option(None, "--out", "-o", help=field_help(DemoConfig, "out")),
+        epochs: int | None = typer.Option(
+            None, "--epochs", help=field_help(DemoConfig, "num_epochs", "Training epochs.")
         ),
-        out: Path | None = typer.Option(None, "--out", "-o", help="Folder for everything the demo writes."),
-        epochs: int | None = typer.Option(None, "--epochs", help="Training epochs."),
-        device: str | None = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N."),
+        device: str | None = typer.Option(None, "--device", help=field_help(DemoConfig, "device")),
+        sets: list[str] | None = typer.Option(
+            None, "--set", help="Any demo setting as key=value, e.g. identities=20 (repeatable)."
+        ),
     ) -> None:
         given = {"data": data, "out": out, "num_epochs": epochs, "device": device}
-        config = load_config(
-            DemoConfig,
-            None,
-            {k: str(v) if isinstance(v, Path) else v for k, v in given.items() if v is not None},
-        )
+        config = build_config(DemoConfig, None, sets, given)
         from facetool.demo import run_demo
         from facetool.train.progress import RichProgress
 
         console = Console(stderr=True)
         result = run_demo(
             config,
-            say=lambda text: console.print(f"[bold]›[/bold] {text}"),
+            say=lambda text: console.print(f"[bold]›[/bold] {escape(text)}"),
             train_progress=RichProgress(console),
         )
         Console().print(_summary(result))

@@ -8,9 +8,10 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from facetool.config.base import load_config, parse_override
+from facetool.config.base import build_config, field_help
 from facetool.config.protocol import ProtocolConfig
 
 if TYPE_CHECKING:
@@ -72,24 +73,25 @@ def result_table(result: ProtocolResult) -> Table:
 
 
 def register(app: typer.Typer) -> None:
-    @app.command(name="protocol", help=HELP)
+    @app.command(name="protocol", help=escape(HELP))
     def protocol_command(
         config: Annotated[
-            Path | None, typer.Option("--config", "-c", help="TOML file of protocol settings and [train].")
+            Path | None,
+            typer.Option("--config", "-c", help=escape("TOML file of protocol settings and [train].")),
         ] = None,
         lfw_dir: Annotated[
-            Path | None, typer.Option("--lfw-dir", help="LFW image folder (lfw-deepfunneled).")
+            Path | None, typer.Option("--lfw-dir", help=field_help(ProtocolConfig, "lfw_dir"))
         ] = None,
         faces: Annotated[
-            Path | None, typer.Option("--faces", help="An existing face cache of that folder to reuse.")
+            Path | None, typer.Option("--faces", help=field_help(ProtocolConfig, "faces"))
         ] = None,
-        view: Annotated[int | None, typer.Option("--view", help="1 or 2.")] = None,
+        view: Annotated[int | None, typer.Option("--view", help=field_help(ProtocolConfig, "view"))] = None,
         folds: Annotated[
             list[int] | None,
             typer.Option("--fold", help="View 2: a fold to run, 1-10 (repeatable; default all)."),
         ] = None,
         out: Annotated[
-            Path | None, typer.Option("--out", "-o", help="Folder for everything it writes.")
+            Path | None, typer.Option("--out", "-o", help=field_help(ProtocolConfig, "out"))
         ] = None,
         sets: Annotated[
             list[str] | None,
@@ -98,16 +100,14 @@ def register(app: typer.Typer) -> None:
         as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
     ) -> None:
         given = {"lfw_dir": lfw_dir, "faces": faces, "view": view, "folds": folds, "out": out}
-        overrides = [(k, str(v) if isinstance(v, Path) else v) for k, v in given.items() if v is not None]
-        overrides += [parse_override(text) for text in sets or []]
-        settings = load_config(ProtocolConfig, config, overrides)
+        settings = build_config(ProtocolConfig, config, sets, given)
         from facetool.protocol import run_protocol
         from facetool.train.progress import RichProgress
 
         console = Console(stderr=True)
         result = run_protocol(
             settings,
-            say=lambda text: console.print(f"[bold]›[/bold] {text}"),
+            say=lambda text: console.print(f"[bold]›[/bold] {escape(text)}"),
             train_progress=RichProgress(console),
         )
         if as_json:

@@ -1,23 +1,38 @@
-"""Loading settings from TOML files and `key=value` overrides, with errors that name the file and the key."""
+"""Loading settings from TOML files, `--set key=value` overrides and command-line options, with errors that
+name the file and the key. The one path from a command's options to its validated settings is `build_config`.
+"""
 
 from __future__ import annotations
 
 import tomllib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import PydanticUndefined
 
-from facetool.errors import ConfigError
+from facetool.errors import ConfigError, FacetoolError
+from facetool.files import read_text_limited
 
 M = TypeVar("M", bound=BaseModel)
 
+CONFIG_READ_LIMIT = 1024 * 1024
+MIN_IMAGE_SIZE = 32
+MAX_IMAGE_SIZE = 1024
+
+ImageSize = Annotated[int, Field(ge=MIN_IMAGE_SIZE, le=MAX_IMAGE_SIZE)]
+"""Side of a square face image in pixels: every image-size setting uses it, so none can ask for a tensor that
+cannot fit in memory (the detector crops and the backbones are trained at 96-256)."""
+
 
 class StrictModel(BaseModel):
-    """Base of every settings model: unknown keys are errors, values are checked on assignment too."""
+    """Base of every settings model: unknown keys are errors, values are checked on assignment too.
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+    No float setting accepts nan or inf; a field that means to says so with `Field(allow_inf_nan=True)`.
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False, allow_inf_nan=False)
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -46,13 +61,11 @@ def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
 
 
 def read_toml(path: Path) -> dict[str, Any]:
-    """Read a TOML file; a syntax error names the file and the line."""
+    """Read a TOML file of at most CONFIG_READ_LIMIT bytes (a UTF-8 BOM is dropped); errors name the file."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read config file ({exc})") from None
+        text = read_text_limited(path, limit=CONFIG_READ_LIMIT, what="config file")
+    except FacetoolError as exc:
+        raise ConfigError(str(exc)) from None
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -103,6 +116,54 @@ def load_config(
         if from_cli and not path:
             where = "command line"
         raise ConfigError(format_validation_error(exc, where)) from None
+
+
+def build_config(
+    model: type[M],
+    path: Path | None = None,
+    sets: Iterable[str] | None = None,
+    given: Mapping[str, Any] | None = None,
+    *,
+    section: str | None = None,
+) -> M:
+    """The validated settings of a command: the model's defaults < the TOML file < `--set` < explicit options.
+
+    `sets` are the raw `key=value` texts of `--set`; `given` maps setting keys (dotted for nested ones) to the
+    values of the command's own options, None meaning "not given" (paths are passed on as text). Errors are one
+    ConfigError naming the file or "command line" and the key.
+    """
+    overrides = [parse_override(text) for text in sets or ()]
+    for key, value in (given or {}).items():
+        if value is not None:
+            overrides.append((key, str(value) if isinstance(value, Path) else value))
+    return load_config(model, path, overrides, section=section)
+
+
+def field_help(model: type[BaseModel], key: str, text: str | None = None) -> str:
+    """Help text for the option that sets `key` (dotted for nested models): its description and its default.
+
+    The option itself defaults to None ("not given"), so the default shown is the model's, the only place
+    defaults live.
+    """
+    owner: type[BaseModel] = model
+    *parents, name = key.split(".")
+    for part in parents:
+        annotation = owner.model_fields[part].annotation
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            raise KeyError(f"{key}: {part} is not a section of {model.__name__}")
+        owner = annotation
+    field = owner.model_fields[name]
+    words = text if text is not None else (field.description or "")
+    if field.default is not PydanticUndefined and field.default is not None:
+        default = field.default
+    elif field.default_factory is not None:
+        default = field.default_factory()  # type: ignore[call-arg]
+    else:
+        return words
+    if isinstance(default, BaseModel):
+        return words
+    shown = str(default) if not isinstance(default, bool) else str(default).lower()
+    return f"{words} (default: {shown})".strip()
 
 
 def _toml_value(value: Any) -> str:

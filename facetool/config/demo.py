@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
+from annotated_types import Ge
 from pydantic import Field
 
-from facetool.config.base import StrictModel
+from facetool.config.base import ImageSize, StrictModel
 
 
 class DemoConfig(StrictModel):
@@ -18,7 +20,9 @@ class DemoConfig(StrictModel):
     images_per_identity: int = Field(10, ge=2, description="Synthetic images of each identity.")
     test_identities: int = Field(10, ge=4, description="Identities kept out of training for the pairs.")
     pairs_per_fold: int = Field(20, ge=1, description="Matched (and mismatched) pairs per fold.")
-    image_size: int = Field(96, ge=80, description="Face crop side; small so a CPU trains quickly.")
+    image_size: Annotated[ImageSize, Ge(80)] = Field(
+        96, description="Face crop side; small so a CPU trains quickly."
+    )
     backbone: str = Field("inception_resnet_v1", description="Embedding network.")
     num_epochs: int = Field(5, ge=1)
     epoch_size: int = Field(8, ge=1)

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from facetool.config.base import StrictModel
+from facetool.config.base import ImageSize, StrictModel
 
 ModelFormat = Literal["auto", "tensorflow", "caffe"]
 FaceSelection = Literal["largest", "center", "score"]
@@ -26,7 +26,7 @@ class DetectConfig(StrictModel):
     threshold: float = Field(0.5, gt=0, lt=1, description="minimum detector confidence of a face")
     select: FaceSelection = Field("largest", description="which face to keep when several pass")
     margin: float = Field(0.2, ge=0, description="context around the box: pixels if >= 1, fraction if < 1")
-    image_size: int = Field(160, ge=32, le=1024, description="side of the square face crop")
+    image_size: ImageSize = Field(160, description="side of the square face crop")
     encoding: Encoding = Field("jpeg", description="how the cache stores crops")
     workers: int | None = Field(None, ge=1, description="worker processes; None means all usable cores")
     batch_size: int = Field(16, ge=1, le=4096, description="images per worker task")

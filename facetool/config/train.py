@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from facetool.config.base import StrictModel
+from facetool.config.base import ImageSize, StrictModel
 
 
 class AugmentConfig(StrictModel):
@@ -120,7 +120,7 @@ class TrainConfig(StrictModel):
     embedding_dim: int = Field(512, ge=2, description="Embedding size.")
     dropout_prob: float = Field(0.6, ge=0.0, lt=1.0, description="Dropout before the embedding layer.")
     pretrained: str = Field("none", description="none, vggface2, casia-webface or a weights file.")
-    image_size: int = Field(160, ge=32, description="Network input side in pixels.")
+    image_size: ImageSize = Field(160, description="Network input side in pixels.")
 
     seed: int = Field(0, ge=0, description="Seed of every random choice; a fixed seed makes CPU runs repeat.")
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N.")

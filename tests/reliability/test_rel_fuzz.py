@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic import TypeAdapter
 from reliability_helpers import assert_one_line_error, facetool_in_process
 
 from facetool.config.base import dump_toml, load_config, parse_override
@@ -163,13 +164,66 @@ override_text = st.one_of(
 )  # fmt: skip
 
 
+def _expected(model: Any, overrides: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
+    """(dotted key, value the model must hold) of each scalar override no later one replaces, validated
+    independently: by the annotation of that field alone."""
+    checks = []
+    for i, (key, raw) in enumerate(overrides):
+        later = [k for k, _ in overrides[i + 1 :]]
+        if any(k == key or key.startswith(k + ".") or k.startswith(key + ".") for k in later):
+            continue
+        if isinstance(raw, dict | list):
+            continue
+        owner = model
+        *parents, name = key.split(".")
+        for part in parents:
+            owner = owner.model_fields[part].annotation
+        checks.append((key, TypeAdapter(owner.model_fields[name].annotation).validate_python(raw)))
+    return checks
+
+
+def _value_at(config: Any, key: str) -> Any:
+    for part in key.split("."):
+        config = getattr(config, part)
+    return config
+
+
 @FUZZ
 @given(st.sampled_from(MODELS), st.lists(override_text, max_size=4))
 def test_overrides_apply_or_are_a_config_error(model: Any, texts: list[str]) -> None:
     try:
-        load_config(model, None, [parse_override(t) for t in texts])
+        overrides = [parse_override(t) for t in texts]
+        config = load_config(model, None, overrides)
     except ConfigError as exc:
         _one_line(exc)
+    else:
+        for key, value in _expected(model, overrides):
+            assert _value_at(config, key) == value, key
+
+
+VALID_OVERRIDES = {
+    TrainConfig: ["batch_size=30", "learning_rate=0.25", "miner=hard", "augment.flip=false", "engine.compile=none",
+                  "num_epochs=7", "image_size=96", "checkpoint_dir=runs/x", "validation.fraction=0.2", "seed=3"],
+    DetectConfig: ["threshold=0.7", "select=score", "image_size=200", "margin=3", "workers=2", "encoding=raw"],
+    EvalConfig: ["flip=true", "distance=cosine", "batch_size=5", "detect.threshold=0.3", "out=here", "fold=3"],
+    EmbedConfig: ["flip=true", "batch_size=9", "detect.image_size=64", "device=cpu"],
+}  # fmt: skip
+
+
+@FUZZ
+@given(
+    st.sampled_from(MODELS).flatmap(
+        lambda m: st.tuples(st.just(m), st.lists(st.sampled_from(VALID_OVERRIDES[m]), max_size=5))
+    )
+)
+def test_valid_overrides_are_applied(case: tuple[Any, list[str]]) -> None:
+    model, texts = case
+    overrides = [parse_override(t) for t in texts]
+    config = load_config(model, None, overrides)
+    expected = _expected(model, overrides)
+    assert len(expected) == len({k for k, _ in overrides})
+    for key, value in expected:
+        assert _value_at(config, key) == value != _value_at(model(), key), key
 
 
 # --- identity lists ------------------------------------------------------------------------------------------
