@@ -1,5 +1,8 @@
 """The command itself: help lists every command, errors end in one line with the right exit code."""
 
+import json
+from pathlib import Path
+
 
 def test_help_lists_every_command(facetool_cli):
     result = facetool_cli("--help")
@@ -30,3 +33,61 @@ def test_verbose_shows_the_traceback(facetool_cli, tmp_path):
     result = facetool_cli("train", "--config", str(config), "--print-config", "--verbose")
     assert result.returncode == 2
     assert "Traceback" in result.stderr
+
+
+def test_version_prints_the_installed_version(facetool_cli):
+    import facetool
+
+    result = facetool_cli("--version")
+    assert result.returncode == 0 and result.stdout.strip() == f"facetool {facetool.__version__}"
+
+
+def test_info_reports_versions_devices_detector_and_plugins(facetool_cli, ssd_dir):
+    import torch
+
+    from facetool.detect.model_files import resolve_model_files
+
+    result = facetool_cli("info", "--json", env={"FACETOOL_MODELS": str(ssd_dir)})
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["versions"]["torch"] == torch.__version__.split("+")[0]
+    assert report["devices"][0]["device"] == "cpu"
+    assert len(report["devices"]) == 1 + (torch.cuda.device_count() if torch.cuda.is_available() else 0)
+    expected = resolve_model_files(env={"FACETOOL_MODELS": str(ssd_dir)})
+    assert report["detector"]["found"]["weights"] == str(expected.weights)
+    assert report["detector"]["found"]["source"].startswith("$FACETOOL_MODELS")
+    assert [p["place"] for p in report["detector"]["search_order"]][:2] == ["$FACETOOL_MODELS", "user cache"]
+    assert {"semihard", "inception_resnet_v1"} <= {p["name"] for p in report["plugins"]}
+    table = facetool_cli("info", env={"FACETOOL_MODELS": str(ssd_dir)})
+    assert table.returncode == 0 and "detector search order" in table.stdout
+
+
+def test_protocol_help_keeps_bracketed_words(facetool_cli):
+    result = facetool_cli("protocol", "--help")
+    assert result.returncode == 0
+    text = " ".join(result.stdout.split())
+    assert "with a [train] table holding the training recipe" in text
+    assert "protocol settings and [train]." in text
+
+
+def test_root_verbose_option_receives_its_value():
+    from typer.testing import CliRunner
+
+    from facetool.cli import app as cli_app
+
+    runner = CliRunner()
+    assert runner.invoke(cli_app.app, ["--verbose", "plugins", "list", "--json"]).exit_code == 0
+    assert cli_app._State.verbose is True
+    assert runner.invoke(cli_app.app, ["plugins", "list", "--json"]).exit_code == 0
+    assert cli_app._State.verbose is False
+
+
+def test_the_cli_imports_no_private_typer_or_click_module():
+    import ast
+
+    for path in sorted((Path(__file__).parents[1] / "facetool" / "cli").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            names += [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            for name in names:
+                assert not name.startswith(("typer._", "click")), f"{path.name} imports {name}"

@@ -1,19 +1,58 @@
-"""The `facetool` command: one Typer app; each sub-module adds its commands."""
+"""The `facetool` command: one Typer app; each sub-module adds its commands.
+
+Every way a command can end is decided here, once: a user-caused error is one line on stderr (exit 2 for
+usage, 1 for a failure), Ctrl-C is one line and exit 130, SIGTERM one line and exit 143, and `--verbose`
+adds the traceback.
+"""
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 import traceback
+from types import FrameType
+from typing import Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
-from typer._click.exceptions import NoArgsIsHelpError
+from typer.core import TyperGroup
 
+import facetool
 from facetool.errors import FacetoolError
+
+INTERRUPT_EXIT = 128 + signal.SIGINT
+VERBOSE = "--verbose"
+
+
+class Interrupted(BaseException):
+    """A KeyboardInterrupt (Ctrl-C or SIGTERM) that left a command; carries the signal number."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+class _State:
+    verbose = False
+    signum = 0
+    main_pid = 0
+
+
+class _Group(TyperGroup):
+    """The root group: a KeyboardInterrupt out of any command becomes `Interrupted` before Typer swallows it."""
+
+    def invoke(self, ctx: typer.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt as exc:
+            raise Interrupted(_State.signum or signal.SIGINT) from exc
+
 
 app = typer.Typer(
     name="facetool",
+    cls=_Group,
     help="Train and evaluate FaceNet-style face embeddings (SSD detection, triplet loss, LFW protocol).",
     no_args_is_help=True,
     add_completion=False,
@@ -24,20 +63,30 @@ err_console = Console(stderr=True)
 
 
 def _register_commands() -> None:
-    from facetool.cli import dataset, demo, detect, embed, evaluate, plot, plugins, protocol, train
+    from facetool.cli import dataset, demo, detect, embed, evaluate, info, plot, plugins, protocol, train
 
-    for module in (detect, dataset, train, evaluate, protocol, embed, plot, plugins, demo):
+    for module in (detect, dataset, train, evaluate, protocol, embed, plot, plugins, demo, info):
         module.register(app)
 
 
 _register_commands()
 
 
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"facetool {facetool.__version__}")
+        raise typer.Exit(0)
+
+
 @app.callback()
 def _root(
-    verbose: bool = typer.Option(False, "--verbose", help="Show the full traceback of an error."),
+    verbose: bool = typer.Option(False, VERBOSE, help="Show the full traceback of an error."),
+    version: bool = typer.Option(
+        False, "--version", callback=_show_version, is_eager=True, help="Print the version and exit."
+    ),
 ) -> None:
     """facetool: FaceNet-style face embeddings from detection to LFW verification."""
+    _State.verbose = verbose
 
 
 def _print_usage_error(exc: typer.TyperException) -> None:
@@ -53,31 +102,94 @@ def _print_error(message: str, label: str = "error") -> None:
     err_console.print(f"[bold red]{label}:[/bold red] {escape(line)}", highlight=False, soft_wrap=True)
 
 
+def _on_signal(signum: int, frame: FrameType | None) -> None:
+    """SIGINT and SIGTERM raise KeyboardInterrupt in the command; a forked child dies the default way."""
+    if os.getpid() != _State.main_pid:
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+        return
+    _State.signum = signum
+    raise KeyboardInterrupt
+
+
+def _interrupt_cause(exc: BaseException) -> bool:
+    """Whether a FacetoolError was raised while handling a KeyboardInterrupt (a command's own Ctrl-C line)."""
+    seen: BaseException | None = exc.__cause__ or exc.__context__
+    while seen is not None:
+        if isinstance(seen, KeyboardInterrupt):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _forget_caught_interrupt() -> None:
+    """Keep the exit code when a KeyboardInterrupt hit code run by `exec` of a string (dataclass creation).
+
+    CPython then flags the interrupt as unhandled, even though it was caught, and at exit kills the process
+    with SIGINT instead of returning the code given to `sys.exit`; evaluating any string clears that flag.
+    """
+    exec("None")
+
+
+def _exit_code_of_signal() -> int:
+    return 128 + (_State.signum or signal.SIGINT)
+
+
+def _root_args(args: list[str]) -> list[str]:
+    """`--verbose` is a root option; it may also be written after the command, so it is moved in front."""
+    if VERBOSE not in args:
+        return args
+    return [VERBOSE, *(a for a in args if a != VERBOSE)]
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Run the CLI; a user-caused error ends in one line on stderr (exit 2 usage, 1 failure)."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    verbose = "--verbose" in args
-    args = [a for a in args if a != "--verbose"]
+    """Run the CLI; every ending is one line on stderr and an exit code (2 usage, 1 failure, 130/143 signal)."""
+    args = _root_args(list(sys.argv[1:] if argv is None else argv))
+    _State.verbose, _State.signum, _State.main_pid = VERBOSE in args, 0, os.getpid()
+    previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        code = _run(args)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    _forget_caught_interrupt()
+    if code:
+        sys.exit(code)
+
+
+def _run(args: list[str]) -> int:
+    """Run the app and turn what it raised into a printed line and an exit code."""
     try:
         result = app(args=args, prog_name="facetool", standalone_mode=False)
-    except NoArgsIsHelpError:
-        sys.exit(2)
+    except KeyboardInterrupt:
+        _print_error("interrupted", "stopped")
+        return _exit_code_of_signal()
+    except Interrupted as exc:
+        if _State.verbose and exc.__cause__ is not None:
+            traceback.print_exception(exc.__cause__)
+        _print_error("interrupted", "stopped")
+        return 128 + exc.signum
     except typer.TyperException as exc:
+        if not exc.format_message().strip():  # a group run without a command: its help is already shown
+            return 2
         _print_usage_error(exc)
-        sys.exit(getattr(exc, "exit_code", 2))
+        return int(getattr(exc, "exit_code", 2))
     except typer.Abort:
         _print_error("aborted")
-        sys.exit(1)
+        return 1
     except FacetoolError as exc:
-        if verbose:
+        if _State.verbose:
             traceback.print_exc()
-        _print_error(str(exc))
-        sys.exit(exc.exit_code)
+        _print_error(str(exc), "stopped" if _interrupt_cause(exc) else "error")
+        return _exit_code_of_signal() if _interrupt_cause(exc) else exc.exit_code
     except Exception as exc:  # anything unexpected still ends in one line unless --verbose
-        if verbose:
+        if _State.verbose:
             traceback.print_exc()
         else:
             _print_error(f"{type(exc).__name__}: {exc} (run with --verbose for details)", "internal error")
-        sys.exit(1)
+        return 1
     if isinstance(result, int) and not isinstance(result, bool):
-        sys.exit(result)
+        if result == INTERRUPT_EXIT and _State.signum:
+            return _exit_code_of_signal()
+        return result
+    return 0

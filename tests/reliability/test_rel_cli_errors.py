@@ -3,6 +3,12 @@ no traceback unless --verbose."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -142,3 +148,97 @@ def test_output_folder_that_is_a_file_is_one_line(template: str, inputs: Path) -
     result = facetool_in_process(*_args(template, inputs))
     assert_one_line_error(result, 1)
     assert "internal error" not in result.stderr
+
+
+# --- Ctrl-C and SIGTERM: one line, exit 128 + signal, no partial file under a final name ----------------------
+
+
+def _catches_sigterm(pid: int) -> bool:
+    """Whether the process has installed its SIGTERM handler: facetool's `main` is running its command."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    caught = next(int(line.split()[1], 16) for line in status.splitlines() if line.startswith("SigCgt:"))
+    return bool(caught & (1 << (signal.SIGTERM - 1)))
+
+
+def _signalled(
+    args: list[object], signum: int, ready: Callable[[], bool], workdir: Path
+) -> tuple[int, list[str]]:
+    """Run the real CLI, send `signum` once it is inside its command and `ready()` holds; exit code and stderr lines."""
+    env = {**os.environ, "COLUMNS": "200", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    out, err = workdir / "stdout.txt", workdir / "stderr.txt"
+    with open(out, "w") as stdout, open(err, "w") as stderr:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "facetool", *map(str, args)],
+            cwd=workdir,
+            env=env,
+            stdout=stdout,
+            stderr=stderr,
+        )
+        deadline = time.monotonic() + 120
+        while not (_catches_sigterm(proc.pid) and ready()):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail(f"ended or stalled before the signal (exit {proc.wait()}):\n{err.read_text()}")
+            time.sleep(0.02)
+        os.kill(proc.pid, signum)
+        code = proc.wait(timeout=120)
+    return code, [line for line in err.read_text().splitlines() if line.strip()]
+
+
+def _assert_interrupted(code: int, lines: list[str], signum: int) -> None:
+    text = "\n".join(lines)
+    assert code == 128 + signum, text
+    assert "Traceback" not in text, text
+    assert [line for line in lines if "interrupted" in line] == lines[-1:], text
+
+
+def _no_final_files(folder: Path, *names: str) -> None:
+    for name in names:
+        assert not (folder / name).exists(), f"{name} exists after the interrupt"
+
+
+def test_ctrl_c_stops_train_in_one_line_without_a_checkpoint(inputs: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    args = ["train", "--data", inputs / "good.h5", "--checkpoint-dir", run, "--device", "cpu", "--num-epochs", 500,
+            "--set", "backbone=tiny-cnn", "--set", "image_size=80", "--set", "checkpoint_every=400"]  # fmt: skip
+    code, lines = _signalled(args, signal.SIGINT, lambda: (run / "train.log").is_file(), tmp_path)
+    _assert_interrupted(code, lines, signal.SIGINT)
+    assert "--resume auto" in lines[-1]
+    _no_final_files(run, "last.pth", "best.pth", "epoch_0400.pth")
+
+
+def test_sigterm_stops_train_with_exit_143(inputs: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    args = ["train", "--data", inputs / "good.h5", "--checkpoint-dir", run, "--device", "cpu", "--num-epochs", 500,
+            "--set", "backbone=tiny-cnn", "--set", "image_size=80", "--set", "checkpoint_every=400"]  # fmt: skip
+    code, lines = _signalled(args, signal.SIGTERM, lambda: (run / "train.log").is_file(), tmp_path)
+    _assert_interrupted(code, lines, signal.SIGTERM)
+    _no_final_files(run, "last.pth", "best.pth")
+
+
+def test_ctrl_c_stops_detect_in_one_line_leaving_a_usable_cache(lfw_dir: Path, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    for person in sorted(p for p in lfw_dir.iterdir() if p.is_dir())[:40]:
+        (data / person.name).mkdir(parents=True)
+        for image in sorted(person.glob("*.jpg"))[:3]:
+            (data / person.name / image.name).symlink_to(image)
+    out = tmp_path / "faces.h5"
+    code, lines = _signalled(["detect", data, "-o", out, "-j", 1], signal.SIGINT, lambda: True, tmp_path)
+    _assert_interrupted(code, lines, signal.SIGINT)
+    if out.exists():  # what was committed before the signal is a complete cache a rerun resumes
+        from facetool.cache import open_cache
+
+        with open_cache(out) as cache:
+            assert len(cache) <= 120
+
+
+def test_ctrl_c_stops_eval_in_one_line_without_a_report(inputs: Path, lfw_dir: Path, tmp_path: Path) -> None:
+    report = tmp_path / "report"
+    args = ["eval", inputs / "model.pth", "--data", lfw_dir, "--pairs", inputs / "pairs.txt", "--out", report,
+            "--device", "cpu"]  # fmt: skip
+    code, lines = _signalled(args, signal.SIGINT, lambda: True, tmp_path)
+    _assert_interrupted(code, lines, signal.SIGINT)
+    _no_final_files(report, "report.json", "roc.png")
