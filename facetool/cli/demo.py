@@ -52,7 +52,9 @@ def register(app: typer.Typer) -> None:
         epochs: int | None = typer.Option(
             None, "--epochs", help=field_help(DemoConfig, "num_epochs", "Training epochs.")
         ),
-        device: str | None = typer.Option(None, "--device", help=field_help(DemoConfig, "device")),
+        device: str | None = typer.Option(
+            None, "--device", help=field_help(DemoConfig, "device", "auto, cpu, cuda or cuda:N.")
+        ),
         sets: list[str] | None = typer.Option(
             None, "--set", help="Any demo setting as key=value, e.g. identities=20 (repeatable)."
         ),

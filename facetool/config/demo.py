@@ -30,5 +30,5 @@ class DemoConfig(StrictModel):
     images_per_person: int = Field(6, ge=2)
     batch_size: int = Field(30, ge=3, multiple_of=3)
     learning_rate: float = Field(0.001, gt=0)
-    device: str = Field("auto", description="auto, cpu, cuda or cuda:N.")
+    device: str = "auto"
     seed: int = 0

@@ -127,8 +127,9 @@ class Miner(ABC):
     `mine(embeddings, labels, margin, generator)` returns `(anchors, positives, negatives)` index tensors;
     `__call__` runs it without gradients and checks shapes, dtypes, devices, index range and the label rule
     (anchor and positive share a label and differ, the negative has another label), raising PluginError naming
-    the miner otherwise (an exception or `sys.exit()` inside `mine` likewise). Randomness comes from `generator` (per call, else the one given at construction, else
-    the global torch RNG), so seeded runs are reproducible.
+    the miner otherwise; an exception or `sys.exit()` inside `mine` is a PluginError naming it too. Randomness
+    comes from `generator` (per call, else the one given at construction, else the global torch RNG), so seeded
+    runs are reproducible.
     """
 
     name: ClassVar[str] = "miner"
