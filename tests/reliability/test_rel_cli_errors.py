@@ -75,6 +75,7 @@ CASES: list[tuple[str, int, str]] = [
     ("plot {T}/missing-dir", 1, "{T}/missing-dir"),
     ("plot {T}/data", 1, "history.json"),
     ("plugins list --bogus", 2, "--bogus"),
+    ("plugins list --kind nosuch", 2, "--kind"),
     ("plugins nosuch", 2, "nosuch"),
     ("demo --epochs zero", 2, "--epochs"),
     ("demo --bogus", 2, "--bogus"),
