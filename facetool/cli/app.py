@@ -123,10 +123,12 @@ def _interrupt_cause(exc: BaseException) -> bool:
 
 
 def _forget_caught_interrupt() -> None:
-    """Keep the exit code when a KeyboardInterrupt hit code run by `exec` of a string (dataclass creation).
+    """Keep the exit code given to `sys.exit` after a caught Ctrl-C.
 
-    CPython then flags the interrupt as unhandled, even though it was caught, and at exit kills the process
-    with SIGINT instead of returning the code given to `sys.exit`; evaluating any string clears that flag.
+    When the interrupt surfaced inside code CPython evaluates from a string (as happens during some imports),
+    CPython can remember it as unhandled although it was caught, and at exit kill the process with SIGINT
+    instead (seen as exit -2 in about half the runs interrupted during an import); evaluating a string resets
+    that record.
     """
     exec("None")
 
