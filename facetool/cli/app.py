@@ -25,8 +25,12 @@ err_console = Console(stderr=True)
 
 def _register_commands() -> None:
     from facetool.cli import dataset, demo, detect, embed, evaluate, plot, plugins, protocol, train
+    from facetool.cli import export as export_cli
+    from facetool.cli import verify as verify_cli
 
     for module in (detect, dataset, train, evaluate, protocol, embed, plot, plugins, demo):
+        module.register(app)
+    for module in (export_cli, verify_cli):
         module.register(app)
 
 
