@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +46,15 @@ def link_people(lfw_dir: Path, target: Path, count: int, min_images: int) -> lis
             if len(chosen) == count:
                 break
     return chosen
+
+
+@pytest.fixture(autouse=True)
+def single_thread() -> Iterator[None]:
+    """On the shared 2-core machine one torch thread is faster and steadier than torch's default."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")

@@ -15,8 +15,12 @@ import torch
 import torch.nn.functional as F
 
 from facetool.cache import open_cache
+from facetool.config.detect import DetectConfig
+from facetool.config.export import VerifyConfig
+from facetool.errors import UsageError
 from facetool.models import load_embedding_model
 from facetool.models.model_card import card_path
+from facetool.verify import verify_pair
 
 
 def cli(*args: object, models: Path) -> subprocess.CompletedProcess:
@@ -46,37 +50,52 @@ def pairs(trained) -> dict[str, tuple[str, str]]:
     }
 
 
+@pytest.fixture(scope="module")
+def detector_here(ssd_dir: Path) -> VerifyConfig:
+    """Only the detector's folder is set: the crop settings come from the model card."""
+    return VerifyConfig(detect=DetectConfig(model_dir=ssd_dir))
+
+
 @pytest.mark.parametrize("fmt", ["onnx", "safetensors"])
 def test_verify_crops_as_detect_did_and_decides_by_the_card_threshold(
-    trained, with_threshold, pairs, ssd_dir, fmt
+    trained, with_threshold, pairs, detector_here, fmt
 ):
     model = with_threshold[fmt]
-    card = json.loads(card_path(model).read_text())
-    report = card["verification"]
+    report = json.loads(card_path(model).read_text())["verification"]
     assert report["distance"] == "euclidean" and 0 <= report["threshold"] <= 4
     for a, b in pairs.values():
-        done = cli("verify", model, trained.data_dir / a, trained.data_dir / b, "--json", models=ssd_dir)
-        assert done.returncode == 0, done.stderr
-        result = json.loads(done.stdout)
+        result = verify_pair(model, trained.data_dir / a, trained.data_dir / b, detector_here)
         expected = plain_distance(trained.checkpoint, trained.cache, a, b)
-        assert abs(result["distance"] - expected) < 1e-4
-        assert result["threshold"] == report["threshold"] and result["metric"] == "euclidean"
-        assert result["same_person"] == (result["distance"] <= report["threshold"])
-        assert result["runtime"] == ("onnx" if fmt == "onnx" else "torch")
-        assert all(face["detected"] and face["score"] >= 0.5 for face in result["faces"])
+        assert abs(result.distance - expected) < 1e-4
+        assert result.threshold == report["threshold"] and result.metric == "euclidean"
+        assert result.same_person == (result.distance <= report["threshold"])
+        assert result.runtime == ("onnx" if fmt == "onnx" else "torch")
+        assert all(face.detected and face.score >= 0.5 for face in result.faces)
 
 
-def test_verify_text_output_and_explicit_threshold(trained, with_threshold, pairs, ssd_dir):
+def test_cli_json_and_text(trained, with_threshold, pairs, ssd_dir):
     a, b = (trained.data_dir / p for p in pairs["different"])
     distance = plain_distance(trained.checkpoint, trained.cache, *pairs["different"])
-    for threshold, verdict in ((distance + 0.01, "same person"), (distance - 0.01, "different people")):
-        done = cli("verify", with_threshold["onnx"], a, b, "--threshold", threshold, models=ssd_dir)
-        assert done.returncode == 0, done.stderr
-        lines = done.stdout.strip().splitlines()
-        assert len(lines) == 1 and lines[0].endswith(verdict), lines
-        assert (
-            f"distance {distance:.4f}" in lines[0] and f"threshold {threshold:.4f} (--threshold)" in lines[0]
-        )
+    done = cli("verify", with_threshold["onnx"], a, b, "--json", models=ssd_dir)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert abs(result["distance"] - distance) < 1e-4 and result["runtime"] == "onnx"
+    assert result["same_person"] == (result["distance"] <= result["threshold"])
+    threshold = distance / 2
+    done = cli("verify", with_threshold["safetensors"], a, b, "--threshold", threshold, models=ssd_dir)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().splitlines()
+    assert len(lines) == 1 and lines[0].endswith("different people"), lines
+    assert f"distance {distance:.4f}" in lines[0] and f"threshold {threshold:.4f} (--threshold)" in lines[0]
+
+
+def test_explicit_threshold_decides(trained, with_threshold, pairs, detector_here):
+    a, b = (trained.data_dir / p for p in pairs["same"])
+    distance = plain_distance(trained.checkpoint, trained.cache, *pairs["same"])
+    for threshold, same in ((distance * 1.5 + 1e-3, True), (distance * 0.5, False)):
+        config = detector_here.model_copy(update={"threshold": threshold})
+        result = verify_pair(with_threshold["onnx"], a, b, config)
+        assert result.same_person is same and result.threshold_source == "--threshold"
 
 
 def test_photo_without_a_face_is_used_whole_and_said_so(trained, with_threshold, pairs, ssd_dir, tmp_path):
@@ -88,10 +107,10 @@ def test_photo_without_a_face_is_used_whole_and_said_so(trained, with_threshold,
     assert done.returncode == 0, done.stderr
     note = next(line for line in done.stdout.splitlines() if line.startswith("note:"))
     assert f"no face found in {blank}" in note and "used the whole image, resized to 64x64" in note
-    result = json.loads(
-        cli("verify", with_threshold["safetensors"], photo, blank, "--json", models=ssd_dir).stdout
+    result = verify_pair(
+        with_threshold["safetensors"], photo, blank, VerifyConfig(detect=DetectConfig(model_dir=ssd_dir))
     )
-    assert [f["detected"] for f in result["faces"]] == [True, False]
+    assert [f.detected for f in result.faces] == [True, False]
 
 
 def test_unreadable_image_is_one_line_naming_it(trained, with_threshold, pairs, ssd_dir, tmp_path):
@@ -104,11 +123,11 @@ def test_unreadable_image_is_one_line_naming_it(trained, with_threshold, pairs, 
 
 def test_checkpoint_without_card_needs_a_threshold(trained, pairs, ssd_dir):
     a, b = (trained.data_dir / p for p in pairs["same"])
-    done = cli("verify", trained.checkpoint, a, b, models=ssd_dir)
-    assert done.returncode == 2 and "no verification threshold: give --threshold" in done.stderr
-    done = cli("verify", trained.checkpoint, a, b, "--threshold", "1.0", "--json", models=ssd_dir)
-    assert done.returncode == 0, done.stderr
-    result = json.loads(done.stdout)
-    assert result["runtime"] == "torch" and result["threshold_source"] == "--threshold"
+    here = DetectConfig(model_dir=ssd_dir)
+    with pytest.raises(UsageError, match="no verification threshold: give --threshold"):
+        verify_pair(trained.checkpoint, a, b, VerifyConfig(detect=here))
+    result = verify_pair(trained.checkpoint, a, b, VerifyConfig(detect=here, threshold=1.0))
+    assert result.runtime == "torch" and result.threshold_source == "--threshold"
     wrong = cli("verify", trained.checkpoint, a, b, "--runtime", "onnx", "--threshold", "1", models=ssd_dir)
-    assert wrong.returncode == 2 and "needs an .onnx file" in wrong.stderr
+    assert wrong.returncode == 2 and len(wrong.stderr.strip().splitlines()) == 1
+    assert "needs an .onnx file" in wrong.stderr
