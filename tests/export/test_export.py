@@ -17,9 +17,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from facetool.cache import open_cache
+from facetool.config.evaluate import EmbedConfig
 from facetool.config.export import ExportConfig
 from facetool.data.transforms import to_input
-from facetool.embed import embed_faces
+from facetool.embed import embed_faces, embed_paths
 from facetool.embedder import OnnxEmbedder, TorchEmbedder, load_embedder
 from facetool.errors import FacetoolError, ModelFileError, UsageError
 from facetool.models import build_backbone, load_embedding_model
@@ -192,3 +193,17 @@ def test_cli_export_reports_the_difference_and_uses_the_cache(trained, tmp_path)
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
     assert "must end in .onnx or .safetensors" in bad.stderr
     assert not (tmp_path / "m.pt").exists()
+
+
+def test_eval_and_embed_take_safetensors_with_its_card(trained, exported, report, tmp_path):
+    pairs = report.parent.parent / "pairs.txt"
+    done = cli("eval", exported["safetensors"], "--data", trained.cache, "--pairs", pairs,
+               "--out", tmp_path / "eval", "--device", "cpu")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    got, expected = (json.loads(p.read_text()) for p in (tmp_path / "eval" / "report.json", report))
+    for key in ("accuracy", "fold_threshold", "auc", "roc_tpr", "roc_fpr"):
+        assert got[key] == expected[key], key
+    config = EmbedConfig(device="cpu")
+    from_file, _ = embed_paths(exported["safetensors"], [trained.cache], tmp_path / "s.npz", config)
+    from_checkpoint, _ = embed_paths(trained.checkpoint, [trained.cache], tmp_path / "c.npz", config)
+    assert np.array_equal(from_file.embeddings, from_checkpoint.embeddings)
