@@ -207,3 +207,26 @@ def test_eval_and_embed_take_safetensors_with_its_card(trained, exported, report
     from_file, _ = embed_paths(exported["safetensors"], [trained.cache], tmp_path / "s.npz", config)
     from_checkpoint, _ = embed_paths(trained.checkpoint, [trained.cache], tmp_path / "c.npz", config)
     assert np.array_equal(from_file.embeddings, from_checkpoint.embeddings)
+
+
+def test_card_threshold_is_the_reports_and_a_bad_report_is_one_line(
+    trained, with_threshold, report, tmp_path
+):
+    card = json.loads(card_path(with_threshold["onnx"]).read_text())
+    measured = json.loads(report.read_text())
+    thresholds = measured["fold_threshold"]
+    assert card["verification"]["threshold"] == pytest.approx(sum(thresholds) / len(thresholds), abs=1e-12)
+    assert card["verification"]["accuracy"] == measured["accuracy"]
+    assert card["verification"]["num_pairs"] == measured["num_pairs"] == 12
+    bad = tmp_path / "report.json"
+    bad.write_text('{"accuracy": 0.5}\n')
+    with pytest.raises(ModelFileError, match=r"report.json: not a facetool eval report.json \(KeyError"):
+        export_model(trained.checkpoint, tmp_path / "m.safetensors", report=bad)
+    assert not (tmp_path / "m.safetensors").exists()
+
+
+def test_onnx_file_is_not_taken_for_a_torch_model(exported):
+    with pytest.raises(
+        ModelFileError, match=r"model.onnx: an ONNX model runs in onnxruntime \(--runtime onnx\)"
+    ):
+        load_embedding_model(exported["onnx"])
