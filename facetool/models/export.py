@@ -28,8 +28,8 @@ from facetool.errors import FacetoolError, ModelFileError, UsageError
 from facetool.files import atomic_output, atomic_write_text, check_output_not_input, read_text_limited
 from facetool.models.loading import load_checkpoint, load_embedding_model
 from facetool.models.model_card import (
+    CROP_KEYS,
     card_path,
-    load_safetensors_model,
     make_card,
     read_card,
     state_for_export,
@@ -63,7 +63,7 @@ def output_format(path: Path | str) -> str:
 def default_face_crop() -> dict[str, Any]:
     """The crop settings of `facetool detect`'s defaults, for models whose training cache was not named."""
     config = DetectConfig()
-    return {key: getattr(config, key) for key in ("threshold", "select", "margin", "image_size")} | {
+    return {key: getattr(config, key) for key in CROP_KEYS} | {
         "source": "facetool detect defaults (no training cache given)"
     }
 
@@ -71,7 +71,7 @@ def default_face_crop() -> dict[str, Any]:
 def face_crop_from_meta(meta: Mapping[str, Any], source: str) -> dict[str, Any]:
     """The crop settings recorded in a face cache's meta by `facetool detect` (detector format included)."""
     crop = default_face_crop()
-    for key in ("threshold", "select", "margin", "image_size", "detector"):
+    for key in (*CROP_KEYS, "detector"):
         if key in meta:
             crop[key] = meta[key]
     detector = meta.get("detector")
@@ -100,15 +100,6 @@ def _source_recipe(
     except FacetoolError:
         return {"source": "facenet-pytorch weights file", "file": source.name}, None, None
     return {"epochs": ckpt["epoch"], "config": ckpt["config"], "checkpoint": source.name}, None, None
-
-
-def _load_source(source: Path) -> tuple[nn.Module, dict[str, Any]]:
-    if source.suffix.lower() == ".safetensors":
-        model, card = load_safetensors_model(source)
-        return model, dict(card["backbone"])
-    model, info = load_embedding_model(source, "cpu")
-    backbone = {"name": info.backbone, "embedding_dim": info.embedding_dim, "image_size": info.image_size}
-    return model, backbone
 
 
 def read_report(path: Path) -> dict[str, Any]:
@@ -245,8 +236,8 @@ def export_model(
     for path in (output, card_path(output)):
         check_output_not_input(path, inputs_named, option="-o")
     training, known_crop, verification = _source_recipe(source)
-    model, backbone = _load_source(source)
-    model = model.cpu().eval()
+    model, info = load_embedding_model(source, "cpu")
+    backbone = {"name": info.backbone, "embedding_dim": info.embedding_dim, "image_size": info.image_size}
     if report is not None:
         verification = verification_from_report(read_report(Path(report)), str(report))
     crop = dict(face_crop or known_crop or default_face_crop())
