@@ -63,9 +63,35 @@ err_console = Console(stderr=True)
 
 
 def _register_commands() -> None:
-    from facetool.cli import dataset, demo, detect, embed, evaluate, info, plot, plugins, protocol, train
+    from facetool.cli import (
+        dataset,
+        demo,
+        detect,
+        embed,
+        evaluate,
+        export,
+        info,
+        plot,
+        plugins,
+        protocol,
+        train,
+        verify,
+    )
 
-    for module in (detect, dataset, train, evaluate, protocol, embed, plot, plugins, demo, info):
+    for module in (
+        detect,
+        dataset,
+        train,
+        evaluate,
+        protocol,
+        embed,
+        export,
+        verify,
+        plot,
+        plugins,
+        demo,
+        info,
+    ):
         module.register(app)
 
 

@@ -13,10 +13,12 @@ from torch import nn
 from facetool.errors import FacetoolError, ModelFileError
 from facetool.models.backbone import build_backbone
 from facetool.models.inception import NATIVE_DIM, load_facenet_weights, read_state_dict
+from facetool.models.model_card import load_safetensors_model
 from facetool.train.checkpoint import load_checkpoint
 
 CHECKPOINT = "facetool-checkpoint"
 FACENET_WEIGHTS = "facenet-pytorch"
+SAFETENSORS = "safetensors"
 FACENET_IMAGE_SIZE = 160
 WRAPPER_PREFIXES = ("_orig_mod.", "module.")
 
@@ -24,7 +26,7 @@ WRAPPER_PREFIXES = ("_orig_mod.", "module.")
 @dataclass(frozen=True)
 class ModelInfo:
     """What was loaded: backbone name, embedding size, input image size, and `source`, the kind of file
-    (`facetool-checkpoint` or `facenet-pytorch`)."""
+    (`facetool-checkpoint`, `facenet-pytorch` or `safetensors`)."""
 
     backbone: str
     embedding_dim: int
@@ -64,13 +66,21 @@ def _from_facenet(path: Path) -> tuple[nn.Module, ModelInfo]:
 
 
 def load_embedding_model(path: Path | str, device: str | torch.device = "cpu") -> tuple[nn.Module, ModelInfo]:
-    """Load a facetool checkpoint or a bare facenet-pytorch InceptionResnetV1 state dict; eval mode, on `device`.
+    """Load a facetool checkpoint, a bare facenet-pytorch InceptionResnetV1 state dict, or an exported
+    `.safetensors` file with its model card beside it; eval mode, on `device`.
 
     Files are read with `torch.load(weights_only=True)`; anything unusable raises ModelFileError naming the file.
     """
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"{path}: model file not found")
+    if path.suffix.lower() == ".onnx":
+        raise ModelFileError(f"{path}: an ONNX model runs in onnxruntime (--runtime onnx), not in torch")
+    if path.suffix.lower() == ".safetensors":
+        model, card = load_safetensors_model(path)
+        spec = card["backbone"]
+        info = ModelInfo(str(spec["name"]), int(spec["embedding_dim"]), int(spec["image_size"]), SAFETENSORS)
+        return model.to(device).eval(), info
     try:
         ckpt = load_checkpoint(path)
     except FacetoolError as not_checkpoint:

@@ -1,0 +1,88 @@
+"""`facetool export CKPT -o model.onnx|model.safetensors`: a portable model file with its JSON model card."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import typer
+from rich.console import Console
+
+from facetool.config.base import load_config, parse_override
+from facetool.config.export import ExportConfig
+
+HELP = "\n\n".join(
+    [
+        "Export a trained model as ONNX or safetensors, with a JSON model card beside it.",
+        "CKPT is a facetool checkpoint, facenet-pytorch weights or an exported .safetensors (with its card). "
+        "The format follows the suffix of -o. The card (<file>.json) gives the backbone, input size and "
+        "normalisation ((x - 127.5) / 128, RGB, NCHW), the face-crop settings, the training recipe and, with "
+        "--report, the verification threshold and the accuracy it was measured with.",
+        "--cache names the training face cache: its crop settings go into the card and its first faces check "
+        "the ONNX file (seeded noise otherwise). An ONNX file is written only when onnxruntime's embeddings "
+        "match torch's within the tolerance; the largest difference is printed.",
+    ]
+)
+
+
+def _from_cache(path: Path, count: int) -> tuple[dict[str, Any], Callable[[int], np.ndarray]]:
+    """Crop settings of a face cache and a maker of ONNX check inputs from its first `count` faces."""
+    from facetool.cache import open_cache
+    from facetool.data.transforms import to_input
+    from facetool.models.export import face_crop_from_meta
+
+    with open_cache(path) as cache:
+        crop = face_crop_from_meta(cache.meta, f"face cache {path.name}")
+        faces = cache.read_faces(np.arange(min(count, len(cache))))
+    return crop, lambda size: to_input(faces, "cpu", size).numpy()
+
+
+def register(app: typer.Typer) -> None:
+    @app.command(name="export", help=HELP)
+    def export_command(
+        checkpoint: Annotated[
+            Path, typer.Argument(metavar="CKPT", help="Checkpoint, facenet-pytorch weights or .safetensors.")
+        ],
+        output: Annotated[Path, typer.Option("--output", "-o", help="model.onnx or model.safetensors.")],
+        report: Annotated[
+            Path | None, typer.Option("--report", help="report.json of `facetool eval` for the threshold.")
+        ] = None,
+        cache: Annotated[
+            Path | None, typer.Option("--cache", help="Training face cache: crop settings, check faces.")
+        ] = None,
+        opset: Annotated[int | None, typer.Option("--opset", help="ONNX opset version.")] = None,
+        tolerance: Annotated[
+            float | None, typer.Option("--tolerance", help="Largest allowed |onnxruntime - torch|.")
+        ] = None,
+        sets: Annotated[
+            list[str] | None, typer.Option("--set", help="Any ExportConfig setting as key=value.")
+        ] = None,
+    ) -> None:
+        from facetool.files import check_output_not_input
+        from facetool.models.export import export_model
+        from facetool.models.model_card import card_path
+
+        if cache is not None:
+            check_output_not_input(output, [cache])
+            check_output_not_input(card_path(output), [cache])
+
+        named = {"opset": opset, "tolerance": tolerance}
+        overrides: list[tuple[str, Any]] = [(k, v) for k, v in named.items() if v is not None]
+        overrides += [parse_override(text) for text in sets or []]
+        config = load_config(ExportConfig, None, overrides)
+        crop, inputs = _from_cache(cache, config.check_faces) if cache is not None else (None, None)
+        result = export_model(
+            checkpoint, output, config=config, report=report, face_crop=crop, check_inputs=inputs
+        )
+        console = Console()
+        console.print(
+            f"wrote {result.path} ({result.model_format}) and its card {result.card}", highlight=False
+        )
+        if result.max_abs_diff is not None:
+            console.print(
+                f"onnxruntime vs torch: max abs difference {result.max_abs_diff:.3g} "
+                f"(tolerance {config.tolerance:g})",
+                highlight=False,
+            )

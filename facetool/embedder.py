@@ -1,0 +1,138 @@
+"""One way to embed faces whatever runs the network: a torch module or an ONNX file in onnxruntime.
+
+`Embedder.__call__(faces_uint8_nhwc) -> (N, D) float32` L2-normalised embeddings. Both runtimes share the
+input path (`to_input`: resize to the model's input size, (x - 127.5) / 128) and the flip convention of
+`facetool.embed` (sum of the face's and its mirror's embeddings, re-normalised), so they give the same
+numbers up to floating-point differences.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from facetool.config.export import Runtime
+from facetool.data.transforms import to_input
+from facetool.device import resolve_device
+from facetool.errors import ModelFileError, UsageError
+from facetool.models import load_embedding_model
+from facetool.models.export import INPUT_NAME, OUTPUT_NAME, onnx_session
+from facetool.models.model_card import card_path, read_card
+
+ONNX_SUFFIX = ".onnx"
+
+
+class Embedder:
+    """Faces in, embeddings out; subclasses give `_forward` (float NCHW on `self.device` -> (n, D) tensor)."""
+
+    image_size: int
+    embedding_dim: int
+    runtime: str
+    device: torch.device = torch.device("cpu")
+
+    def __init__(self, *, flip: bool = False, batch_size: int = 256) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        self.flip = flip
+        self.batch_size = batch_size
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def __call__(self, faces_uint8_nhwc: np.ndarray | torch.Tensor) -> np.ndarray:
+        """(N, H, W, 3) uint8 RGB faces -> (N, D) float32 L2-normalised embeddings."""
+        parts = []
+        with torch.inference_mode():
+            for start in range(0, len(faces_uint8_nhwc), self.batch_size):
+                x = to_input(faces_uint8_nhwc[start : start + self.batch_size], self.device, self.image_size)
+                out = self._forward(x).float()
+                if self.flip:
+                    out = out + self._forward(torch.flip(x, dims=[3])).float()
+                parts.append(F.normalize(out, dim=1).cpu())
+        if not parts:
+            return np.zeros((0, self.embedding_dim), dtype=np.float32)
+        return torch.cat(parts).numpy().astype(np.float32, copy=False)
+
+
+class TorchEmbedder(Embedder):
+    """A torch embedding network in eval mode on `device`."""
+
+    runtime = "torch"
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        image_size: int,
+        embedding_dim: int,
+        device: str | torch.device = "cpu",
+        flip: bool = False,
+        batch_size: int = 256,
+    ) -> None:
+        super().__init__(flip=flip, batch_size=batch_size)
+        self.device = device if isinstance(device, torch.device) else resolve_device(device)
+        self.model = model.to(self.device).eval()
+        self.image_size = image_size
+        self.embedding_dim = embedding_dim
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+
+class OnnxEmbedder(Embedder):
+    """An exported ONNX file run by onnxruntime on the CPU; its card gives the input size."""
+
+    runtime = "onnx"
+
+    def __init__(self, path: Path | str, *, flip: bool = False, batch_size: int = 256) -> None:
+        super().__init__(flip=flip, batch_size=batch_size)
+        self.path = Path(path)
+        self.card = read_card(self.path)
+        self.image_size = int(self.card["backbone"]["image_size"])
+        self.embedding_dim = int(self.card["backbone"]["embedding_dim"])
+        self.session = onnx_session(self.path)
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        inputs = np.ascontiguousarray(x.cpu().numpy(), dtype=np.float32)
+        return torch.from_numpy(self.session.run([OUTPUT_NAME], {INPUT_NAME: inputs})[0])
+
+
+def load_embedder(
+    path: Path | str,
+    *,
+    runtime: Runtime | None = None,
+    device: str | torch.device = "auto",
+    flip: bool = False,
+    batch_size: int = 256,
+) -> tuple[Embedder, dict[str, Any] | None]:
+    """The embedder of a model file and its card (None when it has none).
+
+    `runtime` None follows the file: `.onnx` runs in onnxruntime, anything `load_embedding_model` reads
+    (checkpoint, facenet-pytorch weights, safetensors + card) in torch. `--runtime onnx` needs an .onnx file.
+    """
+    path = Path(path)
+    is_onnx = path.suffix.lower() == ONNX_SUFFIX
+    runtime = runtime or ("onnx" if is_onnx else "torch")
+    if runtime == "onnx":
+        if not is_onnx:
+            raise UsageError(f"{path}: runtime onnx needs an .onnx file (make one with `facetool export`)")
+        if not path.is_file():
+            raise ModelFileError(f"{path}: model file not found")
+        embedder = OnnxEmbedder(path, flip=flip, batch_size=batch_size)
+        return embedder, embedder.card
+    model, info = load_embedding_model(path, "cpu")
+    card = read_card(path) if card_path(path).is_file() else None
+    embedder = TorchEmbedder(
+        model,
+        image_size=info.image_size,
+        embedding_dim=info.embedding_dim,
+        device=device,
+        flip=flip,
+        batch_size=batch_size,
+    )
+    return embedder, card
