@@ -1,4 +1,4 @@
-"""benchmarks/scale.py --smoke generates two replicated caches, prints its table and appends it to the report."""
+"""benchmarks/scale.py --smoke generates a replicated cache, prints its table and appends it to the report."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def test_scale_smoke_prints_and_reports_each_size(shared: Path, tmp_path: Path) 
     assert lines[3].endswith(f": `python {' '.join(argv)}`")
     assert lines[5] == HEADER
     rows = [[c.strip().replace(",", "") for c in line.strip("|").split("|")] for line in lines[7:]]
-    assert [r[0] for r in rows] == ["400", "1200"]
+    assert [r[0] for r in rows] == ["600"]
     for cells in rows:
         faces, _cache_mb, open_s, decoded, rss_stream, rss_pre, first, rate1, rate2, embed = cells
         assert float(open_s) >= 0 and float(decoded) == round(int(faces) * 48 * 48 * 3 / (1 << 30), 2)
