@@ -7,6 +7,8 @@ import os
 import re
 import shutil
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -225,3 +227,46 @@ def test_host_memory_is_read_from_meminfo(tmp_path: Path) -> None:
     assert host_available_bytes(meminfo) is None
     assert host_available_bytes(tmp_path / "absent") is None
     assert host_available_bytes() > 0
+
+
+def test_rounds_prefetched_beyond_the_depth_are_still_fetched_right(cache: Path) -> None:
+    _, streamed = open_both(cache)
+    with streamed, open_cache(cache) as reference:
+        rounds = [np.arange(k, len(streamed), 3) for k in range(3)]
+        for rows in rounds:
+            streamed.prefetch(rows)
+        for rows in rounds:
+            assert torch.equal(streamed.fetch(rows, "cpu"), torch.from_numpy(reference.read_faces(rows)))
+
+
+INTERRUPTED = """
+import sys
+import numpy as np
+from facetool.data.choose import open_face_source
+source, _ = open_face_source(sys.argv[1], mode="stream", workers=2, slot_faces=2)
+source.fetch(np.arange(4), "cpu")
+print(*source.pool.pids, flush=True)
+while True:
+    source.fetch(np.arange(len(source)), "cpu")
+"""
+
+
+def test_ctrl_c_while_streaming_leaves_no_worker(cache: Path) -> None:
+    """A real SIGINT to a process in the middle of reading: it ends with KeyboardInterrupt, and its
+    workers (in their own session, so the signal reaches only the parent) are stopped and reaped."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", INTERRUPTED, str(cache)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    pids = [int(p) for p in proc.stdout.readline().split()]
+    assert len(pids) == 2 and all(alive(pid) for pid in pids)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode != 0 and "KeyboardInterrupt" in err
+    deadline = time.monotonic() + 10
+    while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(alive(pid) for pid in pids)
