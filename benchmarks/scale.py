@@ -12,6 +12,9 @@ For each --sizes N, a cache of N faces is generated in the scratch folder: --bas
   first step s      from opening the source to the end of the first optimizer step (imports not counted)
   img/s 1w, 2w      round assembly: rounds of --people x --images faces streamed with 1 and 2 workers, the
                     next round prefetched while the current one is taken, median of --runs runs of --rounds
+  img per worker CPU-s   the same 1-worker runs per CPU second the worker used: the per-core decode rate,
+                    which a loaded machine does not distort
+  parent CPU ms/1k img   CPU the training process spends per 1000 images (copying slots out, bookkeeping)
   embed RSS MB      peak RSS of walking --embed-faces faces in batches of 256 (`batches`) through the CNN
 The caches are deleted at the end. Prints the table and appends it with machine and command to --report
 (docs/benchmarks.md by default; not for --smoke runs unless --report is given).
@@ -49,7 +52,8 @@ PER_IDENTITY = 40
 SMOKE = {"sizes": [600], "face_size": 48, "base": 80, "steps": 2, "people": 6, "images": 4,
          "rounds": 2, "runs": 1, "embed_faces": 200, "preload_max": 2000}  # fmt: skip
 HEADER = ("faces", "cache MB", "open s", "decoded GiB", "train RSS MB stream", "train RSS MB preload",
-          "first round s stream", "first step s stream", "img/s 1w", "img/s 2w", "embed RSS MB")  # fmt: skip
+          "first round s stream", "first step s stream", "img/s 1w", "img/s 2w",
+          "img per worker CPU-s", "parent CPU ms/1k img", "embed RSS MB")  # fmt: skip
 
 
 def base_cache(lfw: Path, path: Path, count: int, size: int) -> Path:
@@ -189,24 +193,28 @@ def in_child(kind: str, cache: Path, args: argparse.Namespace, mode: str = "stre
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def assembly_rate(cache: Path, workers: int, args: argparse.Namespace) -> float:
-    """Images/s of streamed round assembly with `workers` workers, the next round prefetched meanwhile."""
+def assembly_rate(cache: Path, workers: int, args: argparse.Namespace) -> tuple[float, float, float]:
+    """Streamed round assembly with `workers` workers, the next round prefetched meanwhile: images/s of wall
+    time, images per CPU second of the workers (the per-core decode rate) and parent CPU ms per 1000 images."""
     source, _ = open_face_source(cache, mode="stream", workers=workers)
     with source:
         sampler = PeopleSampler(source.labels, args.people, args.images)
         rng = np.random.default_rng(0)
         source.fetch(sampler.sample(rng), "cpu")
-        rates = []
+        rates, per_cpu, parent = [], [], []
         for _ in range(args.runs):
             rounds = [sampler.sample(rng) for _ in range(args.rounds)]
-            begin = time.perf_counter()
+            images = sum(map(len, rounds))
+            begin, cpu, own = time.perf_counter(), source.pool.worker_cpu_seconds(), time.process_time()
             source.prefetch(rounds[0])
             for k, rows in enumerate(rounds):
                 if k + 1 < len(rounds):
                     source.prefetch(rounds[k + 1])
                 source.fetch(rows, "cpu")
-            rates.append(sum(map(len, rounds)) / (time.perf_counter() - begin))
-    return statistics.median(rates)
+            rates.append(images / (time.perf_counter() - begin))
+            per_cpu.append(images / max(source.pool.worker_cpu_seconds() - cpu, 1e-3))
+            parent.append((time.process_time() - own) * 1e6 / images)
+    return statistics.median(rates), statistics.median(per_cpu), statistics.median(parent)
 
 
 def open_seconds(cache: Path) -> float:
@@ -228,12 +236,13 @@ def measure(args: argparse.Namespace, scratch: Path) -> tuple[str, list[list[str
         decoded = faces * args.face_size**2 * 3
         stream = in_child("train", cache, args)
         preload = in_child("train", cache, args, "preload") if faces <= args.preload_max else None
+        one, per_cpu, parent = assembly_rate(cache, 1, args)
+        two, _, _ = assembly_rate(cache, 2, args)
         rows.append([
             f"{faces:,}", f"{cache.stat().st_size / 1e6:,.0f}", f"{open_seconds(cache):.2f}",
             f"{decoded / (1 << 30):.2f}", f"{stream['rss']:,.0f}",
             "-" if preload is None else f"{preload['rss']:,.0f}", f"{stream['first_round']:.2f}",
-            f"{stream['first_step']:.2f}",
-            f"{assembly_rate(cache, 1, args):,.0f}", f"{assembly_rate(cache, 2, args):,.0f}",
+            f"{stream['first_step']:.2f}", f"{one:,.0f}", f"{two:,.0f}", f"{per_cpu:,.0f}", f"{parent:.0f}",
             f"{in_child('embed', cache, args)['rss']:,.0f}",
         ])  # fmt: skip
         cache.unlink()

@@ -150,6 +150,15 @@ class WorkerPool(Backend):
                 total += int(status.split("VmHWM:")[1].split()[0]) * 1024
         return total
 
+    def worker_cpu_seconds(self) -> float:
+        """CPU time the workers have used so far (user + system, from /proc), for per-core rates."""
+        total = 0
+        for pid in self.pids:
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                fields = Path(f"/proc/{pid}/stat").read_text(encoding="ascii").rsplit(")", 1)[1].split()
+                total += int(fields[11]) + int(fields[12])
+        return total / os.sysconf("SC_CLK_TCK")
+
     def _fail(self, message: str) -> None:
         """Fail every request now and later with one line naming the cache."""
         if str(self.cache_path) not in message:

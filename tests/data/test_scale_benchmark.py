@@ -9,7 +9,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 HEADER = (
     "| faces | cache MB | open s | decoded GiB | train RSS MB stream | train RSS MB preload | "
-    "first round s stream | first step s stream | img/s 1w | img/s 2w | embed RSS MB |"
+    "first round s stream | first step s stream | img/s 1w | img/s 2w | img per worker CPU-s | parent CPU ms/1k img | embed RSS MB |"
 )
 
 
@@ -35,9 +35,9 @@ def test_scale_smoke_prints_and_reports_each_size(shared: Path, tmp_path: Path) 
     rows = [[c.strip().replace(",", "") for c in line.strip("|").split("|")] for line in lines[7:]]
     assert [r[0] for r in rows] == ["600"]
     for cells in rows:
-        faces, _cache_mb, open_s, decoded, rss_stream, rss_pre, first_round, first, rate1, rate2, embed = (
-            cells
-        )
+        faces, _mb, open_s, decoded, rss_stream, rss_pre, first_round, first = cells[:8]
+        rate1, rate2, per_cpu, parent, embed = cells[8:]
         assert float(open_s) >= 0 and float(decoded) == round(int(faces) * 48 * 48 * 3 / (1 << 30), 2)
         assert float(rss_stream) > 0 and float(rss_pre) > 0 and float(embed) > 0
         assert 0 < float(first_round) <= float(first) < 60 and float(rate1) > 0 and float(rate2) > 0
+        assert float(per_cpu) > 0 and float(parent) >= 0
