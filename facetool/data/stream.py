@@ -115,7 +115,7 @@ class WorkerPool(Backend):
         )
         with open(ring_path, "r+b") as handle:
             self._map = mmap.mmap(handle.fileno(), 0)
-        self._ring: torch.Tensor | None = torch.from_numpy(ring_view(self._map, self.spec))
+        self._ring: np.ndarray | None = ring_view(self._map, self.spec)
         self._lock = threading.Lock()
         self._free = list(range(slots))
         self._backlog: collections.deque[tuple[_Request, np.ndarray, np.ndarray]] = collections.deque()
@@ -214,8 +214,7 @@ class WorkerPool(Backend):
                     self._fail(error)
                     return
                 if not request.cancelled and self._ring is not None:
-                    part = self._ring[slot, : len(positions)]
-                    request.out.index_copy_(0, torch.from_numpy(positions), part)
+                    request.out.numpy()[positions] = self._ring[slot, : len(positions)]
                 with self._lock:
                     self._free.append(slot)
                     request.chunks_left -= 1
