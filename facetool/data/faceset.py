@@ -9,7 +9,10 @@ import numpy as np
 import torch
 
 from facetool.cache import open_cache
+from facetool.data.split import drop_small_identities, split_identities
 from facetool.errors import FacetoolError
+
+__all__ = ["FaceSet", "drop_small_identities", "load_faceset", "split_identities"]
 
 
 @dataclass(frozen=True)
@@ -63,27 +66,3 @@ def load_faceset(cache_path: Path | str) -> FaceSet:
     if len(labels) == 0:
         raise FacetoolError(f"{cache_path}: the face cache holds no faces")
     return FaceSet(torch.from_numpy(faces), torch.from_numpy(labels), identities)
-
-
-def drop_small_identities(faceset: FaceSet, min_images: int = 2) -> tuple[FaceSet, int]:
-    """Leave out identities with fewer than `min_images` images (no positive pair); returns the count left out."""
-    counts = faceset.counts()
-    keep = np.flatnonzero(counts >= min_images)
-    dropped = int(np.count_nonzero(counts > 0) - len(keep))
-    return faceset.subset(keep), dropped
-
-
-def split_identities(faceset: FaceSet, fraction: float, seed: int) -> tuple[FaceSet, FaceSet | None]:
-    """Hold out a seeded `fraction` of identities (at least 2 when fraction > 0); (train, validation)."""
-    n = faceset.num_identities
-    n_val = round(n * fraction)
-    if fraction <= 0:
-        return faceset, None
-    n_val = max(2, n_val)
-    if n - n_val < 2:
-        raise FacetoolError(
-            f"validation.fraction {fraction} leaves {n - n_val} training identities out of {n}; "
-            "at least 2 are needed"
-        )
-    order = np.random.default_rng([seed, 0x5A11]).permutation(n)
-    return faceset.subset(np.sort(order[n_val:])), faceset.subset(np.sort(order[:n_val]))
