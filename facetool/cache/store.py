@@ -1,0 +1,289 @@
+"""The consolidated HDF5 file: reading one (images lazily) and writing one whole, atomically."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Protocol
+
+import h5py
+import numpy as np
+
+from facetool import __version__
+from facetool.cache.codec import decode_into
+from facetool.cache.records import (
+    ENCODINGS,
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    TMP_SUFFIX,
+    CacheFormat,
+    FaceColumns,
+    FailureColumns,
+)
+from facetool.errors import CacheError
+from facetool.files import fsync_path
+
+_WRITE_BLOCK = 1024
+
+
+class PayloadSource(Protocol):
+    """Stored payloads of the faces to write, in output order."""
+
+    def sizes(self) -> np.ndarray: ...
+
+    def payloads(self, start: int, stop: int) -> list[np.ndarray]: ...
+
+
+def h5_errors(where: Path | str) -> contextlib.AbstractContextManager:
+    """Turn any HDF5 or decoding failure into a CacheError naming the file."""
+
+    @contextlib.contextmanager
+    def guard() -> Iterator[None]:
+        try:
+            yield
+        except CacheError:
+            raise
+        except (OSError, KeyError, ValueError, TypeError, RuntimeError, UnicodeDecodeError) as exc:
+            raise CacheError(f"{where}: truncated or corrupted face cache ({exc})") from None
+
+    return guard()
+
+
+def _member(parent: h5py.Group, name: str, kind: type = h5py.Dataset) -> Any:
+    """`parent[name]` when it is a `kind` (Group or Dataset); a damaged file can hold anything there."""
+    obj = parent.get(name)
+    if not isinstance(obj, kind):
+        raise CacheError(
+            f"{parent.file.filename}: truncated or corrupted face cache (no {kind.__name__} {name!r})"
+        )
+    return obj
+
+
+class FileStore:
+    """Read access to one consolidated cache file (images are read lazily)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        if not path.exists():
+            raise CacheError(f"{path}: no such face cache")
+        if path.is_dir():
+            raise CacheError(f"{path}: is a directory, not a face cache")
+        try:
+            self.h5 = h5py.File(path, "r", locking=False)
+        except OSError as exc:
+            raise CacheError(f"{path}: not an HDF5 file, or truncated or corrupted ({exc})") from None
+        try:
+            self._load()
+        except BaseException:
+            self.h5.close()
+            raise
+
+    def _load(self) -> None:
+        path = self.path
+        with h5_errors(path):
+            attrs = self.h5.attrs
+            if attrs.get("format") != FORMAT_NAME:
+                raise CacheError(f"{path}: not a facetool face cache (no format={FORMAT_NAME!r} attribute)")
+            version = int(attrs.get("format_version", -1))
+            if version != FORMAT_VERSION:
+                raise CacheError(
+                    f"{path}: face cache format version {version}, this facetool reads version {FORMAT_VERSION}"
+                )
+            self.format = CacheFormat(
+                int(attrs["image_size"]), str(attrs["encoding"]), int(attrs["jpeg_quality"])
+            )
+            if self.format.encoding not in ENCODINGS:
+                raise CacheError(f"{path}: unknown image encoding {self.format.encoding!r}")
+            self.meta = json.loads(attrs["meta"])
+            if not isinstance(self.meta, dict):
+                raise CacheError(f"{path}: the meta attribute is not a JSON object")
+            self.journal_through = int(attrs["journal_through"])
+            g, f = _member(self.h5, "faces", h5py.Group), _member(self.h5, "failures", h5py.Group)
+            names = [str(s) for s in _member(self.h5, "identities").asstr()[:]]
+            labels = _member(g, "label")[:].astype(np.int64)
+            n = len(labels)
+            if n and (labels.min() < 0 or labels.max() >= len(names)):
+                raise CacheError(f"{path}: face labels out of range of the identities")
+            self.faces = FaceColumns(
+                [str(s) for s in _member(g, "path").asstr()[:]],
+                [names[i] for i in labels],
+                _member(g, "size")[:].astype(np.int64),
+                _member(g, "mtime_ns")[:].astype(np.int64),
+                _member(g, "box")[:].astype(np.float32).reshape(-1, 4),
+                _member(g, "score")[:].astype(np.float32),
+                _member(g, "detected")[:].astype(bool),
+            )
+            self.failures = FailureColumns(
+                [str(s) for s in _member(f, "path").asstr()[:]],
+                [str(s) for s in _member(f, "identity").asstr()[:]],
+                [int(v) for v in _member(f, "size")[:]],
+                [int(v) for v in _member(f, "mtime_ns")[:]],
+                [str(s) for s in _member(f, "reason").asstr()[:]],
+            )
+            columns = [len(self.faces.paths), len(self.faces.sizes), len(self.faces.mtimes)]
+            columns += [len(self.faces.boxes), len(self.faces.scores), len(self.faces.detected)]
+            if self.format.encoding == "jpeg":
+                self.offsets = _member(g, "jpeg_offset")[:].astype(np.int64)
+                self.blob = _member(g, "jpeg")
+                ordered = (
+                    len(self.offsets) == n + 1 and self.offsets[0] == 0 and (np.diff(self.offsets) > 0).all()
+                )
+                if not ordered or self.offsets[-1] != self.blob.shape[0]:
+                    raise CacheError(f"{path}: JPEG offsets do not match the stored bytes")
+            else:
+                self.images = _member(g, "image")
+                s = self.format.image_size
+                if self.images.shape != (n, s, s, 3):
+                    raise CacheError(
+                        f"{path}: image array has shape {self.images.shape}, expected {(n, s, s, 3)}"
+                    )
+            if any(c != n for c in columns):
+                raise CacheError(f"{path}: face columns have different lengths")
+            fail = self.failures
+            if (
+                len(
+                    {
+                        len(fail.paths),
+                        len(fail.identities),
+                        len(fail.sizes),
+                        len(fail.mtimes),
+                        len(fail.reasons),
+                    }
+                )
+                > 1
+            ):
+                raise CacheError(f"{path}: failure columns have different lengths")
+
+    def payloads(self, idx: np.ndarray) -> list[np.ndarray]:
+        """Stored payloads of the given face indices (JPEG bytes or raw arrays)."""
+        if len(idx) == 0:
+            return []
+        with h5_errors(self.path):
+            if self.format.encoding == "jpeg":
+                return self._jpeg_payloads(idx)
+            lo, hi = int(idx.min()), int(idx.max()) + 1
+            if hi - lo <= 2 * len(idx):
+                block = self.images[lo:hi]
+                return [block[i - lo] for i in idx]
+            return [self.images[int(i)] for i in idx]
+
+    def payload_sizes(self, idx: np.ndarray) -> np.ndarray:
+        if self.format.encoding == "raw":
+            return np.full(len(idx), self.format.image_size**2 * 3, np.int64)
+        return self.offsets[idx + 1] - self.offsets[idx]
+
+    def _jpeg_payloads(self, idx: np.ndarray) -> list[np.ndarray]:
+        lo, hi = int(idx.min()), int(idx.max()) + 1
+        start, stop = self.offsets[lo], self.offsets[hi]
+        needed = int((self.offsets[idx + 1] - self.offsets[idx]).sum())
+        if stop - start <= 4 * needed + (1 << 20):
+            span = self.blob[start:stop]
+            return [span[self.offsets[i] - start : self.offsets[i + 1] - start] for i in idx]
+        return [self.blob[self.offsets[i] : self.offsets[i + 1]] for i in idx]
+
+    def read_faces(self, idx: np.ndarray | None, out: np.ndarray) -> None:
+        """Decode the faces at `idx` (all when None) into `out`; whole reads go through one blob read."""
+        with h5_errors(self.path):
+            if self.format.encoding == "raw":
+                if idx is None:
+                    if len(out):
+                        self.images.read_direct(out)
+                else:
+                    for k, face in enumerate(self.payloads(idx)):
+                        out[k] = face
+                return
+            if idx is None:
+                blob = self.blob[:] if self.blob.shape[0] else np.zeros(0, np.uint8)
+                payloads = [blob[self.offsets[i] : self.offsets[i + 1]] for i in range(len(out))]
+            else:
+                payloads = self._jpeg_payloads(idx) if len(idx) else []
+        decode_into(payloads, out, str(self.path))
+
+    def close(self) -> None:
+        self.h5.close()
+
+
+def write_file(
+    path: Path,
+    fmt: CacheFormat,
+    meta: dict[str, Any],
+    journal_through: int,
+    faces: FaceColumns,
+    failures: FailureColumns,
+    selection: PayloadSource | None,
+) -> None:
+    """Write a complete cache to a temporary file beside `path`, fsync it and move it over `path`.
+
+    `faces` must be sorted by path; `selection` gives their stored payloads in the same order.
+    Identities are sorted by name and labels assigned here, so equal content gives an equal file.
+    """
+    tmp = path.with_name(path.name + TMP_SUFFIX)
+    names = sorted(set(faces.identities))
+    index = {name: i for i, name in enumerate(names)}
+    labels = np.array([index[n] for n in faces.identities], np.int64)
+    n, s = len(faces.paths), fmt.image_size
+    strings = h5py.string_dtype("utf-8")
+    try:
+        with h5py.File(tmp, "w", locking=False) as h5:
+            h5.attrs.update(
+                {
+                    "format": FORMAT_NAME,
+                    "format_version": FORMAT_VERSION,
+                    "image_size": s,
+                    "encoding": fmt.encoding,
+                    "jpeg_quality": fmt.jpeg_quality,
+                    "meta": json.dumps(meta, sort_keys=True),
+                    "journal_through": journal_through,
+                    "facetool_version": __version__,
+                }
+            )
+            h5.create_dataset("identities", data=np.array(names, dtype=object), dtype=strings)
+            g = h5.create_group("faces")
+            g.create_dataset("path", data=np.array(faces.paths, dtype=object), dtype=strings)
+            g.create_dataset("label", data=labels)
+            g.create_dataset("size", data=faces.sizes)
+            g.create_dataset("mtime_ns", data=faces.mtimes)
+            g.create_dataset("box", data=faces.boxes.reshape(-1, 4))
+            g.create_dataset("score", data=faces.scores)
+            g.create_dataset("detected", data=faces.detected)
+            _write_images(g, fmt, n, selection)
+            f = h5.create_group("failures")
+            f.create_dataset("path", data=np.array(failures.paths, dtype=object), dtype=strings)
+            f.create_dataset("identity", data=np.array(failures.identities, dtype=object), dtype=strings)
+            f.create_dataset("size", data=np.array(failures.sizes, np.int64))
+            f.create_dataset("mtime_ns", data=np.array(failures.mtimes, np.int64))
+            f.create_dataset("reason", data=np.array(failures.reasons, dtype=object), dtype=strings)
+        fsync_path(tmp)
+        os.replace(tmp, path)
+        fsync_path(path.parent)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise CacheError(f"{path}: cannot write the face cache ({exc})") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _write_images(g: h5py.Group, fmt: CacheFormat, n: int, selection: PayloadSource | None) -> None:
+    """Copy the payloads block by block, so memory stays bounded by one block."""
+    s = fmt.image_size
+    if fmt.encoding == "raw":
+        dset = g.create_dataset("image", shape=(n, s, s, 3), dtype=np.uint8)
+    else:
+        sizes = selection.sizes() if selection is not None else np.zeros(0, np.int64)
+        offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        g.create_dataset("jpeg_offset", data=offsets)
+        dset = g.create_dataset("jpeg", shape=(int(offsets[-1]),), dtype=np.uint8)
+    for start in range(0, n, _WRITE_BLOCK):
+        stop = min(n, start + _WRITE_BLOCK)
+        block = selection.payloads(start, stop)  # type: ignore[union-attr]
+        if fmt.encoding == "raw":
+            dset[start:stop] = np.stack(block)
+            continue
+        data = np.concatenate([np.asarray(p, np.uint8).reshape(-1) for p in block])
+        if len(data) != offsets[stop] - offsets[start]:
+            raise CacheError(f"{g.file.filename}: stored image sizes changed while copying")
+        dset[offsets[start] : offsets[stop]] = data
