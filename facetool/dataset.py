@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from facetool.cache import CacheWriter, FaceCache, Failure, lock_path, open_cache, write_selection
+from facetool.cache import FaceCache, Failure, open_cache, write_selection
 from facetool.config.dataset import FilterSettings
 from facetool.errors import UsageError
 
@@ -210,12 +210,6 @@ def read_pairs_images(path: str | os.PathLike[str]) -> set[str]:
     return set(read_pairs(path).images)
 
 
-def _refuse_input(out: Path, inputs: list[Path]) -> None:
-    for path in inputs:
-        if out.resolve() == path.resolve() or (out.exists() and path.exists() and out.samefile(path)):
-            raise UsageError(f"{out}: refusing to overwrite the input cache {path}")
-
-
 def filter_cache(
     source: str | os.PathLike[str], out: str | os.PathLike[str], settings: FilterSettings
 ) -> FilterReport:
@@ -225,35 +219,11 @@ def filter_cache(
     to carry somewhere, say).
     """
     source, out = Path(source), Path(out)
-    _refuse_input(out, [source])
     with open_cache(source) as cache:
         kept, failures, report = select_faces(cache, settings)
         meta = {**cache.meta, "filtered_from": str(source), "filter": settings.model_dump(mode="json")}
-        if settings.jpeg_quality is None:
-            write_selection(out, [(cache, kept, failures)], meta)
-        else:
-            _write_reencoded(cache, out, kept, failures, meta, settings.jpeg_quality)
+        write_selection(out, [(cache, kept, failures)], meta, jpeg_quality=settings.jpeg_quality)
     return report
-
-
-def _write_reencoded(
-    cache: FaceCache, out: Path, kept: list[int], failures: list[Failure], meta: dict[str, Any], quality: int
-) -> None:
-    """Decode and re-encode the kept faces into a fresh file beside `out`, then move it into place."""
-    if not out.parent.is_dir():
-        raise UsageError(f"{out}: directory {out.parent} does not exist")
-    tmp = out.with_name(out.name + ".partial")
-    for leftover in (tmp, lock_path(tmp)):
-        leftover.unlink(missing_ok=True)
-    with CacheWriter(tmp, cache.image_size, "jpeg", meta, jpeg_quality=quality) as writer:
-        for n, i in enumerate(kept, start=1):
-            writer.add(cache.record(i))
-            if n % 1024 == 0:
-                writer.commit()
-        for failure in failures:
-            writer.add(failure)
-    os.replace(tmp, out)
-    lock_path(tmp).unlink(missing_ok=True)
 
 
 @dataclass
@@ -278,7 +248,6 @@ def merge_caches(
     paths, out = [Path(s) for s in sources], Path(out)
     if not paths:
         raise UsageError("merge needs at least one input cache")
-    _refuse_input(out, paths)
     report = MergeReport(inputs=[str(p) for p in paths])
     caches: list[FaceCache] = []
     try:

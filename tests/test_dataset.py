@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import io
 import json
+import pickle
 import re
 import statistics
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -14,7 +17,7 @@ import pytest
 from cache_helpers import lfw_files, make_items, write_cache
 from rich.console import Console
 
-from facetool.cache import FaceRecord, Failure, open_cache
+from facetool.cache import CacheWriter, FaceRecord, Failure, open_cache
 from facetool.cli.dataset import render_stats
 from facetool.config.dataset import FilterSettings
 from facetool.dataset import dataset_stats, filter_cache, merge_caches, pairs_identities
@@ -292,3 +295,77 @@ def test_merge_refuses_other_formats(tmp_path: Path, cache_path: Path, items) ->
 def test_pairs_identities_of_every_lfw_pairs_format(shared: Path, name: str) -> None:
     path = shared / "lfw" / name
     assert pairs_identities(path) == names_in_pairs_file(path)
+
+
+FILTER_VARIANTS = {"copy": (), "reencode": ("--jpeg-quality", "80")}
+
+
+def _leftover_journal(path: Path, items) -> None:
+    """A cache at `path` whose writer was killed after a commit: its last segment is still in the journal."""
+    code = (
+        "import os, pickle, sys\n"
+        "from facetool.cache import CacheWriter\n"
+        "items = pickle.load(open(sys.argv[2], 'rb'))\n"
+        f"w = CacheWriter(sys.argv[1], image_size={SIZE})\n"
+        "for item in items: w.add(item)\n"
+        "w.commit()\n"
+        "os._exit(0)\n"
+    )
+    blob = path.with_name("items.pickle")
+    blob.write_bytes(pickle.dumps(items))
+    subprocess.run([sys.executable, "-c", code, str(path), str(blob)], check=True)
+
+
+@pytest.mark.parametrize("variant", sorted(FILTER_VARIANTS))
+def test_filter_ignores_a_leftover_journal_of_the_output(
+    variant: str, tmp_path: Path, cache_path: Path, items, facetool_cli
+) -> None:
+    out = tmp_path / "out.h5"
+    stranger = [
+        FaceRecord(f"Stranger/Stranger_{k:04d}.jpg", "Stranger", 1, 1, i.face, None, float("nan"), False)
+        for k, i in enumerate(x for x in items if isinstance(x, FaceRecord))
+    ][:3]
+    _leftover_journal(out, stranger)
+    assert any(Path(f"{out}.journal").iterdir())
+    result = facetool_cli(
+        "dataset", "filter", cache_path, "-o", out, "--min-images", "1", *FILTER_VARIANTS[variant]
+    )
+    assert result.returncode == 0, result.stderr
+    with open_cache(out) as kept, open_cache(cache_path) as source:
+        assert kept.paths == source.paths
+        assert "Stranger" not in kept.identities
+    assert not Path(f"{out}.journal").exists()
+
+
+@pytest.mark.parametrize("variant", sorted(FILTER_VARIANTS))
+def test_filter_refuses_an_output_a_writer_holds(
+    variant: str, tmp_path: Path, cache_path: Path, items, facetool_cli
+) -> None:
+
+    out = tmp_path / "busy.h5"
+    write_cache(out, [i for i in items if isinstance(i, FaceRecord)][:2], SIZE)
+    before = out.read_bytes()
+    with CacheWriter(out, image_size=SIZE):
+        result = facetool_cli("dataset", "filter", cache_path, "-o", out, *FILTER_VARIANTS[variant])
+        assert result.returncode == 1
+        assert re.fullmatch(rf"error: {re.escape(str(out))}: another process is writing.*\n", result.stderr)
+        assert out.read_bytes() == before
+
+
+@pytest.mark.parametrize("variant", sorted(FILTER_VARIANTS))
+def test_filter_output_that_is_a_folder_or_the_input(
+    variant: str, tmp_path: Path, cache_path: Path, facetool_cli
+) -> None:
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    result = facetool_cli("dataset", "filter", cache_path, "-o", folder, *FILTER_VARIANTS[variant])
+    assert result.returncode == 2, result.stderr
+    assert re.fullmatch(rf"error: {re.escape(str(folder))}: is a folder.*\n", result.stderr), result.stderr
+    assert list(folder.iterdir()) == [] and sorted(p.name for p in tmp_path.iterdir()) == ["folder"]
+    alias = tmp_path / "alias.h5"
+    alias.symlink_to(cache_path)
+    before = cache_path.read_bytes()
+    result = facetool_cli("dataset", "filter", alias, "-o", cache_path, *FILTER_VARIANTS[variant])
+    assert result.returncode == 2 and "refusing to overwrite an input cache" in result.stderr, result.stderr
+    assert result.stderr.count("\n") == 1
+    assert cache_path.read_bytes() == before

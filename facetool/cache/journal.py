@@ -170,6 +170,12 @@ def read_journal(path: Path, after: int, fmt: CacheFormat) -> list[Segment]:
     return segments
 
 
+def last_segment(path: Path) -> int:
+    """The highest segment number in the journal of the cache at `path` (0 when there is none)."""
+    found = _segment_files(journal_dir(path), 0)
+    return found[-1][0] if found else 0
+
+
 def clear_journal(path: Path, through: int) -> None:
     """Delete segments already folded into the file, temp files, and the directory once empty."""
     directory = journal_dir(path)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
@@ -18,13 +17,12 @@ from facetool.cache.records import (
     ENCODINGS,
     FORMAT_NAME,
     FORMAT_VERSION,
-    TMP_SUFFIX,
     CacheFormat,
     FaceColumns,
     FailureColumns,
 )
 from facetool.errors import CacheError
-from facetool.files import fsync_path
+from facetool.files import atomic_output
 
 _WRITE_BLOCK = 1024
 
@@ -62,6 +60,22 @@ def _member(parent: h5py.Group, name: str, kind: type = h5py.Dataset) -> Any:
     return obj
 
 
+def _refuse_foreign_storage(group: h5py.Group, path: Path) -> None:
+    """Refuse external and soft links, external and virtual datasets: a cache holds its own bytes only."""
+    for name in group:
+        link = group.get(name, getlink=True)
+        if isinstance(link, h5py.ExternalLink):
+            raise CacheError(f"{path}: {group.name}/{name} is an external link; refusing the face cache")
+        if isinstance(link, h5py.SoftLink):
+            raise CacheError(f"{path}: {group.name}/{name} is a soft link; refusing the face cache")
+        obj = group[name]
+        if isinstance(obj, h5py.Group):
+            _refuse_foreign_storage(obj, path)
+        elif isinstance(obj, h5py.Dataset) and (obj.external or obj.is_virtual):
+            kind = "external storage" if obj.external else "a virtual dataset"
+            raise CacheError(f"{path}: {obj.name} uses {kind}; refusing the face cache")
+
+
 class FileStore:
     """Read access to one consolidated cache file (images are read lazily)."""
 
@@ -84,6 +98,7 @@ class FileStore:
     def _load(self) -> None:
         path = self.path
         with h5_errors(path):
+            _refuse_foreign_storage(self.h5, path)
             attrs = self.h5.attrs
             if attrs.get("format") != FORMAT_NAME:
                 raise CacheError(f"{path}: not a facetool face cache (no format={FORMAT_NAME!r} attribute)")
@@ -220,14 +235,13 @@ def write_file(
     `faces` must be sorted by path; `selection` gives their stored payloads in the same order.
     Identities are sorted by name and labels assigned here, so equal content gives an equal file.
     """
-    tmp = path.with_name(path.name + TMP_SUFFIX)
     names = sorted(set(faces.identities))
     index = {name: i for i, name in enumerate(names)}
     labels = np.array([index[n] for n in faces.identities], np.int64)
     n, s = len(faces.paths), fmt.image_size
     strings = h5py.string_dtype("utf-8")
     try:
-        with h5py.File(tmp, "w", locking=False) as h5:
+        with atomic_output(path, make_parent=False) as tmp, h5py.File(tmp, "w", locking=False) as h5:
             h5.attrs.update(
                 {
                     "format": FORMAT_NAME,
@@ -256,15 +270,10 @@ def write_file(
             f.create_dataset("size", data=np.array(failures.sizes, np.int64))
             f.create_dataset("mtime_ns", data=np.array(failures.mtimes, np.int64))
             f.create_dataset("reason", data=np.array(failures.reasons, dtype=object), dtype=strings)
-        fsync_path(tmp)
-        os.replace(tmp, path)
-        fsync_path(path.parent)
+    except IsADirectoryError:
+        raise CacheError(f"{path}: is a folder; name a cache file to write") from None
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise CacheError(f"{path}: cannot write the face cache ({exc})") from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+        raise CacheError(f"{path}: cannot write the face cache ({exc.strerror or exc})") from None
 
 
 def _write_images(g: h5py.Group, fmt: CacheFormat, n: int, selection: PayloadSource | None) -> None:

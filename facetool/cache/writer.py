@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import time
@@ -103,7 +104,8 @@ class CacheWriter:
             raise
 
     def _open_or_create(self) -> None:
-        self.path.with_name(self.path.name + TMP_SUFFIX).unlink(missing_ok=True)
+        for stale in self.path.parent.glob(f".{glob.escape(self.path.name)}.*{TMP_SUFFIX}"):
+            stale.unlink(missing_ok=True)  # an interrupted consolidation's; we hold the lock
         if not self.path.exists():
             clear_journal(self.path, 1 << 62)  # a journal without its cache file is an orphan
             write_file(self.path, self.format, self._meta or {}, 0, FaceColumns(), FailureColumns(), None)
