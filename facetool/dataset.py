@@ -13,6 +13,7 @@ import numpy as np
 from facetool.cache import FaceCache, Failure, open_cache, write_selection
 from facetool.config.dataset import FilterSettings
 from facetool.errors import UsageError
+from facetool.identities import normalize_identity
 
 
 @dataclass(frozen=True)
@@ -109,7 +110,7 @@ def read_identity_list(path: str | os.PathLike[str]) -> set[str]:
         if "/" in name or "\t" in name:
             raise UsageError(f"{path}:{number}: {name!r} is not an identity name")
         if name:
-            names.add(name)
+            names.add(normalize_identity(name))
     return names
 
 
@@ -119,11 +120,11 @@ def pairs_identities(path: str | os.PathLike[str], fold: int | None = None) -> s
 
     pairs = read_pairs(path)
     if fold is None:
-        return {image.split("/", 1)[0] for image in pairs.images}
+        return {normalize_identity(image.split("/", 1)[0]) for image in pairs.images}
     if pairs.n_folds is None or not 1 <= fold <= pairs.n_folds:
         have = "has no folds" if pairs.n_folds is None else f"has folds 1 to {pairs.n_folds}"
         raise UsageError(f"{path}: fold {fold} asked for, but the file {have}")
-    return pairs.identities(fold - 1)
+    return {normalize_identity(name) for name in pairs.identities(fold - 1)}
 
 
 @dataclass
@@ -156,7 +157,7 @@ def select_faces(cache: FaceCache, settings: FilterSettings) -> tuple[list[int],
     if settings.max_images is not None and settings.max_images < settings.min_images:
         raise UsageError(f"--max-images {settings.max_images} is below --min-images {settings.min_images}")
     report = FilterReport()
-    names = [cache.identities[i] for i in cache.labels]
+    names = [normalize_identity(cache.identities[i]) for i in cache.labels]
     counts = Counter(names)
     alive = set(counts)
     if settings.include:
@@ -198,7 +199,7 @@ def select_faces(cache: FaceCache, settings: FilterSettings) -> tuple[list[int],
         report.kept_for_pairs = len(extra)
         kept = sorted(chosen | set(extra))
         alive |= {names[i] for i in extra}
-    failures = [f for f in cache.failures if f.identity in alive]
+    failures = [f for f in cache.failures if normalize_identity(f.identity) in alive]
     report.kept_identities, report.kept_images, report.kept_failures = len(alive), len(kept), len(failures)
     return kept, failures, report
 

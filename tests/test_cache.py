@@ -406,3 +406,23 @@ def test_ctrl_c_consolidates_the_commits_and_drops_the_rest(tmp_path: Path, lfw_
     assert len(items) == total
     with open_cache(path) as cache:
         assert cache.paths == sorted(i.path for i in items[:-2])
+
+
+def test_consolidation_copies_a_bounded_multiple_of_the_final_size(tmp_path: Path, items) -> None:
+    """Many small commits: the file is rewritten only when the journal reaches half of it, so the bytes of all
+    the versions written add up to a few times the final file (a rewrite per commit would be quadratic)."""
+    path = tmp_path / "faces.h5"
+    faces = [i for i in items if isinstance(i, FaceRecord)]
+    many = [dataclasses.replace(f, path=f"{k}/{f.path}") for k in range(6) for f in faces]
+    written, last = 0, None
+    with CacheWriter(path, image_size=SIZE, consolidate_bytes=0) as writer:
+        for item in many:
+            writer.add(item)
+            writer.commit()
+            st = path.stat()
+            if (st.st_ino, st.st_mtime_ns) != last:
+                written, last = written + st.st_size, (st.st_ino, st.st_mtime_ns)
+    final = path.stat().st_size
+    with open_cache(path) as cache:
+        assert len(cache) == len(many)
+    assert final < written + final <= 5 * final, (written, final)

@@ -20,6 +20,7 @@ from facetool.cache.records import (
     CacheFormat,
     FaceRecord,
     Failure,
+    Removal,
     journal_dir,
     lock_path,
 )
@@ -34,6 +35,7 @@ __all__ = [
     "FaceCache",
     "FaceRecord",
     "Failure",
+    "Removal",
     "journal_dir",
     "lock_path",
     "open_cache",

@@ -22,6 +22,7 @@ from facetool.cache.records import (
     FaceRecord,
     Failure,
     FailureColumns,
+    Removal,
     journal_dir,
 )
 from facetool.errors import CacheError
@@ -37,10 +38,11 @@ class Segment:
 
     seq: int
     fmt: CacheFormat
-    kinds: list[str]  # "face" or "failure" per entry, in add order
+    kinds: list[str]  # "face", "failure" or "removed" per entry, in add order
     faces: FaceColumns
     payloads: list[np.ndarray]
     failures: FailureColumns
+    removed: list[str]  # paths of the "removed" entries, in order
 
 
 def _segment_name(seq: int) -> str:
@@ -58,7 +60,9 @@ def write_segment(directory: Path, seq: int, fmt: CacheFormat, entries: Sequence
     }
     blobs: list[bytes] = []
     for entry, payload in entries:
-        if isinstance(entry, Failure):
+        if isinstance(entry, Removal):
+            item = {"kind": "removed", "path": entry.path}
+        elif isinstance(entry, Failure):
             item = {"kind": "failure", "path": entry.path, "identity": entry.identity, "size": entry.size}
             item |= {"mtime_ns": entry.mtime_ns, "reason": entry.reason}
         else:
@@ -101,9 +105,12 @@ def _read_segment(path: Path) -> Segment:
         fmt = CacheFormat(int(header["image_size"]), str(header["encoding"]), int(header["jpeg_quality"]))
         s = fmt.image_size
         pos = 16 + head_len
-        kinds, records, payloads, failures = [], [], [], []
+        kinds, records, payloads, failures, removed = [], [], [], [], []
         for item in header["entries"]:
             kinds.append(item["kind"])
+            if item["kind"] == "removed":
+                removed.append(str(item["path"]))
+                continue
             if item["kind"] == "failure":
                 failures.append(
                     Failure(item["path"], item["identity"], item["size"], item["mtime_ns"], item["reason"])
@@ -135,6 +142,7 @@ def _read_segment(path: Path) -> Segment:
         FaceColumns.from_records(records),
         payloads,
         FailureColumns.from_items(failures),
+        removed,
     )
 
 

@@ -37,10 +37,13 @@ def merge_journal(base: FileStore, segments: Sequence[Segment]) -> Merged:
     winner |= {f.path: ("failure", i) for i, f in enumerate(failures)}
     face_i = nbase
     for seg in segments:
-        fi, xi = 0, 0
+        fi, xi, ri = 0, 0, 0
         seg_failures = seg.failures.items()
         for kind in seg.kinds:
-            if kind == "face":
+            if kind == "removed":
+                winner.pop(seg.removed[ri], None)
+                ri += 1
+            elif kind == "face":
                 winner[seg.faces.paths[fi]] = ("face", face_i)
                 fi += 1
                 face_i += 1

@@ -89,6 +89,13 @@ class FaceCache:
         keys = {(p, int(s), int(m)) for p, s, m in zip(self.paths, self.sizes, self.mtimes_ns, strict=True)}
         return keys | {(f.path, int(f.size), int(f.mtime_ns)) for f in self.failures}
 
+    def entries(self) -> dict[str, tuple[int, int, bool]]:
+        """path -> (size, mtime_ns, is a face) of every face and failure."""
+        found = {
+            p: (int(s), int(m), True) for p, s, m in zip(self.paths, self.sizes, self.mtimes_ns, strict=True)
+        }
+        return found | {f.path: (int(f.size), int(f.mtime_ns), False) for f in self.failures}
+
     def record(self, i: int) -> FaceRecord:
         """The full record of face `i` (decodes its image)."""
         box = None if np.isnan(self.boxes[i]).any() else tuple(float(v) for v in self.boxes[i])

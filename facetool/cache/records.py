@@ -42,6 +42,13 @@ class Failure:
 
 
 @dataclass(frozen=True)
+class Removal:
+    """The entry (face or failure) of `path` leaves the cache: its image was deleted, moved or changed."""
+
+    path: str
+
+
+@dataclass(frozen=True)
 class CacheFormat:
     """What two caches must share to be appended to or merged with each other."""
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import glob
 import json
 import os
-import time
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +25,13 @@ from facetool.cache.records import (
     FaceRecord,
     Failure,
     FailureColumns,
+    Removal,
     journal_dir,
 )
 from facetool.cache.store import FileStore, write_file
 from facetool.config.dataset import CACHE_DEFAULTS
 from facetool.errors import CacheError, UsageError
+from facetool.identities import normalize_identity
 
 
 def _consolidate(path: Path, meta: dict[str, Any] | None) -> tuple[CacheFormat, int, int]:
@@ -60,7 +62,8 @@ class CacheWriter:
     """Adds face records and failures to a cache; `commit()` makes the added ones durable.
 
     Each commit writes one journal segment; the journal is folded into the HDF5 file when it has grown
-    as big as the file (at least `consolidate_bytes`), after `consolidate_seconds`, and at close.
+    to `consolidate_fraction` of the file (and at least `consolidate_bytes`), and at close: never on a timer,
+    so the bytes copied over a whole run stay within a small multiple of the final size.
     Appending to an existing cache requires the same image size, encoding and JPEG quality. `meta`
     (detector and settings, JSON-serialisable) replaces the stored one at consolidation; None keeps it.
     Leaving the `with` block by an exception drops records added since the last commit.
@@ -75,7 +78,7 @@ class CacheWriter:
         *,
         jpeg_quality: int = CACHE_DEFAULTS.jpeg_quality,
         consolidate_bytes: int = CACHE_DEFAULTS.consolidate_bytes,
-        consolidate_seconds: float = CACHE_DEFAULTS.consolidate_seconds,
+        consolidate_fraction: float = CACHE_DEFAULTS.consolidate_fraction,
     ) -> None:
         if encoding not in ENCODINGS:
             raise UsageError(f"cache encoding {encoding!r}: expected one of {', '.join(ENCODINGS)}")
@@ -92,7 +95,7 @@ class CacheWriter:
         self.format = CacheFormat(int(image_size), encoding, int(jpeg_quality) if encoding == "jpeg" else 0)
         self._meta = meta
         self._consolidate_bytes = consolidate_bytes
-        self._consolidate_seconds = consolidate_seconds
+        self._consolidate_fraction = consolidate_fraction
         self._pending: list[tuple[FaceRecord | Failure, np.ndarray | None]] = []
         if not self.path.parent.is_dir():
             raise CacheError(f"{self.path}: directory {self.path.parent} does not exist")
@@ -120,19 +123,31 @@ class CacheWriter:
             )
         _, self._through, self._file_bytes = _consolidate(self.path, self._meta)
         with open_cache(self.path) as cache:
-            self._keys = cache.resume_keys()
+            self._entries = cache.entries()
         self._journal_bytes = 0
-        self._last_consolidation = time.monotonic()
         self._closed = False
 
     def known_keys(self) -> set[tuple[str, int, int]]:
         """(path, size, mtime_ns) of everything in the cache or added to this writer, faces and failures."""
-        return set(self._keys)
+        return {(path, size, mtime) for path, (size, mtime, _) in self._entries.items()}
+
+    def known_entries(self) -> dict[str, tuple[int, int, bool]]:
+        """path -> (size, mtime_ns, is a face) of everything in the cache or added to this writer."""
+        return dict(self._entries)
+
+    def remove(self, path: str) -> None:
+        """Queue the removal of the face or failure of `path`; durable at the next commit."""
+        if self._closed:
+            raise CacheError(f"{self.path}: the writer is closed")
+        self._pending.append((Removal(path), None))
+        self._entries.pop(path, None)
 
     def add(self, item: FaceRecord | Failure) -> None:
         """Queue a face record or a failure; it becomes durable at the next commit."""
         if self._closed:
             raise CacheError(f"{self.path}: the writer is closed")
+        if isinstance(item, (FaceRecord, Failure)):
+            item = dataclasses.replace(item, identity=normalize_identity(item.identity))
         if isinstance(item, Failure):
             self._pending.append((item, None))
         elif isinstance(item, FaceRecord):
@@ -145,7 +160,7 @@ class CacheWriter:
             self._pending.append((item, encode_face(face, self.format)))
         else:
             raise TypeError(f"expected FaceRecord or Failure, got {type(item).__name__}")
-        self._keys.add((item.path, int(item.size), int(item.mtime_ns)))
+        self._entries[item.path] = (int(item.size), int(item.mtime_ns), isinstance(item, FaceRecord))
 
     def commit(self) -> None:
         """Make every record added so far durable; consolidate when the journal has grown enough."""
@@ -160,16 +175,14 @@ class CacheWriter:
             self._through += 1
             self._journal_bytes += write_segment(directory, self._through, self.format, self._pending)
             self._pending = []
-        grown = self._journal_bytes >= max(self._consolidate_bytes, self._file_bytes)
-        stale = time.monotonic() - self._last_consolidation >= self._consolidate_seconds
-        if self._journal_bytes and (grown or stale):
+        due = max(self._consolidate_bytes, self._consolidate_fraction * self._file_bytes)
+        if self._journal_bytes and self._journal_bytes >= due:
             self.consolidate()
 
     def consolidate(self) -> None:
         """Fold the journal into the HDF5 file now (atomic replace)."""
         _, self._through, self._file_bytes = _consolidate(self.path, self._meta)
         self._journal_bytes = 0
-        self._last_consolidation = time.monotonic()
 
     def close(self, *, commit: bool = True) -> None:
         """Commit (unless told not to), consolidate and release the lock."""
