@@ -54,7 +54,8 @@ def _per_identity(counts: Counter[str]) -> dict[str, Any]:
 
 def cache_stats(cache: FaceCache) -> DatasetStats:
     """Statistics of an opened face cache."""
-    counts = Counter(cache.identities[i] for i in cache.labels)
+    per_label = np.bincount(cache.labels, minlength=len(cache.identities))
+    counts = Counter(dict(zip(cache.identities, per_label.tolist(), strict=True)))
     detected = int(cache.detected.sum())
     attempted = len(cache) + len(cache.failures)
     return DatasetStats(

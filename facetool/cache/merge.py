@@ -27,9 +27,9 @@ class Merged:
 def merge_journal(base: FileStore, segments: Sequence[Segment]) -> Merged:
     """Overlay journal segments on the file; for each path the entry added last wins."""
     if not segments:
-        n = len(base.faces.paths)
+        n = len(base.faces)
         return Merged(base.faces, np.zeros(n, np.int8), np.arange(n), base.failures, [], [])
-    nbase = len(base.faces.paths)
+    nbase = len(base.faces)
     faces = FaceColumns.concat([base.faces, *(s.faces for s in segments)])
     failures = [*base.failures.items()]
     payloads = [p for s in segments for p in s.payloads]
@@ -59,4 +59,4 @@ def merge_journal(base: FileStore, segments: Sequence[Segment]) -> Merged:
     source = (keep_idx >= nbase).astype(np.int8)
     index = np.where(source == 1, keep_idx - nbase, keep_idx)
     kept = FailureColumns.from_items(kept_failures)
-    return Merged(faces.take(keep_idx), source, index, kept, payloads, [s.seq for s in segments])
+    return Merged(faces.take(keep_idx).compact(), source, index, kept, payloads, [s.seq for s in segments])

@@ -18,7 +18,15 @@ from facetool.errors import CacheError
 
 
 class FaceCache:
-    """A face cache opened for reading: metadata in memory, images decoded on demand."""
+    """A face cache opened for reading: metadata in numpy arrays, paths and images read on demand.
+
+    Cheap without decoding anything: `labels` (int64 per face), `identities` (sorted names), `image_size`,
+    `sizes`, `boxes`, `scores`, `detected`, `len()`. `paths` reads the path strings on first use.
+    `read_faces(indices)` decodes the faces of the given rows in the order given; faces of one identity are
+    adjacent (rows are sorted by path, which starts with the identity folder), so a batch of a few identities
+    is a few contiguous reads. Open a cache in each worker process, or let a forked worker use an inherited
+    one: it reopens the same file under its own handle on first read.
+    """
 
     def __init__(self, path: Path, base: FileStore, merged: Merged) -> None:
         self.path = path
@@ -26,10 +34,9 @@ class FaceCache:
         self._merged = merged
         self._format = base.format
         self.meta: dict[str, Any] = base.meta
-        self.identities: list[str] = sorted(set(merged.faces.identities))
-        index = {name: i for i, name in enumerate(self.identities)}
-        self.labels: np.ndarray = np.array([index[n] for n in merged.faces.identities], np.int64)
-        self.paths: list[str] = merged.faces.paths
+        self._faces = merged.faces.compact()
+        self.identities: list[str] = self._faces.names
+        self.labels: np.ndarray = self._faces.labels
         self.sizes: np.ndarray = merged.faces.sizes
         self.mtimes_ns: np.ndarray = merged.faces.mtimes
         self.boxes: np.ndarray = merged.faces.boxes
@@ -53,8 +60,13 @@ class FaceCache:
     def format(self) -> CacheFormat:
         return self._format
 
+    @property
+    def paths(self) -> list[str]:
+        """Image path of every face, sorted; read from the file on first use (a million strings cost)."""
+        return self._faces.paths
+
     def __len__(self) -> int:
-        return len(self.paths)
+        return len(self.labels)
 
     @property
     def journal_segments(self) -> list[int]:
@@ -68,8 +80,7 @@ class FaceCache:
 
     def face_columns(self, idx: np.ndarray | None = None) -> FaceColumns:
         """The metadata of faces `idx` (all when None) as columns, for writing them elsewhere."""
-        faces = self._merged.faces
-        return faces if idx is None else faces.take(idx)
+        return self._faces if idx is None else self._faces.take(idx)
 
     def failure_columns(self) -> FailureColumns:
         """The failures as columns, for writing them elsewhere."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -78,46 +78,106 @@ def lock_path(path: str | os.PathLike[str]) -> Path:
     return path.with_name(path.name + ".lock")
 
 
-@dataclass
 class FaceColumns:
-    """Metadata of face records, one entry per record, in columns."""
+    """Metadata of face records in numpy columns; identities as `labels` into the sorted `names`.
 
-    paths: list[str] = field(default_factory=list)
-    identities: list[str] = field(default_factory=list)
-    sizes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    mtimes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
-    scores: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
-    detected: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+    Paths are the one column that costs a Python string per face, so a file's are read only when asked
+    (`load_paths`); labels, sizes, boxes and scores are plain arrays.
+    """
 
-    def take(self, idx: np.ndarray) -> FaceColumns:
+    def __init__(
+        self,
+        names: Sequence[str] = (),
+        labels: np.ndarray | None = None,
+        sizes: np.ndarray | None = None,
+        mtimes: np.ndarray | None = None,
+        boxes: np.ndarray | None = None,
+        scores: np.ndarray | None = None,
+        detected: np.ndarray | None = None,
+        *,
+        paths: list[str] | None = None,
+        load_paths: Callable[[], list[str]] | None = None,
+    ) -> None:
+        self.names = list(names)
+        self.labels = np.zeros(0, np.int64) if labels is None else np.asarray(labels, np.int64)
+        n = len(self.labels)
+        self.sizes = np.zeros(n, np.int64) if sizes is None else np.asarray(sizes, np.int64)
+        self.mtimes = np.zeros(n, np.int64) if mtimes is None else np.asarray(mtimes, np.int64)
+        self.boxes = (
+            np.zeros((n, 4), np.float32) if boxes is None else np.asarray(boxes, np.float32).reshape(-1, 4)
+        )
+        self.scores = np.zeros(n, np.float32) if scores is None else np.asarray(scores, np.float32)
+        self.detected = np.zeros(n, bool) if detected is None else np.asarray(detected, bool)
+        self._paths = paths
+        self._load_paths = load_paths
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def paths(self) -> list[str]:
+        """The image paths, read from the file the first time they are asked for."""
+        if self._paths is None:
+            self._paths = self._load_paths() if self._load_paths is not None else []
+        return self._paths
+
+    @property
+    def identities(self) -> list[str]:
+        """The identity name of every face (a Python list: for small tables and checks only)."""
+        return [self.names[i] for i in self.labels]
+
+    def compact(self) -> FaceColumns:
+        """The same faces with only the identity names in use, still sorted, labels renumbered."""
+        used = np.unique(self.labels)
+        if len(used) == len(self.names):
+            return self
+        out = self.take(np.arange(len(self)), keep_paths_lazy=True)
+        out.names = [self.names[i] for i in used]
+        out.labels = np.searchsorted(used, self.labels).astype(np.int64)
+        return out
+
+    def take(self, idx: np.ndarray, *, keep_paths_lazy: bool = False) -> FaceColumns:
+        """Rows `idx`, in that order."""
+        if keep_paths_lazy and self._paths is None:
+            paths, load = None, self._load_paths
+        else:
+            paths, load = [self.paths[i] for i in idx], None
         return FaceColumns(
-            [self.paths[i] for i in idx],
-            [self.identities[i] for i in idx],
+            self.names,
+            self.labels[idx],
             self.sizes[idx],
             self.mtimes[idx],
             self.boxes[idx],
             self.scores[idx],
             self.detected[idx],
+            paths=paths,
+            load_paths=load,
         )
 
     @staticmethod
     def concat(parts: Sequence[FaceColumns]) -> FaceColumns:
+        """Rows of every part in turn; identity names merged and labels mapped onto them."""
+        names = sorted(set().union(*(part.names for part in parts)))
+        position = {name: i for i, name in enumerate(names)}
+        labels = [np.array([position[n] for n in part.names], np.int64)[part.labels] for part in parts]
         return FaceColumns(
-            [p for part in parts for p in part.paths],
-            [p for part in parts for p in part.identities],
-            np.concatenate([part.sizes for part in parts]).astype(np.int64),
-            np.concatenate([part.mtimes for part in parts]).astype(np.int64),
-            np.concatenate([part.boxes for part in parts]).astype(np.float32).reshape(-1, 4),
-            np.concatenate([part.scores for part in parts]).astype(np.float32),
-            np.concatenate([part.detected for part in parts]).astype(bool),
+            names,
+            np.concatenate([np.zeros(0, np.int64), *labels]),
+            np.concatenate([part.sizes for part in parts]),
+            np.concatenate([part.mtimes for part in parts]),
+            np.concatenate([part.boxes for part in parts]).reshape(-1, 4),
+            np.concatenate([part.scores for part in parts]),
+            np.concatenate([part.detected for part in parts]),
+            paths=[p for part in parts for p in part.paths],
         )
 
     @staticmethod
     def from_records(records: Sequence[FaceRecord]) -> FaceColumns:
+        names = sorted({r.identity for r in records})
+        position = {name: i for i, name in enumerate(names)}
         return FaceColumns(
-            [r.path for r in records],
-            [r.identity for r in records],
+            names,
+            np.array([position[r.identity] for r in records], np.int64),
             np.array([r.size for r in records], np.int64),
             np.array([r.mtime_ns for r in records], np.int64),
             np.array([r.box if r.box is not None else (math.nan,) * 4 for r in records], np.float32).reshape(
@@ -125,6 +185,7 @@ class FaceColumns:
             ),
             np.array([r.score for r in records], np.float32),
             np.array([r.detected for r in records], bool),
+            paths=[r.path for r in records],
         )
 
 

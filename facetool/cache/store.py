@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
@@ -25,6 +27,14 @@ from facetool.errors import CacheError
 from facetool.files import atomic_output
 
 _WRITE_BLOCK = 1024
+_GAP_BYTES = 1 << 16  # faces closer than this are read in one span, skipping the bytes between
+
+
+def _runs(ranked: np.ndarray, starts: np.ndarray, ends: np.ndarray, gap: int) -> list[tuple[int, int]]:
+    """Cut sorted face indices into [lo, hi) runs: a new run starts where the gap before a face exceeds `gap`."""
+    cuts = np.flatnonzero(starts[1:] - ends[:-1] > gap) + 1
+    bounds = [0, *cuts.tolist(), len(ranked)]
+    return list(itertools.pairwise(bounds))
 
 
 class PayloadSource(Protocol):
@@ -89,6 +99,9 @@ class FileStore:
             self.h5 = h5py.File(path, "r", locking=False)
         except OSError as exc:
             raise CacheError(f"{path}: not an HDF5 file, or truncated or corrupted ({exc})") from None
+        self._pid = os.getpid()
+        st = os.stat(self.h5.id.get_vfd_handle())
+        self._inode = (st.st_dev, st.st_ino)
         try:
             self._load()
         except BaseException:
@@ -118,18 +131,22 @@ class FileStore:
             self.journal_through = int(attrs["journal_through"])
             g, f = _member(self.h5, "faces", h5py.Group), _member(self.h5, "failures", h5py.Group)
             names = [str(s) for s in _member(self.h5, "identities").asstr()[:]]
+            if names != sorted(set(names)):
+                raise CacheError(f"{path}: identity names are not sorted and unique")
             labels = _member(g, "label")[:].astype(np.int64)
             n = len(labels)
             if n and (labels.min() < 0 or labels.max() >= len(names)):
                 raise CacheError(f"{path}: face labels out of range of the identities")
+            path_column = _member(g, "path")
             self.faces = FaceColumns(
-                [str(s) for s in _member(g, "path").asstr()[:]],
-                [names[i] for i in labels],
+                names,
+                labels,
                 _member(g, "size")[:].astype(np.int64),
                 _member(g, "mtime_ns")[:].astype(np.int64),
                 _member(g, "box")[:].astype(np.float32).reshape(-1, 4),
                 _member(g, "score")[:].astype(np.float32),
                 _member(g, "detected")[:].astype(bool),
+                load_paths=lambda: self._read_strings(path_column.name),
             )
             self.failures = FailureColumns(
                 [str(s) for s in _member(f, "path").asstr()[:]],
@@ -138,23 +155,21 @@ class FileStore:
                 [int(v) for v in _member(f, "mtime_ns")[:]],
                 [str(s) for s in _member(f, "reason").asstr()[:]],
             )
-            columns = [len(self.faces.paths), len(self.faces.sizes), len(self.faces.mtimes)]
+            columns = [path_column.shape[0], len(self.faces.sizes), len(self.faces.mtimes)]
             columns += [len(self.faces.boxes), len(self.faces.scores), len(self.faces.detected)]
             if self.format.encoding == "jpeg":
                 self.offsets = _member(g, "jpeg_offset")[:].astype(np.int64)
-                self.blob = _member(g, "jpeg")
+                blob = _member(g, "jpeg")
                 ordered = (
                     len(self.offsets) == n + 1 and self.offsets[0] == 0 and (np.diff(self.offsets) > 0).all()
                 )
-                if not ordered or self.offsets[-1] != self.blob.shape[0]:
+                if not ordered or self.offsets[-1] != blob.shape[0]:
                     raise CacheError(f"{path}: JPEG offsets do not match the stored bytes")
             else:
-                self.images = _member(g, "image")
+                images = _member(g, "image")
                 s = self.format.image_size
-                if self.images.shape != (n, s, s, 3):
-                    raise CacheError(
-                        f"{path}: image array has shape {self.images.shape}, expected {(n, s, s, 3)}"
-                    )
+                if images.shape != (n, s, s, 3):
+                    raise CacheError(f"{path}: image array has shape {images.shape}, expected {(n, s, s, 3)}")
             if any(c != n for c in columns):
                 raise CacheError(f"{path}: face columns have different lengths")
             fail = self.failures
@@ -172,32 +187,71 @@ class FileStore:
             ):
                 raise CacheError(f"{path}: failure columns have different lengths")
 
+    def file(self) -> h5py.File:
+        """The open HDF5 file, valid in this process: a forked worker gets its own handle on the same file
+        (an HDF5 handle must not be shared across fork), even when a writer replaced the path since."""
+        if self._pid != os.getpid():
+            fd = self.h5.id.get_vfd_handle()
+            for candidate in (f"/proc/self/fd/{fd}", str(self.path)):
+                with contextlib.suppress(OSError):
+                    st = os.stat(candidate)
+                    if (st.st_dev, st.st_ino) == self._inode:
+                        self.h5 = h5py.File(candidate, "r", locking=False)
+                        self._pid = os.getpid()
+                        return self.h5
+            raise CacheError(
+                f"{self.path}: replaced since it was opened; open the cache again in this process"
+            )
+        return self.h5
+
+    @property
+    def blob(self) -> h5py.Dataset:
+        return self.file()["faces/jpeg"]
+
+    @property
+    def images(self) -> h5py.Dataset:
+        return self.file()["faces/image"]
+
+    def _read_strings(self, name: str) -> list[str]:
+        """A string column of the file, e.g. the face paths, read when first needed."""
+        with h5_errors(self.path):
+            return [str(s) for s in _member(self.file(), name).asstr()[:]]
+
     def payloads(self, idx: np.ndarray) -> list[np.ndarray]:
-        """Stored payloads of the given face indices (JPEG bytes or raw arrays)."""
+        """Stored payloads of the given face indices (JPEG bytes or raw arrays), in the order given.
+
+        The indices are sorted and cut into runs whose bytes lie close together; each run is one read.
+        """
         if len(idx) == 0:
             return []
+        idx = np.asarray(idx, np.int64)
+        order = np.argsort(idx, kind="stable")
+        ranked = idx[order]
+        out: list[Any] = [None] * len(idx)
         with h5_errors(self.path):
-            if self.format.encoding == "jpeg":
-                return self._jpeg_payloads(idx)
-            lo, hi = int(idx.min()), int(idx.max()) + 1
-            if hi - lo <= 2 * len(idx):
-                block = self.images[lo:hi]
-                return [block[i - lo] for i in idx]
-            return [self.images[int(i)] for i in idx]
+            for lo, hi in _runs(ranked, self._starts(ranked), self._starts(ranked + 1), _GAP_BYTES):
+                rows = ranked[lo:hi]
+                if self.format.encoding == "jpeg":
+                    base = int(self.offsets[rows[0]])
+                    span = self.blob[base : int(self.offsets[rows[-1] + 1])]
+                    parts = [span[self.offsets[i] - base : self.offsets[i + 1] - base] for i in rows]
+                else:
+                    block = self.images[int(rows[0]) : int(rows[-1]) + 1]
+                    parts = [block[i - rows[0]] for i in rows]
+                for k, part in zip(order[lo:hi], parts, strict=True):
+                    out[k] = part
+        return out
+
+    def _starts(self, idx: np.ndarray) -> np.ndarray:
+        """Byte position where face `idx` starts in its dataset (idx may be one past the last)."""
+        if self.format.encoding == "jpeg":
+            return self.offsets[idx]
+        return idx * (self.format.image_size**2 * 3)
 
     def payload_sizes(self, idx: np.ndarray) -> np.ndarray:
         if self.format.encoding == "raw":
             return np.full(len(idx), self.format.image_size**2 * 3, np.int64)
         return self.offsets[idx + 1] - self.offsets[idx]
-
-    def _jpeg_payloads(self, idx: np.ndarray) -> list[np.ndarray]:
-        lo, hi = int(idx.min()), int(idx.max()) + 1
-        start, stop = self.offsets[lo], self.offsets[hi]
-        needed = int((self.offsets[idx + 1] - self.offsets[idx]).sum())
-        if stop - start <= 4 * needed + (1 << 20):
-            span = self.blob[start:stop]
-            return [span[self.offsets[i] - start : self.offsets[i + 1] - start] for i in idx]
-        return [self.blob[self.offsets[i] : self.offsets[i + 1]] for i in idx]
 
     def read_faces(self, idx: np.ndarray | None, out: np.ndarray) -> None:
         """Decode the faces at `idx` (all when None) into `out`; whole reads go through one blob read."""
@@ -214,7 +268,7 @@ class FileStore:
                 blob = self.blob[:] if self.blob.shape[0] else np.zeros(0, np.uint8)
                 payloads = [blob[self.offsets[i] : self.offsets[i + 1]] for i in range(len(out))]
             else:
-                payloads = self._jpeg_payloads(idx) if len(idx) else []
+                payloads = self.payloads(idx)
         decode_into(payloads, out, str(self.path))
 
     def close(self) -> None:
@@ -235,10 +289,9 @@ def write_file(
     `faces` must be sorted by path; `selection` gives their stored payloads in the same order.
     Identities are sorted by name and labels assigned here, so equal content gives an equal file.
     """
-    names = sorted(set(faces.identities))
-    index = {name: i for i, name in enumerate(names)}
-    labels = np.array([index[n] for n in faces.identities], np.int64)
-    n, s = len(faces.paths), fmt.image_size
+    faces = faces.compact()
+    names, labels = faces.names, faces.labels
+    n, s = len(faces), fmt.image_size
     strings = h5py.string_dtype("utf-8")
     try:
         with atomic_output(path, make_parent=False) as tmp, h5py.File(tmp, "w", locking=False) as h5:

@@ -61,7 +61,7 @@ def render_summary(summary: DetectSummary, console: Console) -> None:
         ("already in cache", summary.skipped),
         ("removed (no longer in the folder)", len(summary.removed)),
         ("changed since (redone)", summary.changed),
-        ("earlier failures retried", summary.retried),
+        ("retried (failed on an earlier run)", summary.retried),
         ("processed now", summary.processed),
         ("faces found", summary.faces),
         ("fallbacks (whole image)", summary.fallbacks),
