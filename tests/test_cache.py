@@ -426,3 +426,37 @@ def test_consolidation_copies_a_bounded_multiple_of_the_final_size(tmp_path: Pat
     with open_cache(path) as cache:
         assert len(cache) == len(many)
     assert final < written + final <= 5 * final, (written, final)
+
+
+def _read_in_child(cache, rows, queue) -> None:
+    queue.put(cache.read_faces(rows))
+
+
+def test_read_faces_in_the_order_given_and_in_forked_workers(tmp_path: Path, items) -> None:
+    """Rows come back in the order asked (repeats included), also from workers that inherited the open cache,
+    even after a writer replaced the file: they read the file they were given, not whatever the path is now."""
+    import multiprocessing as mp
+
+    path = tmp_path / "faces.h5"
+    write_cache(path, items, SIZE)
+    with open_cache(path) as cache:
+        n = len(cache)
+        rows = [n - 1, 0, 5, 5, 3, n // 2, 1]
+        singles = np.stack([cache.read_faces([r])[0] for r in rows])
+        np.testing.assert_array_equal(cache.read_faces(rows), singles)
+        np.testing.assert_array_equal(cache.read_faces(np.arange(n))[rows], singles)
+        with CacheWriter(path, image_size=SIZE, meta={"replaced": True}):
+            pass  # a new meta rewrites the file: a new inode under the same path
+        assert open_cache(path).meta == {"replaced": True}
+        context = mp.get_context("fork")
+        queue = context.Queue()
+        workers = [context.Process(target=_read_in_child, args=(cache, rows, queue)) for _ in range(2)]
+        for worker in workers:
+            worker.start()
+        results = [queue.get(timeout=60) for _ in workers]
+        for worker in workers:
+            worker.join(timeout=60)
+            assert worker.exitcode == 0
+        for result in results:
+            np.testing.assert_array_equal(result, singles)
+        np.testing.assert_array_equal(cache.read_faces(rows), singles)

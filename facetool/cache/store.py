@@ -191,18 +191,24 @@ class FileStore:
         """The open HDF5 file, valid in this process: a forked worker gets its own handle on the same file
         (an HDF5 handle must not be shared across fork), even when a writer replaced the path since."""
         if self._pid != os.getpid():
-            fd = self.h5.id.get_vfd_handle()
-            for candidate in (f"/proc/self/fd/{fd}", str(self.path)):
-                with contextlib.suppress(OSError):
-                    st = os.stat(candidate)
-                    if (st.st_dev, st.st_ino) == self._inode:
-                        self.h5 = h5py.File(candidate, "r", locking=False)
-                        self._pid = os.getpid()
-                        return self.h5
-            raise CacheError(
-                f"{self.path}: replaced since it was opened; open the cache again in this process"
-            )
+            self.h5 = self._reopen()
+            self._pid = os.getpid()
         return self.h5
+
+    def _reopen(self) -> h5py.File:
+        with contextlib.suppress(OSError):
+            st = os.stat(self.path)
+            if (st.st_dev, st.st_ino) == self._inode:
+                return h5py.File(self.path, "r", locking=False)
+        try:  # replaced meanwhile: the inherited descriptor still names the file; open it afresh
+            handle = open(f"/proc/self/fd/{self.h5.id.get_vfd_handle()}", "rb")  # noqa: SIM115
+            st = os.fstat(handle.fileno())
+            if (st.st_dev, st.st_ino) == self._inode:
+                return h5py.File(handle, "r", locking=False)
+            handle.close()
+        except OSError:
+            pass
+        raise CacheError(f"{self.path}: replaced since it was opened; open the cache again in this process")
 
     @property
     def blob(self) -> h5py.Dataset:
