@@ -6,9 +6,11 @@ import io
 import json
 import pickle
 import re
+import signal
 import statistics
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -18,6 +20,9 @@ from cache_helpers import lfw_files, make_items, write_cache
 from rich.console import Console
 
 from facetool.cache import CacheWriter, FaceRecord, Failure, open_cache
+from facetool.cache.copy import Selection
+from facetool.cache.records import FaceColumns, FailureColumns
+from facetool.cache.store import write_file
 from facetool.cli.dataset import render_stats
 from facetool.config.dataset import FilterSettings
 from facetool.dataset import dataset_stats, filter_cache, merge_caches, pairs_identities
@@ -369,3 +374,41 @@ def test_filter_output_that_is_a_folder_or_the_input(
     assert result.returncode == 2 and "refusing to overwrite an input cache" in result.stderr, result.stderr
     assert result.stderr.count("\n") == 1
     assert cache_path.read_bytes() == before
+
+
+def test_ctrl_c_during_filter_leaves_the_previous_output(tmp_path: Path, cache_path: Path, items) -> None:
+    """SIGINT while `filter` writes: no temporary file stays, the output it was replacing is untouched."""
+    big = tmp_path / "big.h5"
+    with open_cache(cache_path) as src:
+        n = 60_000
+        rows = np.arange(n)
+        names = [f"p{k:05d}" for k in range(n // 20)]
+        faces = FaceColumns(
+            names,
+            rows // 20,
+            np.ones(n, np.int64),
+            np.ones(n, np.int64),
+            np.full((n, 4), np.nan, np.float32),
+            np.full(n, np.nan, np.float32),
+            np.zeros(n, bool),
+            paths=[f"p{r // 20:05d}/{r:06d}.jpg" for r in rows],
+        )
+        selection = Selection([src], np.zeros(n, np.int64), rows % len(src))
+        write_file(big, src.format, {}, 0, faces, FailureColumns(), selection)
+    out = tmp_path / "out.h5"
+    write_cache(out, [i for i in items if isinstance(i, FaceRecord)][:3], SIZE)
+    before = out.read_bytes()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "facetool", "dataset", "filter", big, "-o", out, "--min-images", "1"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".out.h5.*.tmp")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode != 0, "the filter finished before the signal: make the input bigger"
+    assert "Traceback" not in err
+    assert out.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith((".out", "out"))) == ["out.h5"]
