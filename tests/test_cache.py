@@ -460,3 +460,12 @@ def test_read_faces_in_the_order_given_and_in_forked_workers(tmp_path: Path, ite
         for result in results:
             np.testing.assert_array_equal(result, singles)
         np.testing.assert_array_equal(cache.read_faces(rows), singles)
+
+
+def test_paths_are_read_on_demand_also_after_close(tmp_path: Path, items) -> None:
+    path = tmp_path / "faces.h5"
+    write_cache(path, items, SIZE)
+    with open_cache(path) as cache:
+        labels, names = cache.labels.copy(), list(cache.identities)
+    assert cache.paths == sorted(faces_of(items))
+    assert [names[i] for i in labels] == [faces_of(items)[p].identity for p in cache.paths]

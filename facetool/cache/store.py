@@ -146,7 +146,7 @@ class FileStore:
                 _member(g, "box")[:].astype(np.float32).reshape(-1, 4),
                 _member(g, "score")[:].astype(np.float32),
                 _member(g, "detected")[:].astype(bool),
-                load_paths=lambda: self._read_strings(path_column.name),
+                load_paths=lambda: self._read_strings("faces/path"),
             )
             self.failures = FailureColumns(
                 [str(s) for s in _member(f, "path").asstr()[:]],
@@ -219,9 +219,12 @@ class FileStore:
         return self.file()["faces/image"]
 
     def _read_strings(self, name: str) -> list[str]:
-        """A string column of the file, e.g. the face paths, read when first needed."""
+        """A string column of the file, e.g. the face paths, read when first needed (also after close)."""
         with h5_errors(self.path):
-            return [str(s) for s in _member(self.file(), name).asstr()[:]]
+            if self.h5:
+                return [str(s) for s in _member(self.file(), name).asstr()[:]]
+            with self._reopen() as h5:
+                return [str(s) for s in _member(h5, name).asstr()[:]]
 
     def payloads(self, idx: np.ndarray) -> list[np.ndarray]:
         """Stored payloads of the given face indices (JPEG bytes or raw arrays), in the order given.
