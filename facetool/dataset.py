@@ -10,9 +10,10 @@ from typing import Any
 
 import numpy as np
 
-from facetool.cache import CacheWriter, FaceCache, Failure, lock_path, open_cache, write_selection
+from facetool.cache import FaceCache, Failure, open_cache, write_selection
 from facetool.config.dataset import FilterSettings
 from facetool.errors import UsageError
+from facetool.identities import normalize_identity
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,8 @@ def _per_identity(counts: Counter[str]) -> dict[str, Any]:
 
 def cache_stats(cache: FaceCache) -> DatasetStats:
     """Statistics of an opened face cache."""
-    counts = Counter(cache.identities[i] for i in cache.labels)
+    per_label = np.bincount(cache.labels, minlength=len(cache.identities))
+    counts = Counter(dict(zip(cache.identities, per_label.tolist(), strict=True)))
     detected = int(cache.detected.sum())
     attempted = len(cache) + len(cache.failures)
     return DatasetStats(
@@ -109,7 +111,7 @@ def read_identity_list(path: str | os.PathLike[str]) -> set[str]:
         if "/" in name or "\t" in name:
             raise UsageError(f"{path}:{number}: {name!r} is not an identity name")
         if name:
-            names.add(name)
+            names.add(normalize_identity(name))
     return names
 
 
@@ -119,11 +121,11 @@ def pairs_identities(path: str | os.PathLike[str], fold: int | None = None) -> s
 
     pairs = read_pairs(path)
     if fold is None:
-        return {image.split("/", 1)[0] for image in pairs.images}
+        return {normalize_identity(image.split("/", 1)[0]) for image in pairs.images}
     if pairs.n_folds is None or not 1 <= fold <= pairs.n_folds:
         have = "has no folds" if pairs.n_folds is None else f"has folds 1 to {pairs.n_folds}"
         raise UsageError(f"{path}: fold {fold} asked for, but the file {have}")
-    return pairs.identities(fold - 1)
+    return {normalize_identity(name) for name in pairs.identities(fold - 1)}
 
 
 @dataclass
@@ -156,7 +158,7 @@ def select_faces(cache: FaceCache, settings: FilterSettings) -> tuple[list[int],
     if settings.max_images is not None and settings.max_images < settings.min_images:
         raise UsageError(f"--max-images {settings.max_images} is below --min-images {settings.min_images}")
     report = FilterReport()
-    names = [cache.identities[i] for i in cache.labels]
+    names = [normalize_identity(cache.identities[i]) for i in cache.labels]
     counts = Counter(names)
     alive = set(counts)
     if settings.include:
@@ -198,7 +200,7 @@ def select_faces(cache: FaceCache, settings: FilterSettings) -> tuple[list[int],
         report.kept_for_pairs = len(extra)
         kept = sorted(chosen | set(extra))
         alive |= {names[i] for i in extra}
-    failures = [f for f in cache.failures if f.identity in alive]
+    failures = [f for f in cache.failures if normalize_identity(f.identity) in alive]
     report.kept_identities, report.kept_images, report.kept_failures = len(alive), len(kept), len(failures)
     return kept, failures, report
 
@@ -210,12 +212,6 @@ def read_pairs_images(path: str | os.PathLike[str]) -> set[str]:
     return set(read_pairs(path).images)
 
 
-def _refuse_input(out: Path, inputs: list[Path]) -> None:
-    for path in inputs:
-        if out.resolve() == path.resolve() or (out.exists() and path.exists() and out.samefile(path)):
-            raise UsageError(f"{out}: refusing to overwrite the input cache {path}")
-
-
 def filter_cache(
     source: str | os.PathLike[str], out: str | os.PathLike[str], settings: FilterSettings
 ) -> FilterReport:
@@ -225,35 +221,11 @@ def filter_cache(
     to carry somewhere, say).
     """
     source, out = Path(source), Path(out)
-    _refuse_input(out, [source])
     with open_cache(source) as cache:
         kept, failures, report = select_faces(cache, settings)
         meta = {**cache.meta, "filtered_from": str(source), "filter": settings.model_dump(mode="json")}
-        if settings.jpeg_quality is None:
-            write_selection(out, [(cache, kept, failures)], meta)
-        else:
-            _write_reencoded(cache, out, kept, failures, meta, settings.jpeg_quality)
+        write_selection(out, [(cache, kept, failures)], meta, jpeg_quality=settings.jpeg_quality)
     return report
-
-
-def _write_reencoded(
-    cache: FaceCache, out: Path, kept: list[int], failures: list[Failure], meta: dict[str, Any], quality: int
-) -> None:
-    """Decode and re-encode the kept faces into a fresh file beside `out`, then move it into place."""
-    if not out.parent.is_dir():
-        raise UsageError(f"{out}: directory {out.parent} does not exist")
-    tmp = out.with_name(out.name + ".partial")
-    for leftover in (tmp, lock_path(tmp)):
-        leftover.unlink(missing_ok=True)
-    with CacheWriter(tmp, cache.image_size, "jpeg", meta, jpeg_quality=quality) as writer:
-        for n, i in enumerate(kept, start=1):
-            writer.add(cache.record(i))
-            if n % 1024 == 0:
-                writer.commit()
-        for failure in failures:
-            writer.add(failure)
-    os.replace(tmp, out)
-    lock_path(tmp).unlink(missing_ok=True)
 
 
 @dataclass
@@ -278,7 +250,6 @@ def merge_caches(
     paths, out = [Path(s) for s in sources], Path(out)
     if not paths:
         raise UsageError("merge needs at least one input cache")
-    _refuse_input(out, paths)
     report = MergeReport(inputs=[str(p) for p in paths])
     caches: list[FaceCache] = []
     try:

