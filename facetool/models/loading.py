@@ -13,7 +13,7 @@ from torch import nn
 from facetool.errors import FacetoolError, ModelFileError
 from facetool.models.backbone import build_backbone
 from facetool.models.inception import NATIVE_DIM, load_facenet_weights, read_state_dict
-from facetool.train.checkpoint import load_checkpoint
+from facetool.models.checkpoint import load_checkpoint
 
 CHECKPOINT = "facetool-checkpoint"
 FACENET_WEIGHTS = "facenet-pytorch"

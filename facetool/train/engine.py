@@ -19,6 +19,7 @@ from facetool.config.train import EngineConfig, TrainConfig
 from facetool.data.augment import prepare
 from facetool.device import autocast
 from facetool.losses import triplet_loss
+from facetool.train.graph import FAST_STEPS
 
 FUSABLE = frozenset({"adam", "adamw", "sgd"})
 
@@ -123,7 +124,7 @@ class Engine:
         out = []
         with torch.no_grad(), autocast(self.device, self.dtype):
             for chunk in x.split(self.embed_batch_size):
-                out.append(F.normalize(self.model(self._layout(chunk)).float(), dim=1))
+                out.append(F.normalize(self.model(self.layout(chunk)).float(), dim=1))
         return torch.cat(out)
 
     def embed(self, faces: torch.Tensor) -> torch.Tensor:
@@ -134,7 +135,8 @@ class Engine:
         ]
         return torch.cat(parts)
 
-    def _layout(self, x: torch.Tensor) -> torch.Tensor:
+    def layout(self, x: torch.Tensor) -> torch.Tensor:
+        """`x` in the memory layout the model runs in (channels_last when planned)."""
         return x.contiguous(memory_format=torch.channels_last) if self.plan.channels_last else x
 
     def loss(self, model: nn.Module, x: torch.Tensor, *, cache: bool = True) -> torch.Tensor:
@@ -180,7 +182,7 @@ class Engine:
         self.model.train()
         self.optimizer.zero_grad(set_to_none=set_to_none)
         saved = self.save_buffers()
-        loss = self.loss(self.train_model, self._layout(x))
+        loss = self.loss(self.train_model, self.layout(x))
         flag = self.update(loss, force_skip=force_skip)
         self.restore_buffers(saved, flag)
         return loss.detach(), flag
@@ -210,8 +212,6 @@ class Engine:
         if self.plan.compile == "none":
             return self.eager_step(x)
         if self._fast is None:
-            from facetool.train.graph import FAST_STEPS
-
             self._fast = FAST_STEPS[self.plan.compile](self)
             self._fast_batch = self.batch_size or x.shape[0]
         if x.shape[0] != self._fast_batch:

@@ -29,7 +29,7 @@ from facetool.errors import ConfigError, FacetoolError
 from facetool.files import atomic_write, atomic_write_text, make_dir, remove_stale_temp_files
 from facetool.miners import get_miner
 from facetool.models import build_backbone
-from facetool.train.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
+from facetool.models.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
 from facetool.train.distributed import (
     Ranks,
     all_reduce_min,

@@ -22,7 +22,7 @@ import torch
 from cache_helpers import write_people_cache
 
 from facetool.config.train import TrainConfig
-from facetool.train.checkpoint import load_checkpoint
+from facetool.models.checkpoint import load_checkpoint
 from facetool.train.loop import NonFiniteError, train
 
 SIZE = 48

@@ -11,7 +11,7 @@ import torch
 
 from facetool.config.train import TrainConfig
 from facetool.miners import Miner
-from facetool.train.checkpoint import load_checkpoint
+from facetool.models.checkpoint import load_checkpoint
 from facetool.train.loop import Trainer, train
 from facetool.train.progress import TrainProgress
 
