@@ -19,7 +19,9 @@ from facetool.config.train import EngineConfig, TrainConfig
 from facetool.data.augment import prepare
 from facetool.device import autocast
 from facetool.losses import triplet_loss
+from facetool.models import build_backbone
 from facetool.train.graph import FAST_STEPS
+from facetool.train.schedule import make_scheduler
 
 FUSABLE = frozenset({"adam", "adamw", "sgd"})
 
@@ -217,3 +219,50 @@ class Engine:
         if x.shape[0] != self._fast_batch:
             return self.eager_step(x, set_to_none=False)
         return self._fast(x)
+
+
+STEP_NAMES = {
+    "none": "eager steps",
+    "reduce-overhead": "torch.compile'd steps",
+    "cuda-graph": "CUDA-graph steps",
+}
+
+
+def engine_from_config(
+    config: TrainConfig, device: torch.device, dtype: torch.dtype, world_size: int = 1
+) -> tuple[Engine, torch.optim.lr_scheduler.LambdaLR]:
+    """The run's engine (backbone, optimizer, execution plan, DDP wrapper) and its LR scheduler.
+
+    The backbone's initial weights come from torch's global generator, seeded with `config.seed` here.
+    """
+    torch.manual_seed(config.seed)
+    model = build_backbone(
+        config.backbone,
+        embedding_dim=config.embedding_dim,
+        dropout=config.dropout_prob,
+        pretrained=config.pretrained,
+        image_size=config.image_size,
+    ).to(device)
+    plan = plan_engine(config.engine, device, config.optimizer, world_size)
+    optimizer = OPTIMIZERS[config.optimizer](model.parameters(), config, plan.fused)
+    scheduler = make_scheduler(optimizer, config)
+    train_model = None
+    if world_size > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [device.index] if device.type == "cuda" else None
+        train_model = DistributedDataParallel(model, device_ids=ids)
+    engine = Engine(
+        model,
+        optimizer,
+        device,
+        dtype,
+        config.alpha,
+        config.image_size,
+        config.embed_batch_size,
+        plan=plan,
+        train_model=train_model,
+        guard_buffers=config.on_nonfinite == "skip",
+        batch_size=config.batch_size,
+    )
+    return engine, scheduler

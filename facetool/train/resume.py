@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from facetool.config.base import _set_dotted, format_validation_error, load_config
 from facetool.config.train import TrainConfig
 from facetool.errors import ConfigError, FacetoolError
+from facetool.models import available_backbones
 from facetool.models.checkpoint import load_checkpoint
 
 
@@ -66,6 +67,13 @@ def load_train_config(
         except ConfigError as exc:
             raise ConfigError(f"{resume} (its stored config): {exc}") from None
     try:
-        return TrainConfig.model_validate(data)
+        config = TrainConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, f"{resume} (its stored config)")) from None
+    installed = available_backbones()
+    if config.backbone not in installed:
+        raise ConfigError(
+            f"{resume}: the checkpoint's backbone {config.backbone!r} is not installed "
+            f"(installed: {', '.join(installed)})"
+        )
+    return config
