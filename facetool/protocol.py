@@ -149,7 +149,7 @@ def _faces_cache(config: ProtocolConfig, out: Path, say: Callable[[str], None]) 
     if config.faces is None and config.lfw_dir is None:
         raise ConfigError("lfw_dir: not set (the LFW image folder, e.g. lfw/lfw-deepfunneled)")
     data, what = (config.faces, "face cache") if config.faces is not None else (config.lfw_dir, "lfw_dir")
-    resolved = resolve_faces(data, out / "faces.h5", config.detect, what=what, say=say)
+    resolved = resolve_faces(data, out / "faces.h5", config.detect, what=what, missing=UsageError, say=say)
     summary = resolved.detection
     if summary is not None:
         say(

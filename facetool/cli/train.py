@@ -58,7 +58,7 @@ def setting_help(name: str, model: type[BaseModel] = TrainConfig) -> str:
     info = model.model_fields[name]
     default = info.get_default(call_default_factory=True)
     shown = "unset" if default is None else str(default)
-    return f"{info.description} [default: {shown}]"
+    return f"{str(info.description).rstrip('.')} (default: {shown})."
 
 
 def _setting(*names: str, key: str) -> Any:
@@ -93,7 +93,7 @@ def register(app: typer.Typer) -> None:
                 "--checkpoint_dir",
                 "--checkpoint-dir",
                 help=setting_help("checkpoint_dir").replace(
-                    " [default", "; with --resume FILE: FILE's folder [default"
+                    " (default", "; with --resume FILE: the folder of FILE (default"
                 ),
                 show_default=False,
             ),

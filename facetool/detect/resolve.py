@@ -12,7 +12,7 @@ from pathlib import Path
 
 from facetool.config.detect import DetectConfig
 from facetool.detect.runner import DetectProgress, DetectSummary, detect_directory
-from facetool.errors import UsageError
+from facetool.errors import FacetoolError, UsageError
 
 CACHE_SUFFIXES = (".h5", ".hdf5")
 
@@ -22,13 +22,19 @@ def is_cache_path(path: Path | str) -> bool:
     return Path(path).suffix.lower() in CACHE_SUFFIXES
 
 
-def check_faces_input(data: Path | str, what: str = "data") -> bool:
-    """Check that `data` is a face cache or an image folder without touching anything; True for a folder."""
+def check_faces_input(
+    data: Path | str, what: str = "data", missing: type[FacetoolError] = FacetoolError
+) -> bool:
+    """Check that `data` is a face cache or an image folder without touching anything; True for a folder.
+
+    A path that does not exist raises `missing` (commands keep their documented exit codes); one of the
+    wrong kind is a UsageError.
+    """
     data = Path(data)
     if data.is_dir():
         return True
     if not data.exists():
-        raise UsageError(f"{data}: {what} not found (expected a face cache .h5 or an image folder)")
+        raise missing(f"{data}: {what} not found (expected a face cache .h5 or an image folder)")
     if not data.is_file() or not is_cache_path(data):
         raise UsageError(f"{data}: {what} is not a face cache (.h5) or an image folder")
     return False
@@ -48,12 +54,13 @@ def resolve_faces(
     detect: DetectConfig | None = None,
     *,
     what: str = "data",
+    missing: type[FacetoolError] = FacetoolError,
     say: Callable[[str], None] = lambda _text: None,
     progress: Callable[[DetectProgress], None] | None = None,
 ) -> ResolvedFaces:
     """The face cache for `data`: itself when it is a cache, else `detect_into` filled from the image folder."""
     data = Path(data)
-    if not check_faces_input(data, what):
+    if not check_faces_input(data, what, missing):
         return ResolvedFaces(data)
     cache = Path(detect_into)
     say(f"detecting faces in {data} into {cache}")
