@@ -13,6 +13,7 @@ from pathlib import Path
 from facetool.config.detect import DetectConfig
 from facetool.detect.runner import DetectProgress, DetectSummary, detect_directory
 from facetool.errors import FacetoolError, UsageError
+from facetool.files import make_dir
 
 CACHE_SUFFIXES = (".h5", ".hdf5")
 
@@ -63,5 +64,6 @@ def resolve_faces(
     if not check_faces_input(data, what, missing):
         return ResolvedFaces(data)
     cache = Path(detect_into)
+    make_dir(cache.parent, "folder of the face cache")
     say(f"detecting faces in {data} into {cache}")
     return ResolvedFaces(cache, detect_directory(data, cache, detect or DetectConfig(), progress))

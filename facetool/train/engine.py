@@ -18,7 +18,7 @@ from torch import nn
 from facetool.config.train import EngineConfig, TrainConfig
 from facetool.data.augment import prepare
 from facetool.device import autocast
-from facetool.losses import triplet_loss
+from facetool.losses import triplet_losses
 from facetool.models import build_backbone
 from facetool.train.graph import FAST_STEPS
 from facetool.train.schedule import make_scheduler
@@ -113,6 +113,7 @@ class Engine:
         default=None, init=False
     )
     _fast_batch: int | None = field(default=None, init=False)
+    active: torch.Tensor | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         if self.plan.channels_last:
@@ -142,14 +143,19 @@ class Engine:
         return x.contiguous(memory_format=torch.channels_last) if self.plan.channels_last else x
 
     def loss(self, model: nn.Module, x: torch.Tensor, *, cache: bool = True) -> torch.Tensor:
-        """Triplet loss of inputs ordered [anchors; positives; negatives] under the engine's precision."""
+        """Triplet loss of inputs ordered [anchors; positives; negatives] under the engine's precision.
+
+        Also sets `active`, the device count of triplets with a positive loss (the ones that teach).
+        """
         if self.dtype == torch.float32:
             emb = model(x)
         else:
             with torch.autocast(device_type=self.device.type, dtype=self.dtype, cache_enabled=cache):
                 emb = model(x)
         anchor, positive, negative = F.normalize(emb.float(), dim=1).chunk(3)
-        return triplet_loss(anchor, positive, negative, self.margin)
+        losses = triplet_losses(anchor, positive, negative, self.margin)
+        self.active = (losses.detach() > 0).sum()
+        return losses.mean()
 
     def update(self, loss: torch.Tensor, *, force_skip: bool = False) -> torch.Tensor:
         """Backward and optimizer step unless the loss or a gradient is non-finite; returns that flag.

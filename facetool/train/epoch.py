@@ -49,6 +49,8 @@ class EpochStats:
     images: int
     images_per_s: float
     time_s: float
+    active_triplets: int
+    active_fraction: float | None
 
 
 class EpochRunner:
@@ -109,7 +111,7 @@ class EpochRunner:
         miner = self.miners[miner_name]
         if epoch == 0 or miner_for_epoch(config, epoch - 1) != miner_name:
             self.log(f"epoch {epoch + 1}: triplets mined by {miner_name}", show=False)
-        totals = torch.zeros(3, dtype=torch.float64, device=device)
+        totals = torch.zeros(4, dtype=torch.float64, device=device)
         rounds = batches = skipped = pairs = selected = nonfinite = fed = 0
         running_loss: float | None = None
         start = last_read = time.perf_counter()
@@ -131,20 +133,21 @@ class EpochRunner:
             order = torch.as_tensor(rng.permutation(found), device=device)
             a, p, n = (t.index_select(0, order) for t in (mined.anchors, mined.positives, mined.negatives))
             x = chosen.inputs
-            sums = torch.zeros(3, dtype=torch.float64, device=device)
+            sums = torch.zeros(4, dtype=torch.float64, device=device)
             flags = torch.zeros((), device=device)
             for lo in range(0, steps * per_step, per_step):
                 sel = slice(lo, lo + per_step)
                 loss, flag = self.engine.step(torch.cat([x[a[sel]], x[p[sel]], x[n[sel]]]))
                 good = 1.0 - flag.double()
                 kept = torch.where(flag > 0, 0.0, loss.double())
-                sums += torch.stack([kept, good, good * len(a[sel])])
+                active = self.engine.active.double() if self.engine.active is not None else kept * 0
+                sums += torch.stack([kept, good, good * len(a[sel]), good * active])
                 flags += flag
                 batches += 1
                 fed += 3 * len(a[sel])
                 now = time.perf_counter()
                 if device.type == "cpu" or now - last_read >= PROGRESS_READ_S:
-                    loss_sum, good_steps, _ = (totals + sums).tolist()
+                    loss_sum, good_steps, *_ = (totals + sums).tolist()
                     running_loss = loss_sum / good_steps if good_steps else running_loss
                     last_read = now
                 self.progress.batch(
@@ -155,7 +158,7 @@ class EpochRunner:
                     lr=lr,
                 )
             totals += all_reduce_sum(sums)
-            loss_sum, good_steps, _, bad = torch.cat([totals, flags.double().view(1)]).tolist()
+            loss_sum, good_steps, _, _, bad = torch.cat([totals, flags.double().view(1)]).tolist()
             running_loss = loss_sum / good_steps if good_steps else None
             bad = round(bad)
             if bad and config.on_nonfinite == "stop":
@@ -170,8 +173,8 @@ class EpochRunner:
                 "ignore", message="Detected call of `lr_scheduler.step", category=UserWarning
             )
             self.scheduler.step()
-        loss_sum, good_steps, trained = totals.tolist()
-        trained = round(trained)
+        loss_sum, good_steps, trained, active = totals.tolist()
+        trained, active = round(trained), round(active)
         images = 3 * trained
         return EpochStats(
             train_loss=loss_sum / good_steps if good_steps else None,
@@ -188,4 +191,6 @@ class EpochRunner:
             images=images,
             images_per_s=images / max(elapsed, 1e-9),
             time_s=elapsed,
+            active_triplets=active,
+            active_fraction=active / trained if trained else None,
         )

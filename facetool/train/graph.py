@@ -25,6 +25,7 @@ class StepHost(Protocol):
     train_model: nn.Module | None
     optimizer: torch.optim.Optimizer
     plan: Any
+    active: torch.Tensor | None
 
     def layout(self, x: torch.Tensor) -> torch.Tensor: ...
 
@@ -105,6 +106,7 @@ class GraphStep:
             flag = engine.update(loss)
             engine.restore_buffers(saved, flag)
             self.loss, self.flag = loss.detach(), flag
+        self.active = engine.active
         self.graph = graph
         self.key = (self.static.shape, _learning_rates(engine.optimizer))
 
@@ -115,6 +117,7 @@ class GraphStep:
         self.static.load(x)
         self.engine.model.train()
         self.graph.replay()
+        self.engine.active = self.active
         return self.loss, self.flag
 
 

@@ -23,6 +23,8 @@ class EpochRecord:
     `images_per_s` counts trained images over the epoch's training time (selection rounds included,
     validation not); `time_s` includes validation. `skipped_batches` made no update: rounds without a
     triplet and, with on_nonfinite=skip, the `nonfinite_batches` whose loss or gradient was NaN or infinite.
+    `active_triplets` of the trained ones had a positive loss in their step (`active_fraction` of them); None
+    in histories written before they were recorded.
     """
 
     epoch: int
@@ -43,6 +45,8 @@ class EpochRecord:
     time_s: float
     nonfinite_batches: int = 0
     miner: str | None = None
+    active_triplets: int | None = None
+    active_fraction: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The record as JSON-ready values, the form history.json and checkpoints store."""

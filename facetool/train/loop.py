@@ -20,7 +20,7 @@ import torch
 
 from facetool.config.train import TrainConfig
 from facetool.device import resolve_device, resolve_precision
-from facetool.errors import ConfigError, FacetoolError
+from facetool.errors import ConfigError, FacetoolError, UsageError
 from facetool.identities import identity_digests
 from facetool.miners import get_miner
 from facetool.models.checkpoint import checkpoint_bytes, load_checkpoint, make_checkpoint
@@ -320,6 +320,11 @@ def train(
     if config.data_dir is None:
         raise ConfigError("data_dir: not set (give --data_dir or data_dir in the config file)")
     config = absolute_paths(config)
+    if config.data_dir.is_dir():
+        raise UsageError(
+            f"{config.data_dir}: is an image folder; the trainer takes a face cache "
+            "(`facetool train` detects a folder into one, or run `facetool detect`)"
+        )
     if not config.data_dir.is_file():
         raise FacetoolError(f"{config.data_dir}: face cache not found")
     started = time.perf_counter()

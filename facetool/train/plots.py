@@ -57,13 +57,16 @@ PLOTS: dict[str, Callable[[list[dict[str, Any]], Path], Path]] = {
         h, [("learning_rate", "learning rate")], "learning rate", p, True
     ),
     "triplets.png": lambda h, p: _figure(
-        h, [("triplets", "mined"), ("trained_triplets", "trained on")], "triplets per epoch", p
+        h, [("active_fraction", "active")], "fraction of trained triplets with positive loss", p
     ),
     "val_accuracy.png": lambda h, p: _figure(h, [("val_accuracy", "accuracy")], "validation accuracy", p),
 }
 
 # A plot is drawn only when the history has a value for one of these keys (no empty validation plot).
-NEEDS: dict[str, tuple[str, ...]] = {"val_accuracy.png": ("val_accuracy",)}
+NEEDS: dict[str, tuple[str, ...]] = {
+    "val_accuracy.png": ("val_accuracy",),
+    "triplets.png": ("active_fraction",),
+}
 
 
 def plot_history(history: list[dict[str, Any]], out_dir: Path | str) -> list[Path]:

@@ -246,3 +246,11 @@ def test_help_shows_the_config_defaults(facetool_cli):
     for expected in ("(default: 50)", "(default: 0.1)", "(default: 90)", "(default: 0.2)", "--overwrite"):
         assert expected in text, expected
     assert "Epochs to train" in text and "Initial learning rate" in text
+
+
+def test_epochs_record_the_active_triplets_that_triplets_png_plots(first_run):
+    run, _ = first_run
+    (record,) = json.loads((run / "history.json").read_text())
+    assert 0 < record["active_triplets"] <= record["trained_triplets"]
+    assert record["active_fraction"] == record["active_triplets"] / record["trained_triplets"]
+    assert (run / "triplets.png").read_bytes()[:4] == b"\x89PNG"
