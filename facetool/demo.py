@@ -19,7 +19,8 @@ from facetool.config.detect import DetectConfig
 from facetool.config.train import TrainConfig, ValidationConfig
 from facetool.data.synthetic import write_synthetic_dataset
 from facetool.dataset import filter_cache
-from facetool.detect.runner import DetectSummary, detect_directory
+from facetool.detect.resolve import resolve_faces
+from facetool.detect.runner import DetectSummary
 from facetool.device import resolve_device
 from facetool.errors import UsageError
 from facetool.evaluate.report import write_report
@@ -35,7 +36,7 @@ class DemoResult:
 
     data_dir: Path
     synthetic: bool
-    detection: DetectSummary
+    detection: DetectSummary | None
     training: TrainResult
     untrained: EvalReport | None
     trained: EvalReport | None
@@ -71,8 +72,7 @@ def run_demo(
     pairs = data_dir / "pairs.txt"
 
     cache = out / "faces.h5"
-    say(f"detecting faces in {data_dir} into {cache}")
-    detection = detect_directory(data_dir, cache, DetectConfig(image_size=config.image_size))
+    detection = resolve_faces(data_dir, cache, DetectConfig(image_size=config.image_size), say=say).detection
 
     train_cache = cache
     if pairs.is_file():

@@ -11,6 +11,11 @@ def triplet_loss(anchor: Tensor, positive: Tensor, negative: Tensor, margin: flo
     Inputs are (T, D) embeddings. An empty batch raises ValueError instead of returning NaN: the caller decides
     whether to skip the step.
     """
+    return triplet_losses(anchor, positive, negative, margin).mean()
+
+
+def triplet_losses(anchor: Tensor, positive: Tensor, negative: Tensor, margin: float) -> Tensor:
+    """(T,) per-triplet losses max(0, ||a−p||² − ||a−n||² + margin); the positive ones are the active triplets."""
     if anchor.shape != positive.shape or anchor.shape != negative.shape or anchor.dim() != 2:
         raise ValueError(
             f"triplet_loss needs three (T, D) tensors of one shape, got {tuple(anchor.shape)}, "
@@ -20,4 +25,4 @@ def triplet_loss(anchor: Tensor, positive: Tensor, negative: Tensor, margin: flo
         raise ValueError("triplet_loss on an empty batch of triplets (skip the step instead)")
     d_ap = (anchor - positive).pow(2).sum(dim=1)
     d_an = (anchor - negative).pow(2).sum(dim=1)
-    return (d_ap - d_an + margin).clamp_min(0.0).mean()
+    return (d_ap - d_an + margin).clamp_min(0.0)

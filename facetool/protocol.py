@@ -24,7 +24,7 @@ from facetool.cache import lock_path, open_cache
 from facetool.config.dataset import FilterSettings
 from facetool.config.protocol import ProtocolConfig
 from facetool.dataset import filter_cache
-from facetool.detect.runner import detect_directory
+from facetool.detect.resolve import resolve_faces
 from facetool.device import resolve_device
 from facetool.errors import ConfigError, UsageError
 from facetool.evaluate.report import write_report
@@ -146,20 +146,17 @@ def _changed_keys(before: Any, after: Any, prefix: str = "") -> list[str]:
 
 
 def _faces_cache(config: ProtocolConfig, out: Path, say: Callable[[str], None]) -> Path:
-    if config.faces is not None:
-        if not config.faces.is_file():
-            raise UsageError(f"{config.faces}: face cache not found (leave faces unset to detect into out)")
-        return config.faces
-    if config.lfw_dir is None:
+    if config.faces is None and config.lfw_dir is None:
         raise ConfigError("lfw_dir: not set (the LFW image folder, e.g. lfw/lfw-deepfunneled)")
-    faces = out / "faces.h5"
-    say(f"detecting faces in {config.lfw_dir} into {faces} (images already there are skipped)")
-    summary = detect_directory(config.lfw_dir, faces, config.detect)
-    say(
-        f"{summary.images} images, {summary.skipped} already in the cache; this run: {summary.faces} faces, "
-        f"{summary.fallbacks} fallbacks, {summary.failures} failures"
-    )
-    return faces
+    data, what = (config.faces, "face cache") if config.faces is not None else (config.lfw_dir, "lfw_dir")
+    resolved = resolve_faces(data, out / "faces.h5", config.detect, what=what, missing=UsageError, say=say)
+    summary = resolved.detection
+    if summary is not None:
+        say(
+            f"{summary.images} images, {summary.skipped} already in the cache; this run: {summary.faces} "
+            f"faces, {summary.fallbacks} fallbacks, {summary.failures} failures"
+        )
+    return resolved.cache
 
 
 def _training_cache(faces: Path, split: Split, split_dir: Path, say: Callable[[str], None]) -> Path:

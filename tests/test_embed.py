@@ -19,7 +19,7 @@ from facetool.detect import crop_face_from_file, detector_from_config
 from facetool.embed import EmbeddingSet, embed_faces, write_embeddings
 from facetool.errors import FacetoolError, UsageError
 from facetool.models import build_backbone
-from facetool.train.checkpoint import make_checkpoint, save_checkpoint
+from facetool.models.checkpoint import make_checkpoint, save_checkpoint
 
 SIZE = 80
 DIM = 32

@@ -1,16 +1,19 @@
-"""`facetool train`: parse options into a TrainConfig, run `facetool.train.loop.train`, show a summary."""
+"""`facetool train`: parse options into a TrainConfig, resolve the data to a face cache, run
+`facetool.train.loop.train`, show a summary."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
 
 from facetool.config.base import dump_toml, parse_override
-from facetool.errors import FacetoolError
+from facetool.config.train import TrainConfig
+from facetool.errors import ConfigError, FacetoolError
 from facetool.train.progress import RichProgress
 
 if TYPE_CHECKING:
@@ -50,46 +53,81 @@ def summary_table(result: TrainResult) -> Table:
     return table
 
 
+def setting_help(name: str, model: type[BaseModel] = TrainConfig) -> str:
+    """The help of an option that sets `name`: the config model's description and default, never typed again."""
+    info = model.model_fields[name]
+    default = info.get_default(call_default_factory=True)
+    shown = "unset" if default is None else str(default)
+    return f"{str(info.description).rstrip('.')} (default: {shown})."
+
+
+def _setting(*names: str, key: str) -> Any:
+    return typer.Option(*names, help=setting_help(key), show_default=False)
+
+
 def register(app: typer.Typer) -> None:
     @app.command(name="train", help="Train an embedding with the FaceNet triplet loop.")
     def train_command(
-        config: Path | None = typer.Option(None, "--config", "-c", help="TOML file of TrainConfig settings."),
-        data_dir: Path | None = typer.Option(
-            None, "--data_dir", "--data-dir", "--data", help="Face cache or LFW-style image folder."
-        ),
-        num_epochs: int | None = typer.Option(None, "--num_epochs", "--num-epochs"),
-        learning_rate: float | None = typer.Option(None, "--learning_rate", "--learning-rate"),
-        batch_size: int | None = typer.Option(
-            None, "--batch_size", "--batch-size", help="Images per step, a multiple of 3 (90 = 30 triplets)."
-        ),
-        alpha: float | None = typer.Option(None, "--alpha", help="Triplet-loss margin."),
-        people_per_batch: int | None = typer.Option(None, "--people_per_batch", "--people-per-batch"),
-        images_per_person: int | None = typer.Option(None, "--images_per_person", "--images-per-person"),
-        pretrained: str | None = typer.Option(
-            None, "--pretrained", help="none, vggface2, casia-webface, a file."
-        ),
-        checkpoint_dir: Path | None = typer.Option(
-            None, "--checkpoint_dir", "--checkpoint-dir", help="Run directory."
-        ),
-        device: str | None = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N."),
-        seed: int | None = typer.Option(None, "--seed"),
-        settings: list[str] | None = typer.Option(
-            None, "--set", help="Any setting as key=value (repeatable)."
-        ),
-        resume: str | None = typer.Option(None, "--resume", help="Checkpoint to continue from, or auto."),
-        threads: int | None = typer.Option(None, "--threads", help="Torch CPU threads (default: torch's)."),
-        nproc: int = typer.Option(
-            1,
-            "--nproc",
-            min=1,
-            help="Processes to train with DistributedDataParallel on this machine (like torchrun).",
-        ),
-        print_config: bool = typer.Option(
-            False,
-            "--print-config",
-            "--print_config",
-            help="Print the resolved configuration as TOML and exit.",
-        ),
+        config: Annotated[
+            Path | None, typer.Option("--config", "-c", help="TOML file of TrainConfig settings.")
+        ] = None,
+        data_dir: Annotated[
+            Path | None, _setting("--data_dir", "--data-dir", "--data", key="data_dir")
+        ] = None,
+        num_epochs: Annotated[int | None, _setting("--num_epochs", "--num-epochs", key="num_epochs")] = None,
+        learning_rate: Annotated[
+            float | None, _setting("--learning_rate", "--learning-rate", key="learning_rate")
+        ] = None,
+        batch_size: Annotated[int | None, _setting("--batch_size", "--batch-size", key="batch_size")] = None,
+        alpha: Annotated[float | None, _setting("--alpha", key="alpha")] = None,
+        people_per_batch: Annotated[
+            int | None, _setting("--people_per_batch", "--people-per-batch", key="people_per_batch")
+        ] = None,
+        images_per_person: Annotated[
+            int | None, _setting("--images_per_person", "--images-per-person", key="images_per_person")
+        ] = None,
+        pretrained: Annotated[str | None, _setting("--pretrained", key="pretrained")] = None,
+        checkpoint_dir: Annotated[
+            Path | None,
+            typer.Option(
+                "--checkpoint_dir",
+                "--checkpoint-dir",
+                help=setting_help("checkpoint_dir").replace(
+                    " (default", "; with --resume FILE: the folder of FILE (default"
+                ),
+                show_default=False,
+            ),
+        ] = None,
+        device: Annotated[str | None, _setting("--device", key="device")] = None,
+        seed: Annotated[int | None, _setting("--seed", key="seed")] = None,
+        settings: Annotated[
+            list[str] | None, typer.Option("--set", help="Any setting as key=value (repeatable).")
+        ] = None,
+        resume: Annotated[
+            str | None,
+            typer.Option("--resume", help="Checkpoint to continue from, or auto (the run folder's newest)."),
+        ] = None,
+        overwrite: Annotated[
+            bool,
+            typer.Option(
+                "--overwrite", help="Replace the run already in the run folder (its checkpoints and history)."
+            ),
+        ] = False,
+        threads: Annotated[int | None, _setting("--threads", key="threads")] = None,
+        nproc: Annotated[
+            int,
+            typer.Option(
+                "--nproc",
+                min=1,
+                help="Processes to train with DistributedDataParallel on this machine (like torchrun).",
+            ),
+        ] = 1,
+        print_config: Annotated[
+            bool,
+            typer.Option(
+                "--print-config", "--print_config", help="Print the resolved configuration as TOML and exit."
+            ),
+        ] = False,
     ) -> None:
         named = {
             "data_dir": data_dir,
@@ -113,18 +151,41 @@ def register(app: typer.Typer) -> None:
         if print_config:
             typer.echo(dump_toml(resolved.model_dump(mode="json")), nl=False)
             return
+        resolved = _resolve_data(resolved, resume, overwrite)
         if nproc > 1:
             from facetool.train.distributed import launch, write_launch_config
 
-            launch(write_launch_config(resolved), nproc, resume)
+            launch(write_launch_config(resolved), nproc, resume, overwrite)
             return
         console = Console(stderr=True)
         try:
             from facetool.train.loop import train
 
-            result = train(resolved, resume=resume, progress=RichProgress(console))
+            result = train(resolved, resume=resume, overwrite=overwrite, progress=RichProgress(console))
         except KeyboardInterrupt:
             raise FacetoolError(
                 f"interrupted; continue with --resume auto --checkpoint-dir {resolved.checkpoint_dir}"
             ) from None
         Console().print(summary_table(result))
+
+
+def _resolve_data(config: TrainConfig, resume: str | None, overwrite: bool) -> TrainConfig:
+    """The configuration with `data_dir` a face cache: an image folder is detected into the run folder.
+
+    The run folder is checked first, so a refused start detects nothing and creates no folder.
+    """
+    from facetool.config.detect import DetectConfig
+    from facetool.detect.resolve import resolve_faces
+    from facetool.train.run_folder import CACHE_NAME, check_fresh_start
+
+    if config.data_dir is None:
+        raise ConfigError("data_dir: not set (give --data_dir or data_dir in the config file)")
+    run_dir = Path(config.checkpoint_dir)
+    check_fresh_start(run_dir, resume=resume is not None, overwrite=overwrite)
+    resolved = resolve_faces(
+        config.data_dir,
+        run_dir / CACHE_NAME,
+        DetectConfig(image_size=config.image_size),
+        say=Console(stderr=True).print,
+    )
+    return config.model_copy(update={"data_dir": resolved.cache})

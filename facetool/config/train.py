@@ -9,33 +9,52 @@ from pydantic import Field, field_validator
 
 from facetool.config.base import ImageSize, StrictModel
 
+MAX_PAIRS = 100_000
+
 
 class AugmentConfig(StrictModel):
     """On-device augmentation of training faces; each part can be switched off."""
 
     random_crop: bool = Field(True, description="Random crop of the face, resized back to image_size.")
     crop_scale: float = Field(
-        0.9, gt=0.5, le=1.0, description="Smallest crop side as a fraction of the face side."
+        0.9,
+        allow_inf_nan=False,
+        gt=0.5,
+        le=1.0,
+        description="Smallest crop side as a fraction of the face side.",
     )
     flip: bool = Field(True, description="Random horizontal flip (probability 0.5).")
     color_jitter: bool = Field(True, description="Random brightness, contrast and saturation.")
-    brightness: float = Field(0.2, ge=0.0, le=1.0, description="Brightness factor range 1 +/- this.")
-    contrast: float = Field(0.2, ge=0.0, le=1.0, description="Contrast factor range 1 +/- this.")
-    saturation: float = Field(0.2, ge=0.0, le=1.0, description="Saturation factor range 1 +/- this.")
+    brightness: float = Field(
+        0.2, allow_inf_nan=False, ge=0.0, le=1.0, description="Brightness factor range 1 +/- this."
+    )
+    contrast: float = Field(
+        0.2, allow_inf_nan=False, ge=0.0, le=1.0, description="Contrast factor range 1 +/- this."
+    )
+    saturation: float = Field(
+        0.2, allow_inf_nan=False, ge=0.0, le=1.0, description="Saturation factor range 1 +/- this."
+    )
 
 
 class ValidationConfig(StrictModel):
     """Held-out identities each epoch, or an LFW-style pairs file evaluated like `facetool eval`."""
 
     fraction: float = Field(
-        0.1, ge=0.0, lt=1.0, description="Fraction of identities held out for validation (0: none)."
+        0.1,
+        allow_inf_nan=False,
+        ge=0.0,
+        lt=1.0,
+        description="Fraction of identities held out for validation (0: none).",
     )
     pairs_file: Path | None = Field(None, description="LFW-format pairs file; replaces held-out pairs.")
     pairs_data: Path | None = Field(
         None, description="Face cache holding the pairs file's images (default: the training cache)."
     )
     num_pairs: int = Field(
-        600, ge=20, description="Verification pairs drawn from held-out identities (half matched)."
+        600,
+        ge=20,
+        le=MAX_PAIRS,
+        description="Verification pairs drawn from held-out identities (half matched).",
     )
 
 
@@ -94,15 +113,17 @@ class TrainConfig(StrictModel):
     people_per_batch: int = Field(45, ge=2, description="Identities sampled per selection round.")
     images_per_person: int = Field(40, ge=2, description="Most images of each identity per round.")
 
-    learning_rate: float = Field(0.1, gt=0.0, description="Initial learning rate.")
+    learning_rate: float = Field(0.1, allow_inf_nan=False, gt=0.0, description="Initial learning rate.")
     optimizer: Literal["adam", "adamw", "sgd"] = Field("adam", description="Optimizer.")
-    weight_decay: float = Field(1e-4, ge=0.0, description="Weight decay.")
-    momentum: float = Field(0.9, ge=0.0, lt=1.0, description="Momentum (sgd only).")
+    weight_decay: float = Field(1e-4, allow_inf_nan=False, ge=0.0, description="Weight decay.")
+    momentum: float = Field(0.9, allow_inf_nan=False, ge=0.0, lt=1.0, description="Momentum (sgd only).")
     lr_schedule: Literal["step", "cosine"] = Field(
         "step", description="step: times lr_gamma every lr_step_size epochs; cosine: half a cosine to 0."
     )
     lr_step_size: int = Field(15, ge=1, description="step schedule: epochs between learning-rate drops.")
-    lr_gamma: float = Field(0.1, gt=0.0, le=1.0, description="step schedule: factor of each drop.")
+    lr_gamma: float = Field(
+        0.1, allow_inf_nan=False, gt=0.0, le=1.0, description="step schedule: factor of each drop."
+    )
     warmup_epochs: int = Field(
         0,
         ge=0,
@@ -117,8 +138,10 @@ class TrainConfig(StrictModel):
     )
 
     backbone: str = Field("inception_resnet_v1", min_length=1, description="Embedding network.")
-    embedding_dim: int = Field(512, ge=2, description="Embedding size.")
-    dropout_prob: float = Field(0.6, ge=0.0, lt=1.0, description="Dropout before the embedding layer.")
+    embedding_dim: int = Field(512, ge=2, le=65536, description="Embedding size.")
+    dropout_prob: float = Field(
+        0.6, allow_inf_nan=False, ge=0.0, lt=1.0, description="Dropout before the embedding layer."
+    )
     pretrained: str = Field("none", description="none, vggface2, casia-webface or a weights file.")
     image_size: ImageSize = Field(160, description="Network input side in pixels.")
 

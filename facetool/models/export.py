@@ -266,6 +266,7 @@ def export_model(
         training=training,
         verification=verification,
         export_check=check,
+        train_identities=info.train_identities,
     )
     atomic_write_text(card_path(output), json.dumps(card, indent=2) + "\n")
     return ExportResult(output, card_path(output), fmt, check["max_abs_diff"] if check else None)

@@ -8,13 +8,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from pydantic import ValidationError
 from torch import nn
 
-from facetool.errors import FacetoolError, ModelFileError
+from facetool.config.base import format_validation_error
+from facetool.config.train import TrainConfig
+from facetool.errors import FacetoolError, ModelFileError, PluginError
 from facetool.models.backbone import build_backbone
+from facetool.models.checkpoint import load_checkpoint, read_train_identities
 from facetool.models.inception import NATIVE_DIM, load_facenet_weights, read_state_dict
 from facetool.models.model_card import load_safetensors_model
-from facetool.train.checkpoint import load_checkpoint
 
 CHECKPOINT = "facetool-checkpoint"
 FACENET_WEIGHTS = "facenet-pytorch"
@@ -25,13 +28,15 @@ WRAPPER_PREFIXES = ("_orig_mod.", "module.")
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """What was loaded: backbone name, embedding size, input image size, and `source`, the kind of file
-    (`facetool-checkpoint`, `facenet-pytorch` or `safetensors`)."""
+    """What was loaded: backbone name, embedding size, input image size, `source`, the kind of file
+    (`facetool-checkpoint`, `facenet-pytorch` or `safetensors`), and `train_identities`, the digests of the people a
+    facetool checkpoint was trained on (None for facenet-pytorch weights and older checkpoints)."""
 
     backbone: str
     embedding_dim: int
     image_size: int
     source: str
+    train_identities: tuple[str, ...] | None = None
 
 
 def _strip_wrappers(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -43,20 +48,38 @@ def _strip_wrappers(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor
     return out
 
 
-def _from_checkpoint(path: Path, ckpt: dict[str, Any]) -> tuple[nn.Module, ModelInfo]:
-    spec = ckpt["backbone"]
+def _backbone_spec(path: Path, spec: Any) -> tuple[str, int, int, float]:
+    """The checkpoint's backbone entry, checked against the bounds of the training configuration."""
+    if not isinstance(spec, dict):
+        raise ModelFileError(f"{path}: checkpoint field 'backbone' is {type(spec).__name__}, not a table")
+    fields = {"backbone": "name", "embedding_dim": "embedding_dim", "image_size": "image_size"}
+    missing = [key for key in fields.values() if key not in spec]
+    if missing:
+        raise ModelFileError(f"{path}: checkpoint 'backbone' entry is incomplete (no {', '.join(missing)})")
+    data = {setting: spec[key] for setting, key in fields.items()}
+    data["dropout_prob"] = spec.get("dropout", 0.0)
     try:
-        name, dim, size = str(spec["name"]), int(spec["embedding_dim"]), int(spec["image_size"])
-        dropout = float(spec.get("dropout", 0.0))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ModelFileError(f"{path}: checkpoint 'backbone' entry is incomplete ({exc})") from None
-    model = build_backbone(name, embedding_dim=dim, dropout=dropout, pretrained="none", image_size=size)
+        checked = TrainConfig.model_validate(data, strict=True)
+    except ValidationError as exc:
+        raise ModelFileError(format_validation_error(exc, f"{path}: checkpoint backbone")) from None
+    return checked.backbone, checked.embedding_dim, checked.image_size, checked.dropout_prob
+
+
+def _from_checkpoint(path: Path, ckpt: dict[str, Any]) -> tuple[nn.Module, ModelInfo]:
+    name, dim, size, dropout = _backbone_spec(path, ckpt["backbone"])
+    identities = read_train_identities(path, ckpt)
+    try:
+        model = build_backbone(name, embedding_dim=dim, dropout=dropout, pretrained="none", image_size=size)
+    except PluginError as exc:
+        raise PluginError(f"{path}: checkpoint backbone cannot be built: {exc}") from None
+    if not isinstance(ckpt["model"], Mapping):
+        raise ModelFileError(f"{path}: checkpoint field 'model' is not a table of weights")
     try:
         model.load_state_dict(_strip_wrappers(ckpt["model"]))
     except (RuntimeError, AttributeError, TypeError) as exc:
         first = str(exc).strip().splitlines()[0]
         raise ModelFileError(f"{path}: checkpoint weights do not fit backbone {name!r} ({first})") from None
-    return model, ModelInfo(name, dim, size, CHECKPOINT)
+    return model, ModelInfo(name, dim, size, CHECKPOINT, identities)
 
 
 def _from_facenet(path: Path) -> tuple[nn.Module, ModelInfo]:
@@ -79,7 +102,14 @@ def load_embedding_model(path: Path | str, device: str | torch.device = "cpu") -
     if path.suffix.lower() == ".safetensors":
         model, card = load_safetensors_model(path)
         spec = card["backbone"]
-        info = ModelInfo(str(spec["name"]), int(spec["embedding_dim"]), int(spec["image_size"]), SAFETENSORS)
+        identities = card.get("train_identities")
+        info = ModelInfo(
+            str(spec["name"]),
+            int(spec["embedding_dim"]),
+            int(spec["image_size"]),
+            SAFETENSORS,
+            tuple(str(d) for d in identities) if isinstance(identities, list) else None,
+        )
         return model.to(device).eval(), info
     try:
         ckpt = load_checkpoint(path)

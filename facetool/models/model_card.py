@@ -86,6 +86,7 @@ def make_card(
     training: Mapping[str, Any] | None,
     verification: Mapping[str, Any] | None,
     export_check: Mapping[str, Any] | None = None,
+    train_identities: tuple[str, ...] | None = None,
 ) -> dict[str, Any]:
     """Assemble the card of a finished model file (hashed here, so call it after the file is in place)."""
     return {
@@ -102,6 +103,7 @@ def make_card(
         "training": dict(training) if training is not None else None,
         "verification": dict(verification) if verification is not None else None,
         "export_check": dict(export_check) if export_check is not None else None,
+        "train_identities": list(train_identities) if train_identities is not None else None,
     }
 
 

@@ -19,7 +19,7 @@ import torch.distributed as dist
 from facetool.config.base import dump_toml
 from facetool.config.train import TrainConfig
 from facetool.errors import FacetoolError
-from facetool.files import make_dir
+from facetool.files import atomic_write_text, make_dir
 
 LAUNCH_CONFIG = "launch.toml"
 
@@ -130,11 +130,11 @@ def write_launch_config(config: TrainConfig) -> Path:
     run_dir = Path(config.checkpoint_dir)
     make_dir(run_dir, "run folder")
     path = run_dir / LAUNCH_CONFIG
-    path.write_text(dump_toml(config.model_dump(mode="json")), encoding="utf-8")
+    atomic_write_text(path, dump_toml(config.model_dump(mode="json")))
     return path
 
 
-def launch(config_path: Path, nproc: int, resume: str | None = None) -> None:
+def launch(config_path: Path, nproc: int, resume: str | None = None, overwrite: bool = False) -> None:
     """Start `nproc` processes of `facetool train --config config_path` on this machine, as torchrun does."""
     from torch.distributed.run import main as torchrun
 
@@ -142,6 +142,8 @@ def launch(config_path: Path, nproc: int, resume: str | None = None) -> None:
     args.append(str(config_path))
     if resume is not None:
         args += ["--resume", str(resume)]
+    if overwrite:
+        args.append("--overwrite")
     try:
         torchrun(args)
     except Exception as exc:

@@ -18,7 +18,10 @@ from torch import nn
 from facetool.config.train import EngineConfig, TrainConfig
 from facetool.data.augment import prepare
 from facetool.device import autocast
-from facetool.losses import triplet_loss
+from facetool.losses import triplet_losses
+from facetool.models import build_backbone
+from facetool.train.graph import FAST_STEPS
+from facetool.train.schedule import make_scheduler
 
 FUSABLE = frozenset({"adam", "adamw", "sgd"})
 
@@ -110,6 +113,7 @@ class Engine:
         default=None, init=False
     )
     _fast_batch: int | None = field(default=None, init=False)
+    active: torch.Tensor | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         if self.plan.channels_last:
@@ -123,7 +127,7 @@ class Engine:
         out = []
         with torch.no_grad(), autocast(self.device, self.dtype):
             for chunk in x.split(self.embed_batch_size):
-                out.append(F.normalize(self.model(self._layout(chunk)).float(), dim=1))
+                out.append(F.normalize(self.model(self.layout(chunk)).float(), dim=1))
         return torch.cat(out)
 
     def embed(self, faces: torch.Tensor) -> torch.Tensor:
@@ -134,18 +138,24 @@ class Engine:
         ]
         return torch.cat(parts)
 
-    def _layout(self, x: torch.Tensor) -> torch.Tensor:
+    def layout(self, x: torch.Tensor) -> torch.Tensor:
+        """`x` in the memory layout the model runs in (channels_last when planned)."""
         return x.contiguous(memory_format=torch.channels_last) if self.plan.channels_last else x
 
     def loss(self, model: nn.Module, x: torch.Tensor, *, cache: bool = True) -> torch.Tensor:
-        """Triplet loss of inputs ordered [anchors; positives; negatives] under the engine's precision."""
+        """Triplet loss of inputs ordered [anchors; positives; negatives] under the engine's precision.
+
+        Also sets `active`, the device count of triplets with a positive loss (the ones that teach).
+        """
         if self.dtype == torch.float32:
             emb = model(x)
         else:
             with torch.autocast(device_type=self.device.type, dtype=self.dtype, cache_enabled=cache):
                 emb = model(x)
         anchor, positive, negative = F.normalize(emb.float(), dim=1).chunk(3)
-        return triplet_loss(anchor, positive, negative, self.margin)
+        losses = triplet_losses(anchor, positive, negative, self.margin)
+        self.active = (losses.detach() > 0).sum()
+        return losses.mean()
 
     def update(self, loss: torch.Tensor, *, force_skip: bool = False) -> torch.Tensor:
         """Backward and optimizer step unless the loss or a gradient is non-finite; returns that flag.
@@ -180,7 +190,7 @@ class Engine:
         self.model.train()
         self.optimizer.zero_grad(set_to_none=set_to_none)
         saved = self.save_buffers()
-        loss = self.loss(self.train_model, self._layout(x))
+        loss = self.loss(self.train_model, self.layout(x))
         flag = self.update(loss, force_skip=force_skip)
         self.restore_buffers(saved, flag)
         return loss.detach(), flag
@@ -210,10 +220,55 @@ class Engine:
         if self.plan.compile == "none":
             return self.eager_step(x)
         if self._fast is None:
-            from facetool.train.graph import FAST_STEPS
-
             self._fast = FAST_STEPS[self.plan.compile](self)
             self._fast_batch = self.batch_size or x.shape[0]
         if x.shape[0] != self._fast_batch:
             return self.eager_step(x, set_to_none=False)
         return self._fast(x)
+
+
+STEP_NAMES = {
+    "none": "eager steps",
+    "reduce-overhead": "torch.compile'd steps",
+    "cuda-graph": "CUDA-graph steps",
+}
+
+
+def engine_from_config(
+    config: TrainConfig, device: torch.device, dtype: torch.dtype, world_size: int = 1
+) -> tuple[Engine, torch.optim.lr_scheduler.LambdaLR]:
+    """The run's engine (backbone, optimizer, execution plan, DDP wrapper) and its LR scheduler.
+
+    The backbone's initial weights come from torch's global generator, seeded with `config.seed` here.
+    """
+    torch.manual_seed(config.seed)
+    model = build_backbone(
+        config.backbone,
+        embedding_dim=config.embedding_dim,
+        dropout=config.dropout_prob,
+        pretrained=config.pretrained,
+        image_size=config.image_size,
+    ).to(device)
+    plan = plan_engine(config.engine, device, config.optimizer, world_size)
+    optimizer = OPTIMIZERS[config.optimizer](model.parameters(), config, plan.fused)
+    scheduler = make_scheduler(optimizer, config)
+    train_model = None
+    if world_size > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [device.index] if device.type == "cuda" else None
+        train_model = DistributedDataParallel(model, device_ids=ids)
+    engine = Engine(
+        model,
+        optimizer,
+        device,
+        dtype,
+        config.alpha,
+        config.image_size,
+        config.embed_batch_size,
+        plan=plan,
+        train_model=train_model,
+        guard_buffers=config.on_nonfinite == "skip",
+        batch_size=config.batch_size,
+    )
+    return engine, scheduler

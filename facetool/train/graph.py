@@ -10,14 +10,36 @@ launch argument of the fused kernel, so the graph is captured again when it chan
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import torch
-
-if TYPE_CHECKING:
-    from facetool.train.engine import Engine
+from torch import nn
 
 WARMUP_STEPS = 3
+
+
+class StepHost(Protocol):
+    """What a fast step needs from the engine that owns it (the engine satisfies this; no import of it)."""
+
+    model: nn.Module
+    train_model: nn.Module | None
+    optimizer: torch.optim.Optimizer
+    plan: Any
+    active: torch.Tensor | None
+
+    def layout(self, x: torch.Tensor) -> torch.Tensor: ...
+
+    def loss(self, model: nn.Module, x: torch.Tensor, *, cache: bool = True) -> torch.Tensor: ...
+
+    def update(self, loss: torch.Tensor, *, force_skip: bool = False) -> torch.Tensor: ...
+
+    def eager_step(
+        self, x: torch.Tensor, *, set_to_none: bool = True, force_skip: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+    def save_buffers(self) -> list[torch.Tensor] | None: ...
+
+    def restore_buffers(self, saved: list[torch.Tensor] | None, flag: torch.Tensor) -> None: ...
 
 
 class StaticBatch:
@@ -46,7 +68,7 @@ def _learning_rates(optimizer: torch.optim.Optimizer) -> tuple[float, ...]:
 class GraphStep:
     """Forward, loss, backward, non-finite check and fused optimizer step captured as one CUDA graph."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: StepHost) -> None:
         self.engine = engine
         self.graph: torch.cuda.CUDAGraph | None = None
         self.key: tuple | None = None
@@ -84,6 +106,7 @@ class GraphStep:
             flag = engine.update(loss)
             engine.restore_buffers(saved, flag)
             self.loss, self.flag = loss.detach(), flag
+        self.active = engine.active
         self.graph = graph
         self.key = (self.static.shape, _learning_rates(engine.optimizer))
 
@@ -94,13 +117,14 @@ class GraphStep:
         self.static.load(x)
         self.engine.model.train()
         self.graph.replay()
+        self.engine.active = self.active
         return self.loss, self.flag
 
 
 class CompiledStep:
     """The step with the model's forward (and its backward) compiled by torch.compile(mode="reduce-overhead")."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: StepHost) -> None:
         self.engine = engine
         self.compiled = torch.compile(engine.train_model, mode="reduce-overhead", dynamic=False)
 
@@ -109,13 +133,13 @@ class CompiledStep:
         engine.model.train()
         engine.optimizer.zero_grad(set_to_none=True)
         saved = engine.save_buffers()
-        loss = engine.loss(self.compiled, engine._layout(x))
+        loss = engine.loss(self.compiled, engine.layout(x))
         flag = engine.update(loss)
         engine.restore_buffers(saved, flag)
         return loss.detach(), flag
 
 
-FAST_STEPS: dict[str, Callable[[Engine], Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]]] = {
+FAST_STEPS: dict[str, Callable[[StepHost], Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]]] = {
     "cuda-graph": GraphStep,
     "reduce-overhead": CompiledStep,
 }

@@ -57,19 +57,29 @@ PLOTS: dict[str, Callable[[list[dict[str, Any]], Path], Path]] = {
         h, [("learning_rate", "learning rate")], "learning rate", p, True
     ),
     "triplets.png": lambda h, p: _figure(
-        h, [("valid_negative_fraction", "selected")], "fraction of anchor-positive pairs with a triplet", p
+        h, [("active_fraction", "active")], "fraction of trained triplets with positive loss", p
     ),
     "val_accuracy.png": lambda h, p: _figure(h, [("val_accuracy", "accuracy")], "validation accuracy", p),
 }
 
+# A plot is drawn only when the history has a value for one of these keys (no empty validation plot).
+NEEDS: dict[str, tuple[str, ...]] = {
+    "val_accuracy.png": ("val_accuracy",),
+    "triplets.png": ("active_fraction",),
+}
+
 
 def plot_history(history: list[dict[str, Any]], out_dir: Path | str) -> list[Path]:
-    """Write one PNG per curve into `out_dir`; returns their paths."""
+    """Write one PNG per curve the history has values for into `out_dir`; returns their paths."""
     if not history:
         raise FacetoolError(f"{out_dir}: the training history is empty, nothing to plot")
     out_dir = Path(out_dir)
     make_dir(out_dir)
-    return [draw(history, out_dir / name) for name, draw in PLOTS.items()]
+    return [
+        draw(history, out_dir / name)
+        for name, draw in PLOTS.items()
+        if any(r.get(key) is not None for r in history for key in NEEDS.get(name, ("epoch",)))
+    ]
 
 
 def plot_run(run_dir: Path | str, out_dir: Path | str | None = None) -> list[Path]:

@@ -7,6 +7,8 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from facetool.train.history import EpochRecord
+
 
 class TrainProgress:
     """Callbacks of the training loop; every method is a no-op so subclasses override what they show."""
@@ -21,7 +23,7 @@ class TrainProgress:
         self, *, epoch: int, batch: int, loss: float | None, images_per_s: float, lr: float
     ) -> None: ...
 
-    def epoch_end(self, record: dict[str, Any]) -> None: ...
+    def epoch_end(self, record: EpochRecord) -> None: ...
 
     def finish(self) -> None: ...
 
@@ -70,14 +72,14 @@ class RichProgress(TrainProgress):
         )
         self._progress.update(self._batches, completed=batch, info=info, description=f"epoch {epoch + 1}")
 
-    def epoch_end(self, record: dict[str, Any]) -> None:
-        self._progress.update(self._epochs, completed=record["epoch"])
+    def epoch_end(self, record: EpochRecord) -> None:
+        self._progress.update(self._epochs, completed=record.epoch)
         self._progress.reset(self._batches)
         self.console.print(
-            f"epoch {record['epoch']}: train loss {_fmt(record['train_loss'], '.4f')}, "
-            f"val loss {_fmt(record['val_loss'], '.4f')}, val accuracy {_fmt(record['val_accuracy'], '.4f')}, "
-            f"lr {record['learning_rate']:.3g}, {record['triplets']} triplets, "
-            f"{record['images_per_s']:,.1f} img/s, {record['time_s']:.1f} s",
+            f"epoch {record.epoch}: train loss {_fmt(record.train_loss, '.4f')}, "
+            f"val loss {_fmt(record.val_loss, '.4f')}, val accuracy {_fmt(record.val_accuracy, '.4f')}, "
+            f"lr {record.learning_rate:.3g}, {record.triplets} triplets, "
+            f"{record.images_per_s:,.1f} img/s, {record.time_s:.1f} s",
             highlight=False,
             soft_wrap=True,
         )

@@ -1,4 +1,9 @@
-"""Finding the checkpoint to resume from and the configuration a resumed run continues with."""
+"""Finding the checkpoint to resume from and the configuration a resumed run continues with.
+
+A resumed run writes only where the user said: into `--checkpoint-dir` when given, else beside the checkpoint
+named by `--resume`. The run folder recorded inside a checkpoint is never used, so a copied checkpoint cannot
+overwrite the run it came from, nor a crafted one choose where facetool writes or deletes files.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +13,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from facetool.config.base import format_validation_error, load_config
+from facetool.config.base import _set_dotted, format_validation_error, load_config
 from facetool.config.train import TrainConfig
 from facetool.errors import ConfigError, FacetoolError
-from facetool.train.checkpoint import load_checkpoint
+from facetool.models import available_backbones
+from facetool.models.checkpoint import load_checkpoint
 
 
 def find_resume_checkpoint(run_dir: Path) -> Path | None:
@@ -35,35 +41,39 @@ def resolve_resume(spec: str | Path | None, run_dir: Path) -> Path | None:
     return path
 
 
-def _merge(data: dict[str, Any], key: str, value: Any) -> None:
-    *parents, last = key.replace("-", "_").split(".")
-    node = data
-    for part in parents:
-        node = node.setdefault(part, {})
-        if not isinstance(node, dict):
-            raise ConfigError(f"override {key!r}: {part!r} is not a section")
-    node[last] = value
-
-
 def load_train_config(
-    path: Path | None, overrides: Iterable[tuple[str, Any]] = (), resume: str | None = None
+    path: Path | None, overrides: Iterable[tuple[str, Any]] = (), resume: str | Path | None = None
 ) -> TrainConfig:
     """The run's configuration: the config file if given; when resuming without one, the run's own.
 
-    Resuming from a checkpoint path reuses the configuration stored in it; `auto` reuses the run
-    directory's config.toml. Overrides win in every case.
+    Resuming from a checkpoint path reuses the configuration stored in it, with the run folder set to the
+    checkpoint's folder; `auto` reuses the run directory's config.toml. Overrides win in every case.
     """
-    overrides = list(overrides)
+    overrides = [(key.replace("-", "_"), value) for key, value in overrides]
     if path is not None or resume is None:
         return load_config(TrainConfig, path, overrides)
-    if resume == "auto":
+    if str(resume) == "auto":
         run_dir = load_config(TrainConfig, None, overrides).checkpoint_dir
         saved = Path(run_dir) / "config.toml"
         return load_config(TrainConfig, saved if saved.is_file() else None, overrides)
-    data = dict(load_checkpoint(resume)["config"])
+    stored = load_checkpoint(resume)["config"]
+    if not isinstance(stored, dict):
+        raise ConfigError(f"{resume}: checkpoint field 'config' is {type(stored).__name__}, not a table")
+    data = dict(stored)
+    data["checkpoint_dir"] = str(Path(resume).absolute().parent)
     for key, value in overrides:
-        _merge(data, key, value)
+        try:
+            _set_dotted(data, key, value)
+        except ConfigError as exc:
+            raise ConfigError(f"{resume} (its stored config): {exc}") from None
     try:
-        return TrainConfig.model_validate(data)
+        config = TrainConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, f"{resume} (its stored config)")) from None
+    installed = available_backbones()
+    if config.backbone not in installed:
+        raise ConfigError(
+            f"{resume}: the checkpoint's backbone {config.backbone!r} is not installed "
+            f"(installed: {', '.join(installed)})"
+        )
+    return config

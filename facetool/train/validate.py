@@ -32,16 +32,24 @@ class ValidationResult:
 
 
 def draw_triplets(labels: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
-    """(count, 3) anchor, positive, negative indices; anchors from identities with two or more images."""
-    by_id = [np.flatnonzero(labels == i) for i in range(int(labels.max()) + 1)]
-    usable = [i for i, members in enumerate(by_id) if len(members) >= 2]
-    out = np.empty((count, 3), dtype=np.int64)
-    for row in range(count):
-        person = usable[rng.integers(len(usable))]
-        out[row, :2] = rng.choice(by_id[person], size=2, replace=False)
-        other = rng.integers(len(labels) - len(by_id[person]))
-        out[row, 2] = np.flatnonzero(labels != person)[other]
-    return out
+    """(count, 3) anchor, positive, negative indices; anchors from identities with two or more images.
+
+    Drawn for all rows at once (identities grouped by a stable sort), so even the largest `num_pairs` the
+    configuration allows takes well under a second.
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    order = np.argsort(labels, kind="stable")
+    sizes = np.bincount(labels)
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    usable = np.flatnonzero(sizes >= 2)
+    person = usable[rng.integers(len(usable), size=count)]
+    size, start = sizes[person], starts[person]
+    first = rng.integers(size)
+    second = rng.integers(size - 1)
+    second += second >= first
+    negative = rng.integers(len(labels) - size)
+    negative += np.where(negative >= start, size, 0)
+    return np.stack([order[start + first], order[start + second], order[negative]], axis=1)
 
 
 def draw_pairs(labels: np.ndarray, count: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

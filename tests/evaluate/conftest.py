@@ -21,7 +21,7 @@ from facetool.cache import CacheWriter, FaceRecord, open_cache
 from facetool.data.transforms import to_input
 from facetool.evaluate.pairs import read_pairs
 from facetool.models import build_backbone
-from facetool.train.checkpoint import make_checkpoint, save_checkpoint
+from facetool.models.checkpoint import make_checkpoint, save_checkpoint
 
 IMAGE_SIZE = 80
 EMBEDDING_DIM = 64

@@ -26,7 +26,7 @@ from facetool.errors import FacetoolError, ModelFileError, UsageError
 from facetool.models import build_backbone, load_embedding_model
 from facetool.models.export import export_model, export_onnx, write_onnx
 from facetool.models.model_card import card_path
-from facetool.train.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
+from facetool.models.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
 
 TOLERANCE = 1e-4
 

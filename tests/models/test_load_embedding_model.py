@@ -12,7 +12,7 @@ from facenet_pytorch import InceptionResnetV1
 from facetool.data.transforms import to_input
 from facetool.errors import ModelFileError, PluginError
 from facetool.models import ModelInfo, build_backbone, load_embedding_model
-from facetool.train.checkpoint import make_checkpoint, save_checkpoint
+from facetool.models.checkpoint import make_checkpoint, save_checkpoint
 
 
 def write_checkpoint(path: Path, model: torch.nn.Module, backbone: dict) -> None:

@@ -18,7 +18,7 @@ from cache_helpers import centre_crop, lfw_files, some_identities
 from facetool.cache import CacheWriter, FaceRecord
 from facetool.cli.app import main
 from facetool.models import build_backbone
-from facetool.train.checkpoint import make_checkpoint, save_checkpoint
+from facetool.models.checkpoint import make_checkpoint, save_checkpoint
 
 IMAGE_SIZE = 80
 EMBEDDING_DIM = 16

@@ -22,7 +22,7 @@ import torch
 from cache_helpers import write_people_cache
 
 from facetool.config.train import TrainConfig
-from facetool.train.checkpoint import load_checkpoint
+from facetool.models.checkpoint import load_checkpoint
 from facetool.train.loop import NonFiniteError, train
 
 SIZE = 48
@@ -266,3 +266,35 @@ def test_sigkill_at_random_moments_then_resume_finishes_with_intact_history(cach
     assert ck["epoch"] == total and ck["history"] == records
     assert not list(run_dir.glob(".*.tmp"))
     assert all(r["batches"] == 3 for r in records)
+
+
+def test_sigkill_after_last_pth_before_its_copies_and_history_is_repaired_on_resume(cache, tmp_path):
+    """The dangerous instant: last.pth of epoch N renamed into place, epoch_N.pth still a temp file and
+    history.json still at N-1. After --resume auto the folder must be whole, even with no epoch left to run."""
+    run_dir = tmp_path / "run"
+    values = settings(
+        cache, run_dir, num_epochs=30, epoch_size=1, embedding_dim=20000, checkpoint_every=1,
+        validation={"fraction": 0.0},
+    )  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "facetool", *cli_args(values)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    ready = lambda: bool(list(run_dir.glob(".epoch_*.pth.*.tmp")))  # noqa: E731
+    assert _kill_when(proc, ready, time.monotonic() + 180), "the run never wrote a periodic checkpoint"
+    killed_at = load_checkpoint(run_dir / "last.pth")["epoch"]
+    history = (
+        json.loads((run_dir / "history.json").read_text()) if (run_dir / "history.json").is_file() else []
+    )
+    assert len(history) == killed_at - 1 and not (run_dir / f"epoch_{killed_at:04d}.pth").exists(), (
+        "the kill did not land between last.pth and its copies"
+    )
+    resumed = facetool(*cli_args({**values, "num_epochs": killed_at}), "--resume", "auto")
+    assert resumed.returncode == 0, resumed.stderr
+    records = json.loads((run_dir / "history.json").read_text())
+    assert [r["epoch"] for r in records] == list(range(1, killed_at + 1))
+    for epoch in range(1, killed_at + 1):
+        assert load_checkpoint(run_dir / f"epoch_{epoch:04d}.pth")["epoch"] == epoch
+    assert (run_dir / "best.pth").is_file() and not list(run_dir.glob(".*.tmp"))
+    assert f"rewrote epoch_{killed_at:04d}.pth" in (run_dir / "train.log").read_text()

@@ -14,7 +14,7 @@ import pytest
 
 from facetool.config.base import load_config
 from facetool.config.train import TrainConfig
-from facetool.train.checkpoint import load_checkpoint
+from facetool.models.checkpoint import load_checkpoint
 
 
 def test_print_config_round_trips(facetool_cli, tmp_path):

@@ -6,7 +6,7 @@ import re
 import subprocess
 import sys
 
-from facetool.train.checkpoint import load_checkpoint
+from facetool.models.checkpoint import load_checkpoint
 from facetool.train.distributed import Ranks, rank_device, ranks_from_env, state_digest
 
 

@@ -44,10 +44,14 @@ def write_pairs(path: Path) -> Path:
 
 
 def test_folder_input_and_pairs_file_validation_match_eval(image_dir, tmp_path):
+    from facetool.config.detect import DetectConfig
+    from facetool.detect.resolve import resolve_faces
+
     pairs = write_pairs(tmp_path / "pairs.txt")
+    faces = resolve_faces(image_dir, tmp_path / "run" / "faces.h5", DetectConfig(image_size=48)).cache
     config = TrainConfig.model_validate(
         {
-            "data_dir": image_dir,
+            "data_dir": faces,
             "checkpoint_dir": tmp_path / "run",
             "backbone": "tiny-cnn",
             "image_size": 48,
@@ -90,3 +94,28 @@ def test_pairs_file_naming_missing_images_fails_before_training(small_cache, tmp
     with pytest.raises(PairsError, match="missing"):
         train(config)
     assert not (tmp_path / "run" / "last.pth").exists()
+
+
+def test_train_command_detects_a_folder_into_the_run_folder_and_the_library_takes_a_cache(
+    image_dir, tmp_path, facetool_cli
+):
+    from facetool.config.base import load_config
+    from facetool.errors import UsageError
+
+    run = tmp_path / "run"
+    result = facetool_cli(
+        "train", "--data", image_dir, "--checkpoint-dir", run, "--num-epochs", "1", "--batch-size", "12",
+        "--people-per-batch", "4", "--images-per-person", "3", "--device", "cpu", "--set", "backbone=tiny-cnn",
+        "--set", "image_size=48", "--set", "embedding_dim=16", "--set", "epoch_size=1",
+        "--set", "validation.fraction=0.0",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    with open_cache(run / "faces.h5") as cache:
+        assert len(cache) == 25
+    assert load_config(TrainConfig, run / "config.toml").data_dir == run / "faces.h5"
+    config = TrainConfig.model_validate(
+        {"data_dir": image_dir, "checkpoint_dir": tmp_path / "lib", "device": "cpu"}
+    )
+    with pytest.raises(UsageError, match=r"images: is an image folder; the trainer takes a face cache"):
+        train(config)
+    assert not (tmp_path / "lib").exists()

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from facetool.errors import FacetoolError
-from facetool.train.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
+from facetool.models.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
 
 
 def sample_checkpoint(epoch: int = 3) -> dict:

@@ -21,6 +21,8 @@ from facetool.files import atomic_write_bytes
 FORMAT = "facetool-checkpoint"
 FORMAT_VERSION = 1
 REQUIRED_KEYS = ("model", "backbone", "config", "epoch", "history")
+DIGEST_LENGTH = 16
+HEX = frozenset("0123456789abcdef")
 
 
 def make_checkpoint(
@@ -33,8 +35,13 @@ def make_checkpoint(
     optimizer: dict[str, Any] | None = None,
     scheduler: dict[str, Any] | None = None,
     rng: dict[str, Any] | None = None,
+    train_identities: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Assemble the checkpoint dict with the format markers, in the one layout every reader expects."""
+    """Assemble the checkpoint dict with the format markers, in the one layout every reader expects.
+
+    `train_identities` are the digests (facetool.identities.identity_digests) of the people the model was
+    trained on, so an evaluation can tell when its pairs show people the model has seen.
+    """
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -47,7 +54,17 @@ def make_checkpoint(
         "optimizer": optimizer,
         "scheduler": scheduler,
         "rng": rng,
+        "train_identities": train_identities,
     }
+
+
+def checkpoint_bytes(obj: dict[str, Any]) -> memoryview:
+    """The checkpoint serialised in memory, ready to be written to one or several files."""
+    if obj.get("format") != FORMAT:
+        raise ValueError("checkpoint_bytes expects a dict built by make_checkpoint")
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getbuffer()
 
 
 def save_checkpoint(obj: dict[str, Any], path: Path | str) -> None:
@@ -56,11 +73,21 @@ def save_checkpoint(obj: dict[str, Any], path: Path | str) -> None:
     The archive is built in memory first, so a failing disk (full, size limit) surfaces as the OSError of
     the file write, not as an error inside torch's zip writer.
     """
-    if obj.get("format") != FORMAT:
-        raise ValueError("save_checkpoint expects a dict built by make_checkpoint")
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    atomic_write_bytes(path, buffer.getbuffer())
+    atomic_write_bytes(path, checkpoint_bytes(obj))
+
+
+def read_train_identities(path: Path | str, obj: dict[str, Any]) -> tuple[str, ...] | None:
+    """The checkpoint's training-identity digests; None when it has none (older checkpoints)."""
+    value = obj.get("train_identities")
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(
+        isinstance(d, str) and len(d) == DIGEST_LENGTH and all(c in HEX for c in d) for d in value
+    ):
+        raise FacetoolError(
+            f"{path}: checkpoint field 'train_identities' is not a list of {DIGEST_LENGTH}-hex-digit digests"
+        )
+    return tuple(value)
 
 
 def load_checkpoint(path: Path | str, map_location: str | torch.device = "cpu") -> dict[str, Any]:

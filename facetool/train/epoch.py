@@ -1,0 +1,196 @@
+"""One training epoch: seeded selection rounds, the steps on their triplets, the non-finite policy, progress.
+
+Losses and non-finite flags stay on the device and are read once per round; the progress display reads the
+running loss after every step on a CPU (free there) and at most twice a second on an accelerator. Under DDP every rank runs the same number of steps per round (the fewest any rank can
+fill), and the loss figures are summed over ranks.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from facetool.config.train import TrainConfig
+from facetool.errors import FacetoolError
+from facetool.miners import Miner
+from facetool.train.distributed import Ranks, all_reduce_min, all_reduce_sum
+from facetool.train.engine import Engine
+from facetool.train.progress import TrainProgress
+from facetool.train.schedule import miner_for_epoch
+from facetool.train.selection import Round, Selection
+from facetool.train.state import epoch_seeds
+
+PROGRESS_READ_S = 0.5
+
+
+class NonFiniteError(FacetoolError):
+    """Training met a NaN or infinite loss or gradient with on_nonfinite=stop; the last checkpoint is kept."""
+
+
+@dataclass(frozen=True)
+class EpochStats:
+    """What the training part of an epoch did (validation is added by the loop); see EpochRecord."""
+
+    train_loss: float | None
+    learning_rate: float
+    miner: str
+    rounds: int
+    batches: int
+    skipped_batches: int
+    nonfinite_batches: int
+    anchor_positive_pairs: int
+    triplets: int
+    trained_triplets: int
+    valid_negative_fraction: float
+    images: int
+    images_per_s: float
+    time_s: float
+    active_triplets: int
+    active_fraction: float | None
+
+
+class EpochRunner:
+    """Runs epochs of selection rounds and steps with the run's engine, selection, miners and scheduler."""
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        engine: Engine,
+        selection: Selection,
+        scheduler: torch.optim.lr_scheduler.LambdaLR,
+        miners: dict[str, Miner],
+        miner_generator: torch.Generator,
+        progress: TrainProgress,
+        log: Callable[..., None],
+        ranks: Ranks,
+    ) -> None:
+        self.config = config
+        self.engine = engine
+        self.selection = selection
+        self.scheduler = scheduler
+        self.miners = miners
+        self.miner_generator = miner_generator
+        self.progress = progress
+        self.log = log
+        self.ranks = ranks
+        self.on_nonfinite_stop: Callable[[int, int, int], None] = lambda epoch, rounds, count: None
+
+    def _round_stats(self, epoch: int, rounds: int, selected: Round) -> None:
+        pairs, found = int(selected.mined.num_pairs), int(selected.mined.num_triplets)
+        stats = {
+            "epoch": epoch + 1,
+            "round": rounds,
+            "people": self.selection.people_per_round,
+            "images": selected.images,
+            "anchor_positive_pairs": pairs,
+            "triplets": found,
+            "valid_negative_fraction": found / max(pairs, 1),
+        }
+        self.log(
+            f"epoch {epoch + 1} round {rounds}: {selected.images} images of {stats['people']} people, "
+            f"{pairs} anchor-positive pairs, {found} triplets "
+            f"({stats['valid_negative_fraction']:.1%} with a valid negative)",
+            show=False,
+        )
+        self.progress.round(stats)
+
+    def __call__(self, epoch: int) -> EpochStats:
+        config = self.config
+        device = self.engine.device
+        rng, (torch_seed, aug_seed, miner_seed) = epoch_seeds(config.seed + self.ranks.rank, epoch)
+        torch.manual_seed(torch_seed)
+        generator = torch.Generator(device=device).manual_seed(aug_seed)
+        self.miner_generator.manual_seed(miner_seed)
+        per_step = config.batch_size // 3
+        lr = self.scheduler.get_last_lr()[0]
+        miner_name = miner_for_epoch(config, epoch)
+        miner = self.miners[miner_name]
+        if epoch == 0 or miner_for_epoch(config, epoch - 1) != miner_name:
+            self.log(f"epoch {epoch + 1}: triplets mined by {miner_name}", show=False)
+        totals = torch.zeros(4, dtype=torch.float64, device=device)
+        rounds = batches = skipped = pairs = selected = nonfinite = fed = 0
+        running_loss: float | None = None
+        start = last_read = time.perf_counter()
+        while batches < config.epoch_size:
+            chosen = self.selection(miner, rng, generator)
+            mined = chosen.mined
+            rounds += 1
+            found = int(mined.num_triplets)
+            pairs += int(mined.num_pairs)
+            selected += found
+            self._round_stats(epoch, rounds, chosen)
+            steps = min(-(-found // per_step), config.epoch_size - batches)
+            steps = all_reduce_min(steps, device)
+            if steps == 0:
+                skipped += 1
+                batches += 1
+                self.log(f"epoch {epoch + 1} round {rounds}: no valid triplet, batch skipped", show=False)
+                continue
+            order = torch.as_tensor(rng.permutation(found), device=device)
+            a, p, n = (t.index_select(0, order) for t in (mined.anchors, mined.positives, mined.negatives))
+            x = chosen.inputs
+            sums = torch.zeros(4, dtype=torch.float64, device=device)
+            flags = torch.zeros((), device=device)
+            for lo in range(0, steps * per_step, per_step):
+                sel = slice(lo, lo + per_step)
+                loss, flag = self.engine.step(torch.cat([x[a[sel]], x[p[sel]], x[n[sel]]]))
+                good = 1.0 - flag.double()
+                kept = torch.where(flag > 0, 0.0, loss.double())
+                active = self.engine.active.double() if self.engine.active is not None else kept * 0
+                sums += torch.stack([kept, good, good * len(a[sel]), good * active])
+                flags += flag
+                batches += 1
+                fed += 3 * len(a[sel])
+                now = time.perf_counter()
+                if device.type == "cpu" or now - last_read >= PROGRESS_READ_S:
+                    loss_sum, good_steps, *_ = (totals + sums).tolist()
+                    running_loss = loss_sum / good_steps if good_steps else running_loss
+                    last_read = now
+                self.progress.batch(
+                    epoch=epoch,
+                    batch=batches,
+                    loss=running_loss,
+                    images_per_s=fed / max(now - start, 1e-9),
+                    lr=lr,
+                )
+            totals += all_reduce_sum(sums)
+            loss_sum, good_steps, _, _, bad = torch.cat([totals, flags.double().view(1)]).tolist()
+            running_loss = loss_sum / good_steps if good_steps else None
+            bad = round(bad)
+            if bad and config.on_nonfinite == "stop":
+                self.on_nonfinite_stop(epoch, rounds, bad)
+            if bad:
+                nonfinite += bad
+                skipped += bad
+                self.log(f"epoch {epoch + 1} round {rounds}: {bad} non-finite batch(es) skipped", show=False)
+        elapsed = time.perf_counter() - start
+        with warnings.catch_warnings():
+            warnings.filterwarnings(
+                "ignore", message="Detected call of `lr_scheduler.step", category=UserWarning
+            )
+            self.scheduler.step()
+        loss_sum, good_steps, trained, active = totals.tolist()
+        trained, active = round(trained), round(active)
+        images = 3 * trained
+        return EpochStats(
+            train_loss=loss_sum / good_steps if good_steps else None,
+            learning_rate=lr,
+            miner=miner_name,
+            rounds=rounds,
+            batches=batches,
+            skipped_batches=skipped,
+            nonfinite_batches=nonfinite,
+            anchor_positive_pairs=pairs,
+            triplets=selected,
+            trained_triplets=trained,
+            valid_negative_fraction=selected / max(pairs, 1),
+            images=images,
+            images_per_s=images / max(elapsed, 1e-9),
+            time_s=elapsed,
+            active_triplets=active,
+            active_fraction=active / trained if trained else None,
+        )

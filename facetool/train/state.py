@@ -1,0 +1,92 @@
+"""Training state beyond the weights: per-epoch seeds, the global RNG states, and checking a checkpoint's
+training fields before any of them is loaded, so a malformed one is one line naming the file and the field.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from facetool.errors import FacetoolError
+from facetool.train.history import EpochRecord
+
+
+def epoch_seeds(seed: int, epoch: int) -> tuple[np.random.Generator, list[int]]:
+    """The epoch's sampling generator and three torch seeds (dropout, augmentation, miner)."""
+    state = np.random.SeedSequence([seed, epoch]).generate_state(3, dtype=np.uint64)
+    return np.random.default_rng([seed, epoch, 1]), [int(s >> 1) for s in state]
+
+
+def rng_state() -> dict[str, Any]:
+    """The torch, numpy, python (and CUDA) global generator states, in tensors and lists a checkpoint holds."""
+    legacy = np.random.get_state()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": [legacy[0], torch.from_numpy(legacy[1].astype(np.int64)), *legacy[2:]],
+        "python": [random.getstate()[0], list(random.getstate()[1]), random.getstate()[2]],
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(path: Path, state: dict[str, Any] | None) -> None:
+    """Set the global generators from a checkpoint's `rng` field; a malformed one names the file."""
+    if not state:
+        return
+    try:
+        torch.set_rng_state(state["torch"])
+        name, keys, *rest = state["numpy"]
+        np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
+        version, internal, gauss = state["python"]
+        random.setstate((version, tuple(internal), gauss))
+        if "cuda" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda"])
+    except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise FacetoolError(f"{path}: checkpoint field 'rng' is not a valid RNG state ({reason})") from None
+
+
+def _field_error(path: Path, field: str, problem: str) -> FacetoolError:
+    return FacetoolError(f"{path}: checkpoint field {field!r} {problem}; training cannot resume from it")
+
+
+def check_training_fields(path: Path, ck: dict[str, Any]) -> tuple[int, list[EpochRecord]]:
+    """The epoch and typed history of a checkpoint to resume from, after checking every training field."""
+    epoch = ck.get("epoch")
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+        raise _field_error(path, "epoch", f"is {epoch!r}, not a whole number >= 0")
+    history = ck.get("history")
+    if not isinstance(history, list):
+        raise _field_error(path, "history", f"is {type(history).__name__}, not a list of epoch records")
+    records = [
+        EpochRecord.from_dict(item, f"{path}: checkpoint field 'history[{i}]'")
+        for i, item in enumerate(history)
+    ]
+    if [r.epoch for r in records] != list(range(1, epoch + 1)):
+        raise _field_error(path, "history", f"does not hold epochs 1 to {epoch} in order")
+    if not isinstance(ck.get("config"), dict):
+        raise _field_error(path, "config", "is not a table")
+    for field in ("optimizer", "scheduler"):
+        value = ck.get(field)
+        if value is None:
+            raise FacetoolError(f"{path}: checkpoint has no {field} state, so training cannot resume from it")
+        if not isinstance(value, dict):
+            raise _field_error(path, field, f"is {type(value).__name__}, not a state table")
+    if ck.get("rng") is not None and not isinstance(ck["rng"], dict):
+        raise _field_error(path, "rng", f"is {type(ck['rng']).__name__}, not a table of RNG states")
+    return epoch, records
+
+
+def load_field(path: Path, field: str, load: Any, state: Any) -> None:
+    """Call `load(state)` (a load_state_dict); a state that does not fit is one line naming the field."""
+    try:
+        load(state)
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as exc:
+        text = str(exc).strip()
+        reason = text.splitlines()[0] if text else type(exc).__name__
+        raise _field_error(path, field, f"does not fit this run ({reason})") from None
