@@ -24,9 +24,9 @@ from facetool.embed import embed_faces, embed_paths
 from facetool.embedder import OnnxEmbedder, TorchEmbedder, load_embedder
 from facetool.errors import FacetoolError, ModelFileError, UsageError
 from facetool.models import build_backbone, load_embedding_model
+from facetool.models.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
 from facetool.models.export import export_model, export_onnx, write_onnx
 from facetool.models.model_card import card_path
-from facetool.models.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
 
 TOLERANCE = 1e-4
 
