@@ -1,76 +1,41 @@
-"""Embeddings of face arrays, image files, folders and face caches, and the files they are written to.
+"""Export of embeddings: the faces of image files, folders and face caches (sources), embedded batch by batch
+with `facetool.data.transforms.embed_faces`, and streamed to an .h5, .npz or .csv file (writers).
 
-Test-time flip convention: with `flip=True` a face's embedding is the sum of the embeddings of the face
-and of its horizontal mirror, re-normalised to unit length (not the concatenation, which doubles the size
-and is not re-normalised). Embeddings are always L2-normalised float32.
+Memory and time stay linear in one batch: faces are read from a cache a batch at a time and each batch of
+embeddings goes straight to the output, written under a temporary name and renamed into place only when
+complete. The output is never one of the inputs. The `.h5` export is a plain HDF5 file of embeddings, not a
+face cache.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import shutil
+import zipfile
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from facetool import __version__
 from facetool.cache import open_cache
 from facetool.config.detect import DetectConfig
 from facetool.config.evaluate import EmbedConfig
-from facetool.data.transforms import to_input
+from facetool.data.transforms import embed_faces
 from facetool.detect import crop_face_from_file, detector_from_config, scan_images
 from facetool.detect.images import is_image_name
 from facetool.device import resolve_device
 from facetool.errors import FacetoolError, UsageError
+from facetool.files import atomic_output, check_output_not_input, temp_path_for
 
 CACHE_SUFFIXES = (".h5", ".hdf5")
 Progress = Callable[[int, int], None]
-
-
-def _as_device(device: str | torch.device) -> torch.device:
-    return device if isinstance(device, torch.device) else resolve_device(device)
-
-
-def embed_faces(
-    model: nn.Module,
-    faces_uint8_nhwc: np.ndarray | torch.Tensor,
-    *,
-    batch_size: int = 256,
-    device: str | torch.device = "cpu",
-    flip: bool = False,
-    image_size: int | None = None,
-) -> np.ndarray:
-    """(N, S, S, 3) uint8 RGB faces -> (N, D) float32 L2-normalised embeddings.
-
-    The faces go through `to_input` (resized to `image_size`, the model's input size, when given); the model runs in eval mode without gradients, moved to `device`
-    (as `nn.Module.to` does), and gets its previous train/eval mode back on return.
-    """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    target = _as_device(device)
-    model.to(target)
-    was_training = model.training
-    model.eval()
-    parts = []
-    try:
-        with torch.inference_mode():
-            for start in range(0, len(faces_uint8_nhwc), batch_size):
-                x = to_input(faces_uint8_nhwc[start : start + batch_size], target, image_size)
-                out = model(x).float()
-                if flip:
-                    out = out + model(torch.flip(x, dims=[3])).float()
-                parts.append(F.normalize(out, dim=1).cpu())
-    finally:
-        model.train(was_training)
-    if not parts:
-        return np.zeros((0, 0), dtype=np.float32)
-    return torch.cat(parts).numpy().astype(np.float32, copy=False)
 
 
 @dataclass(frozen=True)
@@ -200,92 +165,195 @@ class EmbeddingSet:
         return len(self.paths)
 
 
-def embed_sources(
-    model: nn.Module,
-    sources: Sequence[FaceSource],
-    *,
-    batch_size: int = 256,
-    device: str | torch.device = "cpu",
-    flip: bool = False,
-    image_size: int | None = None,
-    settings: dict[str, Any] | None = None,
-    progress: Progress | None = None,
-) -> EmbeddingSet:
-    """Embed every face of `sources` in order (resized to `image_size` when given); `progress(done, total)`."""
-    total = sum(len(s) for s in sources)
-    failures: list[tuple[str, str]] = []
-    parts, paths, identities, detected = [], [], [], []
-    done = 0
-    for source in sources:
-        before = len(failures)
-        for batch in source.batches(batch_size, failures):
-            parts.append(
-                embed_faces(
-                    model, batch.faces, batch_size=batch_size, device=device, flip=flip, image_size=image_size
-                )
-            )
-            paths += batch.paths
-            identities += batch.identities
-            detected += batch.detected
-            done += len(batch.paths)
-            if progress is not None:
-                progress(done + len(failures), total)
-        if progress is not None and len(failures) > before:
-            progress(done + len(failures), total)
-    if not parts:
-        raise FacetoolError("no face could be embedded: " + "; ".join(f"{p}: {r}" for p, r in failures[:5]))
-    return EmbeddingSet(
-        embeddings=np.concatenate(parts),
-        paths=paths,
-        identities=identities,
-        detected=np.array(detected, dtype=bool),
-        settings={"facetool_version": __version__, "flip": flip, **(settings or {})},
-        failures=failures,
-    )
+@dataclass
+class EmbedSummary:
+    """What an export wrote: the number of rows, the embedding size, and the images that were skipped."""
+
+    count: int = 0
+    dim: int = 0
+    failures: list[tuple[str, str]] = field(default_factory=list)
 
 
-def _write_npz(result: EmbeddingSet, path: Path) -> None:
-    with path.open("wb") as handle:
-        np.savez(
-            handle,
-            embeddings=result.embeddings,
-            paths=np.array(result.paths, dtype=str),
-            identities=np.array(result.identities, dtype=str),
-            detected=result.detected,
-            settings=np.array(json.dumps(result.settings)),
-        )
+class EmbeddingWriter:
+    """Appends batches of rows to a temporary file; `finish` completes it. Subclasses: one per format."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+
+    def add(
+        self, embeddings: np.ndarray, paths: list[str], identities: list[str], detected: list[bool]
+    ) -> None:
+        raise NotImplementedError
+
+    def finish(self, settings: dict[str, Any]) -> None:
+        """Write what only the end knows (settings, counts) and close the file."""
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        """Close whatever is open after a failure (the temporary file is removed by the caller)."""
 
 
-def _write_csv(result: EmbeddingSet, path: Path) -> None:
-    dim = result.embeddings.shape[1]
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["path", "identity", "detected", *(f"e{i}" for i in range(dim))])
-        for row, (p, ident, det) in enumerate(
-            zip(result.paths, result.identities, result.detected, strict=True)
-        ):
-            writer.writerow([p, ident, int(det), *(f"{v:.8g}" for v in result.embeddings[row])])
+class CsvWriter(EmbeddingWriter):
+    """`path,identity,detected,e0..` rows, written as they come."""
+
+    def __init__(self, tmp: Path) -> None:
+        super().__init__(tmp)
+        self.handle = tmp.open("w", newline="", encoding="utf-8")
+        self.writer = csv.writer(self.handle)
+        self.header = False
+
+    def add(
+        self, embeddings: np.ndarray, paths: list[str], identities: list[str], detected: list[bool]
+    ) -> None:
+        if not self.header:
+            dim = embeddings.shape[1]
+            self.writer.writerow(["path", "identity", "detected", *(f"e{i}" for i in range(dim))])
+            self.header = True
+        for row, (p, ident, det) in enumerate(zip(paths, identities, detected, strict=True)):
+            self.writer.writerow([p, ident, int(det), *(f"{v:.8g}" for v in embeddings[row])])
+
+    def finish(self, settings: dict[str, Any]) -> None:
+        self.handle.close()
+
+    def abort(self) -> None:
+        self.handle.close()
 
 
-def _write_h5(result: EmbeddingSet, path: Path) -> None:
-    import h5py
+class H5Writer(EmbeddingWriter):
+    """Resizable chunked datasets `embeddings`, `paths`, `identities`, `detected`, grown batch by batch."""
 
-    strings = h5py.string_dtype("utf-8")
-    with h5py.File(path, "w") as h5:
-        h5.attrs["format"] = "facetool-embeddings"
-        h5.attrs["format_version"] = 1
-        h5.attrs["settings"] = json.dumps(result.settings)
-        h5.create_dataset("embeddings", data=result.embeddings)
-        h5.create_dataset("paths", data=result.paths, dtype=strings)
-        h5.create_dataset("identities", data=result.identities, dtype=strings)
-        h5.create_dataset("detected", data=result.detected)
+    CHUNK_ROWS = 1024
+
+    def __init__(self, tmp: Path) -> None:
+        import h5py
+
+        super().__init__(tmp)
+        self.h5 = h5py.File(tmp, "w")
+        self.strings = h5py.string_dtype("utf-8")
+        self.count = 0
+
+    def _append(
+        self, name: str, data: np.ndarray | list[Any], dtype: Any, tail: tuple[int, ...] = ()
+    ) -> None:
+        if name not in self.h5:
+            chunks = (self.CHUNK_ROWS, *tail)
+            self.h5.create_dataset(name, shape=(0, *tail), maxshape=(None, *tail), dtype=dtype, chunks=chunks)
+        dataset = self.h5[name]
+        dataset.resize(self.count + len(data), axis=0)
+        dataset[self.count :] = data
+
+    def add(
+        self, embeddings: np.ndarray, paths: list[str], identities: list[str], detected: list[bool]
+    ) -> None:
+        self._append("embeddings", embeddings, np.float32, (embeddings.shape[1],))
+        self._append("paths", paths, self.strings)
+        self._append("identities", identities, self.strings)
+        self._append("detected", np.asarray(detected, dtype=bool), bool)
+        self.count += len(paths)
+
+    def finish(self, settings: dict[str, Any]) -> None:
+        self.h5.attrs["format"] = "facetool-embeddings"
+        self.h5.attrs["format_version"] = 1
+        self.h5.attrs["settings"] = json.dumps(settings)
+        self.h5.close()
+
+    def abort(self) -> None:
+        self.h5.close()
 
 
-WRITERS: dict[str, Callable[[EmbeddingSet, Path], None]] = {
-    ".h5": _write_h5,
-    ".npz": _write_npz,
-    ".csv": _write_csv,
-}
+class _Spool:
+    """One column of an .npz, spooled to a side file as it comes and streamed into its .npy member at the end.
+
+    Numbers are stored raw; strings UTF-8, each ended by NUL (which no path or identity holds), and re-encoded
+    at the end in chunks to the fixed width the .npy format needs (the longest string, tracked on the way).
+    """
+
+    CHUNK = 65536
+
+    def __init__(self, beside: Path, dtype: str | None) -> None:
+        self.path = temp_path_for(beside)
+        self.handle = self.path.open("wb")
+        self.dtype = dtype
+        self.rows = 0
+        self.width = 1
+        self.tail: tuple[int, ...] = ()
+
+    def add(self, values: np.ndarray | list[str]) -> None:
+        if self.dtype is None:
+            strings = list(values)
+            self.width = max([self.width, *(len(v) for v in strings)])
+            self.handle.write(b"".join(v.encode("utf-8") + b"\0" for v in strings))
+        else:
+            array = np.ascontiguousarray(values, dtype=self.dtype)
+            self.tail = array.shape[1:]
+            self.handle.write(array.tobytes())
+        self.rows += len(values)
+
+    def write_member(self, member: IO[bytes]) -> None:
+        """Write this column as one .npy file to `member`, reading the side file a chunk at a time."""
+        self.handle.close()
+        dtype = np.dtype(self.dtype or f"<U{self.width}")
+        header = {
+            "descr": np.lib.format.dtype_to_descr(dtype),
+            "fortran_order": False,
+            "shape": (self.rows, *self.tail),
+        }
+        np.lib.format.write_array_header_2_0(member, header)
+        with self.path.open("rb") as spool:
+            if self.dtype is not None:
+                shutil.copyfileobj(spool, member, self.CHUNK * 16)
+                return
+            rest = b""
+            while block := spool.read(self.CHUNK * 16):
+                *items, rest = (rest + block).split(b"\0")
+                member.write(np.array([b.decode("utf-8") for b in items], dtype=dtype).tobytes())
+
+    def remove(self) -> None:
+        self.handle.close()
+        self.path.unlink(missing_ok=True)
+
+
+class NpzWriter(EmbeddingWriter):
+    """Every column is spooled to a side file as it comes; `finish` streams them into the .npz members."""
+
+    def __init__(self, tmp: Path) -> None:
+        super().__init__(tmp)
+        self.columns: dict[str, _Spool] = {}
+        try:
+            for name, dtype in (
+                ("embeddings", "<f4"),
+                ("paths", None),
+                ("identities", None),
+                ("detected", "|b1"),
+            ):
+                self.columns[name] = _Spool(tmp, dtype)
+        except BaseException:
+            self.abort()
+            raise
+
+    def add(
+        self, embeddings: np.ndarray, paths: list[str], identities: list[str], detected: list[bool]
+    ) -> None:
+        for name, values in zip(self.columns, (embeddings, paths, identities, detected), strict=True):
+            self.columns[name].add(values)
+
+    def finish(self, settings: dict[str, Any]) -> None:
+        try:
+            with zipfile.ZipFile(self.tmp, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
+                for name, column in self.columns.items():
+                    with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
+                        column.write_member(member)
+                with archive.open("settings.npy", "w", force_zip64=True) as member:
+                    np.lib.format.write_array(member, np.array(json.dumps(settings)), allow_pickle=False)
+        finally:
+            self.abort()
+
+    def abort(self) -> None:
+        for column in self.columns.values():
+            column.remove()
+
+
+WRITERS: dict[str, type[EmbeddingWriter]] = {".h5": H5Writer, ".npz": NpzWriter, ".csv": CsvWriter}
 
 
 def check_output_path(path: str | Path) -> Path:
@@ -297,25 +365,68 @@ def check_output_path(path: str | Path) -> Path:
     return path
 
 
-def make_parent(path: Path) -> None:
-    """Create the folder of an output file; FacetoolError naming it when a file is in the way."""
+@contextmanager
+def open_writer(path: str | Path) -> Iterator[EmbeddingWriter]:
+    """A writer for the format of `path`'s extension on a temporary file, renamed to `path` when the block
+    ends cleanly; on any failure `path` keeps its previous content. OS errors become one FacetoolError line."""
+    path = check_output_path(path)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_output(path) as tmp:
+            writer = WRITERS[path.suffix.lower()](tmp)
+            try:
+                yield writer
+            except BaseException:
+                writer.abort()
+                raise
+    except FacetoolError as exc:
+        if "cannot create the folder" in str(exc):
+            raise FacetoolError(f"{path}: cannot create its folder {path.parent} ({exc})") from None
+        raise
     except OSError as exc:
-        raise FacetoolError(
-            f"{path}: cannot create its folder {path.parent} ({exc.strerror or exc})"
-        ) from None
+        raise FacetoolError(f"{path}: cannot write embeddings ({exc.strerror or exc})") from None
 
 
 def write_embeddings(result: EmbeddingSet, path: str | Path) -> Path:
-    """Write `result` in the format named by the extension of `path` (.h5, .npz or .csv)."""
+    """Write `result` in the format named by the extension of `path` (.h5, .npz or .csv), atomically."""
     path = check_output_path(path)
-    make_parent(path)
-    try:
-        WRITERS[path.suffix.lower()](result, path)
-    except OSError as exc:
-        raise FacetoolError(f"{path}: cannot write embeddings ({exc.strerror or exc})") from None
+    with open_writer(path) as writer:
+        writer.add(result.embeddings, list(result.paths), list(result.identities), list(result.detected))
+        writer.finish(result.settings)
     return path
+
+
+def embed_sources(
+    model: nn.Module,
+    sources: Sequence[FaceSource],
+    writer: EmbeddingWriter,
+    *,
+    batch_size: int = 256,
+    device: str | torch.device = "cpu",
+    flip: bool = False,
+    image_size: int | None = None,
+    progress: Progress | None = None,
+) -> EmbedSummary:
+    """Embed every face of `sources` in order (resized to `image_size` when given) into `writer`, batch by
+    batch; `progress(done, total)`. FacetoolError when no face at all could be embedded."""
+    total = sum(len(s) for s in sources)
+    summary = EmbedSummary()
+    for source in sources:
+        before = len(summary.failures)
+        for batch in source.batches(batch_size, summary.failures):
+            emb = embed_faces(
+                model, batch.faces, batch_size=batch_size, device=device, flip=flip, image_size=image_size
+            )
+            writer.add(emb, batch.paths, batch.identities, batch.detected)
+            summary.count += len(batch.paths)
+            summary.dim = emb.shape[1]
+            if progress is not None:
+                progress(summary.count + len(summary.failures), total)
+        if progress is not None and len(summary.failures) > before:
+            progress(summary.count + len(summary.failures), total)
+    if not summary.count:
+        reasons = "; ".join(f"{p}: {r}" for p, r in summary.failures[:5])
+        raise FacetoolError("no face could be embedded: " + reasons)
+    return summary
 
 
 def embed_paths(
@@ -324,18 +435,20 @@ def embed_paths(
     output: str | Path,
     config: EmbedConfig | None = None,
     progress: Progress | None = None,
-) -> tuple[EmbeddingSet, Path]:
-    """What `facetool embed` does: load the model, embed every input, write `output` by its extension."""
+) -> tuple[EmbedSummary, Path]:
+    """What `facetool embed` does: load the model, embed every input, stream `output` (format by extension)."""
     from facetool.models import load_embedding_model
 
     config = config or EmbedConfig()
     output = check_output_path(output)
-    make_parent(output)
+    check_output_not_input(output, [checkpoint, *inputs])
     device = resolve_device(config.device)
     model, info = load_embedding_model(checkpoint, device)
     detect = config.detect.model_copy(update={"image_size": info.image_size})
     sources = collect_sources(inputs, detect)
     settings = {
+        "facetool_version": __version__,
+        "flip": config.flip,
         "model": str(checkpoint),
         "backbone": info.backbone,
         "embedding_dim": info.embedding_dim,
@@ -344,14 +457,16 @@ def embed_paths(
         "inputs": [str(p) for p in inputs],
         "detect": detect.model_dump(mode="json"),
     }
-    result = embed_sources(
-        model,
-        sources,
-        batch_size=config.batch_size,
-        device=device,
-        flip=config.flip,
-        image_size=info.image_size,
-        settings=settings,
-        progress=progress,
-    )
-    return result, write_embeddings(result, output)
+    with open_writer(output) as writer:
+        summary = embed_sources(
+            model,
+            sources,
+            writer,
+            batch_size=config.batch_size,
+            device=device,
+            flip=config.flip,
+            image_size=info.image_size,
+            progress=progress,
+        )
+        writer.finish(settings)
+    return summary, output
