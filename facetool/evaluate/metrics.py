@@ -115,17 +115,17 @@ def stratified_fold_ids(issame: np.ndarray, n_folds: int = 10) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class Split:
+class PairSplit:
     """Boolean masks of the pairs that choose thresholds (train) and the pairs that are scored (test)."""
 
     train: np.ndarray
     test: np.ndarray
 
 
-def fold_splits(fold_ids: np.ndarray) -> list[Split]:
+def fold_splits(fold_ids: np.ndarray) -> list[PairSplit]:
     """One split per fold: that fold is the test set, all the other folds the training set."""
     fold_ids = np.asarray(fold_ids)
-    return [Split(train=fold_ids != k, test=fold_ids == k) for k in np.unique(fold_ids)]
+    return [PairSplit(train=fold_ids != k, test=fold_ids == k) for k in np.unique(fold_ids)]
 
 
 @dataclass(frozen=True)
@@ -265,7 +265,7 @@ class VerificationMetrics:
 def evaluate_splits(
     distances: np.ndarray,
     issame: np.ndarray,
-    splits: Sequence[Split],
+    splits: Sequence[PairSplit],
     *,
     distance: str = "euclidean",
     far_target: float = FAR_TARGET,

@@ -13,7 +13,7 @@ from sklearn.metrics import roc_auc_score, roc_curve
 from sklearn.model_selection import KFold
 
 from facetool.evaluate.metrics import (
-    Split,
+    PairSplit,
     equal_error_rate,
     evaluate_folds,
     evaluate_splits,
@@ -169,7 +169,7 @@ def test_mismatched_pairs_on_the_grid_keep_the_grid_threshold():
     dist = np.where(issame, 0.3, 2.0)
     dist[100:103] = np.arange(0, 4, 0.001)[500]
     everything = np.ones(issame.size, bool)
-    result = evaluate_splits(dist, issame, [Split(train=everything, test=everything)])
+    result = evaluate_splits(dist, issame, [PairSplit(train=everything, test=everything)])
     assert result.fold_val_threshold[0] == np.arange(0, 4, 0.001)[500]
     assert result.fold_far[0] == 0.0 and result.fold_val[0] == 1.0
 
@@ -198,7 +198,7 @@ def test_auc_and_eer_match_scikit_learn_on_one_split():
     dist = np.where(issame, rng.normal(1.0, 0.5, 500), rng.normal(1.6, 0.5, 500))
     dist = np.clip(np.floor(dist * 100) / 100 + 0.005, 0.005, 3.985)
     everything = np.ones(500, bool)
-    result = evaluate_splits(dist, issame, [Split(train=everything, test=everything)])
+    result = evaluate_splits(dist, issame, [PairSplit(train=everything, test=everything)])
     fpr, tpr, _ = roc_curve(issame, -dist)
     assert result.auc == pytest.approx(sk_auc(fpr, tpr), abs=1e-12)
     assert result.auc == pytest.approx(roc_auc_score(issame, -dist), abs=1e-12)
