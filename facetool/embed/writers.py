@@ -1,11 +1,6 @@
-"""Export of embeddings: the faces of image files, folders and face caches (sources), embedded batch by batch
-with `facetool.data.transforms.embed_faces`, and streamed to an .h5, .npz or .csv file (writers).
-
-Memory and time stay linear in one batch: faces are read from a cache a batch at a time and each batch of
-embeddings goes straight to the output, written under a temporary name and renamed into place only when
-complete. The output is never one of the inputs. The `.h5` export is a plain HDF5 file of embeddings, not a
-face cache.
-"""
+"""Where `facetool embed` writes: one writer per output format, each appending batches to a temporary file that
+`open_writer` renames into place only when complete. The `.h5` export is a plain HDF5 file of embeddings, not a
+face cache."""
 
 from __future__ import annotations
 
@@ -13,141 +8,16 @@ import csv
 import json
 import shutil
 import zipfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
-import torch
-from torch import nn
 
-from facetool import __version__
-from facetool.cache import open_cache
-from facetool.config.detect import DetectConfig
-from facetool.config.evaluate import EmbedConfig
-from facetool.data.transforms import embed_faces
-from facetool.detect import crop_face_from_file, detector_from_config, scan_images
-from facetool.detect.images import is_image_name
-from facetool.device import resolve_device
 from facetool.errors import FacetoolError, UsageError
-from facetool.files import atomic_output, check_output_not_input, temp_path_for
-
-CACHE_SUFFIXES = (".h5", ".hdf5")
-Progress = Callable[[int, int], None]
-
-
-@dataclass(frozen=True)
-class FaceBatch:
-    """Faces of up to one forward batch with what identifies them."""
-
-    faces: np.ndarray
-    paths: list[str]
-    identities: list[str]
-    detected: list[bool]
-
-
-class FaceSource:
-    """Faces from one input, in batches; problems with single images go to `failures`."""
-
-    label: str
-
-    def __len__(self) -> int:
-        raise NotImplementedError
-
-    def batches(self, size: int, failures: list[tuple[str, str]]) -> Iterator[FaceBatch]:
-        raise NotImplementedError
-
-
-class CacheSource(FaceSource):
-    """Every face of a face cache, as cropped by `facetool detect`; paths as the cache stores them."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.label = str(path)
-        with open_cache(path) as cache:
-            self.count = len(cache)
-
-    def __len__(self) -> int:
-        return self.count
-
-    def batches(self, size: int, failures: list[tuple[str, str]]) -> Iterator[FaceBatch]:
-        with open_cache(self.path) as cache:
-            names = [cache.identities[i] for i in cache.labels]
-            for start in range(0, len(cache), size):
-                idx = np.arange(start, min(start + size, len(cache)))
-                yield FaceBatch(
-                    cache.read_faces(idx),
-                    [cache.paths[i] for i in idx],
-                    [names[i] for i in idx],
-                    [bool(cache.detected[i]) for i in idx],
-                )
-
-
-class ImageSource(FaceSource):
-    """Image files, each detected and cropped the way `facetool detect` crops them."""
-
-    def __init__(self, label: str, files: Sequence[tuple[Path, str]], detect: DetectConfig) -> None:
-        self.label = label
-        self.files = list(files)
-        self.detect = detect
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def batches(self, size: int, failures: list[tuple[str, str]]) -> Iterator[FaceBatch]:
-        detector = detector_from_config(self.detect)
-        for start in range(0, len(self.files), size):
-            faces, paths, identities, detected = [], [], [], []
-            for path, identity in self.files[start : start + size]:
-                try:
-                    crop = crop_face_from_file(path, detector, self.detect)
-                except FacetoolError as exc:
-                    failures.append((str(path), str(exc)))
-                    continue
-                except Exception as exc:  # one unreadable image must not stop the others
-                    failures.append((str(path), f"{type(exc).__name__}: {exc}"))
-                    continue
-                faces.append(crop.face)
-                paths.append(str(path))
-                identities.append(identity)
-                detected.append(crop.detected)
-            if faces:
-                yield FaceBatch(np.stack(faces), paths, identities, detected)
-
-
-def _directory_files(directory: Path) -> list[tuple[Path, str]]:
-    """Images directly in `directory` (identity: its name) and in identity sub-folders (LFW layout)."""
-    flat = sorted(p for p in directory.iterdir() if p.is_file() and is_image_name(p.name))
-    files = [(p, directory.resolve().name) for p in flat]
-    files += [(directory / e.path, e.identity) for e in scan_images(directory).images]
-    return files
-
-
-def collect_sources(inputs: Sequence[str | Path], detect: DetectConfig) -> list[FaceSource]:
-    """One source per input: a face cache (.h5/.hdf5), an image file, or a folder (LFW layout or flat)."""
-    if not inputs:
-        raise UsageError("no inputs given: name image files, folders or face caches")
-    sources: list[FaceSource] = []
-    for raw in inputs:
-        path = Path(raw)
-        if path.is_dir():
-            files = _directory_files(path)
-            if not files:
-                raise UsageError(f"{path}: no images in this folder or its identity sub-folders")
-            sources.append(ImageSource(str(path), files, detect))
-        elif path.is_file() and path.suffix.lower() in CACHE_SUFFIXES:
-            sources.append(CacheSource(path))
-        elif path.is_file() and is_image_name(path.name):
-            sources.append(ImageSource(str(path), [(path, path.resolve().parent.name)], detect))
-        elif path.exists():
-            raise UsageError(
-                f"{path}: not an image (jpg, jpeg, png, bmp, webp), a folder or a face cache (.h5)"
-            )
-        else:
-            raise UsageError(f"{path}: no such file or folder")
-    return sources
+from facetool.files import atomic_output, temp_path_for
 
 
 @dataclass
@@ -393,80 +263,3 @@ def write_embeddings(result: EmbeddingSet, path: str | Path) -> Path:
         writer.add(result.embeddings, list(result.paths), list(result.identities), list(result.detected))
         writer.finish(result.settings)
     return path
-
-
-def embed_sources(
-    model: nn.Module,
-    sources: Sequence[FaceSource],
-    writer: EmbeddingWriter,
-    *,
-    batch_size: int = 256,
-    device: str | torch.device = "cpu",
-    flip: bool = False,
-    image_size: int | None = None,
-    progress: Progress | None = None,
-) -> EmbedSummary:
-    """Embed every face of `sources` in order (resized to `image_size` when given) into `writer`, batch by
-    batch; `progress(done, total)`. FacetoolError when no face at all could be embedded."""
-    total = sum(len(s) for s in sources)
-    summary = EmbedSummary()
-    for source in sources:
-        before = len(summary.failures)
-        for batch in source.batches(batch_size, summary.failures):
-            emb = embed_faces(
-                model, batch.faces, batch_size=batch_size, device=device, flip=flip, image_size=image_size
-            )
-            writer.add(emb, batch.paths, batch.identities, batch.detected)
-            summary.count += len(batch.paths)
-            summary.dim = emb.shape[1]
-            if progress is not None:
-                progress(summary.count + len(summary.failures), total)
-        if progress is not None and len(summary.failures) > before:
-            progress(summary.count + len(summary.failures), total)
-    if not summary.count:
-        reasons = "; ".join(f"{p}: {r}" for p, r in summary.failures[:5])
-        raise FacetoolError("no face could be embedded: " + reasons)
-    return summary
-
-
-def embed_paths(
-    checkpoint: str | Path,
-    inputs: Sequence[str | Path],
-    output: str | Path,
-    config: EmbedConfig | None = None,
-    progress: Progress | None = None,
-) -> tuple[EmbedSummary, Path]:
-    """What `facetool embed` does: load the model, embed every input, stream `output` (format by extension)."""
-    from facetool.models import load_embedding_model
-
-    config = config or EmbedConfig()
-    output = check_output_path(output)
-    check_output_not_input(output, [checkpoint, *inputs])
-    device = resolve_device(config.device)
-    model, info = load_embedding_model(checkpoint, device)
-    detect = config.detect.model_copy(update={"image_size": info.image_size})
-    sources = collect_sources(inputs, detect)
-    settings = {
-        "facetool_version": __version__,
-        "flip": config.flip,
-        "model": str(checkpoint),
-        "backbone": info.backbone,
-        "embedding_dim": info.embedding_dim,
-        "image_size": info.image_size,
-        "model_source": info.source,
-        "inputs": [str(p) for p in inputs],
-        "detect": detect.model_dump(mode="json"),
-    }
-    with open_writer(output) as writer:
-        summary = embed_sources(
-            model,
-            sources,
-            writer,
-            batch_size=config.batch_size,
-            device=device,
-            flip=config.flip,
-            image_size=info.image_size,
-            progress=progress,
-        )
-        writer.finish(settings)
-    return summary, output
