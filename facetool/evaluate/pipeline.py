@@ -65,6 +65,8 @@ def evaluate_checkpoint(
         pairs_path,
         *([config.train_pairs] if config.train_pairs else []),
     ]
+    if config.out.exists():
+        make_dir(config.out)  # a file in the way of --out: one line naming it, before any other check
     check_output_not_input(config.out, inputs, option="--out")
     for name in REPORT_FILES:
         check_output_not_input(config.out / name, inputs, option="--out")
