@@ -17,7 +17,7 @@ from typing import IO, Any
 import numpy as np
 
 from facetool.errors import FacetoolError, UsageError
-from facetool.files import atomic_output, temp_path_for
+from facetool.files import atomic_output, make_dir, temp_path_for
 
 
 @dataclass
@@ -241,17 +241,17 @@ def open_writer(path: str | Path) -> Iterator[EmbeddingWriter]:
     ends cleanly; on any failure `path` keeps its previous content. OS errors become one FacetoolError line."""
     path = check_output_path(path)
     try:
-        with atomic_output(path) as tmp:
+        make_dir(path.parent, "folder of the output")
+    except FacetoolError as exc:
+        raise FacetoolError(f"{path}: cannot create its folder {path.parent} ({exc})") from None
+    try:
+        with atomic_output(path, make_parent=False) as tmp:
             writer = WRITERS[path.suffix.lower()](tmp)
             try:
                 yield writer
             except BaseException:
                 writer.abort()
                 raise
-    except FacetoolError as exc:
-        if "cannot create the folder" in str(exc):
-            raise FacetoolError(f"{path}: cannot create its folder {path.parent} ({exc})") from None
-        raise
     except OSError as exc:
         raise FacetoolError(f"{path}: cannot write embeddings ({exc.strerror or exc})") from None
 
