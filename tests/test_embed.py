@@ -5,6 +5,11 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import cv2
@@ -16,7 +21,15 @@ import torch
 from facetool.cache import CacheWriter, FaceRecord, open_cache
 from facetool.config.detect import DetectConfig
 from facetool.detect import crop_face_from_file, detector_from_config
-from facetool.embed import EmbeddingSet, embed_faces, write_embeddings
+from facetool.embed import (
+    CacheSource,
+    EmbeddingSet,
+    embed_faces,
+    embed_paths,
+    embed_sources,
+    open_writer,
+    write_embeddings,
+)
 from facetool.errors import FacetoolError, UsageError
 from facetool.models import build_backbone
 from facetool.models.checkpoint import make_checkpoint, save_checkpoint
@@ -174,3 +187,149 @@ def test_embed_cli_errors(facetool_cli, tmp_path):
     bad_ext = facetool_cli("embed", tmp_path / "m.pth", image, "-o", tmp_path / "out.parquet")
     assert bad_ext.returncode == 2 and "unknown output extension '.parquet'" in bad_ext.stderr
     assert len(bad_ext.stderr.strip().splitlines()) == 1
+
+
+def replicated_cache(path: Path, faces: np.ndarray, count: int) -> Path:
+    """A face cache of `count` faces cycling through `faces` (real LFW crops), one identity per ten faces."""
+    with CacheWriter(path, image_size=faces.shape[1], encoding="raw") as writer:
+        for i in range(count):
+            name = f"person_{i // 10:05d}"
+            writer.add(
+                FaceRecord(
+                    f"{name}/{name}_{i:05d}.jpg", name, 1, 1, faces[i % len(faces)], None, math.nan, False
+                )
+            )
+        writer.commit()
+    return path
+
+
+@pytest.fixture(scope="module")
+def checkpoint(model: torch.nn.Module, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("ckpt") / "model.pth"
+    backbone = {"name": "inception_resnet_v1", "embedding_dim": DIM, "dropout": 0.0, "image_size": SIZE}
+    save_checkpoint(
+        make_checkpoint(model=model.state_dict(), backbone=backbone, config={}, epoch=0, history=[]), path
+    )
+    return path
+
+
+def test_output_naming_an_input_is_refused(facetool_cli, checkpoint, faces, tmp_path):
+    cache = replicated_cache(tmp_path / "faces.h5", faces, 4)
+    before = cache.read_bytes()
+    result = facetool_cli("embed", checkpoint, cache, "-o", cache, "--device", "cpu")
+    assert result.returncode == 2 and "-o names an input" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert cache.read_bytes() == before
+    (tmp_path / "link.h5").symlink_to(cache)
+    with pytest.raises(UsageError, match="-o names an input"):
+        embed_paths(checkpoint, [cache], tmp_path / "link.h5")
+    assert cache.read_bytes() == before
+    with pytest.raises(UsageError, match="lies inside the input folder"):
+        embed_paths(checkpoint, [tmp_path], tmp_path / "e.csv")
+    assert not (tmp_path / "e.csv").exists()
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".h5", ".csv"])
+def test_batches_stream_into_the_same_file_as_one_batch(model, faces, tmp_path, suffix):
+    cache = replicated_cache(tmp_path / "faces.h5", faces, 7)
+    written = []
+    for batch_size in (2, 256):
+        out = tmp_path / f"b{batch_size}{suffix}"
+        with open_writer(out) as writer:
+            summary = embed_sources(model, [CacheSource(cache)], writer, batch_size=batch_size)
+            writer.finish({"batch": batch_size})
+        assert summary.count == 7 and summary.dim == DIM
+        written.append(read_back(out))
+    (emb2, paths2, ids2), (emb, paths, ids) = written
+    np.testing.assert_allclose(emb2, emb, atol=1e-5)
+    assert paths2 == paths and ids2 == ids and len(paths) == 7
+    np.testing.assert_allclose(emb[:6], embed_faces(model, np.concatenate([faces, faces[:1]]))[:6], atol=1e-4)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def read_back(path: Path) -> tuple[np.ndarray, list[str], list[str]]:
+    if path.suffix == ".npz":
+        with np.load(path) as npz:
+            return npz["embeddings"], npz["paths"].tolist(), npz["identities"].tolist()
+    if path.suffix == ".h5":
+        with h5py.File(path) as h5:
+            names = [[s.decode() for s in h5[k][()]] for k in ("paths", "identities")]
+            return h5["embeddings"][()], names[0], names[1]
+    with path.open() as handle:
+        rows = list(csv.reader(handle))[1:]
+    return np.array([r[3:] for r in rows], float), [r[0] for r in rows], [r[1] for r in rows]
+
+
+def test_a_failure_mid_write_keeps_the_previous_output(model, faces, tmp_path):
+    cache = replicated_cache(tmp_path / "faces.h5", faces, 6)
+    out = tmp_path / "e.npz"
+    out.write_bytes(b"previous")
+    with pytest.raises(RuntimeError, match="disk full"), open_writer(out) as writer:
+        embed_sources(model, [CacheSource(cache)], writer, batch_size=2)
+        raise RuntimeError("disk full")
+    assert out.read_bytes() == b"previous"
+    assert list(tmp_path.glob(".*")) == []
+
+
+def test_a_killed_embed_leaves_the_previous_output(checkpoint, faces, tmp_path):
+    cache = replicated_cache(tmp_path / "faces.h5", faces, 300)
+    out = tmp_path / "e.npz"
+    out.write_bytes(b"previous")
+    env = {**os.environ, "COLUMNS": "200"}
+    args = ["embed", str(checkpoint), str(cache), "-o", str(out), "--device", "cpu", "--batch-size", "2"]
+    proc = subprocess.Popen([sys.executable, "-m", "facetool", *args], env=env, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.glob(".e.npz.*.tmp")) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert out.read_bytes() == b"previous"
+
+
+MEMORY_SCRIPT = """
+import sys
+import torch
+from facetool.embed import CacheSource, embed_sources, open_writer
+
+class Net(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 8, 3, stride=4)
+        self.fc = torch.nn.Linear(8 * 8 * 8, 4096)
+
+    def forward(self, x):
+        return self.fc(torch.relu(self.conv(x)).flatten(1))
+
+torch.manual_seed(0)
+with open_writer(sys.argv[2]) as writer:
+    summary = embed_sources(Net(), [CacheSource(sys.argv[1])], writer, batch_size=256)
+    writer.finish({})
+with open("/proc/self/status") as status:
+    peak = next(line.split()[1] for line in status if line.startswith("VmHWM:"))
+print(summary.count, peak)
+"""
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".h5"])
+def test_embed_memory_does_not_grow_with_the_input(faces, tmp_path, suffix):
+    """4,096-d embeddings of 2,000 and 10,000 faces: holding them would add 128 MB, and as much to concatenate.
+
+    A small real network keeps the run to seconds; the peak RSS after the allocator's warm-up must not grow.
+    The peak is the child's own VmHWM: getrusage's ru_maxrss keeps the parent's peak across fork and exec.
+    """
+    small_faces = np.stack([cv2.resize(f, (32, 32), interpolation=cv2.INTER_AREA) for f in faces])
+    peaks = []
+    for count in (2_000, 10_000):
+        cache = replicated_cache(tmp_path / f"c{count}.h5", small_faces, count)
+        out = tmp_path / f"e{count}{suffix}"
+        done = subprocess.run(
+            [sys.executable, "-c", MEMORY_SCRIPT, str(cache), str(out)], capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+        n, peak_kb = map(int, done.stdout.split())
+        assert n == count
+        peaks.append(peak_kb)
+        assert read_back(out)[0].shape == (count, 4096)
+    assert peaks[1] - peaks[0] < 48 * 1024, peaks

@@ -5,8 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from facetool.data.augment import prepare
-from facetool.data.transforms import to_input
-from facetool.embed import embed_faces
+from facetool.data.transforms import embed_faces, to_input
 
 
 def _faces(n: int, size: int) -> np.ndarray:

@@ -54,14 +54,13 @@ def register(app: typer.Typer) -> None:
         columns = (TextColumn("embedding"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
         with Progress(*columns, console=console, transient=True) as bar:
             task = bar.add_task("embedding", total=None)
-            result, path = embed_paths(
+            summary, path = embed_paths(
                 checkpoint,
                 inputs,
                 output,
                 config,
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
             )
-        for failed, reason in result.failures:
+        for failed, reason in summary.failures:
             console.print(f"[yellow]skipped[/yellow] {failed}: {reason}", highlight=False)
-        dim = result.embeddings.shape[1]
-        console.print(f"wrote {len(result)} embeddings of size {dim} to {path}", highlight=False)
+        console.print(f"wrote {summary.count} embeddings of size {summary.dim} to {path}", highlight=False)

@@ -18,11 +18,13 @@ HELP = "\n\n".join(
     [
         "Evaluate a checkpoint on the LFW verification protocol.",
         "CKPT is a facetool checkpoint or a facenet-pytorch weights file. --data is a face cache or an "
-        "LFW-style image folder (then only the pairs' images are detected, into a cache in --out).",
+        "LFW-style image folder (then only the pairs' images are detected, at the cache's crop size, into a "
+        "cache in --out).",
         "Without --pairs, pairs.txt is looked for in the data folder and beside it (for a cache: beside it, "
         "then in and beside the image folder it was made from). With --train-pairs (View 1: "
         "pairsDevTrain.txt) thresholds are chosen on those pairs and --pairs is scored.",
-        "Writes report.json and roc.png into --out.",
+        "Writes report.json and roc.png into --out, which never lies inside an input. When the checkpoint "
+        "records the people it was trained on, a result on pairs of any of them is marked NOT HELD OUT.",
     ]
 )
 

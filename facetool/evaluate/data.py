@@ -2,8 +2,11 @@
 
 The data is a face cache, or an LFW-style image folder. For a folder only the images named by the pairs
 are detected: they are linked (symlinks, the same relative paths) into `<out>/pairs-images/`, and
-`facetool.detect.runner.detect_directory` crops that folder into `<out>/pairs-faces.h5`. A rerun resumes the
-cache; an image named by the pairs but absent from the folder stops before any detection.
+`facetool.detect.runner.detect_directory` crops that folder into `<out>/pairs-faces.h5`, at the detection
+config's crop size (the size the training caches have; the model's input size is reached by resizing, as
+everywhere else). A rerun resumes the cache; an image named by the pairs but absent from the folder stops
+before any detection. `--out` never lies inside the data folder, the data never inside `<out>/pairs-images/`,
+and only links eval made itself are ever replaced there.
 """
 
 from __future__ import annotations
@@ -16,11 +19,16 @@ from facetool.cache import open_cache
 from facetool.config.detect import DetectConfig
 from facetool.errors import PairsError, UsageError
 from facetool.evaluate.pairs import MAX_LISTED, PairsFile
+from facetool.files import check_output_not_input, make_dir
 
 CACHE_SUFFIXES = (".h5", ".hdf5")
 PAIRS_NAME = "pairs.txt"
 VIEW_DIR = "pairs-images"
 VIEW_CACHE = "pairs-faces.h5"
+
+
+def _resolved(path: Path) -> Path:
+    return Path(os.path.realpath(path))
 
 
 def is_cache_path(path: Path) -> bool:
@@ -66,10 +74,15 @@ def link_pair_images(data_dir: Path, pairs: Sequence[PairsFile], view: Path) -> 
     for rel in images:
         link = view / rel
         target = (data_dir / rel).resolve()
-        if link.is_symlink() and Path(os.readlink(link)) == target:
-            continue
-        link.parent.mkdir(parents=True, exist_ok=True)
-        link.unlink(missing_ok=True)
+        if link.is_symlink():
+            if Path(os.readlink(link)) == target:
+                continue
+            link.unlink()
+        elif link.exists():
+            raise UsageError(
+                f"{link}: not a link made by eval; refusing to replace it (choose another --out)"
+            )
+        make_dir(link.parent, "folder of the pair images")
         link.symlink_to(target)
     return len(images)
 
@@ -91,6 +104,9 @@ def faces_for_pairs(
     from facetool.detect.runner import detect_directory
 
     view = out_dir / VIEW_DIR
+    check_output_not_input(out_dir, [data], option="--out")
+    if _resolved(data).is_relative_to(_resolved(view)):
+        raise UsageError(f"{data}: --data lies inside {view}, where eval links the pairs' images")
     link_pair_images(data, pairs, view)
     cache_path = out_dir / VIEW_CACHE
     detect_directory(view, cache_path, detect, progress)

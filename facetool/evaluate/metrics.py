@@ -12,10 +12,13 @@ Conventions (see /shared/notes/lfw-protocol.md):
   chosen (the smallest one on ties) and the test pairs are scored with it.
 - VAL@FAR: thresholds ``np.arange(0, upper, upper / 4000)``. On the training pairs FAR is computed per
   threshold; when its maximum reaches the target, the threshold is interpolated linearly at FAR = target
-  after removing duplicate FAR values, keeping the FIRST (smallest) threshold of each FAR value. The
-  result lies below the first grid threshold whose FAR exceeds the target, so no grid threshold up to it
-  has a training FAR above the target. A target below the smallest FAR clamps to the smallest threshold.
-  When the maximum FAR stays below the target the threshold is 0.
+  between the LAST grid threshold whose FAR is at most the target and the next one, as the classic code's
+  SciPy ``interp1d`` does (FAR is constant over a run of repeated values, so any earlier threshold of the
+  run would only lower VAL). A target below the smallest FAR clamps to the smallest threshold. When the
+  maximum FAR stays below the target the threshold is 0. One deviation from the classic code: mismatched
+  training pairs lying exactly on that last grid threshold are accepted by any threshold above it, so when
+  they alone push the training FAR over the target the last grid threshold itself is used. Continuous
+  distances never do this; a collapsed network (every distance 0) does, and reports VAL 0 instead of 1.
 - ROC: TPR and FPR of each test split per accuracy threshold, averaged over splits. AUC (trapezoids) and
   EER (where FPR = 1 - TPR, linear between grid points) are taken on that curve closed with the points
   (0, 0) and (1, 1), as scikit-learn's ``roc_curve`` closes it; when the grid reaches both ends already
@@ -112,17 +115,17 @@ def stratified_fold_ids(issame: np.ndarray, n_folds: int = 10) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class Split:
+class PairSplit:
     """Boolean masks of the pairs that choose thresholds (train) and the pairs that are scored (test)."""
 
     train: np.ndarray
     test: np.ndarray
 
 
-def fold_splits(fold_ids: np.ndarray) -> list[Split]:
+def fold_splits(fold_ids: np.ndarray) -> list[PairSplit]:
     """One split per fold: that fold is the test set, all the other folds the training set."""
     fold_ids = np.asarray(fold_ids)
-    return [Split(train=fold_ids != k, test=fold_ids == k) for k in np.unique(fold_ids)]
+    return [PairSplit(train=fold_ids != k, test=fold_ids == k) for k in np.unique(fold_ids)]
 
 
 @dataclass(frozen=True)
@@ -168,13 +171,40 @@ def _rates_at(threshold: float, distances: np.ndarray, issame: np.ndarray) -> tu
     )
 
 
+def _last_at_most(far: np.ndarray, far_target: float) -> int:
+    """Index of the last grid point whose FAR is at most `far_target` (-1 when none); FAR is non-decreasing."""
+    return int(np.searchsorted(far, far_target, side="right")) - 1
+
+
 def val_threshold(far: np.ndarray, thresholds: np.ndarray, far_target: float = FAR_TARGET) -> float:
-    """The threshold at which FAR reaches `far_target`, by the rule in the module docstring."""
+    """The threshold at which FAR reaches `far_target`, interpolated as the classic code (module docstring)."""
     far = np.asarray(far, dtype=np.float64)
     if far.max() < far_target:
         return 0.0
-    unique_far, first = np.unique(far, return_index=True)
-    return float(np.interp(far_target, unique_far, thresholds[first]))
+    lo = _last_at_most(far, far_target)
+    if lo < 0:
+        return float(thresholds[0])
+    if lo == far.size - 1:
+        return float(thresholds[lo])
+    hi = lo + 1
+    slope = (thresholds[hi] - thresholds[lo]) / (far[hi] - far[lo])
+    return float(thresholds[lo] + (far_target - far[lo]) * slope)
+
+
+def _val_threshold_of(
+    distances: np.ndarray, issame: np.ndarray, thresholds: np.ndarray, far_target: float
+) -> float:
+    """`val_threshold` of the training pairs, kept at the last grid threshold whose FAR is at most the
+    target when mismatched pairs exactly on that threshold would push any threshold above it over the target."""
+    far = _Counts.of(distances, issame, thresholds).fpr
+    threshold = val_threshold(far, thresholds, far_target)
+    lo = _last_at_most(far, far_target)
+    if lo < 0 or threshold <= thresholds[lo]:
+        return threshold
+    just_above = float(np.nextafter(thresholds[lo], np.inf))
+    if _rates_at(just_above, distances, issame)[2] > far_target:
+        return float(thresholds[lo])
+    return threshold
 
 
 def roc_auc(fpr: np.ndarray, tpr: np.ndarray) -> float:
@@ -235,7 +265,7 @@ class VerificationMetrics:
 def evaluate_splits(
     distances: np.ndarray,
     issame: np.ndarray,
-    splits: Sequence[Split],
+    splits: Sequence[PairSplit],
     *,
     distance: str = "euclidean",
     far_target: float = FAR_TARGET,
@@ -263,8 +293,7 @@ def evaluate_splits(
         fprs.append(test_counts.fpr)
         rows["acc"].append(_rates_at(best, test_d, test_s)[0])
         rows["thr"].append(float(best))
-        far_train = _Counts.of(train_d, train_s, val_thresholds).fpr
-        threshold = val_threshold(far_train, val_thresholds, far_target)
+        threshold = _val_threshold_of(train_d, train_s, val_thresholds, far_target)
         _, val, far = _rates_at(threshold, test_d, test_s)
         rows["val"].append(val)
         rows["far"].append(far)

@@ -15,9 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from facetool.errors import PairsError
+from facetool.errors import FacetoolError, PairsError
+from facetool.files import read_text_limited
 
 MAX_LISTED = 20
+MAX_PAIRS_BYTES = 64 * 1024 * 1024
 
 
 def image_path(name: str, index: int) -> str:
@@ -150,14 +152,16 @@ def parse_pairs(lines: Iterable[str], source: str | Path = "<pairs>") -> PairsFi
 
 
 def read_pairs(path: str | Path) -> PairsFile:
-    """Read and parse a pairs file; a missing or unreadable file is a PairsError naming it."""
+    """Read and parse a pairs file (at most `MAX_PAIRS_BYTES`, so an endless stream stops at once); a
+    missing, unreadable, oversized or non-UTF-8 file is a PairsError naming it."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise PairsError(f"{path}: pairs file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PairsError(f"{path}: cannot read pairs file ({exc})") from None
+        text = read_text_limited(path, limit=MAX_PAIRS_BYTES, what="pairs file")
+    except FacetoolError as exc:
+        if not path.exists():
+            raise PairsError(f"{path}: pairs file not found") from None
+        reason = str(exc).removeprefix(str(path)).lstrip(":").strip()
+        raise PairsError(f"{path}: cannot read pairs file ({reason})") from None
     return parse_pairs(text.splitlines(), path)
 
 

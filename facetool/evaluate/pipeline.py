@@ -1,9 +1,14 @@
-"""Everything `facetool eval` does, callable from Python: model file + data + pairs -> report and files."""
+"""The `facetool eval` command as a function: files in, files out.
+
+It resolves the files (model, face cache or image folder, pairs), refuses outputs that would touch an input,
+calls the core, `facetool.evaluate.run.evaluate_on_pairs` (model + cache + pairs -> EvalReport, no files
+written), adds whether the pairs' people were held out of the model's training, and writes the report.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from facetool.cache import open_cache
@@ -11,10 +16,11 @@ from facetool.config.evaluate import EvalConfig
 from facetool.device import resolve_device
 from facetool.errors import UsageError
 from facetool.evaluate.data import default_pairs, faces_for_pairs
-from facetool.evaluate.pairs import read_pairs
-from facetool.evaluate.report import write_report
+from facetool.evaluate.pairs import PairsFile, read_pairs
+from facetool.evaluate.report import REPORT_FILES, write_report
 from facetool.evaluate.run import EvalReport, Progress, evaluate_on_pairs
-from facetool.files import make_dir
+from facetool.files import check_output_not_input, make_dir
+from facetool.identities import identity_digests
 from facetool.models import ModelInfo, load_embedding_model
 
 
@@ -29,6 +35,19 @@ class EvalOutcome:
     roc_path: Path
 
 
+def with_training_overlap(
+    report: EvalReport, pairs: list[PairsFile], train_identities: Sequence[str] | None
+) -> EvalReport:
+    """`report` with `trained_identities_in_pairs` (how many of the pairs' people the model was trained on,
+    by identity digest) and `held_out` (none was); unchanged when the model does not record its people."""
+    if train_identities is None:
+        return report
+    people = {path.split("/", 1)[0] for f in pairs for path in f.images}
+    trained = set(train_identities)
+    overlap = sum(digest in trained for digest in identity_digests(people))
+    return replace(report, held_out=overlap == 0, trained_identities_in_pairs=overlap)
+
+
 def evaluate_checkpoint(
     checkpoint: str | Path,
     config: EvalConfig,
@@ -39,15 +58,25 @@ def evaluate_checkpoint(
     """Load `checkpoint`, get faces for the pairs (detecting a folder if needed), evaluate, write the files."""
     if config.data is None:
         raise UsageError("no data given: pass --data with a face cache (.h5) or an LFW image folder")
-    make_dir(config.out)
     pairs_path = config.pairs or default_pairs(config.data)
+    inputs = [
+        Path(checkpoint),
+        config.data,
+        pairs_path,
+        *([config.train_pairs] if config.train_pairs else []),
+    ]
+    if config.out.exists():
+        make_dir(config.out)  # a file in the way of --out: one line naming it, before any other check
+    check_output_not_input(config.out, inputs, option="--out")
+    for name in REPORT_FILES:
+        check_output_not_input(config.out / name, inputs, option="--out")
     pairs = [read_pairs(pairs_path)]
     if config.train_pairs is not None:
         pairs.append(read_pairs(config.train_pairs))
     device = resolve_device(config.device)
     model, info = load_embedding_model(checkpoint, device)
-    detect = config.detect.model_copy(update={"image_size": info.image_size})
-    cache_path = faces_for_pairs(config.data, pairs, config.out, detect, detect_progress)
+    make_dir(config.out)
+    cache_path = faces_for_pairs(config.data, pairs, config.out, config.detect, detect_progress)
     with open_cache(cache_path) as cache:
         report = evaluate_on_pairs(
             model,
@@ -62,5 +91,6 @@ def evaluate_checkpoint(
             image_size=info.image_size,
             fold=config.fold,
         )
+    report = with_training_overlap(report, pairs, getattr(info, "train_identities", None))
     report_path, roc_path = write_report(report, config.out)
     return EvalOutcome(report, info, cache_path, report_path, roc_path)

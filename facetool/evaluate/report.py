@@ -12,12 +12,22 @@ from facetool.evaluate.roc import plot_roc
 from facetool.evaluate.run import EvalReport
 from facetool.files import atomic_write_text, make_dir
 
+REPORT_FILES = ("report.json", "roc.png")
+
+
+def _not_held_out(report: EvalReport) -> str:
+    """A warning when the model was trained on some of the pairs' people, else empty."""
+    if report.held_out is not False:
+        return ""
+    return f"NOT HELD OUT: the model was trained on {report.trained_identities_in_pairs} of the pairs' people"
+
 
 def fold_table(report: EvalReport) -> Table:
     """One row per fold (accuracy, threshold, VAL, FAR) and a mean ± std row."""
     table = Table(
         title=f"{report.pairs_file}: {report.protocol}, {report.distance} distance"
-        + (", flip" if report.flip else "")
+        + (", flip" if report.flip else ""),
+        caption=_not_held_out(report) or None,
     )
     table.add_column("fold", justify="right")
     table.add_column("accuracy", justify="right")
@@ -39,8 +49,9 @@ def fold_table(report: EvalReport) -> Table:
 
 
 def summary_line(report: EvalReport) -> str:
-    """The headline figures in one line."""
-    return (
+    """The headline figures in one line (with the not-held-out warning when it applies)."""
+    warning = _not_held_out(report)
+    return ("" if not warning else f"{warning}   ") + (
         f"accuracy {report.accuracy:.4f} ± {report.accuracy_std:.4f}   "
         f"VAL@FAR={report.far_target:g} {report.val:.4f} ± {report.val_std:.4f} (FAR {report.far:.5f})   "
         f"AUC {report.auc:.4f}   EER {report.eer:.4f}   "
@@ -57,9 +68,9 @@ def render_report(report: EvalReport, console: Console) -> None:
 def write_report(report: EvalReport, out_dir: str | Path) -> tuple[Path, Path]:
     """Write report.json and roc.png into `out_dir`; returns their paths."""
     out_dir = make_dir(out_dir)
-    json_path = out_dir / "report.json"
+    json_path = out_dir / REPORT_FILES[0]
     try:
         atomic_write_text(json_path, report.to_json() + "\n")
-        return json_path, plot_roc(report, out_dir / "roc.png")
+        return json_path, plot_roc(report, out_dir / REPORT_FILES[1])
     except OSError as exc:
         raise FacetoolError(f"{out_dir}: cannot write the report ({exc.strerror or exc})") from None

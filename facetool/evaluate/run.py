@@ -1,4 +1,8 @@
-"""One evaluation: embed the distinct images of a pairs file from a face cache and compute the LFW metrics.
+"""The core of evaluation: a model, a face cache and pairs files in, an EvalReport out (no files written).
+
+Used by `facetool eval` (through `facetool.evaluate.pipeline`, which handles the files), by training's
+validation and by the protocol. It embeds the distinct images of the pairs, a batch at a time straight from
+the cache, and computes the LFW metrics.
 
 Protocols: a pairs file with folds (pairs.txt) is cross-validated over its own folds; a pairs file without
 folds is cross-validated over 10 folds that each take a contiguous block of its matched and of its
@@ -20,10 +24,10 @@ import torch
 from torch import nn
 
 from facetool.cache import FaceCache
-from facetool.embed import embed_faces
+from facetool.data.transforms import embed_faces
 from facetool.errors import PairsError, UsageError
 from facetool.evaluate.metrics import (
-    Split,
+    PairSplit,
     VerificationMetrics,
     evaluate_splits,
     fold_splits,
@@ -40,7 +44,9 @@ Progress = Callable[[int, int], None]
 class EvalReport:
     """The figures of one evaluation. `accuracy` is the mean over folds; stds are population ones.
 
-    `folds` numbers the scored folds (1..n) in the order of the per-fold lists.
+    `folds` numbers the scored folds (1..n) in the order of the per-fold lists. `held_out` is False when the
+    model was trained on `trained_identities_in_pairs` of the pairs' people (the figures are then no test
+    score), True when on none of them, None when the model does not say whom it was trained on.
     """
 
     pairs_file: str
@@ -66,6 +72,8 @@ class EvalReport:
     roc_thresholds: np.ndarray
     roc_tpr: np.ndarray
     roc_fpr: np.ndarray
+    held_out: bool | None = None
+    trained_identities_in_pairs: int | None = None
 
     @classmethod
     def from_metrics(cls, metrics: VerificationMetrics, **settings: Any) -> EvalReport:
@@ -156,7 +164,7 @@ def _fold_ids(pairs: PairsFile) -> np.ndarray:
         ) from None
 
 
-def _one_fold(pairs: PairsFile, fold: int, train_pairs_path: str | Path | None) -> Split:
+def _one_fold(pairs: PairsFile, fold: int, train_pairs_path: str | Path | None) -> PairSplit:
     if train_pairs_path is not None:
         raise UsageError(
             "a fold and --train-pairs exclude each other: a fold's thresholds come from the other folds"
@@ -165,7 +173,7 @@ def _one_fold(pairs: PairsFile, fold: int, train_pairs_path: str | Path | None) 
         have = "has no folds" if pairs.n_folds is None else f"has folds 1 to {pairs.n_folds}"
         raise UsageError(f"{pairs.path}: fold {fold} asked for, but the file {have}")
     ids = pairs.fold_ids
-    return Split(train=ids != fold - 1, test=ids == fold - 1)
+    return PairSplit(train=ids != fold - 1, test=ids == fold - 1)
 
 
 def evaluate_on_pairs(
@@ -204,7 +212,7 @@ def evaluate_on_pairs(
         protocol = f"{len(splits)}-fold" + ("" if test.n_folds else " (stratified blocks)")
     else:
         is_test = np.arange(len(train) + len(test)) >= len(train)
-        splits = [Split(train=~is_test, test=is_test)]
+        splits = [PairSplit(train=~is_test, test=is_test)]
         protocol = "train/test"
     images = sorted(set().union(*(f.images for f in files)))
     indices = _face_indices(cache, images, files)

@@ -13,7 +13,7 @@ from sklearn.metrics import roc_auc_score, roc_curve
 from sklearn.model_selection import KFold
 
 from facetool.evaluate.metrics import (
-    Split,
+    PairSplit,
     equal_error_rate,
     evaluate_folds,
     evaluate_splits,
@@ -69,18 +69,25 @@ def reference_roc(dist, issame, folds, thresholds):
     return np.array(accs), np.array(best_thresholds), np.mean(tprs, 0), np.mean(fprs, 0)
 
 
+def classic_val_threshold(far_train, thresholds, target=1e-3):
+    """The classic facenet `calculate_val` threshold: SciPy's interp1d over the raw FAR curve, repeats kept.
+
+    (Current SciPy refuses repeated x for the classic `slinear` kind; its `linear` kind takes them and, like
+    the old `slinear`, interpolates from the last point whose FAR is at most the target to the next one.)
+    """
+    if far_train.max() < target:
+        return 0.0
+    return float(interp1d(far_train, thresholds, kind="linear")(target))
+
+
 def reference_val(dist, issame, folds, thresholds, target=1e-3):
-    """Classic `calculate_val` with SciPy's interp1d, after dropping repeated FAR values (first kept)."""
+    """Classic `calculate_val`, fold by fold, with `classic_val_threshold`."""
     vals, fars = [], []
     for k in np.unique(folds):
         train, test = folds != k, folds == k
-        far_train = np.array([np.sum((dist[train] < t) & ~issame[train]) for t in thresholds])
-        far_train = far_train / np.sum(~issame[train])
-        if far_train.max() >= target:
-            keep = [i for i in range(len(far_train)) if i == 0 or far_train[i] != far_train[i - 1]]
-            threshold = float(interp1d(far_train[keep], thresholds[keep], kind="slinear")(target))
-        else:
-            threshold = 0.0
+        diff_train = np.sort(dist[train & ~issame])
+        far_train = np.searchsorted(diff_train, thresholds, side="left") / diff_train.size
+        threshold = classic_val_threshold(far_train, thresholds, target)
         predict = dist[test] < threshold
         vals.append(np.sum(predict & issame[test]) / np.sum(issame[test]))
         fars.append(np.sum(predict & ~issame[test]) / np.sum(~issame[test]))
@@ -105,15 +112,66 @@ def test_accuracy_and_roc_match_brute_force(seed, quantum):
 
 @pytest.mark.parametrize("seed", [0, 3])
 @pytest.mark.parametrize("quantum", [0.01, 0.002])
-def test_val_matches_scipy_after_removing_repeated_far(seed, quantum):
+def test_val_matches_scipy_on_repeated_far(seed, quantum):
     dist, issame, folds = synthetic(seed, quantum=quantum)
-    # many mismatched pairs share a distance: FAR repeats over long runs of thresholds
+    # many mismatched pairs share a distance (off the grid): FAR repeats over long runs of thresholds
+    dist = dist + quantum / 3
     result = evaluate_folds(dist, issame, folds)
     vals, fars = reference_val(dist, issame, folds, np.arange(0, 4, 0.001))
     np.testing.assert_allclose(result.fold_val, vals, atol=1e-12)
     np.testing.assert_allclose(result.fold_far, fars, atol=1e-12)
     assert result.val_std == pytest.approx(np.std(vals))
     assert result.far_mean == pytest.approx(np.mean(fars))
+
+
+def lfw_like(seed: int, quantum: float | None):
+    """6,000 pairs laid out like pairs.txt; with `quantum`, distances are multiples of it (many ties),
+    shifted off the threshold grid."""
+    rng = np.random.default_rng(seed)
+    issame = np.tile(np.r_[np.ones(300, bool), np.zeros(300, bool)], 10)
+    gap = rng.uniform(0.2, 1.5)
+    d = np.where(issame, rng.normal(1.0, 0.3, issame.size), rng.normal(1.0 + gap, 0.3, issame.size))
+    if quantum:
+        d = np.round(d / quantum) * quantum + 0.0003
+    return np.clip(d, 1e-4, 3.999), issame, np.repeat(np.arange(10), 600)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_val_agrees_with_the_classic_code_on_lfw_sized_cases(seed):
+    dist, issame, folds = lfw_like(seed, None if seed % 2 else 0.01)
+    result = evaluate_folds(dist, issame, folds)
+    vals, fars = reference_val(dist, issame, folds, np.arange(0, 4, 0.001))
+    np.testing.assert_allclose(result.fold_val, vals, atol=1e-12)
+    np.testing.assert_allclose(result.fold_far, fars, atol=1e-12)
+
+
+def test_perfect_separation_on_small_data_gives_val_one():
+    # 30 mismatched pairs per fold: FAR jumps from 0 straight to 1/270 > 1e-3
+    issame = np.tile(FOLD, 10)
+    rng = np.random.default_rng(5)
+    dist = np.where(issame, rng.uniform(0.2, 0.8, issame.size), rng.uniform(1.6, 2.4, issame.size))
+    result = evaluate_folds(dist, issame, np.repeat(np.arange(10), 60))
+    assert result.val_mean == 1.0
+    vals, _ = reference_val(dist, issame, np.repeat(np.arange(10), 60), np.arange(0, 4, 0.001))
+    np.testing.assert_array_equal(result.fold_val, vals)
+
+
+def test_collapsed_network_does_not_report_val_one():
+    issame = np.tile(FOLD, 10)
+    result = evaluate_folds(np.zeros(issame.size), issame, np.repeat(np.arange(10), 60))
+    assert result.val_mean == 0.0 and result.far_mean == 0.0
+    assert result.accuracy_mean == 0.5
+
+
+def test_mismatched_pairs_on_the_grid_keep_the_grid_threshold():
+    # 3 of 300 mismatched training pairs at exactly 0.5 (a grid value): any threshold above 0.5 has FAR 0.01
+    issame = np.r_[np.ones(100, bool), np.zeros(300, bool)]
+    dist = np.where(issame, 0.3, 2.0)
+    dist[100:103] = np.arange(0, 4, 0.001)[500]
+    everything = np.ones(issame.size, bool)
+    result = evaluate_splits(dist, issame, [PairSplit(train=everything, test=everything)])
+    assert result.fold_val_threshold[0] == np.arange(0, 4, 0.001)[500]
+    assert result.fold_far[0] == 0.0 and result.fold_val[0] == 1.0
 
 
 def test_ties_pick_the_smallest_threshold():
@@ -140,7 +198,7 @@ def test_auc_and_eer_match_scikit_learn_on_one_split():
     dist = np.where(issame, rng.normal(1.0, 0.5, 500), rng.normal(1.6, 0.5, 500))
     dist = np.clip(np.floor(dist * 100) / 100 + 0.005, 0.005, 3.985)
     everything = np.ones(500, bool)
-    result = evaluate_splits(dist, issame, [Split(train=everything, test=everything)])
+    result = evaluate_splits(dist, issame, [PairSplit(train=everything, test=everything)])
     fpr, tpr, _ = roc_curve(issame, -dist)
     assert result.auc == pytest.approx(sk_auc(fpr, tpr), abs=1e-12)
     assert result.auc == pytest.approx(roc_auc_score(issame, -dist), abs=1e-12)
@@ -173,14 +231,17 @@ def test_eer_on_vertical_and_diagonal_segments():
 class TestValThreshold:
     thresholds = np.array([0.0, 1.0, 2.0, 3.0, 4.0])
 
-    def test_keeps_the_first_threshold_of_a_repeated_far(self):
+    def test_interpolates_from_the_last_threshold_of_a_repeated_far(self):
         far = np.array([0.0, 0.0, 0.5, 0.5, 1.0])
-        # points kept: (0, 0), (0.5, 2), (1, 4): FAR 0.25 lies half-way between thresholds 0 and 2
-        assert val_threshold(far, self.thresholds, 0.25) == pytest.approx(1.0)
+        # between (0, threshold 1) and (0.5, threshold 2): FAR 0.25 lies half-way
+        assert val_threshold(far, self.thresholds, 0.25) == pytest.approx(1.5)
+        assert val_threshold(far, self.thresholds, 0.25) == pytest.approx(
+            classic_val_threshold(far, self.thresholds, 0.25)
+        )
 
-    def test_target_on_a_repeated_value_takes_its_first_threshold(self):
+    def test_target_on_a_repeated_value_takes_its_last_threshold(self):
         far = np.array([0.0, 0.5, 0.5, 0.5, 1.0])
-        assert val_threshold(far, self.thresholds, 0.5) == pytest.approx(1.0)
+        assert val_threshold(far, self.thresholds, 0.5) == pytest.approx(3.0)
 
     def test_max_far_below_target_gives_zero(self):
         far = np.array([0.0, 0.0, 0.0, 0.0005, 0.0009])

@@ -12,7 +12,7 @@ from facetool.cache import open_cache
 from facetool.config.detect import DetectConfig
 from facetool.errors import FacetoolError, PairsError, UsageError
 from facetool.evaluate.data import default_pairs, faces_for_pairs, pairs_candidates
-from facetool.evaluate.metrics import Split, evaluate_folds, evaluate_splits, stratified_fold_ids
+from facetool.evaluate.metrics import PairSplit, evaluate_folds, evaluate_splits, stratified_fold_ids
 from facetool.evaluate.pairs import read_pairs
 from facetool.evaluate.report import render_report, write_report
 from facetool.evaluate.run import evaluate_on_pairs
@@ -78,7 +78,7 @@ def test_view1_thresholds_from_train_pairs(model, pair_cache, small_pairs, refer
     train_d, train_s = expected_distances(small_pairs.dev_train, reference_embeddings)
     test_d, test_s = expected_distances(small_pairs.dev_test, reference_embeddings)
     is_test = np.r_[np.zeros(train_d.size, bool), np.ones(test_d.size, bool)]
-    expected = evaluate_splits(np.r_[train_d, test_d], np.r_[train_s, test_s], [Split(~is_test, is_test)])
+    expected = evaluate_splits(np.r_[train_d, test_d], np.r_[train_s, test_s], [PairSplit(~is_test, is_test)])
     assert report.protocol == "train/test" and report.num_pairs == 20
     assert len(report.fold_accuracy) == 1 and report.accuracy_std == 0.0
     assert report.accuracy == pytest.approx(expected.accuracy_mean)
@@ -103,7 +103,7 @@ def test_one_fold_takes_its_thresholds_from_the_other_folds(
         both = evaluate_on_pairs(model, cache, small_pairs.view2)
     dist, issame = expected_distances(small_pairs.view2, reference_embeddings)
     second = np.repeat([False, True], 6)
-    expected = evaluate_splits(dist, issame, [Split(train=~second, test=second)])
+    expected = evaluate_splits(dist, issame, [PairSplit(train=~second, test=second)])
     assert report.protocol == "fold 2 of 2" and report.num_pairs == 6 and report.folds == [2]
     assert both.folds == [1, 2]
     np.testing.assert_allclose(report.fold_accuracy, expected.fold_accuracy)

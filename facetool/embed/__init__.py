@@ -1,0 +1,138 @@
+"""Export of embeddings: the faces of image files, folders and face caches (`sources`), embedded batch by batch
+with `facetool.data.transforms.embed_faces`, and streamed to an .h5, .npz or .csv file (`writers`).
+
+Memory and time stay linear in one batch: faces are read from a cache a batch at a time and each batch of
+embeddings goes straight to the output, written under a temporary name and renamed into place only when
+complete. The output is never one of the inputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from facetool import __version__
+from facetool.config.evaluate import EmbedConfig
+from facetool.data.transforms import embed_faces
+from facetool.device import resolve_device
+from facetool.embed.sources import (
+    CACHE_SUFFIXES,
+    CacheSource,
+    FaceBatch,
+    FaceSource,
+    ImageSource,
+    collect_sources,
+)
+from facetool.embed.writers import (
+    WRITERS,
+    EmbeddingSet,
+    EmbeddingWriter,
+    EmbedSummary,
+    check_output_path,
+    open_writer,
+    write_embeddings,
+)
+from facetool.errors import FacetoolError
+from facetool.files import check_output_not_input
+
+__all__ = [
+    "CACHE_SUFFIXES",
+    "WRITERS",
+    "CacheSource",
+    "EmbedSummary",
+    "EmbeddingSet",
+    "EmbeddingWriter",
+    "FaceBatch",
+    "FaceSource",
+    "ImageSource",
+    "Progress",
+    "check_output_path",
+    "collect_sources",
+    "embed_faces",
+    "embed_paths",
+    "embed_sources",
+    "open_writer",
+    "write_embeddings",
+]
+
+Progress = Callable[[int, int], None]
+
+
+def embed_sources(
+    model: nn.Module,
+    sources: Sequence[FaceSource],
+    writer: EmbeddingWriter,
+    *,
+    batch_size: int = 256,
+    device: str | torch.device = "cpu",
+    flip: bool = False,
+    image_size: int | None = None,
+    progress: Progress | None = None,
+) -> EmbedSummary:
+    """Embed every face of `sources` in order (resized to `image_size` when given) into `writer`, batch by
+    batch; `progress(done, total)`. FacetoolError when no face at all could be embedded."""
+    total = sum(len(s) for s in sources)
+    summary = EmbedSummary()
+    for source in sources:
+        before = len(summary.failures)
+        for batch in source.batches(batch_size, summary.failures):
+            emb = embed_faces(
+                model, batch.faces, batch_size=batch_size, device=device, flip=flip, image_size=image_size
+            )
+            writer.add(emb, batch.paths, batch.identities, batch.detected)
+            summary.count += len(batch.paths)
+            summary.dim = emb.shape[1]
+            if progress is not None:
+                progress(summary.count + len(summary.failures), total)
+        if progress is not None and len(summary.failures) > before:
+            progress(summary.count + len(summary.failures), total)
+    if not summary.count:
+        reasons = "; ".join(f"{p}: {r}" for p, r in summary.failures[:5])
+        raise FacetoolError("no face could be embedded: " + reasons)
+    return summary
+
+
+def embed_paths(
+    checkpoint: str | Path,
+    inputs: Sequence[str | Path],
+    output: str | Path,
+    config: EmbedConfig | None = None,
+    progress: Progress | None = None,
+) -> tuple[EmbedSummary, Path]:
+    """What `facetool embed` does: load the model, embed every input, stream `output` (format by extension)."""
+    from facetool.models import load_embedding_model
+
+    config = config or EmbedConfig()
+    output = check_output_path(output)
+    check_output_not_input(output, [checkpoint, *inputs])
+    device = resolve_device(config.device)
+    model, info = load_embedding_model(checkpoint, device)
+    detect = config.detect.model_copy(update={"image_size": info.image_size})
+    sources = collect_sources(inputs, detect)
+    settings = {
+        "facetool_version": __version__,
+        "flip": config.flip,
+        "model": str(checkpoint),
+        "backbone": info.backbone,
+        "embedding_dim": info.embedding_dim,
+        "image_size": info.image_size,
+        "model_source": info.source,
+        "inputs": [str(p) for p in inputs],
+        "detect": detect.model_dump(mode="json"),
+    }
+    with open_writer(output) as writer:
+        summary = embed_sources(
+            model,
+            sources,
+            writer,
+            batch_size=config.batch_size,
+            device=device,
+            flip=config.flip,
+            image_size=info.image_size,
+            progress=progress,
+        )
+        writer.finish(settings)
+    return summary, output
