@@ -23,7 +23,7 @@ from facetool.evaluate.report import render_report, summary_line
 from facetool.evaluate.run import evaluate_on_pairs
 from facetool.identities import identity_digests
 from facetool.models import ModelInfo, load_embedding_model
-from facetool.train.checkpoint import load_checkpoint, save_checkpoint
+from facetool.models.checkpoint import load_checkpoint, save_checkpoint
 
 
 def tiny_pairs(small_pairs, tmp_path: Path) -> Path:
