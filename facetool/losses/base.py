@@ -36,8 +36,9 @@ class Loss(nn.Module, ABC):
 
     `compute(embeddings, labels)` returns the scalar loss. `__call__` runs it and checks the result: a
     tensor, a scalar, floating point, on the embeddings' device, carrying a gradient when the embeddings do,
-    and finite when the inputs are (that check reads the value, so it runs on every CPU call and on the first
-    call on an accelerator, never inside a CUDA-graph capture). A break of that contract, or an exception or
+    and not NaN when the inputs are finite (that check reads the value, so it runs on every CPU call and on the
+    first call on an accelerator, never inside a CUDA-graph capture; an infinite loss can be an honest
+    overflow and goes to the trainer's non-finite policy). A break of that contract, or an exception or
     `sys.exit()` inside `compute`, is a PluginError naming the loss. `active`, when the loss sets it to a device
     count, is how many samples taught something in the last call (the triplets with a positive loss).
     """
@@ -95,7 +96,7 @@ class Loss(nn.Module, ABC):
         if capturing or (embeddings.device.type != "cpu" and self._value_checked):
             return
         self._value_checked = True
-        if not bool(torch.isfinite(out.detach())) and bool(torch.isfinite(embeddings.detach()).all()):
+        if bool(torch.isnan(out.detach())) and bool(torch.isfinite(embeddings.detach()).all()):
             raise fail(f"returned {out.item()} for finite embeddings")
 
 

@@ -166,8 +166,10 @@ class Engine:
     ) -> torch.Tensor:
         """The run's loss of inputs `x` with `labels` under the engine's precision (the loss in float32).
 
-        Also sets `active` from the loss (for the triplet loss, the device count of triplets that teach).
+        The engine's `margin` (the config's alpha) is the loss's triplet margin. Also sets `active` from the
+        loss (for the triplet loss, the device count of triplets that teach).
         """
+        self.criterion.margin = self.margin
         if self.dtype == torch.float32:
             emb = model(x)
         else:
