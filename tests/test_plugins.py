@@ -319,7 +319,7 @@ def test_groups_are_data_a_loss_plugin_is_found_like_the_others(install: Install
         "Pulls pairs together.",
         "ok",
     )
-    with pytest.raises(PluginError, match="unknown loss 'contrastiv'; available: .*contrastive"):
+    with pytest.raises(PluginError, match=r"unknown loss 'contrastiv'; available: .*contrastive"):
         plugins.load_plugin(plugins.LOSSES, "contrastiv")
 
 
