@@ -274,6 +274,13 @@ class Trainer:
                 self.log(
                     f"weights identical on all {self.ranks.world_size} ranks: sha256 {digest}", show=False
                 )
+                loss_state = self.engine.criterion.state_dict()
+                if loss_state:
+                    digest = check_ranks_agree(loss_state)
+                    self.log(
+                        f"loss state identical on all {self.ranks.world_size} ranks: sha256 {digest}",
+                        show=False,
+                    )
         finally:
             self.progress.finish()
 

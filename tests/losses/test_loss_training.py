@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,7 @@ from safetensors.torch import load_file
 from facetool.config.train import TrainConfig
 from facetool.models.checkpoint import load_checkpoint
 from facetool.models.loading import load_embedding_model
+from facetool.train.distributed import state_digest
 from facetool.train.loop import train
 from facetool.train.progress import TrainProgress
 
@@ -137,3 +139,23 @@ def test_plugins_list_shows_the_three_groups() -> None:
     assert losses["triplet"]["package"] == "facetool"
     for name in ("arcface", "cosface", "arcface-triplet"):
         assert losses[name]["package"] == "facetool-extras" and losses[name]["status"] == "ok"
+
+
+def test_two_processes_train_arcface_with_identical_centres(people_cache: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    args = [
+        "train", "--data", str(people_cache), "--checkpoint-dir", str(run_dir), "--num-epochs", "1",
+        "--batch-size", "24", "--people-per-batch", "4", "--images-per-person", "6", "--device", "cpu",
+        "--set", "backbone=tiny-cnn", "--set", "image_size=48", "--set", "embedding_dim=16",
+        "--set", "epoch_size=3", "--set", "validation.fraction=0.0", "--set", "loss=arcface",
+        "--threads", "1", "--nproc", "2",
+    ]  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "facetool", *args], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    log = (run_dir / "train.log").read_text()
+    (digest,) = re.findall(r"loss state identical on all 2 ranks: sha256 ([0-9a-f]{64})", log)
+    ck = load_checkpoint(run_dir / "last.pth")
+    assert state_digest(ck["loss"]) == digest and ck["config"]["loss"] == {"name": "arcface"}
+    assert ck["history"][0]["images"] > 0
