@@ -310,17 +310,17 @@ def test_groups_are_data_a_loss_plugin_is_found_like_the_others(install: Install
         {"facetool.losses": {"contrastive": "loss_mod:contrastive"}},
         {"loss_mod": "def contrastive():\n    'Pulls pairs together.'\n    return 1\n"},
     )
-    assert plugins.available(plugins.LOSSES) == ["contrastive"]
+    assert "contrastive" in plugins.available(plugins.LOSSES)
     assert plugins.load_plugin(plugins.LOSSES, "loss-plugin:contrastive")() == 1
-    (row,) = plugins.list_plugins(plugins.LOSSES)
+    (row,) = plugins.list_plugins(plugins.LOSSES, package="loss-plugin")
     assert (row.kind, row.package, row.description, row.status) == (
         "loss",
         "loss-plugin",
         "Pulls pairs together.",
         "ok",
     )
-    with pytest.raises(PluginError, match="unknown loss 'triplet'; available: contrastive"):
-        plugins.load_plugin(plugins.LOSSES, "triplet")
+    with pytest.raises(PluginError, match=r"unknown loss 'contrastiv'; available: .*contrastive"):
+        plugins.load_plugin(plugins.LOSSES, "contrastiv")
 
 
 def test_listings_filter_by_pattern_package_and_group() -> None:

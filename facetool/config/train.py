@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from facetool.config.base import ImageSize, StrictModel
 
@@ -94,6 +94,27 @@ class MinerStage(StrictModel):
     miner: str = Field(min_length=1, description="Triplet miner (facetool plugins list).")
 
 
+class LossConfig(StrictModel):
+    """The training loss: `name` picks the plugin; every other key is its own setting, validated by its plugin.
+
+    Written as `loss = "arcface"` or as a table, `[loss]` with `name = "arcface"` and e.g. `scale = 32.0`.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str = Field("triplet", min_length=1, description="Loss plugin (facetool plugins list).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_name(cls, value: Any) -> Any:
+        return {"name": value} if isinstance(value, str) else value
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """The plugin's own settings: every key of the table but `name`."""
+        return dict(self.model_extra or {})
+
+
 class TrainConfig(StrictModel):
     """Everything a training run depends on; written to the run directory as config.toml."""
 
@@ -135,6 +156,12 @@ class TrainConfig(StrictModel):
     miner_stages: list[MinerStage] = Field(
         default_factory=list,
         description='Later miners, e.g. [{epoch = 30, miner = "hard"}]: semi-hard first, then harder.',
+    )
+
+    loss: LossConfig = Field(
+        default_factory=LossConfig,
+        description='Training loss: "triplet" (mined triplets, the default) or a plugin such as "arcface"; '
+        "its settings in a [loss] table.",
     )
 
     backbone: str = Field("inception_resnet_v1", min_length=1, description="Embedding network.")

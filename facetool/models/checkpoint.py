@@ -36,8 +36,12 @@ def make_checkpoint(
     scheduler: dict[str, Any] | None = None,
     rng: dict[str, Any] | None = None,
     train_identities: list[str] | None = None,
+    loss: dict[str, torch.Tensor] | None = None,
 ) -> dict[str, Any]:
     """Assemble the checkpoint dict with the format markers, in the one layout every reader expects.
+
+    `loss` is the training loss's state (a class-based loss's centres; empty for the triplet loss): it is
+    needed to resume and is never part of an exported embedding model, which takes `model` alone.
 
     `train_identities` are the digests (facetool.identities.identity_digests) of the people the model was
     trained on, so an evaluation can tell when its pairs show people the model has seen.
@@ -55,6 +59,7 @@ def make_checkpoint(
         "scheduler": scheduler,
         "rng": rng,
         "train_identities": train_identities,
+        "loss": loss,
     }
 
 

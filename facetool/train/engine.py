@@ -1,4 +1,8 @@
-"""The compute of training: a gradient-free embedding pass and one optimisation step on a chunk of triplets.
+"""The compute of training: a gradient-free embedding pass and one optimisation step on a batch of inputs.
+
+The step is generic in the loss: it embeds the batch, L2-normalises, and calls the run's loss module (a
+facetool.losses.Loss) with the embeddings and labels; what a batch is (mined triplets or plain labelled
+images) is the loss's `needs`. A class-based loss's parameters join the optimizer.
 
 Everything device- and precision-specific lives here, so faster variants (channels_last, fused optimizers,
 torch.compile, one CUDA graph per step, DistributedDataParallel) change these methods, not the loop.
@@ -18,7 +22,7 @@ from torch import nn
 from facetool.config.train import EngineConfig, TrainConfig
 from facetool.data.augment import prepare
 from facetool.device import autocast
-from facetool.losses import triplet_losses
+from facetool.losses import Loss, TripletLoss, get_loss
 from facetool.models import build_backbone
 from facetool.train.graph import FAST_STEPS
 from facetool.train.schedule import make_scheduler
@@ -88,6 +92,17 @@ def plan_engine(
     return EnginePlan(mode, channels_last, fused, tuple(notes))
 
 
+def _average_over_ranks(criterion: Loss | None) -> None:
+    """Average the loss parameters' gradients over DDP ranks (DDP itself covers only the backbone)."""
+    if criterion is None or not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return
+    world = torch.distributed.get_world_size()
+    for p in criterion.parameters():
+        if p.grad is not None:
+            torch.distributed.all_reduce(p.grad)
+            p.grad.div_(world)
+
+
 def _all_reduce_max(flag: torch.Tensor) -> torch.Tensor:
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
@@ -109,7 +124,8 @@ class Engine:
     train_model: nn.Module | None = None
     guard_buffers: bool = False
     batch_size: int = 0
-    _fast: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = field(
+    criterion: Loss | None = None
+    _fast: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = field(
         default=None, init=False
     )
     _fast_batch: int | None = field(default=None, init=False)
@@ -120,6 +136,9 @@ class Engine:
             self.model.to(memory_format=torch.channels_last)
         if self.train_model is None:
             self.train_model = self.model
+        if self.criterion is None:
+            self.criterion = TripletLoss(num_classes=0, embedding_dim=0, margin=self.margin)
+        self.criterion.to(self.device)
 
     def embed_inputs(self, x: torch.Tensor) -> torch.Tensor:
         """L2-normalised float32 embeddings of standardised inputs, eval mode, no gradients."""
@@ -142,20 +161,23 @@ class Engine:
         """`x` in the memory layout the model runs in (channels_last when planned)."""
         return x.contiguous(memory_format=torch.channels_last) if self.plan.channels_last else x
 
-    def loss(self, model: nn.Module, x: torch.Tensor, *, cache: bool = True) -> torch.Tensor:
-        """Triplet loss of inputs ordered [anchors; positives; negatives] under the engine's precision.
+    def loss(
+        self, model: nn.Module, x: torch.Tensor, labels: torch.Tensor, *, cache: bool = True
+    ) -> torch.Tensor:
+        """The run's loss of inputs `x` with `labels` under the engine's precision (the loss in float32).
 
-        Also sets `active`, the device count of triplets with a positive loss (the ones that teach).
+        The engine's `margin` (the config's alpha) is the loss's triplet margin. Also sets `active` from the
+        loss (for the triplet loss, the device count of triplets that teach).
         """
+        self.criterion.margin = self.margin
         if self.dtype == torch.float32:
             emb = model(x)
         else:
             with torch.autocast(device_type=self.device.type, dtype=self.dtype, cache_enabled=cache):
                 emb = model(x)
-        anchor, positive, negative = F.normalize(emb.float(), dim=1).chunk(3)
-        losses = triplet_losses(anchor, positive, negative, self.margin)
-        self.active = (losses.detach() > 0).sum()
-        return losses.mean()
+        loss = self.criterion(F.normalize(emb.float(), dim=1), labels)
+        self.active = self.criterion.active
+        return loss
 
     def update(self, loss: torch.Tensor, *, force_skip: bool = False) -> torch.Tensor:
         """Backward and optimizer step unless the loss or a gradient is non-finite; returns that flag.
@@ -164,6 +186,7 @@ class Engine:
         Under DDP the flag is the maximum over ranks, so every rank skips the same steps.
         """
         loss.backward()
+        _average_over_ranks(self.criterion)
         params = [p for group in self.optimizer.param_groups for p in group["params"] if p.grad is not None]
         bad = ~torch.isfinite(loss.detach())
         if params:
@@ -184,13 +207,14 @@ class Engine:
         return flag
 
     def eager_step(
-        self, x: torch.Tensor, *, set_to_none: bool = True, force_skip: bool = False
+        self, x: torch.Tensor, labels: torch.Tensor, *, set_to_none: bool = True, force_skip: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The step run op by op: (loss, non-finite flag), both device tensors."""
         self.model.train()
+        self.criterion.train()
         self.optimizer.zero_grad(set_to_none=set_to_none)
         saved = self.save_buffers()
-        loss = self.loss(self.train_model, self.layout(x))
+        loss = self.loss(self.train_model, self.layout(x), labels)
         flag = self.update(loss, force_skip=force_skip)
         self.restore_buffers(saved, flag)
         return loss.detach(), flag
@@ -210,21 +234,24 @@ class Engine:
             for old, new in zip(saved, live, strict=True):
                 new.copy_(torch.where(flag > 0, old, new))
 
-    def step(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def step(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """One training step: (loss, non-finite flag) as device tensors, valid until the next step.
 
-        Batches of `batch_size` images (0: the size of the first batch) take the fast path (compiled
-        forward or CUDA graph); a smaller one (the tail of a round) runs eagerly on the same weights and
-        optimizer state.
+        `labels` are the inputs' training-class indices; a loss that reads them must be given them (without,
+        every input is labelled 0, which the triplet loss ignores). Batches of `batch_size` images (0: the
+        size of the first batch) take the fast path (compiled forward or CUDA graph); a smaller one (the tail
+        of a round) runs eagerly on the same weights and optimizer state.
         """
+        if labels is None:
+            labels = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
         if self.plan.compile == "none":
-            return self.eager_step(x)
+            return self.eager_step(x, labels)
         if self._fast is None:
             self._fast = FAST_STEPS[self.plan.compile](self)
             self._fast_batch = self.batch_size or x.shape[0]
         if x.shape[0] != self._fast_batch:
-            return self.eager_step(x, set_to_none=False)
-        return self._fast(x)
+            return self.eager_step(x, labels, set_to_none=False)
+        return self._fast(x, labels)
 
 
 STEP_NAMES = {
@@ -235,11 +262,17 @@ STEP_NAMES = {
 
 
 def engine_from_config(
-    config: TrainConfig, device: torch.device, dtype: torch.dtype, world_size: int = 1
+    config: TrainConfig,
+    device: torch.device,
+    dtype: torch.dtype,
+    world_size: int = 1,
+    num_classes: int = 0,
 ) -> tuple[Engine, torch.optim.lr_scheduler.LambdaLR]:
-    """The run's engine (backbone, optimizer, execution plan, DDP wrapper) and its LR scheduler.
+    """The run's engine (backbone, loss, optimizer, execution plan, DDP wrapper) and its LR scheduler.
 
-    The backbone's initial weights come from torch's global generator, seeded with `config.seed` here.
+    The backbone's and then the loss's initial weights (a class-based loss's centres, one per training
+    class of `num_classes`) come from torch's global generator, seeded with `config.seed` here; the loss's
+    parameters join the optimizer's one parameter group.
     """
     torch.manual_seed(config.seed)
     model = build_backbone(
@@ -249,8 +282,16 @@ def engine_from_config(
         pretrained=config.pretrained,
         image_size=config.image_size,
     ).to(device)
+    criterion = get_loss(
+        config.loss.name,
+        config.loss.settings,
+        num_classes=num_classes,
+        embedding_dim=config.embedding_dim,
+        margin=config.alpha,
+    ).to(device)
     plan = plan_engine(config.engine, device, config.optimizer, world_size)
-    optimizer = OPTIMIZERS[config.optimizer](model.parameters(), config, plan.fused)
+    params = [*model.parameters(), *criterion.parameters()]
+    optimizer = OPTIMIZERS[config.optimizer](iter(params), config, plan.fused)
     scheduler = make_scheduler(optimizer, config)
     train_model = None
     if world_size > 1:
@@ -270,5 +311,6 @@ def engine_from_config(
         train_model=train_model,
         guard_buffers=config.on_nonfinite == "skip",
         batch_size=config.batch_size,
+        criterion=criterion,
     )
     return engine, scheduler

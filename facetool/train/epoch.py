@@ -80,7 +80,8 @@ class EpochRunner:
         self.on_nonfinite_stop: Callable[[int, int, int], None] = lambda epoch, rounds, count: None
 
     def _round_stats(self, epoch: int, rounds: int, selected: Round) -> None:
-        pairs, found = int(selected.mined.num_pairs), int(selected.mined.num_triplets)
+        mined = selected.mined
+        pairs, found = (int(mined.num_pairs), int(mined.num_triplets)) if mined is not None else (0, 0)
         stats = {
             "epoch": epoch + 1,
             "round": rounds,
@@ -90,10 +91,14 @@ class EpochRunner:
             "triplets": found,
             "valid_negative_fraction": found / max(pairs, 1),
         }
+        mining = (
+            f", {pairs} anchor-positive pairs, {found} triplets "
+            f"({stats['valid_negative_fraction']:.1%} with a valid negative)"
+            if mined is not None
+            else ", labelled batches (no mining)"
+        )
         self.log(
-            f"epoch {epoch + 1} round {rounds}: {selected.images} images of {stats['people']} people, "
-            f"{pairs} anchor-positive pairs, {found} triplets "
-            f"({stats['valid_negative_fraction']:.1%} with a valid negative)",
+            f"epoch {epoch + 1} round {rounds}: {selected.images} images of {stats['people']} people{mining}",
             show=False,
         )
         self.progress.round(stats)
@@ -105,11 +110,14 @@ class EpochRunner:
         torch.manual_seed(torch_seed)
         generator = torch.Generator(device=device).manual_seed(aug_seed)
         self.miner_generator.manual_seed(miner_seed)
-        per_step = config.batch_size // 3
+        by_labels = self.engine.criterion.needs == "labels"
+        per_step = config.batch_size if by_labels else config.batch_size // 3
         lr = self.scheduler.get_last_lr()[0]
         miner_name = miner_for_epoch(config, epoch)
         miner = self.miners[miner_name]
-        if epoch == 0 or miner_for_epoch(config, epoch - 1) != miner_name:
+        if by_labels:
+            miner_name = "none"
+        elif epoch == 0 or miner_for_epoch(config, epoch - 1) != miner_name:
             self.log(f"epoch {epoch + 1}: triplets mined by {miner_name}", show=False)
         totals = torch.zeros(4, dtype=torch.float64, device=device)
         rounds = batches = skipped = pairs = selected = nonfinite = fed = 0
@@ -119,9 +127,10 @@ class EpochRunner:
             chosen = self.selection(miner, rng, generator)
             mined = chosen.mined
             rounds += 1
-            found = int(mined.num_triplets)
-            pairs += int(mined.num_pairs)
-            selected += found
+            found = chosen.images if mined is None else int(mined.num_triplets)
+            if mined is not None:
+                pairs += int(mined.num_pairs)
+                selected += found
             self._round_stats(epoch, rounds, chosen)
             steps = min(-(-found // per_step), config.epoch_size - batches)
             steps = all_reduce_min(steps, device)
@@ -131,20 +140,25 @@ class EpochRunner:
                 self.log(f"epoch {epoch + 1} round {rounds}: no valid triplet, batch skipped", show=False)
                 continue
             order = torch.as_tensor(rng.permutation(found), device=device)
-            a, p, n = (t.index_select(0, order) for t in (mined.anchors, mined.positives, mined.negatives))
-            x = chosen.inputs
+            if mined is None:
+                roles = (order,)
+            else:
+                roles = tuple(
+                    t.index_select(0, order) for t in (mined.anchors, mined.positives, mined.negatives)
+                )
+            x, y = chosen.inputs, chosen.labels
             sums = torch.zeros(4, dtype=torch.float64, device=device)
             flags = torch.zeros((), device=device)
             for lo in range(0, steps * per_step, per_step):
-                sel = slice(lo, lo + per_step)
-                loss, flag = self.engine.step(torch.cat([x[a[sel]], x[p[sel]], x[n[sel]]]))
+                rows = torch.cat([role[lo : lo + per_step] for role in roles])
+                loss, flag = self.engine.step(x[rows], y[rows])
                 good = 1.0 - flag.double()
                 kept = torch.where(flag > 0, 0.0, loss.double())
                 active = self.engine.active.double() if self.engine.active is not None else kept * 0
-                sums += torch.stack([kept, good, good * len(a[sel]), good * active])
+                sums += torch.stack([kept, good, good * len(rows), good * active])
                 flags += flag
                 batches += 1
-                fed += 3 * len(a[sel])
+                fed += len(rows)
                 now = time.perf_counter()
                 if device.type == "cpu" or now - last_read >= PROGRESS_READ_S:
                     loss_sum, good_steps, *_ = (totals + sums).tolist()
@@ -173,9 +187,9 @@ class EpochRunner:
                 "ignore", message="Detected call of `lr_scheduler.step", category=UserWarning
             )
             self.scheduler.step()
-        loss_sum, good_steps, trained, active = totals.tolist()
-        trained, active = round(trained), round(active)
-        images = 3 * trained
+        loss_sum, good_steps, images, active = totals.tolist()
+        images, active = round(images), round(active)
+        trained = 0 if by_labels else images // 3
         return EpochStats(
             train_loss=loss_sum / good_steps if good_steps else None,
             learning_rate=lr,

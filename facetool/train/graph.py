@@ -5,6 +5,8 @@ fast as the GPU runs them. A CUDA graph issues the recorded step with one launch
 on an H200). The graph reads its input from a static buffer and its optimizer step is the fused one, which
 takes the non-finite flag as a device tensor, so a replay never waits for the host. The learning rate is a
 launch argument of the fused kernel, so the graph is captured again when it changes (once per LR step).
+The step is generic in the loss: the labels have a static buffer too, and the loss module (with any
+parameters it holds, such as class centres) is part of the recorded step.
 """
 
 from __future__ import annotations
@@ -29,12 +31,16 @@ class StepHost(Protocol):
 
     def layout(self, x: torch.Tensor) -> torch.Tensor: ...
 
-    def loss(self, model: nn.Module, x: torch.Tensor, *, cache: bool = True) -> torch.Tensor: ...
+    criterion: nn.Module
+
+    def loss(
+        self, model: nn.Module, x: torch.Tensor, labels: torch.Tensor, *, cache: bool = True
+    ) -> torch.Tensor: ...
 
     def update(self, loss: torch.Tensor, *, force_skip: bool = False) -> torch.Tensor: ...
 
     def eager_step(
-        self, x: torch.Tensor, *, set_to_none: bool = True, force_skip: bool = False
+        self, x: torch.Tensor, labels: torch.Tensor, *, set_to_none: bool = True, force_skip: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor]: ...
 
     def save_buffers(self) -> list[torch.Tensor] | None: ...
@@ -73,7 +79,7 @@ class GraphStep:
         self.graph: torch.cuda.CUDAGraph | None = None
         self.key: tuple | None = None
 
-    def _warm_up(self, x: torch.Tensor) -> None:
+    def _warm_up(self, x: torch.Tensor, labels: torch.Tensor) -> None:
         """Run the step a few times on a side stream with the update forced off, then restore BN buffers.
 
         This allocates the optimizer state and lets cuDNN pick its kernels before capture, without
@@ -85,24 +91,27 @@ class GraphStep:
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
             for _ in range(WARMUP_STEPS):
-                engine.eager_step(x, force_skip=True)
+                engine.eager_step(x, labels, force_skip=True)
         torch.cuda.current_stream().wait_stream(side)
         with torch.no_grad():
             for saved, live in zip(buffers, engine.model.buffers(), strict=True):
                 live.copy_(saved)
 
-    def _capture(self, x: torch.Tensor) -> None:
+    def _capture(self, x: torch.Tensor, labels: torch.Tensor) -> None:
         engine = self.engine
         self.graph = None
         self.static = StaticBatch(x, engine.plan.channels_last)
+        self.static_labels = StaticBatch(labels)
         self.static.load(x)
-        self._warm_up(self.static.buffer)
+        self.static_labels.load(labels)
+        self._warm_up(self.static.buffer, self.static_labels.buffer)
         engine.model.train()
+        engine.criterion.train()
         engine.optimizer.zero_grad(set_to_none=True)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
             saved = engine.save_buffers()
-            loss = engine.loss(engine.train_model, self.static.buffer, cache=False)
+            loss = engine.loss(engine.train_model, self.static.buffer, self.static_labels.buffer, cache=False)
             flag = engine.update(loss)
             engine.restore_buffers(saved, flag)
             self.loss, self.flag = loss.detach(), flag
@@ -110,11 +119,12 @@ class GraphStep:
         self.graph = graph
         self.key = (self.static.shape, _learning_rates(engine.optimizer))
 
-    def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(self, x: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         key = (tuple(x.shape), _learning_rates(self.engine.optimizer))
         if self.graph is None or key != self.key:
-            self._capture(x)
+            self._capture(x, labels)
         self.static.load(x)
+        self.static_labels.load(labels)
         self.engine.model.train()
         self.graph.replay()
         self.engine.active = self.active
@@ -128,18 +138,21 @@ class CompiledStep:
         self.engine = engine
         self.compiled = torch.compile(engine.train_model, mode="reduce-overhead", dynamic=False)
 
-    def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(self, x: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         engine = self.engine
         engine.model.train()
+        engine.criterion.train()
         engine.optimizer.zero_grad(set_to_none=True)
         saved = engine.save_buffers()
-        loss = engine.loss(self.compiled, engine.layout(x))
+        loss = engine.loss(self.compiled, engine.layout(x), labels)
         flag = engine.update(loss)
         engine.restore_buffers(saved, flag)
         return loss.detach(), flag
 
 
-FAST_STEPS: dict[str, Callable[[StepHost], Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]]] = {
+FastStep = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+FAST_STEPS: dict[str, Callable[[StepHost], FastStep]] = {
     "cuda-graph": GraphStep,
     "reduce-overhead": CompiledStep,
 }

@@ -111,11 +111,6 @@ class Trainer:
             "dropout": config.dropout_prob,
             "image_size": config.image_size,
         }
-        self.engine, self.scheduler = engine_from_config(config, self.device, dtype, self.ranks.world_size)
-        plan = self.engine.plan
-        for note in plan.notes:
-            self.log(note)
-
         if config.data_dir is None or not Path(config.data_dir).is_file():
             raise FacetoolError(f"{config.data_dir}: face cache not found")
         if self.ranks.distributed:
@@ -123,6 +118,12 @@ class Trainer:
         data = load_training_data(Path(config.data_dir), config, self.device, self.log)
         self.data, self.val_set, self.dropped = data.train, data.val, data.dropped
         self.train_set = data.train.faces
+        self.engine, self.scheduler = engine_from_config(
+            config, self.device, dtype, self.ranks.world_size, num_classes=len(self.data.identities)
+        )
+        plan = self.engine.plan
+        for note in plan.notes:
+            self.log(note)
         self.log(
             f"{len(self.data)} training images of {len(self.data.identities)} identities"
             + (
@@ -165,7 +166,7 @@ class Trainer:
         return "val_loss" if self.validator.valset is not None else "train_loss"
 
     def restore(self, path: Path) -> None:
-        """Continue from a checkpoint: weights, optimizer, LR schedule, history, epoch count, RNG states.
+        """Continue from a checkpoint: weights, loss parameters, optimizer, LR schedule, history, epochs, RNG.
 
         Every field is checked first; resuming from the run folder's own last.pth also rewrites the files a
         kill may have left behind it (history.json, the periodic and best copies).
@@ -177,6 +178,7 @@ class Trainer:
             )
         epoch, records = check_training_fields(path, ck)
         load_field(path, "model", self.engine.model.load_state_dict, ck["model"])
+        load_field(path, "loss", self.engine.criterion.load_state_dict, ck.get("loss") or {})
         load_field(path, "optimizer", self.engine.optimizer.load_state_dict, ck["optimizer"])
         load_field(path, "scheduler", lambda s: restore_scheduler(self.scheduler, s), ck["scheduler"])
         restore_rng(path, ck.get("rng"))
@@ -213,6 +215,7 @@ class Trainer:
             epoch=self.epoch,
             history=[r.to_dict() for r in self.history],
             optimizer=self.engine.optimizer.state_dict(),
+            loss=self.engine.criterion.state_dict(),
             scheduler=self.scheduler.state_dict(),
             rng=rng_state(),
             train_identities=self.train_identity_digests(),
@@ -271,6 +274,13 @@ class Trainer:
                 self.log(
                     f"weights identical on all {self.ranks.world_size} ranks: sha256 {digest}", show=False
                 )
+                loss_state = self.engine.criterion.state_dict()
+                if loss_state:
+                    digest = check_ranks_agree(loss_state)
+                    self.log(
+                        f"loss state identical on all {self.ranks.world_size} ranks: sha256 {digest}",
+                        show=False,
+                    )
         finally:
             self.progress.finish()
 

@@ -1,4 +1,8 @@
-"""One selection round of FaceNet training: sample people → fetch and augment their faces → embed → mine."""
+"""One selection round of FaceNet training: sample people → fetch and augment their faces → embed → mine.
+
+A loss that needs only labels (a class-based loss) skips the embedding pass and the mining: its round is the
+augmented images of the sampled people with their labels.
+"""
 
 from __future__ import annotations
 
@@ -17,10 +21,12 @@ from facetool.train.engine import Engine
 
 @dataclass
 class Round:
-    """The augmented inputs of one round and the triplets mined among them (indices into `inputs`)."""
+    """The augmented inputs of one round, their labels, and the triplets mined among them (indices into
+    `inputs`; None when the loss needs no triplets)."""
 
     inputs: torch.Tensor
-    mined: MiningResult
+    mined: MiningResult | None
+    labels: torch.Tensor | None = None
 
     @property
     def images(self) -> int:
@@ -46,5 +52,7 @@ class Selection:
         device = self.engine.device
         inputs = self.augment(self.data.fetch(rows, device), generator)
         labels = torch.as_tensor(self.data.labels[rows], device=device)
+        if self.engine.criterion.needs == "labels":
+            return Round(inputs, None, labels)
         mined = miner(self.engine.embed_inputs(inputs), labels, self.margin)
-        return Round(inputs, mined)
+        return Round(inputs, mined, labels)

@@ -1,8 +1,10 @@
-"""The FaceNet triplet loss."""
+"""`triplet`: the FaceNet triplet loss on mined triplets (the default loss)."""
 
 from __future__ import annotations
 
 from torch import Tensor
+
+from facetool.losses.base import Loss
 
 
 def triplet_loss(anchor: Tensor, positive: Tensor, negative: Tensor, margin: float) -> Tensor:
@@ -26,3 +28,17 @@ def triplet_losses(anchor: Tensor, positive: Tensor, negative: Tensor, margin: f
     d_ap = (anchor - positive).pow(2).sum(dim=1)
     d_an = (anchor - negative).pow(2).sum(dim=1)
     return (d_ap - d_an + margin).clamp_min(0.0)
+
+
+class TripletLoss(Loss):
+    """FaceNet's max(0, ||a−p||² − ||a−n||² + alpha) over mined triplets; alpha is the config's `alpha`."""
+
+    name = "triplet"
+    description = "FaceNet triplet loss on mined triplets (margin: alpha)"
+    needs = "triplets"
+
+    def compute(self, embeddings: Tensor, labels: Tensor) -> Tensor:
+        anchor, positive, negative = embeddings.chunk(3)
+        losses = triplet_losses(anchor, positive, negative, self.margin)
+        self.active = (losses.detach() > 0).sum()
+        return losses.mean()

@@ -1,0 +1,66 @@
+"""Training losses: the validating base class, the built-in `triplet`, and `get_loss` through entry points."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+
+from facetool.config.base import format_validation_error
+from facetool.errors import ConfigError, PluginError
+from facetool.losses.base import Loss, Needs, NoSettings
+from facetool.losses.triplet import TripletLoss, triplet_loss, triplet_losses
+from facetool.plugins import LOSSES, available, load_plugin
+
+DEFAULT_LOSS = "triplet"
+
+
+def loss_class(name: str) -> type[Loss]:
+    """The Loss subclass registered as `name`; PluginError when the entry point gives anything else."""
+    target = load_plugin(LOSSES, name)
+    if not (isinstance(target, type) and issubclass(target, Loss)):
+        raise PluginError(f"loss {name!r}: entry point gives {target!r}, not a facetool.losses.Loss subclass")
+    return target
+
+
+def get_loss(
+    name: str = DEFAULT_LOSS,
+    settings: dict[str, Any] | None = None,
+    *,
+    num_classes: int,
+    embedding_dim: int,
+    margin: float = 0.2,
+) -> Loss:
+    """The loss registered as `name`, with its `[loss]` settings validated by its own `Settings` model.
+
+    A bad setting is a ConfigError naming `loss.KEY`; an unknown, clashing or broken plugin a PluginError.
+    """
+    cls = loss_class(name)
+    try:
+        parsed = cls.Settings.model_validate(settings or {})
+    except ValidationError as exc:
+        message = format_validation_error(exc, "loss settings").replace("loss settings: ", "loss.")
+        raise ConfigError(f"{message} (loss {name!r})") from None
+    try:
+        return cls(parsed, num_classes=num_classes, embedding_dim=embedding_dim, margin=margin, name=name)
+    except Exception as exc:
+        raise PluginError(f"loss {name!r} could not be created: {type(exc).__name__}: {exc}") from exc
+
+
+def available_losses() -> list[str]:
+    """Registered loss names."""
+    return available(LOSSES)
+
+
+__all__ = [
+    "DEFAULT_LOSS",
+    "Loss",
+    "Needs",
+    "NoSettings",
+    "TripletLoss",
+    "available_losses",
+    "get_loss",
+    "loss_class",
+    "triplet_loss",
+    "triplet_losses",
+]

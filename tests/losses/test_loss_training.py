@@ -1,0 +1,161 @@
+"""Training with the loss plugins on a real LFW face cache: the loss falls, resume repeats the run exactly
+(class centres included), the exported model holds no loss parameter, `plugins list` shows the losses."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from facetool.config.train import TrainConfig
+from facetool.models.checkpoint import load_checkpoint
+from facetool.models.loading import load_embedding_model
+from facetool.train.distributed import state_digest
+from facetool.train.loop import train
+from facetool.train.progress import TrainProgress
+
+NO_AUGMENT = {"random_crop": False, "flip": False, "color_jitter": False}
+
+
+def config(cache: Path, run_dir: Path, loss: dict, **changes) -> TrainConfig:
+    settings = {
+        "data_dir": cache,
+        "checkpoint_dir": run_dir,
+        "backbone": "tiny-cnn",
+        "image_size": 48,
+        "embedding_dim": 16,
+        "batch_size": 24,
+        "epoch_size": 5,
+        "num_epochs": 4,
+        "people_per_batch": 8,
+        "images_per_person": 6,
+        "learning_rate": 0.003,
+        "dropout_prob": 0.0,
+        "augment": NO_AUGMENT,
+        "miner": "random",
+        "device": "cpu",
+        "threads": 1,
+        "validation": {"fraction": 0.0},
+        "loss": loss,
+        **changes,
+    }
+    return TrainConfig.model_validate(settings)
+
+
+@pytest.mark.parametrize(
+    "loss",
+    [
+        {"name": "arcface", "scale": 16.0, "margin": 0.2},
+        {"name": "cosface", "scale": 16.0, "margin": 0.2},
+        {"name": "arcface-triplet", "scale": 16.0, "margin": 0.2, "triplet_weight": 2.0},
+    ],
+    ids=lambda loss: loss["name"],
+)
+def test_training_with_each_loss_lowers_it(people_cache: Path, tmp_path: Path, loss: dict) -> None:
+    result = train(config(people_cache, tmp_path / "run", loss))
+    losses = [r["train_loss"] for r in result.history]
+    assert sum(losses[-2:]) < 0.9 * sum(losses[:2]), losses
+    ck = load_checkpoint(result.last_checkpoint)
+    (centres,) = [v for k, v in ck["loss"].items() if k.endswith("centres")]
+    assert centres.shape == (result.train_identities, 16)
+    if loss["name"] == "arcface-triplet":
+        assert all(r["miner"] == "random" and r["triplets"] > 0 for r in result.history)
+    else:
+        log = (tmp_path / "run" / "train.log").read_text()
+        assert "labelled batches (no mining)" in log
+        assert all(r["miner"] == "none" and r["images"] > 0 for r in result.history)
+
+
+class StopAfter(TrainProgress):
+    """Interrupts training (as Ctrl-C would) once epoch `epochs` has been checkpointed."""
+
+    def __init__(self, epochs: int) -> None:
+        self.epochs = epochs
+
+    def epoch_end(self, record) -> None:
+        if record["epoch"] == self.epochs:
+            raise KeyboardInterrupt
+
+
+def test_resume_of_an_arcface_run_repeats_it_exactly(people_cache: Path, tmp_path: Path) -> None:
+    loss = {"name": "arcface", "scale": 16.0, "margin": 0.2}
+    recipe = {"num_epochs": 3, "lr_schedule": "cosine", "warmup_epochs": 1, "augment": {}}
+    whole = train(config(people_cache, tmp_path / "whole", loss, **recipe))
+    with pytest.raises(KeyboardInterrupt):
+        train(config(people_cache, tmp_path / "split", loss, **recipe), progress=StopAfter(2))
+    assert load_checkpoint(tmp_path / "split" / "last.pth")["epoch"] == 2
+    resumed = train(config(people_cache, tmp_path / "split", loss, **recipe), resume="auto")
+    a, b = load_checkpoint(whole.last_checkpoint), load_checkpoint(resumed.last_checkpoint)
+    for part in ("model", "loss"):
+        assert a[part].keys() == b[part].keys()
+        for key in a[part]:
+            assert torch.equal(a[part][key], b[part][key]), (part, key)
+    assert list(a["loss"]) == ["centres"]
+    assert resumed.resumed_from == tmp_path / "split" / "last.pth" and b["epoch"] == 3
+    states_a, states_b = a["optimizer"]["state"], b["optimizer"]["state"]
+    assert states_a.keys() == states_b.keys()
+    for key in states_a:
+        for name, value in states_a[key].items():
+            assert torch.equal(value, states_b[key][name]), (key, name)
+
+
+def test_export_of_an_arcface_model_has_no_loss_parameter(people_cache: Path, tmp_path: Path) -> None:
+    run = train(config(people_cache, tmp_path / "run", {"name": "arcface"}, num_epochs=1, epoch_size=2))
+    model, _ = load_embedding_model(run.last_checkpoint)
+    assert not any("centres" in name for name, _ in model.named_parameters())
+    out = tmp_path / "model.safetensors"
+    env = {**os.environ, "FACETOOL_SHARED": os.environ.get("FACETOOL_SHARED", "")}
+    done = subprocess.run(
+        [sys.executable, "-m", "facetool", "export", str(run.last_checkpoint), "-o", str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    tensors = load_file(out)
+    assert not any("centres" in key for key in tensors)
+    assert tensors.keys() == load_checkpoint(run.last_checkpoint)["model"].keys()
+
+
+def test_plugins_list_shows_the_three_groups() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "facetool", "plugins", "list", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(done.stdout)
+    assert {r["kind"] for r in rows} == {"miner", "backbone", "loss"}
+    losses = {r["name"]: r for r in rows if r["kind"] == "loss"}
+    assert losses["triplet"]["package"] == "facetool"
+    for name in ("arcface", "cosface", "arcface-triplet"):
+        assert losses[name]["package"] == "facetool-extras" and losses[name]["status"] == "ok"
+
+
+def test_two_processes_train_arcface_with_identical_centres(people_cache: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    args = [
+        "train", "--data", str(people_cache), "--checkpoint-dir", str(run_dir), "--num-epochs", "1",
+        "--batch-size", "24", "--people-per-batch", "4", "--images-per-person", "6", "--device", "cpu",
+        "--set", "backbone=tiny-cnn", "--set", "image_size=48", "--set", "embedding_dim=16",
+        "--set", "epoch_size=3", "--set", "validation.fraction=0.0", "--set", "loss=arcface",
+        "--threads", "1", "--nproc", "2",
+    ]  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "facetool", *args], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    log = (run_dir / "train.log").read_text()
+    (digest,) = re.findall(r"loss state identical on all 2 ranks: sha256 ([0-9a-f]{64})", log)
+    ck = load_checkpoint(run_dir / "last.pth")
+    assert state_digest(ck["loss"]) == digest and ck["config"]["loss"] == {"name": "arcface"}
+    assert ck["history"][0]["images"] > 0
