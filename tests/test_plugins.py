@@ -358,12 +358,17 @@ def test_cli_lists_despite_an_exiting_plugin_and_prints_markup_literally(hostile
     assert "semihard-strict" in done.stdout
 
 
-def test_train_with_a_miner_that_exits_at_import_fails_naming_it(hostile_site: Path, tmp_path: Path) -> None:
+def test_train_with_a_miner_that_exits_at_import_fails_naming_it(
+    hostile_site: Path, tmp_path: Path, lfw_dir: Path
+) -> None:
+    from cache_helpers import some_identities, write_people_cache
+
+    cache = write_people_cache(lfw_dir, tmp_path / "faces.h5", some_identities(lfw_dir, 3, 2), 2, 64)
     done = run_facetool(
         [
             "train",
             "--data",
-            str(tmp_path / "none.h5"),
+            str(cache),
             "--set",
             "miner=exiter",
             "--checkpoint-dir",

@@ -151,7 +151,12 @@ class TrainConfig(StrictModel):
         description="Linear warm-up: epoch k < warmup_epochs runs at (k+1)/(warmup_epochs+1) of the rate.",
     )
 
-    alpha: float = Field(0.2, gt=0.0, description="Triplet-loss margin on squared L2 distances.")
+    alpha: float = Field(
+        0.2,
+        gt=0.0,
+        allow_inf_nan=True,
+        description="Triplet-loss margin on squared L2 distances (inf makes every loss infinite: a fault drill).",
+    )
     miner: str = Field("semihard", min_length=1, description="Triplet miner (facetool plugins list).")
     miner_stages: list[MinerStage] = Field(
         default_factory=list,
