@@ -9,6 +9,7 @@ from pydantic import Field
 
 from facetool.config.base import StrictModel
 from facetool.config.detect import DetectConfig
+from facetool.config.export import Runtime, runtime_field
 
 DistanceName = Literal["euclidean", "cosine"]
 
@@ -35,6 +36,7 @@ class EvalConfig(StrictModel):
     )
     batch_size: int = Field(256, ge=1, description="Faces per forward pass.")
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N.")
+    runtime: Runtime | None = runtime_field()
     out: Path = Field(Path("runs/eval"), description="Folder for report.json, roc.png and a detection cache.")
     detect: DetectConfig = Field(default_factory=DetectConfig, description="Detection when data is a folder.")
 
@@ -45,4 +47,5 @@ class EmbedConfig(StrictModel):
     flip: bool = Field(False, description="Add the mirrored face's embedding, then re-normalise.")
     batch_size: int = Field(256, ge=1, description="Faces per forward pass.")
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N.")
+    runtime: Runtime | None = runtime_field()
     detect: DetectConfig = Field(default_factory=DetectConfig, description="Detection of raw images.")

@@ -19,8 +19,8 @@ from torch import nn
 from facetool.cache import open_cache
 from facetool.config.evaluate import EmbedConfig
 from facetool.config.export import ExportConfig
-from facetool.data.transforms import to_input
-from facetool.embed import embed_faces, embed_paths
+from facetool.data.transforms import embed_faces, to_input
+from facetool.embed import embed_paths
 from facetool.embedder import OnnxEmbedder, TorchEmbedder, load_embedder
 from facetool.errors import FacetoolError, ModelFileError, UsageError
 from facetool.models import build_backbone, load_embedding_model
@@ -95,7 +95,7 @@ def test_onnx_embedder_gives_the_torch_numbers_with_and_without_flip(trained, ex
         onnx = OnnxEmbedder(exported["onnx"], flip=flip, batch_size=7)
         expected = embed_faces(model, cache_faces, batch_size=7, flip=flip, image_size=info.image_size)
         assert np.abs(onnx(cache_faces) - expected).max() < TOLERANCE
-        torch_embedder = TorchEmbedder(model, image_size=48, embedding_dim=16, flip=flip, batch_size=7)
+        torch_embedder = TorchEmbedder(model, info, flip=flip, batch_size=7)
         assert np.array_equal(torch_embedder(cache_faces), expected)
     embedder, card = load_embedder(exported["onnx"])
     assert embedder.runtime == "onnx" and card["backbone"]["name"] == "tiny-cnn"
