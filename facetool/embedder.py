@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from facetool.config.evaluate import EmbeddingSettings
 from facetool.config.export import Runtime
 from facetool.data.transforms import to_input
 from facetool.device import resolve_device
@@ -146,3 +147,14 @@ def load_embedder(
     card = read_card(path) if card_path(path).is_file() else None
     embedder = TorchEmbedder(model, info, device=device, flip=flip, batch_size=batch_size)
     return embedder, card
+
+
+def embedder_for(path: Path | str, settings: EmbeddingSettings) -> tuple[Embedder, dict[str, Any] | None]:
+    """`load_embedder` with a command's runtime, device, flip and batch size (`eval`, `embed`)."""
+    return load_embedder(
+        path,
+        runtime=settings.runtime,
+        device=settings.device,
+        flip=settings.flip,
+        batch_size=settings.batch_size,
+    )

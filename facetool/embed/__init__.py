@@ -30,7 +30,7 @@ from facetool.embed.writers import (
     open_writer,
     write_embeddings,
 )
-from facetool.embedder import Embedder, load_embedder
+from facetool.embedder import Embedder, embedder_for
 from facetool.errors import FacetoolError
 from facetool.files import check_output_not_input
 
@@ -99,13 +99,7 @@ def embed_paths(
     config = config or EmbedConfig()
     output = check_output_path(output)
     check_output_not_input(output, [checkpoint, *inputs])
-    embed, _card = load_embedder(
-        checkpoint,
-        runtime=config.runtime,
-        device=config.device,
-        flip=config.flip,
-        batch_size=config.batch_size,
-    )
+    embed, _card = embedder_for(checkpoint, config)
     sources = collect_sources(inputs, config.detect)
     info = embed.info
     settings = {

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from facetool.cache import open_cache
 from facetool.config.evaluate import EvalConfig
-from facetool.embedder import load_embedder
+from facetool.embedder import embedder_for
 from facetool.errors import UsageError
 from facetool.evaluate.data import default_pairs, faces_for_pairs
 from facetool.evaluate.pairs import PairsFile, read_pairs
@@ -73,13 +73,7 @@ def evaluate_checkpoint(
     pairs = [read_pairs(pairs_path)]
     if config.train_pairs is not None:
         pairs.append(read_pairs(config.train_pairs))
-    embedder, _card = load_embedder(
-        checkpoint,
-        runtime=config.runtime,
-        device=config.device,
-        flip=config.flip,
-        batch_size=config.batch_size,
-    )
+    embedder, _card = embedder_for(checkpoint, config)
     make_dir(config.out)
     cache_path = faces_for_pairs(config.data, pairs, config.out, config.detect, detect_progress)
     with open_cache(cache_path) as cache:
