@@ -15,7 +15,7 @@ Runtime = Literal["torch", "onnx"]
 def runtime_field() -> Any:
     """The `runtime` setting of every command that runs a model file (verify, eval, embed)."""
     return Field(
-        None, description="torch or onnx (onnxruntime on the CPU); None: onnx for .onnx files, else torch"
+        None, description="torch or onnx (onnxruntime on the CPU); unset: onnx for .onnx files, else torch"
     )
 
 
