@@ -29,7 +29,7 @@ from report import add_report_options, append_section, report_file
 from timing import call_times
 
 from facetool.cache import open_cache
-from facetool.embed import embed_faces
+from facetool.data.transforms import embed_faces
 from facetool.evaluate.metrics import evaluate_folds, pair_distances
 from facetool.evaluate.pairs import read_pairs
 from facetool.evaluate.run import evaluate_on_pairs

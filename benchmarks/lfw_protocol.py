@@ -18,7 +18,7 @@ from report import add_report_options, append_section, report_file
 from rich.console import Console
 
 from facetool.cli.protocol import RESULT_HEADER, result_rows, result_table
-from facetool.config.base import load_config, parse_override
+from facetool.config.base import build_config
 from facetool.config.protocol import ProtocolConfig
 from facetool.config.train import TrainConfig
 from facetool.protocol import ProtocolResult, run_protocol
@@ -63,9 +63,7 @@ def main(argv: list[str] | None = None) -> ProtocolResult:
     args = parse(argv)
     shared = Path(os.environ.get("FACETOOL_SHARED", "../shared"))
     given = {"view": args.view, "folds": args.folds, "out": args.out, "faces": args.faces}
-    overrides = [(k, str(v) if isinstance(v, Path) else v) for k, v in given.items() if v is not None]
-    overrides += [parse_override(text) for text in args.sets]
-    config = load_config(ProtocolConfig, args.config, overrides)
+    config = build_config(ProtocolConfig, args.config, args.sets, given)
     if config.lfw_dir is None:
         config = config.model_copy(update={"lfw_dir": shared / "lfw" / "lfw-deepfunneled"})
     console = Console(stderr=True)

@@ -16,11 +16,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from facetool.config.evaluate import EmbeddingSettings
 from facetool.config.export import Runtime
 from facetool.data.transforms import to_input
 from facetool.device import resolve_device
 from facetool.errors import ModelFileError, UsageError
-from facetool.models import load_embedding_model
+from facetool.models import ModelInfo, load_embedding_model
 from facetool.models.export import INPUT_NAME, OUTPUT_NAME, onnx_session
 from facetool.models.model_card import card_path, read_card
 
@@ -28,10 +29,12 @@ ONNX_SUFFIX = ".onnx"
 
 
 class Embedder:
-    """Faces in, embeddings out; subclasses give `_forward` (float NCHW on `self.device` -> (n, D) tensor)."""
+    """Faces in, embeddings out; subclasses give `_forward` (float NCHW on `self.device` -> (n, D) tensor).
 
-    image_size: int
-    embedding_dim: int
+    `info` says what model runs (backbone, sizes, source, the people it was trained on when recorded).
+    """
+
+    info: ModelInfo
     runtime: str
     device: torch.device = torch.device("cpu")
 
@@ -40,6 +43,16 @@ class Embedder:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.flip = flip
         self.batch_size = batch_size
+
+    @property
+    def image_size(self) -> int:
+        """Side of the model's square input; faces of another size are resized to it."""
+        return self.info.image_size
+
+    @property
+    def embedding_dim(self) -> int:
+        """Length of one embedding."""
+        return self.info.embedding_dim
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -67,9 +80,8 @@ class TorchEmbedder(Embedder):
     def __init__(
         self,
         model: nn.Module,
+        info: ModelInfo,
         *,
-        image_size: int,
-        embedding_dim: int,
         device: str | torch.device = "cpu",
         flip: bool = False,
         batch_size: int = 256,
@@ -77,8 +89,7 @@ class TorchEmbedder(Embedder):
         super().__init__(flip=flip, batch_size=batch_size)
         self.device = device if isinstance(device, torch.device) else resolve_device(device)
         self.model = model.to(self.device).eval()
-        self.image_size = image_size
-        self.embedding_dim = embedding_dim
+        self.info = info
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -93,8 +104,15 @@ class OnnxEmbedder(Embedder):
         super().__init__(flip=flip, batch_size=batch_size)
         self.path = Path(path)
         self.card = read_card(self.path)
-        self.image_size = int(self.card["backbone"]["image_size"])
-        self.embedding_dim = int(self.card["backbone"]["embedding_dim"])
+        backbone = self.card["backbone"]
+        people = self.card.get("train_identities")
+        self.info = ModelInfo(
+            backbone=str(backbone["name"]),
+            embedding_dim=int(backbone["embedding_dim"]),
+            image_size=int(backbone["image_size"]),
+            source="onnx",
+            train_identities=tuple(people) if isinstance(people, list) else None,
+        )
         self.session = onnx_session(self.path)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -127,12 +145,16 @@ def load_embedder(
         return embedder, embedder.card
     model, info = load_embedding_model(path, "cpu")
     card = read_card(path) if card_path(path).is_file() else None
-    embedder = TorchEmbedder(
-        model,
-        image_size=info.image_size,
-        embedding_dim=info.embedding_dim,
-        device=device,
-        flip=flip,
-        batch_size=batch_size,
-    )
+    embedder = TorchEmbedder(model, info, device=device, flip=flip, batch_size=batch_size)
     return embedder, card
+
+
+def embedder_for(path: Path | str, settings: EmbeddingSettings) -> tuple[Embedder, dict[str, Any] | None]:
+    """`load_embedder` with a command's runtime, device, flip and batch size (`eval`, `embed`)."""
+    return load_embedder(
+        path,
+        runtime=settings.runtime,
+        device=settings.device,
+        flip=settings.flip,
+        batch_size=settings.batch_size,
+    )

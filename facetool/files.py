@@ -8,6 +8,7 @@ previous file (or none) under the final name, never a torn one.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
@@ -131,6 +132,37 @@ def read_text_limited(path: Path | str, *, limit: int = 16 * 1024 * 1024, what: 
         line = data[: exc.start].count(b"\n") + 1
         raise FacetoolError(f"{path}:{line}: {what} is not UTF-8 text") from None
     return text.removeprefix("\ufeff")
+
+
+def lock_exclusive(
+    path: Path | str,
+    *,
+    cannot_create: str,
+    busy: str,
+    error: type[FacetoolError] = FacetoolError,
+    mode: int = 0o666,
+) -> int:
+    """Open (creating) the lock file `path` and hold an exclusive flock on it; the file descriptor.
+
+    Never waits: when another process holds the lock, `error(busy)`; when the file cannot be created,
+    `error("<cannot_create> (<why>)")`. Release with `unlock`.
+    """
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, mode)
+    except OSError as exc:
+        raise error(f"{cannot_create} ({exc.strerror or exc})") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise error(busy) from None
+    return fd
+
+
+def unlock(fd: int) -> None:
+    """Release a lock taken by `lock_exclusive` and close its descriptor."""
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    os.close(fd)
 
 
 def remove_stale_temp_files(directory: Path | str) -> list[Path]:

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, TypeVar
 
-from facetool.errors import PluginError
+from facetool.errors import FacetoolError, PluginError
 
 MINERS = "facetool.miners"
 BACKBONES = "facetool.backbones"
@@ -133,11 +133,12 @@ def lookup(group: str, name: str) -> metadata.EntryPoint:
 def call_plugin(what: str, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Run plugin code; any exception it raises, `sys.exit()` included, becomes a PluginError about `what`.
 
-    KeyboardInterrupt passes through: it is the user's, not the plugin's.
+    KeyboardInterrupt passes through: it is the user's, not the plugin's. So do facetool's own errors (a
+    missing weights file a backbone factory reports): they already name what is wrong in one line.
     """
     try:
         return func(*args, **kwargs)
-    except PluginError:
+    except FacetoolError:
         raise
     except SystemExit as exc:
         raise PluginError(f"{what}: the plugin called sys.exit({exc.code!r})") from None

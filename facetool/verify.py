@@ -14,14 +14,16 @@ from typing import Any
 
 import numpy as np
 
+from facetool.config.base import field_default
 from facetool.config.detect import DetectConfig
+from facetool.config.evaluate import EvalConfig
 from facetool.config.export import VerifyConfig
 from facetool.detect import crop_face_from_file, detector_from_config
 from facetool.embedder import load_embedder
 from facetool.errors import UsageError
 from facetool.models.model_card import CROP_KEYS
 
-DEFAULT_DISTANCE = "euclidean"
+DEFAULT_DISTANCE: str = field_default(EvalConfig, "distance")
 
 
 @dataclass(frozen=True)

@@ -20,18 +20,19 @@ import torch
 
 from facetool.cache import CacheWriter, FaceRecord, open_cache
 from facetool.config.detect import DetectConfig
+from facetool.data.transforms import embed_faces
 from facetool.detect import crop_face_from_file, detector_from_config
 from facetool.embed import (
     CacheSource,
     EmbeddingSet,
-    embed_faces,
     embed_paths,
     embed_sources,
     open_writer,
     write_embeddings,
 )
+from facetool.embedder import TorchEmbedder
 from facetool.errors import FacetoolError, UsageError
-from facetool.models import build_backbone
+from facetool.models import ModelInfo, build_backbone
 from facetool.models.checkpoint import make_checkpoint, save_checkpoint
 
 SIZE = 80
@@ -65,6 +66,11 @@ def model(faces: np.ndarray) -> torch.nn.Module:
     with torch.no_grad():
         net((torch.from_numpy(faces).permute(0, 3, 1, 2).float() - 127.5) / 128.0)
     return net.eval()
+
+
+def embedder(model: torch.nn.Module, batch_size: int) -> TorchEmbedder:
+    """The test network as `facetool embed` runs it, on the CPU."""
+    return TorchEmbedder(model, ModelInfo("inception_resnet_v1", DIM, SIZE, "test"), batch_size=batch_size)
 
 
 def forward(model: torch.nn.Module, faces: np.ndarray) -> np.ndarray:
@@ -172,10 +178,12 @@ def test_embed_cli_on_files_folders_and_a_cache(facetool_cli, model, lfw_dir, tm
     assert identities == [PEOPLE[1], PEOPLE[0], PEOPLE[0], "flat", PEOPLE[1]]
     assert settings["embedding_dim"] == DIM and settings["flip"] is False and settings["image_size"] == SIZE
     np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
-    # a raw image goes through the detector and crop of `facetool detect`
-    config = DetectConfig(image_size=SIZE)
+    # a raw image goes through the detector and crop of `facetool detect` (at the detection crop size, then
+    # resized to the model's input, as a training cache is)
+    config = DetectConfig()
     crop = crop_face_from_file(single, detector_from_config(config), config)
-    np.testing.assert_allclose(emb[0], embed_faces(model, crop.face[None])[0], atol=1e-4)
+    assert crop.face.shape[0] == config.image_size != SIZE
+    np.testing.assert_allclose(emb[0], embed_faces(model, crop.face[None], image_size=SIZE)[0], atol=1e-4)
     # the cached face is used as stored (JPEG-encoded in the cache)
     with open_cache(cache) as stored:
         np.testing.assert_allclose(emb[-1], forward(model, stored.read_faces())[0], atol=1e-4)
@@ -236,7 +244,7 @@ def test_batches_stream_into_the_same_file_as_one_batch(model, faces, tmp_path, 
     for batch_size in (2, 256):
         out = tmp_path / f"b{batch_size}{suffix}"
         with open_writer(out) as writer:
-            summary = embed_sources(model, [CacheSource(cache)], writer, batch_size=batch_size)
+            summary = embed_sources(embedder(model, batch_size), [CacheSource(cache)], writer)
             writer.finish({"batch": batch_size})
         assert summary.count == 7 and summary.dim == DIM
         written.append(read_back(out))
@@ -265,7 +273,7 @@ def test_a_failure_mid_write_keeps_the_previous_output(model, faces, tmp_path):
     out = tmp_path / "e.npz"
     out.write_bytes(b"previous")
     with pytest.raises(RuntimeError, match="disk full"), open_writer(out) as writer:
-        embed_sources(model, [CacheSource(cache)], writer, batch_size=2)
+        embed_sources(embedder(model, 2), [CacheSource(cache)], writer)
         raise RuntimeError("disk full")
     assert out.read_bytes() == b"previous"
     assert list(tmp_path.glob(".*")) == []
@@ -292,6 +300,8 @@ MEMORY_SCRIPT = """
 import sys
 import torch
 from facetool.embed import CacheSource, embed_sources, open_writer
+from facetool.embedder import TorchEmbedder
+from facetool.models import ModelInfo
 
 class Net(torch.nn.Module):
     def __init__(self):
@@ -304,7 +314,8 @@ class Net(torch.nn.Module):
 
 torch.manual_seed(0)
 with open_writer(sys.argv[2]) as writer:
-    summary = embed_sources(Net(), [CacheSource(sys.argv[1])], writer, batch_size=256)
+    net = TorchEmbedder(Net(), ModelInfo("net", 4096, 32, "test"), batch_size=256)
+    summary = embed_sources(net, [CacheSource(sys.argv[1])], writer)
     writer.finish({})
 with open("/proc/self/status") as status:
     peak = next(line.split()[1] for line in status if line.startswith("VmHWM:"))

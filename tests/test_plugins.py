@@ -19,7 +19,7 @@ import torch
 
 import facetool
 from facetool import plugins
-from facetool.errors import PluginError
+from facetool.errors import ModelFileError, PluginError
 from facetool.miners import get_miner
 from facetool.models import build_backbone
 
@@ -394,3 +394,97 @@ def test_cli_table_wraps_descriptions_at_80_columns(bad_site: Path) -> None:
     for row in listed:
         shown = row["error"] or row["description"]
         assert "".join(shown.split()) in column, shown
+
+
+EXITING_CONSTRUCTORS = """
+import sys
+import torch
+from torch import nn
+from facetool.errors import ModelFileError
+from facetool.miners import Miner
+
+class ExitsWhenMade(Miner):
+    def __init__(self, **kwargs):
+        sys.exit("no miner today")
+    def mine(self, embeddings, labels, margin, generator):
+        raise AssertionError("never mined")
+
+class RaisesWhenMade(Miner):
+    def __init__(self, **kwargs):
+        raise RuntimeError("bad mood")
+    def mine(self, embeddings, labels, margin, generator):
+        raise AssertionError("never mined")
+
+def exits_when_built(embedding_dim, dropout, pretrained, image_size):
+    sys.exit(4)
+
+def raises_when_built(embedding_dim, dropout, pretrained, image_size):
+    raise ValueError("no such width")
+
+def reports_a_missing_file(embedding_dim, dropout, pretrained, image_size):
+    raise ModelFileError(f"{pretrained}: weights file not found")
+
+class ExitsInForward(nn.Module):
+    def forward(self, x):
+        sys.exit(5)
+
+def exits_in_forward(embedding_dim, dropout, pretrained, image_size):
+    return ExitsInForward()
+"""
+
+
+@pytest.fixture
+def exiting(install: Install) -> None:
+    install(
+        "exiting-constructors",
+        {
+            "facetool.miners": {
+                "exits": "exiting_ctor:ExitsWhenMade",
+                "raises": "exiting_ctor:RaisesWhenMade",
+            },
+            "facetool.backbones": {
+                "exits-built": "exiting_ctor:exits_when_built",
+                "raises-built": "exiting_ctor:raises_when_built",
+                "missing-file": "exiting_ctor:reports_a_missing_file",
+                "exits-forward": "exiting_ctor:exits_in_forward",
+            },
+        },
+        {"exiting_ctor": EXITING_CONSTRUCTORS},
+    )
+
+
+def test_a_miner_that_exits_or_raises_when_made_is_that_miners_error(exiting: None) -> None:
+    with pytest.raises(
+        PluginError, match=r"miner 'exits' could not be created: .*sys.exit\('no miner today'\)"
+    ):
+        get_miner("exits")
+    with pytest.raises(PluginError, match=r"miner 'raises' could not be created: RuntimeError: bad mood"):
+        get_miner("raises")
+    assert get_miner().plugin_name == "semihard"
+
+
+def test_a_backbone_that_exits_or_raises_is_that_backbones_error(exiting: None) -> None:
+    with pytest.raises(PluginError, match=r"backbone 'exits-built' could not be built: .*sys.exit\(4\)"):
+        build_backbone("exits-built", embedding_dim=8, image_size=32)
+    with pytest.raises(PluginError, match=r"backbone 'raises-built' could not be built: ValueError: no such"):
+        build_backbone("raises-built", embedding_dim=8, image_size=32)
+    with pytest.raises(
+        PluginError, match=r"backbone 'exits-forward' failed on a \(2, 3, 32, 32\) batch: .*\(5\)"
+    ):
+        build_backbone("exits-forward", embedding_dim=8, image_size=32)
+    with pytest.raises(ModelFileError, match=r"^w.pt: weights file not found$"):
+        build_backbone("missing-file", embedding_dim=8, pretrained="w.pt", image_size=32)
+
+
+def test_library_defaults_are_the_config_models() -> None:
+    from facetool.config.base import field_default
+    from facetool.config.train import TrainConfig
+    from facetool.miners import DEFAULT_MINER
+
+    assert TrainConfig().miner == DEFAULT_MINER
+    defaults = TrainConfig()
+    model = build_backbone().eval()
+    assert type(model).__name__ == "InceptionResnetV1" and defaults.backbone == "inception_resnet_v1"
+    with torch.no_grad():
+        out = model(torch.zeros(1, 3, defaults.image_size, defaults.image_size))
+    assert out.shape == (1, defaults.embedding_dim) == (1, field_default(TrainConfig, "embedding_dim"))

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 import statistics
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from lfw_mini import PER_FOLD, make_mini_lfw, names_of
 
 from facetool.cache import open_cache
 from facetool.config.protocol import ProtocolConfig
@@ -17,48 +15,10 @@ from facetool.config.train import TrainConfig, ValidationConfig
 from facetool.errors import ConfigError, UsageError
 from facetool.protocol import run_protocol
 
-PER_FOLD = 3
-
-
-def small(lfw_dir: Path, name: str) -> bool:
-    return 2 <= len(list((lfw_dir / name).glob("*.jpg"))) <= 4
-
-
-def names_of(line: str) -> set[str]:
-    fields = line.split("\t")
-    return {fields[0], fields[2]} if len(fields) == 4 else {fields[0]}
-
-
-def pick(lines: list[str], lfw_dir: Path, count: int) -> list[str]:
-    """The first `count` matched and `count` mismatched lines whose people have 2-4 images."""
-    matched = [line for line in lines if len(line.split("\t")) == 3 and small(lfw_dir, line.split("\t")[0])]
-    mismatched = [
-        line
-        for line in lines
-        if len(line.split("\t")) == 4 and all(small(lfw_dir, n) for n in names_of(line))
-    ]
-    return matched[:count] + mismatched[:count]
-
 
 @pytest.fixture(scope="module")
 def mini_lfw(tmp_path_factory, lfw_dir: Path, shared: Path) -> Path:
-    """lfw/lfw-deepfunneled with the images of 2 folds of pairs.txt, small View 1 files, and 8 more people."""
-    root = tmp_path_factory.mktemp("protocol") / "lfw"
-    lines = (shared / "lfw" / "pairs.txt").read_text().splitlines()
-    folds = [pick(lines[1 + 600 * k : 1 + 600 * (k + 1)], lfw_dir, PER_FOLD) for k in range(2)]
-    root.mkdir()
-    (root / "pairs.txt").write_text("\n".join([f"2\t{PER_FOLD}", *folds[0], *folds[1]]) + "\n")
-    (root / "pairsDevTrain.txt").write_text("\n".join([str(PER_FOLD), *folds[0]]) + "\n")
-    (root / "pairsDevTest.txt").write_text("\n".join([str(PER_FOLD), *folds[1]]) + "\n")
-    named = {n for fold in folds for line in fold for n in names_of(line)}
-    extra = [
-        d.name for d in sorted(lfw_dir.iterdir())[::50] if small(lfw_dir, d.name) and d.name not in named
-    ]
-    for name in sorted(named) + extra[:8]:
-        (root / "lfw-deepfunneled" / name).mkdir(parents=True)
-        for image in (lfw_dir / name).glob("*.jpg"):
-            (root / "lfw-deepfunneled" / name / image.name).symlink_to(image)
-    return root
+    return make_mini_lfw(tmp_path_factory.mktemp("protocol") / "lfw", lfw_dir, shared)
 
 
 def recipe(**changes) -> TrainConfig:
@@ -194,32 +154,3 @@ def test_protocol_command_runs_a_toml_recipe(mini_lfw: Path, tmp_path: Path, fac
         and f"{config} (with command-line overrides): train.num_epoch: unknown key" in bad.stderr
     )
     assert len(bad.stderr.splitlines()) == 1
-
-
-def test_benchmark_script_records_recipe_and_result(mini_lfw: Path, tmp_path: Path, shared: Path) -> None:
-    config = tmp_path / "lfw.toml"
-    config.write_text(
-        f'lfw_dir = "{mini_lfw / "lfw-deepfunneled"}"\n\n[train]\n'
-        'backbone = "tiny-cnn"\nimage_size = 48\nembedding_dim = 16\nnum_epochs = 1\nepoch_size = 2\n'
-        'batch_size = 12\npeople_per_batch = 6\nimages_per_person = 3\ndevice = "cpu"\n'
-        'lr_schedule = "cosine"\nvalidation.fraction = 0.0\n'
-    )
-    report = tmp_path / "report.md"
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "lfw_protocol.py"
-    args = ["--config", config, "--view", "1", "--out", tmp_path / "out", "--report", report]
-    result = subprocess.run(
-        [sys.executable, script, *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "FACETOOL_SHARED": str(shared), "COLUMNS": "200"},
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    text = report.read_text()
-    accuracy = json.loads((tmp_path / "out" / "view1" / "result.json").read_text())["accuracy"]
-    assert (
-        "### LFW View 1: tiny-cnn at 48 px" in text and "python benchmarks/lfw_protocol.py --config" in text
-    )
-    assert "backbone=tiny-cnn" in text and "lr_schedule=cosine" in text and "seed 0" in text
-    assert "| view1 |" in text and f"{accuracy:.4f}" in text
-    assert "view1" in result.stdout

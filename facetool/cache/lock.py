@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import fcntl
 import os
 from pathlib import Path
 
 from facetool.cache.records import lock_path
 from facetool.errors import CacheError
+from facetool.files import lock_exclusive, unlock
 
 
 class CacheLock:
@@ -19,19 +19,13 @@ class CacheLock:
 
     def __init__(self, path: Path) -> None:
         self.file = lock_path(path)
-        try:
-            self.fd = os.open(self.file, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as exc:
-            raise CacheError(
-                f"{path}: cannot create the lock file {self.file} ({exc.strerror or exc})"
-            ) from None
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(self.fd)
-            raise CacheError(
-                f"{path}: another process is writing this cache (lock {self.file} is held)"
-            ) from None
+        self.fd = lock_exclusive(
+            self.file,
+            cannot_create=f"{path}: cannot create the lock file {self.file}",
+            busy=f"{path}: another process is writing this cache (lock {self.file} is held)",
+            error=CacheError,
+            mode=0o644,
+        )
         if not self._still_on_disk():
             os.close(self.fd)
             raise CacheError(f"{path}: another process is writing this cache (lock {self.file} was replaced)")
@@ -49,6 +43,5 @@ class CacheLock:
         if self.fd >= 0:
             if remove:
                 self.file.unlink(missing_ok=True)
-            fcntl.flock(self.fd, fcntl.LOCK_UN)
-            os.close(self.fd)
+            unlock(self.fd)
             self.fd = -1

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from facetool.config.base import load_config
+from facetool.config.base import build_config, field_help
 from facetool.config.dataset import FilterSettings
 
 
@@ -84,7 +84,11 @@ def register(app: typer.Typer) -> None:
         cache: Annotated[Path, typer.Argument(metavar="CACHE", help="Input face cache.")],
         output: Annotated[Path, typer.Option("--output", "-o", metavar="OUT", help="Face cache to write.")],
         min_images: Annotated[
-            int | None, typer.Option(metavar="N", help="Drop identities with fewer images (default: 2).")
+            int | None,
+            typer.Option(
+                metavar="N",
+                help=field_help(FilterSettings, "min_images", "Drop identities with fewer images."),
+            ),
         ] = None,
         max_images: Annotated[
             int | None,
@@ -128,19 +132,17 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         from facetool.dataset import filter_cache
 
-        options = {
+        given = {
             "min_images": min_images,
             "max_images": max_images,
-            "exclude_pairs": [str(p) for p in exclude_pairs or []],
+            "exclude_pairs": exclude_pairs,
             "fold": fold,
-            "include": [str(p) for p in include or []],
-            "exclude": [str(p) for p in exclude or []],
-            "keep_pairs": [str(p) for p in keep_pairs or []],
+            "include": include,
+            "exclude": exclude,
+            "keep_pairs": keep_pairs,
             "jpeg_quality": jpeg_quality,
         }
-        settings = load_config(
-            FilterSettings, overrides=[(k, v) for k, v in options.items() if v is not None]
-        )
+        settings = build_config(FilterSettings, None, None, given)
         report = filter_cache(cache, output, settings)
         if as_json:
             typer.echo(json.dumps(report.to_dict(), indent=2))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -21,7 +21,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from facetool.config.base import load_config, parse_override, read_toml
+from facetool.config.base import build_config, field_help
 from facetool.config.detect import DetectConfig
 
 if TYPE_CHECKING:
@@ -39,16 +39,6 @@ class _RateColumn(ProgressColumn):
 
 
 LISTED_FAILURES = 20
-
-
-def build_config(config_file: Path | None, options: dict[str, Any], sets: list[str]) -> DetectConfig:
-    """DetectConfig from a TOML file (its `[detect]` table, else the top level), then options, then --set."""
-    section = None
-    if config_file is not None and isinstance(read_toml(config_file).get("detect"), dict):
-        section = "detect"
-    overrides = [(k, str(v) if isinstance(v, Path) else v) for k, v in options.items() if v is not None]
-    overrides += [parse_override(text) for text in sets]
-    return load_config(DetectConfig, config_file, overrides, section)
 
 
 def render_summary(summary: DetectSummary, console: Console) -> None:
@@ -79,6 +69,10 @@ def render_summary(summary: DetectSummary, console: Console) -> None:
     console.print(table)
 
 
+def _help(key: str, text: str | None = None) -> str:
+    return escape(field_help(DetectConfig, key, text))
+
+
 DETECT_HELP = (
     "Detect faces in an LFW-style directory and cache the crops to HDF5.\n\n"
     "The detector: --model-weights (with --model-graph or the graph beside it), else --model-dir, else the "
@@ -100,37 +94,28 @@ def register(app: typer.Typer) -> None:
         output: Annotated[
             Path, typer.Option("--output", "-o", help="Face cache (HDF5) to write or resume.")
         ] = Path("faces.h5"),
-        threshold: Annotated[
-            float | None, typer.Option(help="Detector confidence threshold (default: 0.5).")
-        ] = None,
+        threshold: Annotated[float | None, typer.Option(help=_help("threshold"))] = None,
         select: Annotated[
-            str | None, typer.Option(help="Face to keep: largest, center or score (default: largest).")
+            str | None, typer.Option(help=_help("select", "Face to keep: largest, center or score."))
         ] = None,
-        margin: Annotated[
-            float | None,
-            typer.Option(help="Context around the box: pixels if >= 1, fraction if < 1 (default: 0.2)."),
-        ] = None,
-        image_size: Annotated[
-            int | None, typer.Option(help="Side of the square face crop (default: 160).")
-        ] = None,
+        margin: Annotated[float | None, typer.Option(help=_help("margin"))] = None,
+        image_size: Annotated[int | None, typer.Option(help=_help("image_size"))] = None,
         encoding: Annotated[
-            str | None, typer.Option(help="Crop storage: jpeg or raw (default: jpeg).")
+            str | None, typer.Option(help=_help("encoding", "Crop storage: jpeg or raw."))
         ] = None,
         workers: Annotated[
             int | None, typer.Option("--workers", "-j", help="Worker processes (default: all usable cores).")
         ] = None,
-        model_dir: Annotated[Path | None, typer.Option(help="Folder with the SSD detector files.")] = None,
+        model_dir: Annotated[Path | None, typer.Option(help=_help("model_dir"))] = None,
         model_format: Annotated[
             str | None,
-            typer.Option("--format", help="Detector format: auto, tensorflow or caffe (default: auto)."),
+            typer.Option(
+                "--format", help=_help("model_format", "Detector format: auto, tensorflow or caffe.")
+            ),
         ] = None,
-        model_weights: Annotated[Path | None, typer.Option(help="Explicit .pb or .caffemodel file.")] = None,
-        model_graph: Annotated[
-            Path | None, typer.Option(help="Explicit .pbtxt or deploy.prototxt file.")
-        ] = None,
-        max_pixels: Annotated[
-            int | None, typer.Option(help="Refuse larger images (default: 50,000,000).")
-        ] = None,
+        model_weights: Annotated[Path | None, typer.Option(help=_help("model_weights"))] = None,
+        model_graph: Annotated[Path | None, typer.Option(help=_help("model_graph"))] = None,
+        max_pixels: Annotated[int | None, typer.Option(help=_help("max_pixels"))] = None,
         shard: Annotated[
             str | None,
             typer.Option(
@@ -165,7 +150,7 @@ def register(app: typer.Typer) -> None:
             "max_pixels": max_pixels,
             "shard": shard,
         }
-        config = build_config(config_file, options, sets or [])
+        config = build_config(DetectConfig, config_file, sets, options, section="detect")
         if config.shard is None and (env_shard := launcher_shard()) is not None:
             config = config.model_copy(update={"shard": env_shard})
             output = shard_output(output, env_shard)

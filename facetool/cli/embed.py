@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from facetool.config.base import load_config, parse_override
+from facetool.config.base import build_config, field_help
 from facetool.config.evaluate import EmbedConfig
 
 HELP = "\n\n".join(
     [
         "Write embeddings of images, folders or face caches.",
         "INPUTS are image files, folders (LFW layout DIR/<identity>/<image>, or flat) and face caches (.h5). "
-        "Raw images are detected and cropped as `facetool detect` does.",
+        "Raw images are detected and cropped as `facetool detect` does (at its crop size, then resized to the "
+        "model's input, as a training cache is).",
+        "CKPT may also be an ONNX file from `facetool export` (--runtime onnx runs it in onnxruntime).",
         "The output format follows the extension of -o: .h5, .npz or .csv (path, identity, detected, "
         "embedding). --flip adds the mirrored face's embedding and re-normalises.",
     ]
@@ -34,22 +36,25 @@ def register(app: typer.Typer) -> None:
         ],
         output: Annotated[Path, typer.Option("--output", "-o", help="Output file: .h5, .npz or .csv.")],
         flip: Annotated[
-            bool | None, typer.Option("--flip/--no-flip", help="Add the mirrored face's embedding.")
+            bool | None, typer.Option("--flip/--no-flip", help=field_help(EmbedConfig, "flip"))
         ] = None,
         batch_size: Annotated[
-            int | None, typer.Option("--batch-size", help="Faces per forward pass.")
+            int | None, typer.Option("--batch-size", help=field_help(EmbedConfig, "batch_size"))
         ] = None,
-        device: Annotated[str | None, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = None,
+        device: Annotated[
+            str | None, typer.Option("--device", help=field_help(EmbedConfig, "device"))
+        ] = None,
+        runtime: Annotated[
+            str | None, typer.Option("--runtime", help=field_help(EmbedConfig, "runtime"))
+        ] = None,
         sets: Annotated[
             list[str] | None, typer.Option("--set", help="Any EmbedConfig setting as key=value (repeatable).")
         ] = None,
     ) -> None:
         from facetool.embed import embed_paths
 
-        named = {"flip": flip, "batch_size": batch_size, "device": device}
-        overrides: list[tuple[str, Any]] = [(k, v) for k, v in named.items() if v is not None]
-        overrides += [parse_override(text) for text in sets or []]
-        config = load_config(EmbedConfig, None, overrides)
+        given = {"flip": flip, "batch_size": batch_size, "device": device, "runtime": runtime}
+        config = build_config(EmbedConfig, None, sets, given)
         console = Console()
         columns = (TextColumn("embedding"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
         with Progress(*columns, console=console, transient=True) as bar:

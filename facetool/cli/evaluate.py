@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from facetool.config.base import load_config, parse_override
+from facetool.config.base import build_config, field_help
 from facetool.config.evaluate import EvalConfig
 
 INTERRUPTED_EXIT = 130
@@ -17,7 +17,8 @@ INTERRUPTED_EXIT = 130
 HELP = "\n\n".join(
     [
         "Evaluate a checkpoint on the LFW verification protocol.",
-        "CKPT is a facetool checkpoint or a facenet-pytorch weights file. --data is a face cache or an "
+        "CKPT is a facetool checkpoint, a facenet-pytorch weights file or an exported model (.safetensors, or "
+        ".onnx run in onnxruntime, see --runtime). --data is a face cache or an "
         "LFW-style image folder (then only the pairs' images are detected, at the cache's crop size, into a "
         "cache in --out).",
         "Without --pairs, pairs.txt is looked for in the data folder and beside it (for a cache: beside it, "
@@ -29,11 +30,8 @@ HELP = "\n\n".join(
 )
 
 
-def build_config(options: dict[str, Any], sets: list[str]) -> EvalConfig:
-    """EvalConfig from the given options, then `--set key=value` items (e.g. detect.threshold=0.6)."""
-    overrides = [(k, str(v) if isinstance(v, Path) else v) for k, v in options.items() if v is not None]
-    overrides += [parse_override(text) for text in sets]
-    return load_config(EvalConfig, None, overrides)
+def _help(key: str) -> str:
+    return field_help(EvalConfig, key)
 
 
 def register(app: typer.Typer) -> None:
@@ -42,34 +40,16 @@ def register(app: typer.Typer) -> None:
         checkpoint: Annotated[
             Path, typer.Argument(metavar="CKPT", help="facetool checkpoint or facenet-pytorch weights.")
         ],
-        data: Annotated[
-            Path | None, typer.Option("--data", help="Face cache (.h5) or LFW image folder.")
-        ] = None,
-        pairs: Annotated[Path | None, typer.Option("--pairs", help="Pairs file to score.")] = None,
-        train_pairs: Annotated[
-            Path | None,
-            typer.Option("--train-pairs", help="Pairs file that chooses the thresholds (View 1)."),
-        ] = None,
-        fold: Annotated[
-            int | None,
-            typer.Option(
-                "--fold", metavar="K", help="Score only fold K of the pairs file, thresholds from the others."
-            ),
-        ] = None,
-        flip: Annotated[
-            bool | None, typer.Option("--flip/--no-flip", help="Add the mirrored face's embedding.")
-        ] = None,
-        distance: Annotated[
-            str | None,
-            typer.Option("--distance", help="euclidean (squared L2) or cosine (default: euclidean)."),
-        ] = None,
-        batch_size: Annotated[
-            int | None, typer.Option("--batch-size", help="Faces per forward pass.")
-        ] = None,
-        device: Annotated[str | None, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = None,
-        out: Annotated[
-            Path | None, typer.Option("--out", help="Folder for report.json, roc.png (default: runs/eval).")
-        ] = None,
+        data: Annotated[Path | None, typer.Option("--data", help=_help("data"))] = None,
+        pairs: Annotated[Path | None, typer.Option("--pairs", help=_help("pairs"))] = None,
+        train_pairs: Annotated[Path | None, typer.Option("--train-pairs", help=_help("train_pairs"))] = None,
+        fold: Annotated[int | None, typer.Option("--fold", metavar="K", help=_help("fold"))] = None,
+        flip: Annotated[bool | None, typer.Option("--flip/--no-flip", help=_help("flip"))] = None,
+        distance: Annotated[str | None, typer.Option("--distance", help=_help("distance"))] = None,
+        batch_size: Annotated[int | None, typer.Option("--batch-size", help=_help("batch_size"))] = None,
+        device: Annotated[str | None, typer.Option("--device", help=_help("device"))] = None,
+        runtime: Annotated[str | None, typer.Option("--runtime", help=_help("runtime"))] = None,
+        out: Annotated[Path | None, typer.Option("--out", help=_help("out"))] = None,
         sets: Annotated[
             list[str] | None, typer.Option("--set", help="Any EvalConfig setting as key=value (repeatable).")
         ] = None,
@@ -77,7 +57,7 @@ def register(app: typer.Typer) -> None:
         from facetool.evaluate.pipeline import evaluate_checkpoint
         from facetool.evaluate.report import render_report
 
-        options = {
+        given = {
             "data": data,
             "pairs": pairs,
             "train_pairs": train_pairs,
@@ -86,9 +66,10 @@ def register(app: typer.Typer) -> None:
             "distance": distance,
             "batch_size": batch_size,
             "device": device,
+            "runtime": runtime,
             "out": out,
         }
-        config = build_config(options, sets or [])
+        config = build_config(EvalConfig, None, sets, given)
         console = Console()
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
         with Progress(*columns, console=console, transient=True) as bar:

@@ -10,7 +10,7 @@ import numpy as np
 import typer
 from rich.console import Console
 
-from facetool.config.base import load_config, parse_override
+from facetool.config.base import build_config, field_help
 from facetool.config.export import ExportConfig
 
 HELP = "\n\n".join(
@@ -52,9 +52,9 @@ def register(app: typer.Typer) -> None:
         cache: Annotated[
             Path | None, typer.Option("--cache", help="Training face cache: crop settings, check faces.")
         ] = None,
-        opset: Annotated[int | None, typer.Option("--opset", help="ONNX opset version.")] = None,
+        opset: Annotated[int | None, typer.Option("--opset", help=field_help(ExportConfig, "opset"))] = None,
         tolerance: Annotated[
-            float | None, typer.Option("--tolerance", help="Largest allowed |onnxruntime - torch|.")
+            float | None, typer.Option("--tolerance", help=field_help(ExportConfig, "tolerance"))
         ] = None,
         sets: Annotated[
             list[str] | None, typer.Option("--set", help="Any ExportConfig setting as key=value.")
@@ -68,10 +68,7 @@ def register(app: typer.Typer) -> None:
             check_output_not_input(output, [cache])
             check_output_not_input(card_path(output), [cache])
 
-        named = {"opset": opset, "tolerance": tolerance}
-        overrides: list[tuple[str, Any]] = [(k, v) for k, v in named.items() if v is not None]
-        overrides += [parse_override(text) for text in sets or []]
-        config = load_config(ExportConfig, None, overrides)
+        config = build_config(ExportConfig, None, sets, {"opset": opset, "tolerance": tolerance})
         crop, inputs = _from_cache(cache, config.check_faces) if cache is not None else (None, None)
         result = export_model(
             checkpoint, output, config=config, report=report, face_crop=crop, check_inputs=inputs

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
 
-from facetool.config.base import load_config, parse_override
+from facetool.config.base import build_config, field_help
 from facetool.config.export import VerifyConfig
 
 HELP = "\n\n".join(
@@ -31,12 +31,14 @@ def register(app: typer.Typer) -> None:
         image_a: Annotated[Path, typer.Argument(metavar="IMAGE_A", help="First photo.")],
         image_b: Annotated[Path, typer.Argument(metavar="IMAGE_B", help="Second photo.")],
         threshold: Annotated[
-            float | None, typer.Option("--threshold", help="Same person when distance <= this.")
+            float | None, typer.Option("--threshold", help=field_help(VerifyConfig, "threshold"))
         ] = None,
         runtime: Annotated[
-            str | None, typer.Option("--runtime", help="torch or onnx (default: onnx for .onnx files).")
+            str | None, typer.Option("--runtime", help=field_help(VerifyConfig, "runtime"))
         ] = None,
-        device: Annotated[str | None, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = None,
+        device: Annotated[
+            str | None, typer.Option("--device", help=field_help(VerifyConfig, "device"))
+        ] = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
         sets: Annotated[
             list[str] | None,
@@ -45,10 +47,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         from facetool.verify import verify_pair
 
-        named = {"threshold": threshold, "runtime": runtime, "device": device}
-        overrides: list[tuple[str, Any]] = [(k, v) for k, v in named.items() if v is not None]
-        overrides += [parse_override(text) for text in sets or []]
-        config = load_config(VerifyConfig, None, overrides)
+        given = {"threshold": threshold, "runtime": runtime, "device": device}
+        config = build_config(VerifyConfig, None, sets, given)
         result = verify_pair(model, image_a, image_b, config)
         console = Console()
         if as_json:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
 from facetool.errors import ConfigError, FacetoolError
@@ -49,7 +50,8 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key, value
 
 
-def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    """Set `a.b.c` in nested dicts, making the missing tables; ConfigError when `a` or `b` is a value."""
     parts = key.split(".")
     node = data
     for part in parts[:-1]:
@@ -90,7 +92,10 @@ def load_config(
     overrides: Mapping[str, Any] | Iterable[tuple[str, Any]] = (),
     section: str | None = None,
 ) -> M:
-    """Build `model` from an optional TOML file (optionally one `[section]` of it) and overrides.
+    """Build `model` from an optional TOML file and overrides.
+
+    With `section`, the file's `[section]` table is read when it has one, else its top level, so one file
+    can hold the settings of several commands and a file of one command's keys works too.
 
     Overrides win over the file; dotted keys reach nested sections. Any problem raises ConfigError
     naming the file (or "command line") and the key.
@@ -100,14 +105,14 @@ def load_config(
     if path is not None:
         data = read_toml(Path(path))
         source = str(path)
-        if section is not None:
-            data = data.get(section, {})
+        if section is not None and section in data:
+            data = data[section]
             if not isinstance(data, dict):
                 raise ConfigError(f"{path}: [{section}] must be a table")
     items = overrides.items() if isinstance(overrides, Mapping) else overrides
     from_cli = False
     for key, value in items:
-        _set_dotted(data, key.replace("-", "_"), value)
+        set_dotted(data, key.replace("-", "_"), value)
         from_cli = True
     try:
         return model.model_validate(data)
@@ -135,8 +140,38 @@ def build_config(
     overrides = [parse_override(text) for text in sets or ()]
     for key, value in (given or {}).items():
         if value is not None:
-            overrides.append((key, str(value) if isinstance(value, Path) else value))
+            overrides.append((key, _plain(value)))
     return load_config(model, path, overrides, section=section)
+
+
+def _plain(value: Any) -> Any:
+    """An option's value as TOML would give it: paths as text, lists item by item."""
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    return value
+
+
+def field_default(model: type[BaseModel], key: str) -> Any:
+    """The default of setting `key` (dotted for nested models), for code that must not type it again."""
+    field = _field(model, key)
+    if field.default_factory is not None:
+        return field.default_factory()  # type: ignore[call-arg]
+    if field.default is PydanticUndefined:
+        raise KeyError(f"{key}: {model.__name__} gives it no default")
+    return field.default
+
+
+def _field(model: type[BaseModel], key: str) -> FieldInfo:
+    owner: type[BaseModel] = model
+    *parents, name = key.split(".")
+    for part in parents:
+        annotation = owner.model_fields[part].annotation
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            raise KeyError(f"{key}: {part} is not a section of {model.__name__}")
+        owner = annotation
+    return owner.model_fields[name]
 
 
 def field_help(model: type[BaseModel], key: str, text: str | None = None) -> str:
@@ -145,14 +180,7 @@ def field_help(model: type[BaseModel], key: str, text: str | None = None) -> str
     The option itself defaults to None ("not given"), so the default shown is the model's, the only place
     defaults live.
     """
-    owner: type[BaseModel] = model
-    *parents, name = key.split(".")
-    for part in parents:
-        annotation = owner.model_fields[part].annotation
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
-            raise KeyError(f"{key}: {part} is not a section of {model.__name__}")
-        owner = annotation
-    field = owner.model_fields[name]
+    field = _field(model, key)
     words = text if text is not None else (field.description or "")
     if field.default is not PydanticUndefined and field.default is not None:
         default = field.default

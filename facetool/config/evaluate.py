@@ -9,11 +9,21 @@ from pydantic import Field
 
 from facetool.config.base import StrictModel
 from facetool.config.detect import DetectConfig
+from facetool.config.export import Runtime, runtime_field
 
 DistanceName = Literal["euclidean", "cosine"]
 
 
-class EvalConfig(StrictModel):
+class EmbeddingSettings(StrictModel):
+    """How a command that embeds faces runs the model: `facetool.embedder.embedder_for` reads these."""
+
+    flip: bool = Field(False, description="Add the mirrored face's embedding, then re-normalise.")
+    batch_size: int = Field(256, ge=1, description="Faces per forward pass.")
+    device: str = Field("auto", description="auto, cpu, cuda or cuda:N.")
+    runtime: Runtime | None = runtime_field()
+
+
+class EvalConfig(EmbeddingSettings):
     """What `facetool eval` measures and where it writes report.json and roc.png."""
 
     data: Path | None = Field(None, description="Face cache (.h5) or LFW-style image directory.")
@@ -29,20 +39,14 @@ class EvalConfig(StrictModel):
         description="Score only this fold (1..n) of a pairs file with folds, thresholds from the others "
         "(View 2 with a model trained without the fold's people).",
     )
-    flip: bool = Field(False, description="Add the mirrored face's embedding, then re-normalise.")
     distance: DistanceName = Field(
         "euclidean", description="euclidean (squared, 0..4) or cosine (1-cos, 0..2)."
     )
-    batch_size: int = Field(256, ge=1, description="Faces per forward pass.")
-    device: str = Field("auto", description="auto, cpu, cuda or cuda:N.")
     out: Path = Field(Path("runs/eval"), description="Folder for report.json, roc.png and a detection cache.")
     detect: DetectConfig = Field(default_factory=DetectConfig, description="Detection when data is a folder.")
 
 
-class EmbedConfig(StrictModel):
+class EmbedConfig(EmbeddingSettings):
     """How `facetool embed` turns images, folders and caches into an embeddings file."""
 
-    flip: bool = Field(False, description="Add the mirrored face's embedding, then re-normalise.")
-    batch_size: int = Field(256, ge=1, description="Faces per forward pass.")
-    device: str = Field("auto", description="auto, cpu, cuda or cuda:N.")
     detect: DetectConfig = Field(default_factory=DetectConfig, description="Detection of raw images.")

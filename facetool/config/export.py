@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -10,6 +10,13 @@ from facetool.config.base import StrictModel
 from facetool.config.detect import DetectConfig
 
 Runtime = Literal["torch", "onnx"]
+
+
+def runtime_field() -> Any:
+    """The `runtime` setting of every command that runs a model file (verify, eval, embed)."""
+    return Field(
+        None, description="torch or onnx (onnxruntime on the CPU); unset: onnx for .onnx files, else torch"
+    )
 
 
 class ExportConfig(StrictModel):
@@ -28,9 +35,7 @@ class VerifyConfig(StrictModel):
     threshold: float | None = Field(
         None, ge=0, description="decision threshold; None: the model card's (error when there is none)"
     )
-    runtime: Runtime | None = Field(
-        None, description="torch or onnx (onnxruntime on the CPU); None: onnx for .onnx files, else torch"
-    )
+    runtime: Runtime | None = runtime_field()
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N (torch runtime).")
     detect: DetectConfig | None = Field(
         None, description="face detection and crop; None: the model card's crop settings, else the defaults"

@@ -1,5 +1,5 @@
 """Export of embeddings: the faces of image files, folders and face caches (`sources`), embedded batch by batch
-with `facetool.data.transforms.embed_faces`, and streamed to an .h5, .npz or .csv file (`writers`).
+by an `Embedder` (torch or onnxruntime), and streamed to an .h5, .npz or .csv file (`writers`).
 
 Memory and time stay linear in one batch: faces are read from a cache a batch at a time and each batch of
 embeddings goes straight to the output, written under a temporary name and renamed into place only when
@@ -11,15 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import torch
-from torch import nn
-
 from facetool import __version__
 from facetool.config.evaluate import EmbedConfig
-from facetool.data.transforms import embed_faces
-from facetool.device import resolve_device
+from facetool.detect.resolve import CACHE_SUFFIXES
 from facetool.embed.sources import (
-    CACHE_SUFFIXES,
     CacheSource,
     FaceBatch,
     FaceSource,
@@ -35,6 +30,7 @@ from facetool.embed.writers import (
     open_writer,
     write_embeddings,
 )
+from facetool.embedder import Embedder, embedder_for
 from facetool.errors import FacetoolError
 from facetool.files import check_output_not_input
 
@@ -51,7 +47,6 @@ __all__ = [
     "Progress",
     "check_output_path",
     "collect_sources",
-    "embed_faces",
     "embed_paths",
     "embed_sources",
     "open_writer",
@@ -62,26 +57,20 @@ Progress = Callable[[int, int], None]
 
 
 def embed_sources(
-    model: nn.Module,
+    embed: Embedder,
     sources: Sequence[FaceSource],
     writer: EmbeddingWriter,
     *,
-    batch_size: int = 256,
-    device: str | torch.device = "cpu",
-    flip: bool = False,
-    image_size: int | None = None,
     progress: Progress | None = None,
 ) -> EmbedSummary:
-    """Embed every face of `sources` in order (resized to `image_size` when given) into `writer`, batch by
-    batch; `progress(done, total)`. FacetoolError when no face at all could be embedded."""
+    """Embed every face of `sources` in order into `writer`, a batch of `embed.batch_size` at a time;
+    `progress(done, total)`. FacetoolError when no face at all could be embedded."""
     total = sum(len(s) for s in sources)
     summary = EmbedSummary()
     for source in sources:
         before = len(summary.failures)
-        for batch in source.batches(batch_size, summary.failures):
-            emb = embed_faces(
-                model, batch.faces, batch_size=batch_size, device=device, flip=flip, image_size=image_size
-            )
+        for batch in source.batches(embed.batch_size, summary.failures):
+            emb = embed(batch.faces)
             writer.add(emb, batch.paths, batch.identities, batch.detected)
             summary.count += len(batch.paths)
             summary.dim = emb.shape[1]
@@ -102,37 +91,30 @@ def embed_paths(
     config: EmbedConfig | None = None,
     progress: Progress | None = None,
 ) -> tuple[EmbedSummary, Path]:
-    """What `facetool embed` does: load the model, embed every input, stream `output` (format by extension)."""
-    from facetool.models import load_embedding_model
+    """What `facetool embed` does: load the model, embed every input, stream `output` (format by extension).
 
+    Raw images are cropped at the detection crop size (`config.detect.image_size`, the size of the training
+    caches), then resized to the model's input like every cached face.
+    """
     config = config or EmbedConfig()
     output = check_output_path(output)
     check_output_not_input(output, [checkpoint, *inputs])
-    device = resolve_device(config.device)
-    model, info = load_embedding_model(checkpoint, device)
-    detect = config.detect.model_copy(update={"image_size": info.image_size})
-    sources = collect_sources(inputs, detect)
+    embed, _card = embedder_for(checkpoint, config)
+    sources = collect_sources(inputs, config.detect)
+    info = embed.info
     settings = {
         "facetool_version": __version__,
         "flip": config.flip,
         "model": str(checkpoint),
+        "runtime": embed.runtime,
         "backbone": info.backbone,
         "embedding_dim": info.embedding_dim,
         "image_size": info.image_size,
         "model_source": info.source,
         "inputs": [str(p) for p in inputs],
-        "detect": detect.model_dump(mode="json"),
+        "detect": config.detect.model_dump(mode="json"),
     }
     with open_writer(output) as writer:
-        summary = embed_sources(
-            model,
-            sources,
-            writer,
-            batch_size=config.batch_size,
-            device=device,
-            flip=config.flip,
-            image_size=info.image_size,
-            progress=progress,
-        )
+        summary = embed_sources(embed, sources, writer, progress=progress)
         writer.finish(settings)
     return summary, output

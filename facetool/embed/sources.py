@@ -13,9 +13,8 @@ from facetool.cache import open_cache
 from facetool.config.detect import DetectConfig
 from facetool.detect import crop_face_from_file, detector_from_config, scan_images
 from facetool.detect.images import is_image_name
+from facetool.detect.resolve import is_cache_path
 from facetool.errors import FacetoolError, UsageError
-
-CACHE_SUFFIXES = (".h5", ".hdf5")
 
 
 @dataclass(frozen=True)
@@ -117,7 +116,7 @@ def collect_sources(inputs: Sequence[str | Path], detect: DetectConfig) -> list[
             if not files:
                 raise UsageError(f"{path}: no images in this folder or its identity sub-folders")
             sources.append(ImageSource(str(path), files, detect))
-        elif path.is_file() and path.suffix.lower() in CACHE_SUFFIXES:
+        elif path.is_file() and is_cache_path(path):
             sources.append(CacheSource(path))
         elif path.is_file() and is_image_name(path.name):
             sources.append(ImageSource(str(path), [(path, path.resolve().parent.name)], detect))

@@ -17,11 +17,11 @@ from pathlib import Path
 
 from facetool.cache import open_cache
 from facetool.config.detect import DetectConfig
+from facetool.detect.resolve import check_faces_input, is_cache_path, resolve_faces
 from facetool.errors import PairsError, UsageError
 from facetool.evaluate.pairs import MAX_LISTED, PairsFile
 from facetool.files import check_output_not_input, make_dir
 
-CACHE_SUFFIXES = (".h5", ".hdf5")
 PAIRS_NAME = "pairs.txt"
 VIEW_DIR = "pairs-images"
 VIEW_CACHE = "pairs-faces.h5"
@@ -29,11 +29,6 @@ VIEW_CACHE = "pairs-faces.h5"
 
 def _resolved(path: Path) -> Path:
     return Path(os.path.realpath(path))
-
-
-def is_cache_path(path: Path) -> bool:
-    """A file with an HDF5 extension is taken for a face cache."""
-    return path.suffix.lower() in CACHE_SUFFIXES
 
 
 def pairs_candidates(data: Path) -> list[Path]:
@@ -94,20 +89,15 @@ def faces_for_pairs(
     detect: DetectConfig,
     progress: Callable[[object], None] | None = None,
 ) -> Path:
-    """The face cache to evaluate from: `data` itself, or the detection cache made from a folder."""
-    if data.is_file() and is_cache_path(data):
-        return data
-    if not data.exists():
-        raise UsageError(f"{data}: data not found (expected a face cache .h5 or an image folder)")
-    if not data.is_dir():
-        raise UsageError(f"{data}: not a face cache (.h5) or an image folder")
-    from facetool.detect.runner import detect_directory
+    """The face cache to evaluate from: `data` itself, or the detection cache made from a folder's pair images.
 
+    `facetool.detect.resolve` decides what `data` is (a missing path or one of the wrong kind is a UsageError).
+    """
+    if not check_faces_input(data, missing=UsageError):
+        return data
     view = out_dir / VIEW_DIR
     check_output_not_input(out_dir, [data], option="--out")
     if _resolved(data).is_relative_to(_resolved(view)):
         raise UsageError(f"{data}: --data lies inside {view}, where eval links the pairs' images")
     link_pair_images(data, pairs, view)
-    cache_path = out_dir / VIEW_CACHE
-    detect_directory(view, cache_path, detect, progress)
-    return cache_path
+    return resolve_faces(view, out_dir / VIEW_CACHE, detect, progress=progress).cache

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from facetool.cache import open_cache
 from facetool.config.evaluate import EvalConfig
-from facetool.device import resolve_device
+from facetool.embedder import embedder_for
 from facetool.errors import UsageError
 from facetool.evaluate.data import default_pairs, faces_for_pairs
 from facetool.evaluate.pairs import PairsFile, read_pairs
@@ -21,7 +21,7 @@ from facetool.evaluate.report import REPORT_FILES, write_report
 from facetool.evaluate.run import EvalReport, Progress, evaluate_on_pairs
 from facetool.files import check_output_not_input, make_dir
 from facetool.identities import identity_digests
-from facetool.models import ModelInfo, load_embedding_model
+from facetool.models import ModelInfo
 
 
 @dataclass(frozen=True)
@@ -73,24 +73,19 @@ def evaluate_checkpoint(
     pairs = [read_pairs(pairs_path)]
     if config.train_pairs is not None:
         pairs.append(read_pairs(config.train_pairs))
-    device = resolve_device(config.device)
-    model, info = load_embedding_model(checkpoint, device)
+    embedder, _card = embedder_for(checkpoint, config)
     make_dir(config.out)
     cache_path = faces_for_pairs(config.data, pairs, config.out, config.detect, detect_progress)
     with open_cache(cache_path) as cache:
         report = evaluate_on_pairs(
-            model,
+            embedder,
             cache,
             pairs_path,
             train_pairs_path=config.train_pairs,
-            flip=config.flip,
             distance=config.distance,
-            batch_size=config.batch_size,
-            device=device,
             progress=embed_progress,
-            image_size=info.image_size,
             fold=config.fold,
         )
-    report = with_training_overlap(report, pairs, getattr(info, "train_identities", None))
+    report = with_training_overlap(report, pairs, embedder.info.train_identities)
     report_path, roc_path = write_report(report, config.out)
-    return EvalOutcome(report, info, cache_path, report_path, roc_path)
+    return EvalOutcome(report, embedder.info, cache_path, report_path, roc_path)

@@ -13,6 +13,7 @@ with folds is scored, with thresholds from the others (View 2 when each fold has
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -25,6 +26,7 @@ from torch import nn
 
 from facetool.cache import FaceCache
 from facetool.data.transforms import embed_faces
+from facetool.embedder import Embedder
 from facetool.errors import PairsError, UsageError
 from facetool.evaluate.metrics import (
     PairSplit,
@@ -121,23 +123,17 @@ def _face_indices(cache: FaceCache, images: list[str], pairs: list[PairsFile]) -
 
 
 def embed_images(
-    model: nn.Module,
+    embed: Callable[[np.ndarray], np.ndarray],
     cache: FaceCache,
     indices: np.ndarray,
     *,
-    flip: bool,
     batch_size: int,
-    device: str | torch.device,
     progress: Progress | None,
-    image_size: int | None = None,
 ) -> np.ndarray:
-    """Embeddings of the cache faces at `indices` (resized to `image_size` when given), one batch at a time."""
+    """Embeddings of the cache faces at `indices`, read and embedded `batch_size` at a time."""
     parts = []
     for start in range(0, len(indices), batch_size):
-        faces = cache.read_faces(indices[start : start + batch_size])
-        parts.append(
-            embed_faces(model, faces, batch_size=batch_size, device=device, flip=flip, image_size=image_size)
-        )
+        parts.append(embed(cache.read_faces(indices[start : start + batch_size])))
         if progress is not None:
             progress(min(start + batch_size, len(indices)), len(indices))
     return np.concatenate(parts)
@@ -177,7 +173,7 @@ def _one_fold(pairs: PairsFile, fold: int, train_pairs_path: str | Path | None) 
 
 
 def evaluate_on_pairs(
-    model: nn.Module,
+    model: nn.Module | Embedder,
     cache: FaceCache,
     pairs_path: str | Path,
     *,
@@ -194,6 +190,10 @@ def evaluate_on_pairs(
 
     `fold` (1..n) scores only that fold of a View 2 file, with thresholds from its other folds: the test of
     a model trained without that fold's people.
+
+    `model` is an Embedder (any runtime; it brings its own flip, batch size, device and input size) or a
+    torch module, embedded with `embed_faces` and the arguments here, its train/eval mode kept (training's
+    validation passes the model it is training).
 
     Only the distinct images named by the pairs are embedded; an image missing from the cache stops the
     evaluation with the list of missing images. `progress(done, total)` is called after each batch.
@@ -216,16 +216,14 @@ def evaluate_on_pairs(
         protocol = "train/test"
     images = sorted(set().union(*(f.images for f in files)))
     indices = _face_indices(cache, images, files)
-    emb = embed_images(
-        model,
-        cache,
-        indices,
-        flip=flip,
-        batch_size=batch_size,
-        device=device,
-        progress=progress,
-        image_size=image_size,
-    )
+    if isinstance(model, Embedder):
+        embed: Callable[[np.ndarray], np.ndarray] = model
+        batch_size, flip = model.batch_size, model.flip
+    else:
+        embed = functools.partial(
+            embed_faces, model, batch_size=batch_size, device=device, flip=flip, image_size=image_size
+        )
+    emb = embed_images(embed, cache, indices, batch_size=batch_size, progress=progress)
     row = {path: i for i, path in enumerate(images)}
     distances = np.concatenate([_pair_distances(f, row, emb, distance) for f in files])
     issame = np.concatenate([f.issame for f in files])

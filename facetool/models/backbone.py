@@ -5,39 +5,41 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from facetool.errors import FacetoolError, PluginError
-from facetool.plugins import BACKBONES, available, load_plugin
+from facetool.config.base import field_default
+from facetool.config.train import TrainConfig
+from facetool.errors import PluginError
+from facetool.plugins import BACKBONES, available, call_plugin, load_plugin
 
-DEFAULT_BACKBONE = "inception_resnet_v1"
+DEFAULT_BACKBONE: str = field_default(TrainConfig, "backbone")
 NORM_TOLERANCE = 1e-3
 
 
 def build_backbone(
     name: str = DEFAULT_BACKBONE,
     *,
-    embedding_dim: int = 512,
-    dropout: float = 0.6,
-    pretrained: str = "none",
-    image_size: int = 160,
+    embedding_dim: int = field_default(TrainConfig, "embedding_dim"),
+    dropout: float = field_default(TrainConfig, "dropout_prob"),
+    pretrained: str = field_default(TrainConfig, "pretrained"),
+    image_size: int = field_default(TrainConfig, "image_size"),
 ) -> nn.Module:
     """Build the backbone registered as `name` in `facetool.backbones`.
 
     The factory is called with keyword arguments embedding_dim, dropout, pretrained and image_size. The module
     it returns is run once in eval mode on a batch of 2 images of `image_size`; its output must be
     (2, embedding_dim) with unit L2 norms, else PluginError naming the plugin. facetool errors raised by the
-    factory (a missing weights file, a bad image size) pass through unchanged.
+    factory (a missing weights file, a bad image size) pass through unchanged. The defaults are TrainConfig's.
     """
     factory = load_plugin(BACKBONES, name)
     if not callable(factory):
         raise PluginError(f"backbone {name!r}: entry point gives {factory!r}, which is not callable")
-    try:
-        model = factory(
-            embedding_dim=embedding_dim, dropout=dropout, pretrained=pretrained, image_size=image_size
-        )
-    except FacetoolError:
-        raise
-    except Exception as exc:
-        raise PluginError(f"backbone {name!r} could not be built: {type(exc).__name__}: {exc}") from exc
+    model = call_plugin(
+        f"backbone {name!r} could not be built",
+        factory,
+        embedding_dim=embedding_dim,
+        dropout=dropout,
+        pretrained=pretrained,
+        image_size=image_size,
+    )
     if not isinstance(model, nn.Module):
         raise PluginError(
             f"backbone {name!r}: factory returned {type(model).__name__}, not a torch.nn.Module"
@@ -55,11 +57,9 @@ def check_backbone(model: nn.Module, name: str, embedding_dim: int, image_size: 
     model.eval()
     try:
         with torch.no_grad():
-            out = model(batch)
-    except Exception as exc:
-        raise PluginError(
-            f"backbone {name!r} failed on a (2, 3, {image_size}, {image_size}) batch: {type(exc).__name__}: {exc}"
-        ) from exc
+            out = call_plugin(
+                f"backbone {name!r} failed on a (2, 3, {image_size}, {image_size}) batch", model, batch
+            )
     finally:
         model.train(was_training)
     if not isinstance(out, torch.Tensor) or tuple(out.shape) != (2, embedding_dim):

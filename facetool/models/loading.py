@@ -29,7 +29,7 @@ WRAPPER_PREFIXES = ("_orig_mod.", "module.")
 @dataclass(frozen=True)
 class ModelInfo:
     """What was loaded: backbone name, embedding size, input image size, `source`, the kind of file
-    (`facetool-checkpoint`, `facenet-pytorch` or `safetensors`), and `train_identities`, the digests of the people a
+    (`facetool-checkpoint`, `facenet-pytorch`, `safetensors`, or `onnx` for an ONNX file's card), and `train_identities`, the digests of the people a
     facetool checkpoint was trained on (None for facenet-pytorch weights and older checkpoints)."""
 
     backbone: str

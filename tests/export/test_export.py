@@ -19,8 +19,8 @@ from torch import nn
 from facetool.cache import open_cache
 from facetool.config.evaluate import EmbedConfig
 from facetool.config.export import ExportConfig
-from facetool.data.transforms import to_input
-from facetool.embed import embed_faces, embed_paths
+from facetool.data.transforms import embed_faces, to_input
+from facetool.embed import embed_paths
 from facetool.embedder import OnnxEmbedder, TorchEmbedder, load_embedder
 from facetool.errors import FacetoolError, ModelFileError, UsageError
 from facetool.models import build_backbone, load_embedding_model
@@ -95,7 +95,7 @@ def test_onnx_embedder_gives_the_torch_numbers_with_and_without_flip(trained, ex
         onnx = OnnxEmbedder(exported["onnx"], flip=flip, batch_size=7)
         expected = embed_faces(model, cache_faces, batch_size=7, flip=flip, image_size=info.image_size)
         assert np.abs(onnx(cache_faces) - expected).max() < TOLERANCE
-        torch_embedder = TorchEmbedder(model, image_size=48, embedding_dim=16, flip=flip, batch_size=7)
+        torch_embedder = TorchEmbedder(model, info, flip=flip, batch_size=7)
         assert np.array_equal(torch_embedder(cache_faces), expected)
     embedder, card = load_embedder(exported["onnx"])
     assert embedder.runtime == "onnx" and card["backbone"]["name"] == "tiny-cnn"
@@ -204,9 +204,12 @@ def test_eval_and_embed_take_safetensors_with_its_card(trained, exported, report
     for key in ("accuracy", "fold_threshold", "auc", "roc_tpr", "roc_fpr"):
         assert got[key] == expected[key], key
     config = EmbedConfig(device="cpu")
-    from_file, _ = embed_paths(exported["safetensors"], [trained.cache], tmp_path / "s.npz", config)
-    from_checkpoint, _ = embed_paths(trained.checkpoint, [trained.cache], tmp_path / "c.npz", config)
-    assert np.array_equal(from_file.embeddings, from_checkpoint.embeddings)
+    embeddings = []
+    for model, name in ((exported["safetensors"], "s.npz"), (trained.checkpoint, "c.npz")):
+        _, path = embed_paths(model, [trained.cache], tmp_path / name, config)
+        with np.load(path) as npz:
+            embeddings.append(npz["embeddings"])
+    assert np.array_equal(*embeddings)
 
 
 def test_card_threshold_is_the_reports_and_a_bad_report_is_one_line(
@@ -230,3 +233,35 @@ def test_onnx_file_is_not_taken_for_a_torch_model(exported):
         ModelFileError, match=r"model.onnx: an ONNX model runs in onnxruntime \(--runtime onnx\)"
     ):
         load_embedding_model(exported["onnx"])
+
+
+def test_eval_and_embed_with_runtime_onnx_give_the_torch_numbers(
+    trained, exported, report, ssd_dir, tmp_path
+):
+    pairs = report.parent.parent / "pairs.txt"
+    done = cli("eval", exported["onnx"], "--runtime", "onnx", "--data", trained.cache, "--pairs", pairs,
+               "--out", tmp_path / "eval", "--device", "cpu")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    got, expected = (json.loads(p.read_text()) for p in (tmp_path / "eval" / "report.json", report))
+    assert got["num_pairs"] == expected["num_pairs"] and got["flip"] == expected["flip"]
+    for key in ("accuracy", "auc", "fold_threshold", "roc_tpr", "roc_fpr"):
+        assert np.allclose(got[key], expected[key], atol=1e-4), key
+    image = next((trained.data_dir / trained.people[0]).iterdir())
+    outputs = {}
+    for runtime, model in (("onnx", exported["onnx"]), ("torch", trained.checkpoint)):
+        out = tmp_path / f"{runtime}.npz"
+        done = cli("embed", model, image, trained.cache, "-o", out, "--runtime", runtime, "--device", "cpu",
+                   "--set", f"detect.model_dir={ssd_dir}")  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        with np.load(out) as npz:
+            outputs[runtime] = (npz["embeddings"], json.loads(str(npz["settings"]))["runtime"])
+    assert outputs["onnx"][1] == "onnx" and outputs["torch"][1] == "torch"
+    assert np.abs(outputs["onnx"][0] - outputs["torch"][0]).max() < TOLERANCE
+    with open_cache(trained.cache) as cache:
+        assert len(outputs["onnx"][0]) == 1 + len(cache)
+
+
+def test_runtime_onnx_needs_an_onnx_file(trained, tmp_path):
+    done = cli("embed", trained.checkpoint, trained.cache, "-o", tmp_path / "e.npz", "--runtime", "onnx")
+    assert done.returncode == 2 and "runtime onnx needs an .onnx file" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and not (tmp_path / "e.npz").exists()
