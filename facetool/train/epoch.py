@@ -115,8 +115,10 @@ class EpochRunner:
         rounds = batches = skipped = pairs = selected = nonfinite = fed = 0
         running_loss: float | None = None
         start = last_read = time.perf_counter()
+        upcoming = None
         while batches < config.epoch_size:
-            chosen = self.selection(miner, rng, generator)
+            chosen = self.selection(miner, rng, generator, upcoming)
+            upcoming = None
             mined = chosen.mined
             rounds += 1
             found = int(mined.num_triplets)
@@ -131,6 +133,10 @@ class EpochRunner:
                 self.log(f"epoch {epoch + 1} round {rounds}: no valid triplet, batch skipped", show=False)
                 continue
             order = torch.as_tensor(rng.permutation(found), device=device)
+            # drawn where the next round would draw it anyway, so the random stream is that of a run without
+            # prefetching; never past the epoch's end, whose generator the next epoch replaces
+            if batches + steps < config.epoch_size:
+                upcoming = self.selection.prefetch(rng)
             a, p, n = (t.index_select(0, order) for t in (mined.anchors, mined.positives, mined.negatives))
             x = chosen.inputs
             sums = torch.zeros(4, dtype=torch.float64, device=device)

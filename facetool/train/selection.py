@@ -41,8 +41,21 @@ class Selection:
     def people_per_round(self) -> int:
         return self.sampler.people_per_batch
 
-    def __call__(self, miner: Miner, rng: np.random.Generator, generator: torch.Generator) -> Round:
+    def prefetch(self, rng: np.random.Generator) -> np.ndarray:
+        """Draw the next round's rows and have the source start reading them; pass them to the next call."""
         rows = self.sampler.sample(rng)
+        self.data.prefetch(rows)
+        return rows
+
+    def __call__(
+        self,
+        miner: Miner,
+        rng: np.random.Generator,
+        generator: torch.Generator,
+        rows: np.ndarray | None = None,
+    ) -> Round:
+        if rows is None:
+            rows = self.sampler.sample(rng)
         device = self.engine.device
         inputs = self.augment(self.data.fetch(rows, device), generator)
         labels = torch.as_tensor(self.data.labels[rows], device=device)
