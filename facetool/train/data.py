@@ -80,5 +80,6 @@ def load_training_data(
             view.close()
         raise
     for view in views:
-        view.close()
+        if view is not train_set and view is not val_set:
+            view.close()
     return PreparedData(train_set, val_set, dropped, choice, everyone)

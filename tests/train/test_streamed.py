@@ -71,9 +71,11 @@ def test_streamed_and_preloaded_training_choose_the_same_and_end_equal(small_cac
 
 
 def test_resume_of_a_streamed_run_repeats_the_uninterrupted_run(small_cache, tmp_path):
-    whole = train(config(small_cache, tmp_path / "whole", "stream", num_epochs=2))
-    train(config(small_cache, tmp_path / "split", "stream", num_epochs=1))
-    resumed = train(config(small_cache, tmp_path / "split", "stream", num_epochs=2), resume="auto")
+    """Without validation the training source is the split's input itself, which must stay open."""
+    plain = {"validation": {"fraction": 0.0}}
+    whole = train(config(small_cache, tmp_path / "whole", "stream", num_epochs=2, **plain))
+    train(config(small_cache, tmp_path / "split", "stream", num_epochs=1, **plain))
+    resumed = train(config(small_cache, tmp_path / "split", "stream", num_epochs=2, **plain), resume="auto")
     assert resumed.resumed_from == tmp_path / "split" / "last.pth" and resumed.epochs == 2
     a, b = load_checkpoint(whole.last_checkpoint), load_checkpoint(resumed.last_checkpoint)
     assert [r["train_loss"] for r in a["history"]] == [r["train_loss"] for r in b["history"]]
