@@ -75,3 +75,14 @@ def test_crop_zooms_in():
     full = to_input(x)[0, 0, 0, -1] - to_input(x)[0, 0, 0, 0]
     assert bool((span < full - 1e-3).all())
     assert float(span.min()) > 0.55 * float(full)
+
+
+def test_a_round_larger_than_a_chunk_is_augmented_as_one_batch():
+    """Float conversion goes CHUNK faces at a time; the faces of later chunks are treated like the first."""
+    from facetool.data.augment import CHUNK
+
+    x = faces(n=CHUNK + 37, size=48, seed=3)
+    out = Augmenter(OFF, 32)(x)
+    assert out.shape == (CHUNK + 37, 3, 32, 32)
+    assert torch.allclose(out, prepare(x, 32), atol=1e-4)
+    assert torch.allclose(out[CHUNK:], Augmenter(OFF, 32)(x[CHUNK:]), atol=0)
