@@ -7,8 +7,8 @@ process copies the slot into the request's output tensor (pinned when the faces 
 positions and hands the slot to the next chunk. Memory is bounded: the ring (2 x workers x slot_faces faces)
 plus the outputs of at most `depth` requests. A worker's error or death becomes one FacetoolError naming the
 cache. With `encoded`, workers send the chunk's stored JPEG bytes instead and the source decodes the
-whole request at once on its device (`facetool.data.jpeg`). `close` (also at interpreter exit) stops and reaps every worker; a worker whose parent dies sees its
-socket close and exits, so none is left behind.
+whole request at once on its device (`facetool.data.jpeg`). `close` (also at interpreter exit) stops and
+reaps every worker; a worker whose parent dies sees its socket close and exits, so none is left behind.
 """
 
 from __future__ import annotations
