@@ -12,7 +12,10 @@ import torch
 from facetool.config.train import TrainConfig
 from facetool.data.source import PreloadedSource
 from facetool.data.stream import StreamedSource
+from facetool.errors import FacetoolError
 from facetool.models.checkpoint import load_checkpoint
+from facetool.train.data import load_training_data
+from facetool.train.distributed import Ranks
 from facetool.train.loop import Trainer, train
 from facetool.train.progress import TrainProgress
 from facetool.train.state import epoch_seeds
@@ -88,3 +91,23 @@ def test_older_placement_values_mean_preload_and_bad_ones_are_refused(small_cach
     assert config(small_cache, tmp_path, "host").data.preload == "preload"
     with pytest.raises(ValueError, match="preload"):
         config(small_cache, tmp_path, "disk")
+
+
+def test_each_rank_keeps_its_share_of_the_training_people(small_cache, tmp_path):
+    cfg = config(small_cache, tmp_path, "stream", validation={"fraction": 0.0})
+    lines: list[str] = []
+    shares = [
+        load_training_data(small_cache, cfg, torch.device("cpu"), lines.append, Ranks(r, 2, r))
+        for r in (0, 1)
+    ]
+    try:
+        everyone = shares[0].train_identities
+        assert len(everyone) == 10 and shares[1].train_identities == everyone
+        mine = [share.train.identities for share in shares]
+        assert len(mine[0]) == len(mine[1]) == 5 and sorted(mine[0] + mine[1]) == sorted(everyone)
+        assert lines[0].startswith("faces: streaming") and "left out 1 identities" in lines[1]
+    finally:
+        for share in shares:
+            share.close()
+    with pytest.raises(FacetoolError, match="10 training identities cannot give each of 8 processes"):
+        load_training_data(small_cache, cfg, torch.device("cpu"), lines.append, Ranks(0, 8, 0))
