@@ -1,9 +1,9 @@
 """Images/s of the training data path, side by side: preloading a face cache, gathering rounds, augmenting them.
 
 The variants, each the median of --runs runs after one warm-up:
-  preload             open the face cache and decode every face (`load_faceset`), then place the set in host
-                      memory (`place_faceset(..., "host")`, pinned when the device is CUDA)
-  gather              per selection round: `PeopleSampler` draws --people x --images indices, `gather` brings
+  preload             open the face cache as a preloaded source in host memory (`open_face_source(...,
+                      mode="preload")`, pinned when the device is CUDA) and decode every face
+  gather              per selection round: `PeopleSampler` draws --people x --images indices, `fetch` brings
                       those faces from host memory to the device (with their labels), as the training loop does
   gather + augment    the same plus on-device augmentation (`Augmenter`, default AugmentConfig), whose output is
                       the standardised network input the loop embeds
@@ -34,9 +34,9 @@ from timing import call_times
 
 from facetool.config.train import AugmentConfig
 from facetool.data.augment import Augmenter
-from facetool.data.faceset import FaceSet, load_faceset
-from facetool.data.preload import gather, place_faceset
+from facetool.data.choose import open_face_source
 from facetool.data.sampling import PeopleSampler
+from facetool.data.source import PreloadedSource
 from facetool.data.transforms import to_input
 from facetool.device import resolve_device
 
@@ -66,16 +66,21 @@ def default_cache(args: argparse.Namespace, folder: Path) -> Path:
     )
 
 
-def preload(cache: Path, device: torch.device) -> FaceSet:
-    """What training does once at start: every face decoded into one tensor, in host memory."""
-    return place_faceset(load_faceset(cache), device, "host")[0]
+def preload(cache: Path, device: torch.device) -> PreloadedSource:
+    """What preloaded training does once at start: every face decoded into one tensor, in host memory."""
+    source, _ = open_face_source(cache, mode="preload", device="cpu")
+    assert isinstance(source, PreloadedSource)
+    if device.type == "cuda":
+        source.pin = True
+    source.faces  # noqa: B018 - the first access decodes
+    return source
 
 
 def round_variants(
-    faces: FaceSet, args: argparse.Namespace, device: torch.device
+    faces: PreloadedSource, args: argparse.Namespace, device: torch.device
 ) -> tuple[dict[str, Callable[[], object]], int]:
     """The per-round variants, each running the same --rounds rounds, and the images those rounds hold."""
-    sampler = PeopleSampler(faces.labels.cpu().numpy(), args.people, args.images)
+    sampler = PeopleSampler(faces.labels, args.people, args.images)
     augment = Augmenter(AugmentConfig(), args.image_size)
     generator = torch.Generator(device=device).manual_seed(0)
 
@@ -83,9 +88,9 @@ def round_variants(
         def run() -> None:
             rng = np.random.default_rng(0)
             for _ in range(args.rounds):
-                indices = torch.as_tensor(sampler.sample(rng))
-                faces.labels.index_select(0, indices.to(device))
-                finish(gather(faces, indices, device))
+                rows = sampler.sample(rng)
+                torch.as_tensor(faces.labels[rows], device=device)
+                finish(faces.fetch(rows, device))
 
         return run
 

@@ -3,13 +3,13 @@
 For each --sizes N, a cache of N faces is generated in the scratch folder: --base real LFW centre crops
 (--face-size px, JPEG) replicated under new identity names, 40 images each. Then, side by side:
   open s            opening the cache (metadata only), median of 3
-  train RSS MB      peak RSS (the process plus its reading worker's VmHWM) of a short training in a fresh
-                    process: open_face_source, leave out small identities, 10 % validation split, --steps
-                    steps of a tiny CNN at 64 px as FaceNet does them: embed a round of --people x --images
-                    in batches of 90, mine semi-hard triplets, one step on 30 of them;
-                    streamed, and preloaded for sizes up to --preload-max faces
-  first round s     from opening the source to the first round's faces in hand (workers started meanwhile)
-  first step s      from opening the source to the end of the first optimizer step (imports not counted)
+  train RSS MB      peak RSS (the process plus its reading worker's) of a short real `facetool train` in a
+                    fresh process (`facetool.train.loop.train`): tiny-cnn at 64 px, batches of 90, 10 %
+                    validation identities (200 pairs), one epoch of --steps steps on rounds of --people x
+                    --images, with its validation, checkpoint and plots; streamed, and preloaded for sizes up
+                    to --preload-max faces
+  first round s     from calling `train` to the first round mined (cache opened, split, workers started)
+  first step s      from calling `train` to the end of the first optimizer step (imports not counted)
   img/s 1w, 2w      round assembly: rounds of --people x --images faces streamed with 1 and 2 workers, the
                     next round prefetched while the current one is taken, median of --runs runs of --rounds
   img per worker CPU-s   the same 1-worker runs per CPU second the worker used: the per-core decode rate,
@@ -47,6 +47,7 @@ from facetool.data.choose import open_face_source
 from facetool.data.sampling import PeopleSampler
 from facetool.data.source import FaceSource
 from facetool.data.stream import StreamedSource
+from facetool.train.progress import TrainProgress
 
 PER_IDENTITY = 40
 SMOKE = {"sizes": [600], "face_size": 48, "base": 80, "steps": 2, "people": 6, "images": 4,
@@ -125,44 +126,40 @@ def peak_rss_mb(source: FaceSource) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 + workers / 1e6
 
 
-def child_train(args: argparse.Namespace) -> dict[str, float]:
-    """A short training on --cache (run in a fresh process, so its peak RSS is its own)."""
-    from facetool.data.split import drop_small_identities, split_identities
-    from facetool.data.transforms import to_input
-    from facetool.miners import get_miner
+class FirstStep(TrainProgress):
+    """Notes when the trainer's first round is mined and its first step done."""
 
-    torch.manual_seed(0)
-    start = time.perf_counter()
-    source, _ = open_face_source(args.cache, mode=args.mode, workers=1)
-    train, val = split_identities(drop_small_identities(source)[0], 0.1, seed=0)
-    sampler = PeopleSampler(train.labels, args.people, args.images)
-    model, miner = tiny_cnn(), get_miner("semihard")
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
-    rng = np.random.default_rng(0)
-    rows = sampler.sample(rng)
-    train.prefetch(rows)
-    first = first_round = None
-    for _ in range(args.steps):
-        following = sampler.sample(rng)
-        train.prefetch(following)
-        faces = train.fetch(rows, "cpu")
-        first_round = first_round or time.perf_counter() - start
-        with torch.no_grad():
-            emb = torch.cat([model(to_input(faces[k : k + 90], "cpu", 64)) for k in range(0, len(faces), 90)])
-        mined = miner(torch.nn.functional.normalize(emb, dim=1), torch.as_tensor(train.labels[rows]), 0.2)
-        picked = torch.stack([mined.anchors, mined.positives, mined.negatives], 1)[:30].reshape(-1)
-        out = torch.nn.functional.normalize(model(to_input(faces[picked], "cpu", 64)), dim=1).view(-1, 3, 64)
-        loss = torch.nn.functional.triplet_margin_loss(out[:, 0], out[:, 1], out[:, 2], margin=0.2)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        first = first or time.perf_counter() - start
-        rows = following
-    rss = peak_rss_mb(source)
-    for view in (source, train, val):
-        if view is not None:
-            view.close()
-    return {"first_round": first_round or 0.0, "first_step": first or 0.0, "rss": rss}
+    def __init__(self, start: float) -> None:
+        self.begin = start
+        self.first_round: float | None = None
+        self.first_step: float | None = None
+
+    def round(self, stats: dict) -> None:
+        self.first_round = self.first_round or time.perf_counter() - self.begin
+
+    def batch(self, **_: object) -> None:
+        self.first_step = self.first_step or time.perf_counter() - self.begin
+
+
+def child_train(args: argparse.Namespace) -> dict[str, float]:
+    """A short real `facetool train` on --cache (in a fresh process, so its peak RSS is its own): tiny-cnn at
+    64 px, 10 % validation identities, --steps steps of rounds of --people x --images, faces as --mode says."""
+    from facetool.config.train import TrainConfig
+    from facetool.train.loop import train
+
+    config = TrainConfig.model_validate({
+        "data_dir": args.cache, "checkpoint_dir": args.cache.parent / f"run-{args.mode}",
+        "backbone": "tiny-cnn", "image_size": 64, "embedding_dim": 64, "batch_size": 90,
+        "epoch_size": args.steps, "num_epochs": 1, "people_per_batch": args.people,
+        "images_per_person": args.images, "device": "cpu", "learning_rate": 0.01,
+        "validation": {"fraction": 0.1, "num_pairs": 200}, "data": {"preload": args.mode, "workers": 1},
+    })  # fmt: skip
+    progress = FirstStep(time.perf_counter())
+    train(config, progress=progress, overwrite=True)
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return {"first_round": progress.first_round or 0.0, "first_step": progress.first_step or 0.0,
+            "rss": own + (workers if args.mode == "stream" else 0.0)}  # fmt: skip
 
 
 def child_embed(args: argparse.Namespace) -> dict[str, float]:

@@ -77,13 +77,15 @@ def load_faces(args: argparse.Namespace, device: torch.device) -> tuple[torch.Te
     """people x images faces (uint8 NHWC) and labels, from --cache or random."""
     n = args.people * args.images
     if args.cache:
-        from facetool.data.faceset import load_faceset
+        from facetool.data.choose import open_face_source
 
-        faces = load_faceset(args.cache)
-        labels = faces.labels.numpy()
-        ids = [i for i in np.unique(labels) if (labels == i).sum() >= 2][: args.people]
-        idx = np.concatenate([np.flatnonzero(labels == i)[: args.images] for i in ids])
-        return faces.faces[torch.as_tensor(idx)].to(device), faces.labels[torch.as_tensor(idx)].to(device)
+        source, _ = open_face_source(args.cache, mode="stream", workers=1)
+        with source:
+            labels = source.labels
+            ids = [i for i in np.unique(labels) if (labels == i).sum() >= 2][: args.people]
+            idx = np.concatenate([np.flatnonzero(labels == i)[: args.images] for i in ids])
+            faces = source.fetch(idx, device)
+        return faces, torch.as_tensor(labels[idx], device=device)
     rng = np.random.default_rng(0)
     size = args.image_size
     faces = torch.from_numpy(rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8)).to(device)

@@ -78,13 +78,23 @@ class EngineConfig(StrictModel):
 
 
 class DataConfig(StrictModel):
-    """Where the decoded training faces live during a run."""
+    """How training reads its faces: decoded once up front, or streamed per round by worker processes."""
 
-    preload: Literal["auto", "device", "host"] = Field(
+    preload: Literal["auto", "preload", "stream"] = Field(
         "auto",
-        description="device: the whole uint8 face set in accelerator memory; host: in (pinned) host memory, "
-        "batches copied per round; auto: device when it fits in half the free accelerator memory.",
+        description="preload: decode every face once (into accelerator memory when it fits, else host "
+        "memory); stream: worker processes read each round's faces while the previous round trains; auto: "
+        "preload when the decoded faces take at most half the memory available, else stream. The older "
+        "values device and host both mean preload.",
     )
+    workers: int | None = Field(
+        None, ge=1, le=64, description="Reading worker processes when streaming (none: usable cores but one)."
+    )
+
+    @field_validator("preload", mode="before")
+    @classmethod
+    def _older_preload_values(cls, value: object) -> object:
+        return "preload" if value in ("device", "host") else value
 
 
 class MinerStage(StrictModel):

@@ -19,6 +19,7 @@ from facetool.config.train import AugmentConfig
 from facetool.data.transforms import resize, to_input
 
 _GREY = (0.299, 0.587, 0.114)
+CHUNK = 256  # faces converted to float at a time, so a round of large crops never exists as float whole
 
 
 def prepare(faces: torch.Tensor, image_size: int) -> torch.Tensor:
@@ -79,7 +80,8 @@ class Augmenter:
 
     def __call__(self, faces: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """(N, S, S, 3) uint8 on any device -> (N, 3, image_size, image_size) standardised float, augmented."""
-        x = resize(faces.permute(0, 3, 1, 2).float() / 255.0, self._working_size(faces.shape[1]))
+        size = self._working_size(faces.shape[1])
+        x = torch.cat([resize(part.permute(0, 3, 1, 2).float() / 255.0, size) for part in faces.split(CHUNK)])
         if self.config.random_crop or self.config.flip:
             x = self._geometry(x, generator)
         if self.config.color_jitter:

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from facetool.cache import open_cache
+from facetool.data.jpeg import Decode, choose_decoder
 from facetool.data.source import Backend, FaceSource, PreloadedSource
 from facetool.data.stream import StreamedSource, WorkerPool
 from facetool.errors import FacetoolError, UsageError
@@ -99,10 +100,12 @@ def open_face_source(
     device: torch.device | str = "cpu",
     workers: int | None = None,
     slot_faces: int = 64,
+    decode: Decode = "auto",
 ) -> tuple[FaceSource, SourceChoice]:
     """The cache's faces as a source for training on `device`, and the choice made (see the module doc).
 
-    CacheError from the cache module names a bad file; a cache without faces is a FacetoolError.
+    A streamed source decodes JPEG on the device where `choose_decoder` allows (`decode`: auto, workers or
+    device). CacheError from the cache module names a bad file; a cache without faces is a FacetoolError.
     """
     cache_path = Path(cache_path)
     device = torch.device(device)
@@ -110,6 +113,7 @@ def open_face_source(
         labels = np.asarray(cache.labels, np.int64)
         identities = list(cache.identities)
         image_size = cache.image_size
+        encoding = cache.encoding
     if len(labels) == 0:
         raise FacetoolError(f"{cache_path}: the face cache holds no faces")
     decoded = len(labels) * image_size * image_size * 3
@@ -118,9 +122,18 @@ def open_face_source(
     pin = device.type == "cuda"
     if choice.kind == "stream":
         n = workers or default_workers()
-        pool = WorkerPool(cache_path, labels, image_size, workers=n, slot_faces=slot_faces, pin=pin)
+        decoder = choose_decoder(decode, device, encoding)
+        pool = WorkerPool(
+            cache_path,
+            labels,
+            image_size,
+            workers=n,
+            slot_faces=slot_faces,
+            pin=pin,
+            encoded=decoder.on_device,
+        )
         source: FaceSource = StreamedSource(pool, rows, labels, identities, image_size)
-        return source, SourceChoice(choice.kind, f"{choice.reason}; {n} reading worker(s)")
+        return source, SourceChoice(choice.kind, f"{choice.reason}; {n} reading worker(s), {decoder.reason}")
     place_on = device if choice.kind == "preload-device" else torch.device("cpu")
     source = PreloadedSource(Backend(cache_path), rows, labels, identities, image_size, place_on, pin)
     return source, choice

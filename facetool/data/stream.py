@@ -6,8 +6,9 @@ two chunks in hand at most) decode a chunk into a slot of a shared-memory ring; 
 process copies the slot into the request's output tensor (pinned when the faces go to CUDA) at the chunk's
 positions and hands the slot to the next chunk. Memory is bounded: the ring (2 x workers x slot_faces faces)
 plus the outputs of at most `depth` requests. A worker's error or death becomes one FacetoolError naming the
-cache. `close` (also at interpreter exit) stops and reaps every worker; a worker whose parent dies sees its
-socket close and exits, so none is left behind.
+cache. With `encoded`, workers send the chunk's stored JPEG bytes instead and the source decodes the
+whole request at once on its device (`facetool.data.jpeg`). `close` (also at interpreter exit) stops and
+reaps every worker; a worker whose parent dies sees its socket close and exits, so none is left behind.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from facetool.data.jpeg import decode_payloads
 from facetool.data.source import Backend, FaceSource, to_device
 from facetool.data.stream_worker import READY, WorkerSpec, labels_digest, one_line, ring_view
 from facetool.errors import FacetoolError
@@ -46,6 +48,7 @@ class _Request:
     done: threading.Event = field(default_factory=threading.Event)
     error: str | None = None
     cancelled: bool = False
+    payloads: list[np.ndarray | None] = field(default_factory=list)
 
 
 @dataclass
@@ -103,9 +106,11 @@ class WorkerPool(Backend):
         slot_faces: int = 64,
         pin: bool = False,
         depth: int = 2,
+        encoded: bool = False,
     ) -> None:
         super().__init__(cache_path)
         self.pin = pin
+        self.encoded = encoded
         self.depth = depth
         self.image_size = image_size
         slots = _PER_WORKER * workers
@@ -181,7 +186,7 @@ class WorkerPool(Backend):
             slot = self._free.pop()
             self._inflight[slot] = (request, positions)
             worker.busy += 1
-            worker.conn.send((slot, rows))
+            worker.conn.send((slot, rows, self.encoded))
 
     def _died(self, worker: _Worker) -> str:
         code = worker.proc.wait(_JOIN_SECONDS)
@@ -194,7 +199,7 @@ class WorkerPool(Backend):
             for conn in wait(list(conns), timeout=0.5):
                 worker = conns[conn]
                 try:
-                    slot, error = conn.recv()
+                    slot, error, payloads = conn.recv()
                 except (EOFError, OSError):
                     if not self._stopping.is_set():
                         self._fail(self._died(worker))
@@ -213,7 +218,12 @@ class WorkerPool(Backend):
                 if error is not None:
                     self._fail(error)
                     return
-                if not request.cancelled and self._ring is not None:
+                if request.cancelled:
+                    pass
+                elif payloads is not None:
+                    for position, payload in zip(positions, payloads, strict=True):
+                        request.payloads[position] = payload
+                elif self._ring is not None:
                     request.out.numpy()[positions] = self._ring[slot, : len(positions)]
                 with self._lock:
                     self._free.append(slot)
@@ -229,11 +239,12 @@ class WorkerPool(Backend):
             if key in self._pending:
                 return self._pending[key]
             s = self.image_size
-            out = torch.empty((len(rows), s, s, 3), dtype=torch.uint8, pin_memory=self.pin)
+            shape = (0, s, s, 3) if self.encoded else (len(rows), s, s, 3)
+            out = torch.empty(shape, dtype=torch.uint8, pin_memory=self.pin and not self.encoded)
             order = np.argsort(rows, kind="stable")
             step = self.spec.slot_faces
             chunks = [(order[i : i + step], rows[order[i : i + step]]) for i in range(0, len(rows), step)]
-            request = _Request(rows, out, len(chunks))
+            request = _Request(rows, out, len(chunks), payloads=[None] * len(rows) if self.encoded else [])
             if self._failure is not None:
                 request.error = self._failure
                 request.done.set()
@@ -312,4 +323,10 @@ class StreamedSource(FaceSource):
 
     def fetch(self, rows: np.ndarray, device: torch.device | str) -> torch.Tensor:
         request = self.pool.submit(self.cache_rows[self._check_rows(rows)])
-        return to_device(self.pool.wait(request), device)
+        faces = self.pool.wait(request)
+        if self.pool.encoded:
+            try:
+                faces = decode_payloads(request.payloads, self.image_size, device)  # type: ignore[arg-type]
+            except FacetoolError as exc:
+                raise FacetoolError(f"{self.cache_path}: {exc}") from None
+        return to_device(faces, device)

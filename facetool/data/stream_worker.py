@@ -5,7 +5,9 @@ parent's main script, so it starts in a fraction of a second and stays small), i
 the socket FD: first a `WorkerSpec`, then tasks (slot, cache rows) until None or the socket closes (the
 parent is gone). It opens the cache read-only once and checks it is the cache the parent opened. Each task's
 faces are decoded by `FaceCache.read_faces` in the row order given (sorted by the parent, so reads are
-contiguous runs) into ring slot `slot`; the answer is (slot, None) or (slot, one-line error).
+contiguous runs) into ring slot `slot`; the answer is (slot, None, None) or (slot, one-line error, None).
+A task (slot, rows, True) asks for the stored JPEG bytes instead (`FaceCache.payloads`), answered as
+(slot, None, payloads), for a parent that decodes them on its accelerator.
 """
 
 from __future__ import annotations
@@ -70,18 +72,21 @@ def serve(conn: Connection) -> None:
         with open(spec.ring_path, "r+b") as handle:
             ring_map = mmap.mmap(handle.fileno(), 0)
     except Exception as exc:  # every failure goes back to the parent as one line
-        conn.send((READY, one_line(exc)))
+        conn.send((READY, one_line(exc), None))
         return
     ring = ring_view(ring_map, spec)
-    conn.send((READY, None))
+    conn.send((READY, None, None))
     try:
         while (task := conn.recv()) is not None:
-            slot, rows = task
+            slot, rows, encoded = task
             try:
+                if encoded:
+                    conn.send((slot, None, cache.payloads(rows)))
+                    continue
                 ring[slot, : len(rows)] = cache.read_faces(rows)
-                conn.send((slot, None))
+                conn.send((slot, None, None))
             except Exception as exc:  # a bad face fails this task only, as one line
-                conn.send((slot, one_line(exc)))
+                conn.send((slot, one_line(exc), None))
     except (EOFError, OSError):
         pass
     finally:

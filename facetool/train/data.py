@@ -1,8 +1,9 @@
-"""The training data as the loop sees it: identity names, one label per image, and `fetch(rows, device)`.
+"""The training data as the loop sees it: a `FaceSource` of training identities and one of validation identities.
 
-`TrainingData` is the seam a streamed face source plugs into; `FaceSetData` backs it with a decoded FaceSet
-placed in device or host memory. `load_training_data` reads the cache, leaves out people with one image and
-holds out the validation identities.
+`load_training_data` opens the cache as a source (preloaded or streamed, as `data.preload` and the memory
+available decide; see `facetool.data.choose`), leaves out people with one image, holds out the validation
+identities and, under several processes, keeps this rank's share of the training people. All of that works
+on labels alone: no face is decoded before the first round asks for it.
 """
 
 from __future__ import annotations
@@ -10,66 +11,80 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 import torch
 
 from facetool.config.train import TrainConfig
-from facetool.data.faceset import FaceSet, drop_small_identities, load_faceset, split_identities
-from facetool.data.preload import gather, place_faceset
+from facetool.data.choose import SourceChoice, open_face_source
+from facetool.data.source import FaceSource
+from facetool.data.split import drop_small_identities, split_identities
 from facetool.errors import FacetoolError
+from facetool.train.distributed import Ranks
 
-
-class TrainingData(Protocol):
-    """What one selection round needs from the training images."""
-
-    identities: list[str]
-    labels: np.ndarray
-
-    def fetch(self, rows: np.ndarray, device: torch.device) -> torch.Tensor:
-        """(n, S, S, 3) uint8 faces of `rows`, in that order, on `device`."""
-        ...
-
-
-class FaceSetData:
-    """TrainingData over a decoded FaceSet (in device or pinned host memory)."""
-
-    def __init__(self, faces: FaceSet) -> None:
-        self.faces = faces
-        self.identities = faces.identities
-        self.labels = faces.labels.cpu().numpy().astype(np.int64)
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def fetch(self, rows: np.ndarray, device: torch.device) -> torch.Tensor:
-        return gather(self.faces, torch.as_tensor(rows), device)
+TrainingData = FaceSource
 
 
 @dataclass
 class PreparedData:
-    """The split data of a run: training images, held-out validation images, people left out, placement."""
+    """The split data of a run: training faces (this rank's share), validation faces, people left out, choice,
+    the names of all training identities (every rank's), and `classes`, the index into those names of each of
+    this rank's labels (so a class-based loss sees one class per person across every rank)."""
 
-    train: FaceSetData
-    val: FaceSet | None
+    train: FaceSource
+    val: FaceSource | None
     dropped: int
-    where: str
+    choice: SourceChoice
+    train_identities: list[str]
+    classes: np.ndarray
+
+    def close(self) -> None:
+        """Release both sources (a streamed one's worker processes stop with the last)."""
+        self.train.close()
+        if self.val is not None:
+            self.val.close()
 
 
 def load_training_data(
-    cache: Path, config: TrainConfig, device: torch.device, log: Callable[[str], None]
+    cache: Path,
+    config: TrainConfig,
+    device: torch.device,
+    log: Callable[[str], None],
+    ranks: Ranks | None = None,
 ) -> PreparedData:
-    """Read the face cache and split it into training and validation identities for this run."""
-    faces, dropped = drop_small_identities(load_faceset(cache))
-    if dropped:
-        log(f"left out {dropped} identities with fewer than 2 images")
-    if faces.num_identities < 2:
-        raise FacetoolError(
-            f"{cache}: training needs at least 2 identities with 2 or more images, found {faces.num_identities}"
-        )
-    train_set, val_set = split_identities(faces, config.validation.fraction, config.seed)
-    placed, where = place_faceset(train_set, device, config.data.preload)
-    if val_set is not None and where == "device":
-        val_set = val_set.to(device)
-    return PreparedData(FaceSetData(placed), val_set, dropped, where)
+    """Open the face cache as a source and split it into this run's training and validation identities."""
+    ranks = ranks or Ranks()
+    source, choice = open_face_source(
+        cache, mode=config.data.preload, device=device, workers=config.data.workers
+    )
+    log(f"faces: {choice.reason}")
+    views: list[FaceSource] = [source]
+    try:
+        faces, dropped = drop_small_identities(source)
+        views.append(faces)
+        if dropped:
+            log(f"left out {dropped} identities with fewer than 2 images")
+        if faces.num_identities < 2:
+            raise FacetoolError(
+                f"{cache}: training needs at least 2 identities with 2 or more images, found {faces.num_identities}"
+            )
+        train_set, val_set = split_identities(faces, config.validation.fraction, config.seed)
+        everyone = train_set.identities
+        classes = np.arange(len(everyone), dtype=np.int64)
+        if ranks.distributed:
+            views.append(train_set)
+            if train_set.num_identities < 2 * ranks.world_size:
+                raise FacetoolError(
+                    f"{cache}: {train_set.num_identities} training identities cannot give each of "
+                    f"{ranks.world_size} processes the 2 people a round needs"
+                )
+            train_set = train_set.shard(ranks.rank, ranks.world_size)
+            classes = classes[ranks.rank :: ranks.world_size]
+    except BaseException:
+        for view in views:
+            view.close()
+        raise
+    for view in views:
+        if view is not train_set and view is not val_set:
+            view.close()
+    return PreparedData(train_set, val_set, dropped, choice, everyone, classes)

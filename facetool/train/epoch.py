@@ -123,8 +123,10 @@ class EpochRunner:
         rounds = batches = skipped = pairs = selected = nonfinite = fed = 0
         running_loss: float | None = None
         start = last_read = time.perf_counter()
+        upcoming = None
         while batches < config.epoch_size:
-            chosen = self.selection(miner, rng, generator)
+            chosen = self.selection(miner, rng, generator, upcoming)
+            upcoming = None
             mined = chosen.mined
             rounds += 1
             found = chosen.images if mined is None else int(mined.num_triplets)
@@ -140,6 +142,10 @@ class EpochRunner:
                 self.log(f"epoch {epoch + 1} round {rounds}: no valid triplet, batch skipped", show=False)
                 continue
             order = torch.as_tensor(rng.permutation(found), device=device)
+            # drawn where the next round would draw it anyway, so the random stream is that of a run without
+            # prefetching; never past the epoch's end, whose generator the next epoch replaces
+            if batches + steps < config.epoch_size:
+                upcoming = self.selection.prefetch(rng)
             if mined is None:
                 roles = (order,)
             else:

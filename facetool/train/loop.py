@@ -115,28 +115,29 @@ class Trainer:
             raise FacetoolError(f"{config.data_dir}: face cache not found")
         if self.ranks.distributed:
             torch.distributed.barrier()
-        data = load_training_data(Path(config.data_dir), config, self.device, self.log)
+        data = load_training_data(Path(config.data_dir), config, self.device, self.log, self.ranks)
+        self.prepared = data
         self.data, self.val_set, self.dropped = data.train, data.val, data.dropped
-        self.train_set = data.train.faces
         self.engine, self.scheduler = engine_from_config(
-            config, self.device, dtype, self.ranks.world_size, num_classes=len(self.data.identities)
+            config, self.device, dtype, self.ranks.world_size, num_classes=len(data.train_identities)
         )
         plan = self.engine.plan
         for note in plan.notes:
             self.log(note)
         self.log(
             f"{len(self.data)} training images of {len(self.data.identities)} identities"
+            + (" on this rank" if self.ranks.distributed else "")
             + (
                 f", {len(self.val_set)} validation images of {self.val_set.num_identities} identities"
                 if self.val_set is not None
                 else ""
             )
-            + f"; device {self.device}, {str(dtype).removeprefix('torch.')}, faces in {data.where} memory, "
+            + f"; device {self.device}, {str(dtype).removeprefix('torch.')}, faces {data.choice.kind}, "
             f"{STEP_NAMES[plan.compile]}{', channels_last' if plan.channels_last else ''}"
             f"{', fused optimizer' if plan.fused else ''}, {torch.get_num_threads()} CPU threads"
             + (f", {self.ranks.world_size} processes" if self.ranks.distributed else "")
         )
-        self.selection = Selection(self.data, self.engine, config)
+        self.selection = Selection(self.data, self.engine, config, classes=data.classes)
         self.validator = Validator(
             self.val_set,
             num_pairs=config.validation.num_pairs,
@@ -164,6 +165,10 @@ class Trainer:
     @property
     def score_key(self) -> str:
         return "val_loss" if self.validator.valset is not None else "train_loss"
+
+    def close(self) -> None:
+        """Release the face sources (a streamed one's worker processes stop)."""
+        self.prepared.close()
 
     def restore(self, path: Path) -> None:
         """Continue from a checkpoint: weights, loss parameters, optimizer, LR schedule, history, epochs, RNG.
@@ -204,7 +209,7 @@ class Trainer:
 
     def train_identity_digests(self) -> list[str]:
         """Digests of the people the model trains on (held-out validation people and singletons excluded)."""
-        return identity_digests(self.data.identities)
+        return identity_digests(self.prepared.train_identities)
 
     def checkpoint(self) -> dict[str, Any]:
         """The checkpoint of the current state."""
@@ -348,6 +353,7 @@ def train(
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     folder = RunFolder(run_dir, main=ranks.main)
+    opened: list[Trainer] = []
     try:
         try:
             if ranks.main:
@@ -355,6 +361,7 @@ def train(
                 stale = folder.remove_stale()
                 folder.write_config(config)
             trainer = Trainer(config, progress, ranks, folder)
+            opened.append(trainer)
             if ranks.main:
                 for path in cleared:
                     trainer.log(f"--overwrite: removed {path.name} of the earlier run")
@@ -369,6 +376,8 @@ def train(
             raise
         trainer.run()
     finally:
+        for running in opened:
+            running.close()
         folder.close()
         torch.set_num_threads(threads)
         close_process_group()
@@ -387,7 +396,7 @@ def train(
         history=[r.to_dict() for r in trainer.history],
         last_checkpoint=run_dir / LAST,
         best_checkpoint=best if best.is_file() else None,
-        train_identities=len(trainer.data.identities),
+        train_identities=len(trainer.prepared.train_identities),
         val_identities=trainer.val_set.num_identities if trainer.val_set is not None else 0,
         dropped_identities=trainer.dropped,
         duration_s=time.perf_counter() - started,

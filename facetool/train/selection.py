@@ -36,8 +36,11 @@ class Round:
 class Selection:
     """Draws rounds from the training data with the run's sampler and augmentation, embedding with `engine`."""
 
-    def __init__(self, data: TrainingData, engine: Engine, config: TrainConfig) -> None:
+    def __init__(
+        self, data: TrainingData, engine: Engine, config: TrainConfig, classes: np.ndarray | None = None
+    ) -> None:
         self.data = data
+        self.classes = np.arange(len(data.identities)) if classes is None else np.asarray(classes)
         self.engine = engine
         self.sampler = PeopleSampler(data.labels, config.people_per_batch, config.images_per_person)
         self.augment = Augmenter(config.augment, config.image_size)
@@ -47,11 +50,24 @@ class Selection:
     def people_per_round(self) -> int:
         return self.sampler.people_per_batch
 
-    def __call__(self, miner: Miner, rng: np.random.Generator, generator: torch.Generator) -> Round:
+    def prefetch(self, rng: np.random.Generator) -> np.ndarray:
+        """Draw the next round's rows and have the source start reading them; pass them to the next call."""
         rows = self.sampler.sample(rng)
+        self.data.prefetch(rows)
+        return rows
+
+    def __call__(
+        self,
+        miner: Miner,
+        rng: np.random.Generator,
+        generator: torch.Generator,
+        rows: np.ndarray | None = None,
+    ) -> Round:
+        if rows is None:
+            rows = self.sampler.sample(rng)
         device = self.engine.device
         inputs = self.augment(self.data.fetch(rows, device), generator)
-        labels = torch.as_tensor(self.data.labels[rows], device=device)
+        labels = torch.as_tensor(self.classes[self.data.labels[rows]], device=device)
         if self.engine.criterion.needs == "labels":
             return Round(inputs, None, labels)
         mined = miner(self.engine.embed_inputs(inputs), labels, self.margin)

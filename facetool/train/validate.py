@@ -2,7 +2,8 @@
 
 The triplets and pairs are drawn once from a seeded generator, so every epoch is measured on the same data.
 With a pairs file, accuracy comes from `facetool.evaluate.run.evaluate_on_pairs`, the code `facetool eval`
-runs, so both report the same number for the same checkpoint.
+runs, so both report the same number for the same checkpoint. Held-out faces come from a `FaceSource`, read
+`VAL_CHUNK` at a time (the next chunk while the current one embeds), so validation holds no whole set either.
 """
 
 from __future__ import annotations
@@ -14,12 +15,14 @@ import numpy as np
 import torch
 
 from facetool.cache import open_cache
-from facetool.data.faceset import FaceSet
+from facetool.data.source import FaceSource
 from facetool.evaluate.metrics import verification_accuracy
 from facetool.evaluate.pairs import check_images, read_pairs
 from facetool.evaluate.run import evaluate_on_pairs
 from facetool.losses import triplet_loss
 from facetool.train.engine import Engine
+
+VAL_CHUNK = 1024
 
 
 @dataclass(frozen=True)
@@ -65,7 +68,7 @@ class Validator:
 
     def __init__(
         self,
-        valset: FaceSet | None,
+        valset: FaceSource | None,
         *,
         num_pairs: int,
         seed: int,
@@ -80,7 +83,7 @@ class Validator:
         if pairs_file is not None:
             self._check_pairs_file()
         if valset is not None:
-            labels = valset.labels.cpu().numpy()
+            labels = valset.labels
             rng = np.random.default_rng([seed, 0x7A1])
             self.triplets = draw_triplets(labels, num_pairs, rng)
             self.pairs, self.issame = draw_pairs(labels, num_pairs, rng)
@@ -94,10 +97,7 @@ class Validator:
         """Validate the engine's model (eval mode, clean inputs, no gradients)."""
         loss = accuracy = std = None
         if self.valset is not None:
-            used = torch.as_tensor(self.used, device=self.valset.faces.device)
-            part = engine.embed(self.valset.faces.index_select(0, used)).float().cpu()
-            emb = torch.zeros(len(self.valset), part.shape[1])
-            emb[torch.as_tensor(self.used)] = part
+            emb = self._embed_used(engine)
             t = torch.as_tensor(self.triplets)
             loss = float(triplet_loss(emb[t[:, 0]], emb[t[:, 1]], emb[t[:, 2]], self.margin))
             p = torch.as_tensor(self.pairs)
@@ -106,6 +106,20 @@ class Validator:
         if self.pairs_file is not None:
             accuracy, std = self._pairs_file_accuracy(engine)
         return ValidationResult(loss, accuracy, std)
+
+    def _embed_used(self, engine: Engine) -> torch.Tensor:
+        """Embeddings of the validation faces the triplets and pairs use (zero elsewhere), read in chunks."""
+        assert self.valset is not None
+        chunks = [self.used[i : i + VAL_CHUNK] for i in range(0, len(self.used), VAL_CHUNK)]
+        parts = []
+        for k, rows in enumerate(chunks):
+            if k + 1 < len(chunks):
+                self.valset.prefetch(chunks[k + 1])
+            parts.append(engine.embed(self.valset.fetch(rows, engine.device)).float().cpu())
+        part = torch.cat(parts)
+        emb = torch.zeros(len(self.valset), part.shape[1])
+        emb[torch.as_tensor(self.used)] = part
+        return emb
 
     def _check_pairs_file(self) -> None:
         """Fail before training, not after the first epoch, when the pairs file or its images are unusable."""

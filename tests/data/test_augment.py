@@ -75,3 +75,40 @@ def test_crop_zooms_in():
     full = to_input(x)[0, 0, 0, -1] - to_input(x)[0, 0, 0, 0]
     assert bool((span < full - 1e-3).all())
     assert float(span.min()) > 0.55 * float(full)
+
+
+def test_a_round_larger_than_a_chunk_is_augmented_as_one_batch():
+    """Float conversion goes CHUNK faces at a time; the faces of later chunks are treated like the first."""
+    from facetool.data.augment import CHUNK
+
+    x = faces(n=CHUNK + 37, size=48, seed=3)
+    out = Augmenter(OFF, 32)(x)
+    assert out.shape == (CHUNK + 37, 3, 32, 32)
+    assert torch.allclose(out, prepare(x, 32), atol=1e-4)
+    assert torch.allclose(out[CHUNK:], Augmenter(OFF, 32)(x[CHUNK:]), atol=0)
+
+
+def test_augmenting_a_round_of_large_crops_never_holds_it_whole_as_float():
+    """A round of 1024 160 px crops is 315 MB as float32; in a fresh process, augmenting it to 64 px must add
+    less than that to the memory held before (converting it whole made training RSS 2.7 GB at any cache size)."""
+    import subprocess
+    import sys
+
+    code = """
+import torch
+from facetool.config.train import AugmentConfig
+from facetool.data.augment import Augmenter
+faces = torch.randint(0, 256, (1024, 160, 160, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+augment = Augmenter(AugmentConfig(), 64)
+augment(faces[:8], torch.Generator().manual_seed(0))
+def status(key):
+    return int(open("/proc/self/status").read().split(key + ":")[1].split()[0])
+with open("/proc/self/clear_refs", "w") as handle:
+    handle.write("5")  # resets VmHWM, the peak, to the memory held now
+before = status("VmRSS")
+out = augment(faces, torch.Generator().manual_seed(0))
+print(status("VmHWM") - before)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert int(done.stdout.split()[-1]) * 1024 < 1024 * 3 * 160 * 160 * 4

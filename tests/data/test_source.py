@@ -21,7 +21,6 @@ from torch import nn
 
 from facetool.cache import open_cache
 from facetool.data.choose import SourceChoice, choose_kind, host_available_bytes, open_face_source
-from facetool.data.faceset import load_faceset
 from facetool.data.sampling import PeopleSampler
 from facetool.data.source import PreloadedSource, batches
 from facetool.data.split import drop_small_identities, split_identities
@@ -76,15 +75,16 @@ def test_streamed_and_preloaded_fetch_the_cache_faces_in_the_order_asked(cache: 
 
 def test_same_seed_gives_the_same_split_round_faces_and_triplets(cache: Path) -> None:
     pre, streamed = open_both(cache)
-    faceset = load_faceset(cache)
-    with pre, streamed:
+    with pre, streamed, open_cache(cache) as reference:
         (pre_train, pre_val), (st_train, st_val) = (
             split_identities(drop_small_identities(s)[0], 0.25, seed=7) for s in (pre, streamed)
         )
-        fs_train, fs_val = split_identities(drop_small_identities(faceset)[0], 0.25, seed=7)
-        assert st_train.identities == pre_train.identities == fs_train.identities
-        assert st_val.identities == pre_val.identities == fs_val.identities
-        np.testing.assert_array_equal(st_train.labels, fs_train.labels.numpy())
+        assert st_train.identities == pre_train.identities
+        assert st_val.identities == pre_val.identities
+        assert set(st_train.identities).isdisjoint(st_val.identities)
+        np.testing.assert_array_equal(st_train.labels, pre_train.labels)
+        names = [reference.identities[i] for i in reference.labels[st_train.cache_rows]]
+        assert names == [st_train.identities[i] for i in st_train.labels]
         np.testing.assert_array_equal(st_train.cache_rows, pre_train.cache_rows)
 
         rounds = []
@@ -100,7 +100,7 @@ def test_same_seed_gives_the_same_split_round_faces_and_triplets(cache: Path) ->
         (rows_a, faces_a, mined_a), (rows_b, faces_b, mined_b) = rounds
         np.testing.assert_array_equal(rows_a, rows_b)
         assert torch.equal(faces_a, faces_b)
-        assert torch.equal(faces_a, fs_train.faces[torch.as_tensor(rows_a)])
+        assert torch.equal(faces_a, torch.from_numpy(reference.read_faces(st_train.cache_rows[rows_a])))
         assert mined_a.num_triplets > 0
         for field in ("anchors", "positives", "negatives"):
             assert torch.equal(getattr(mined_a, field), getattr(mined_b, field))

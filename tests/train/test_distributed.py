@@ -49,3 +49,17 @@ def test_rank_environment_and_devices():
     assert ranks.distributed and not ranks.main
     assert rank_device("cpu", ranks) == "cpu"
     assert rank_device("cuda:0", Ranks()) == "cuda:0"
+
+
+def test_two_processes_streaming_their_own_people_end_with_identical_weights(small_cache, tmp_path):
+    run_dir = tmp_path / "run"
+    args = [*_args(small_cache, run_dir, 1), "--set", "data.preload=stream", "--set", "data.workers=1"]
+    done = _run(args)
+    assert done.returncode == 0, done.stderr[-3000:]
+    log = (run_dir / "train.log").read_text()
+    assert "faces: streaming" in log
+    assert re.search(r"training images of 5 identities on this rank", log), log
+    digest = re.findall(r"weights identical on all 2 ranks: sha256 ([0-9a-f]{64})", log)
+    ck = load_checkpoint(run_dir / "last.pth")
+    assert digest == [state_digest(ck["model"])]
+    assert len(ck["train_identities"]) == 10 and ck["history"][0]["trained_triplets"] > 0

@@ -1,4 +1,4 @@
-"""FaceSet from a real cache of LFW crops: loading, leaving out one-image people, the identity split."""
+"""A preloaded source of a real cache of LFW crops: loading, leaving out one-image people, the identity split."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ import pytest
 import torch
 
 from facetool.cache import CacheWriter, FaceRecord
-from facetool.data.faceset import drop_small_identities, load_faceset, split_identities
+from facetool.data.choose import open_face_source
+from facetool.data.source import PreloadedSource
+from facetool.data.split import drop_small_identities, split_identities
 from facetool.errors import CacheError, FacetoolError
 
 
@@ -29,6 +31,12 @@ def cache(lfw_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path
                 )  # fmt: skip
         writer.commit()
     return path, wanted
+
+
+def load_faceset(path: Path) -> PreloadedSource:
+    source, choice = open_face_source(path, mode="preload")
+    assert choice.kind == "preload-host" and isinstance(source, PreloadedSource)
+    return source
 
 
 def test_load_keeps_every_face_and_label(cache):
