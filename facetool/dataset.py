@@ -12,8 +12,11 @@ import numpy as np
 
 from facetool.cache import FaceCache, Failure, open_cache, write_selection
 from facetool.config.dataset import FilterSettings
-from facetool.errors import UsageError
+from facetool.errors import FacetoolError, UsageError
+from facetool.files import read_text_limited
 from facetool.identities import normalize_identity
+
+IDENTITY_LIST_LIMIT = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -100,11 +103,9 @@ def read_identity_list(path: str | os.PathLike[str]) -> set[str]:
     """Identity names, one per line; `#` starts a comment, blank lines are ignored."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UsageError(f"{path}: identity list not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"{path}: cannot read identity list ({exc})") from None
+        text = read_text_limited(path, limit=IDENTITY_LIST_LIMIT, what="identity list")
+    except FacetoolError as exc:
+        raise UsageError(str(exc)) from None
     names = set()
     for number, line in enumerate(text.splitlines(), start=1):
         name = line.split("#", 1)[0].strip()

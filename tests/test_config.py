@@ -177,7 +177,12 @@ def test_a_config_that_is_not_utf8_names_the_file_and_line(tmp_path: Path):
         load_config(Example, path)
 
 
-FLOAT_FIELDS = _fields(float)
+def _opts_into_inf(model: type[StrictModel], name: str) -> bool:
+    return any(getattr(m, "allow_inf_nan", False) for m in model.model_fields[name].metadata)
+
+
+FLOAT_FIELDS = [(model, name) for model, name in _fields(float) if not _opts_into_inf(model, name)]
+INF_FIELDS = [(model, name) for model, name in _fields(float) if _opts_into_inf(model, name)]
 
 
 def test_there_are_float_settings_to_check():
@@ -191,6 +196,21 @@ def test_no_float_setting_accepts_nan_or_inf(model: type[StrictModel], name: str
     path.write_text(f"{name} = {bad}\n")
     with pytest.raises(ConfigError, match=rf"{path}: {name}: Input should be a finite number"):
         load_config(model, path)
+
+
+@pytest.mark.parametrize(("model", "name"), INF_FIELDS, ids=[f"{m.__name__}.{n}" for m, n in INF_FIELDS])
+@pytest.mark.parametrize("bad", ["-inf", "nan"])
+def test_a_setting_that_opts_into_inf_still_refuses_nan_and_minus_inf(
+    model: type[StrictModel], name: str, bad: str, tmp_path: Path
+):
+    path = tmp_path / "c.toml"
+    path.write_text(f"{name} = {bad}\n")
+    with pytest.raises(ConfigError, match=rf"{path}: {name}: "):
+        load_config(model, path)
+
+
+def test_only_the_triplet_margin_opts_into_inf():
+    assert [name for _, name in INF_FIELDS] == ["alpha"]
 
 
 def test_learning_rate_inf_is_rejected_from_the_command_line():

@@ -115,14 +115,15 @@ class Trainer:
             raise FacetoolError(f"{config.data_dir}: face cache not found")
         if self.ranks.distributed:
             torch.distributed.barrier()
-        data = load_training_data(Path(config.data_dir), config, self.device, self.log, self.ranks)
+        notes: list[str] = []  # logged once the model is built, so a bad setting fails in one line
+        data = load_training_data(Path(config.data_dir), config, self.device, notes.append, self.ranks)
         self.prepared = data
         self.data, self.val_set, self.dropped = data.train, data.val, data.dropped
         self.engine, self.scheduler = engine_from_config(
             config, self.device, dtype, self.ranks.world_size, num_classes=len(data.train_identities)
         )
         plan = self.engine.plan
-        for note in plan.notes:
+        for note in [*notes, *plan.notes]:
             self.log(note)
         self.log(
             f"{len(self.data)} training images of {len(self.data.identities)} identities"

@@ -285,3 +285,8 @@ def test_any_other_exception_fails_these_tests() -> None:
     """The oracle above only admits FacetoolError subclasses: check the hierarchy it relies on."""
     assert issubclass(ConfigError, FacetoolError) and issubclass(PairsError, FacetoolError)
     assert not issubclass(ValueError, FacetoolError)
+
+
+def test_an_endless_identity_list_is_one_usage_error_without_reading_it_all() -> None:
+    with pytest.raises(UsageError, match=r"^/dev/zero: identity list is larger than"):
+        read_identity_list("/dev/zero")
