@@ -7,11 +7,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
 
-from facetool.config.base import dump_toml, parse_override
+from facetool.config.base import collect_overrides, dump_toml, field_help
 from facetool.config.train import TrainConfig
 from facetool.errors import ConfigError, FacetoolError
 from facetool.train.progress import RichProgress
@@ -53,16 +52,8 @@ def summary_table(result: TrainResult) -> Table:
     return table
 
 
-def setting_help(name: str, model: type[BaseModel] = TrainConfig) -> str:
-    """The help of an option that sets `name`: the config model's description and default, never typed again."""
-    info = model.model_fields[name]
-    default = info.get_default(call_default_factory=True)
-    shown = "unset" if default is None else str(default)
-    return f"{str(info.description).rstrip('.')} (default: {shown})."
-
-
 def _setting(*names: str, key: str) -> Any:
-    return typer.Option(*names, help=setting_help(key), show_default=False)
+    return typer.Option(*names, help=field_help(TrainConfig, key), show_default=False)
 
 
 def register(app: typer.Typer) -> None:
@@ -92,8 +83,8 @@ def register(app: typer.Typer) -> None:
             typer.Option(
                 "--checkpoint_dir",
                 "--checkpoint-dir",
-                help=setting_help("checkpoint_dir").replace(
-                    " (default", "; with --resume FILE: the folder of FILE (default"
+                help=field_help(TrainConfig, "checkpoint_dir").replace(
+                    ". (default", "; with --resume FILE: the folder of FILE (default"
                 ),
                 show_default=False,
             ),
@@ -143,8 +134,7 @@ def register(app: typer.Typer) -> None:
             "seed": seed,
             "threads": threads,
         }
-        overrides = [parse_override(item) for item in settings or []]
-        overrides += [(k, str(v) if isinstance(v, Path) else v) for k, v in named.items() if v is not None]
+        overrides = collect_overrides(settings, named)
         from facetool.train.resume import load_train_config
 
         resolved = load_train_config(config, overrides, resume)

@@ -137,11 +137,16 @@ def build_config(
     values of the command's own options, None meaning "not given" (paths are passed on as text). Errors are one
     ConfigError naming the file or "command line" and the key.
     """
+    return load_config(model, path, collect_overrides(sets, given), section=section)
+
+
+def collect_overrides(sets: Iterable[str] | None, given: Mapping[str, Any] | None) -> list[tuple[str, Any]]:
+    """`--set key=value` texts, then the command's explicitly given options, as (key, value) overrides."""
     overrides = [parse_override(text) for text in sets or ()]
     for key, value in (given or {}).items():
         if value is not None:
             overrides.append((key, _plain(value)))
-    return load_config(model, path, overrides, section=section)
+    return overrides
 
 
 def _plain(value: Any) -> Any:

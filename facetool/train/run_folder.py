@@ -8,7 +8,6 @@ no periodic copy is skipped.
 
 from __future__ import annotations
 
-import fcntl
 import filecmp
 import os
 import shutil
@@ -19,7 +18,14 @@ from typing import Any
 from facetool.config.base import dump_toml
 from facetool.config.train import TrainConfig
 from facetool.errors import FacetoolError, UsageError
-from facetool.files import atomic_write_bytes, atomic_write_text, make_dir, remove_stale_temp_files
+from facetool.files import (
+    atomic_write_bytes,
+    atomic_write_text,
+    lock_exclusive,
+    make_dir,
+    remove_stale_temp_files,
+    unlock,
+)
 from facetool.train.history import save_history
 from facetool.train.progress import TrainProgress
 
@@ -90,23 +96,16 @@ class RunLock:
 
     def __init__(self, run_dir: Path) -> None:
         self.file = run_dir / LOCK_NAME
-        try:
-            self.fd = os.open(self.file, os.O_RDWR | os.O_CREAT, 0o666)
-        except OSError as exc:
-            raise FacetoolError(f"{self.file}: cannot create the run lock ({exc.strerror or exc})") from None
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(self.fd)
-            raise FacetoolError(
-                f"{run_dir}: another facetool train is using this run folder (lock {self.file} is held)"
-            ) from None
+        self.fd = lock_exclusive(
+            self.file,
+            cannot_create=f"{self.file}: cannot create the run lock",
+            busy=f"{run_dir}: another facetool train is using this run folder (lock {self.file} is held)",
+        )
 
     def release(self) -> None:
         """Let another trainer in; the lock file stays (removing it would race with a waiting trainer)."""
         if self.fd >= 0:
-            fcntl.flock(self.fd, fcntl.LOCK_UN)
-            os.close(self.fd)
+            unlock(self.fd)
             self.fd = -1
 
 
