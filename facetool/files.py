@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import fcntl
 import os
+import signal
 import tempfile
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -69,23 +71,56 @@ def temp_path_for(path: Path | str) -> Path:
     return Path(tmp)
 
 
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextmanager
+def stop_signals_held() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM for the block and deliver them when it ends.
+
+    For the few steps between creating a temporary file and arming the code that removes it: a Ctrl-C landing
+    there would otherwise leave the file behind. Only the main thread can hold signals; elsewhere (and for a
+    signal ignored or handled outside Python) the block runs as is.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous: dict[int, Any] = {}
+    for sig in _STOP_SIGNALS:
+        handler = signal.getsignal(sig)
+        if handler is not None and handler != signal.SIG_IGN:
+            previous[sig] = signal.signal(sig, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for signum in caught:
+            signal.raise_signal(signum)
+
+
 @contextmanager
 def atomic_output(path: Path | str, *, make_parent: bool = True) -> Iterator[Path]:
     """Yield a temporary path beside `path`; when the block ends cleanly it is fsynced and renamed over `path`.
 
     For writers that take a file name (h5py, numpy, matplotlib). On any exception, KeyboardInterrupt included,
-    the temporary file is removed and `path` is left as it was.
+    the temporary file is removed and `path` is left as it was; a Ctrl-C that lands while the temporary file is
+    being created is held until its removal is armed.
     """
     path = Path(path)
     if make_parent:
         make_dir(path.parent, "folder of the output")
-    tmp = temp_path_for(path)
+    tmp: Path | None = None
     try:
+        with stop_signals_held():
+            tmp = temp_path_for(path)
         yield tmp
         fsync_path(tmp)
         os.replace(tmp, path)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
         raise
     fsync_path(path.parent)
 

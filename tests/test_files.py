@@ -114,3 +114,58 @@ def test_identity_spellings_and_digests() -> None:
     assert identity_digests(["b", "a", nfd, "José_Dirceu"]) == sorted(
         {identity_digest("a"), identity_digest("b"), identity_digest(nfd)}
     )
+
+
+_CTRL_C_AT_CREATION = """
+import os, signal, sys, tempfile
+from pathlib import Path
+from facetool import files
+
+real = tempfile.mkstemp
+
+def mkstemp_then_ctrl_c(*args, **kwargs):
+    made = real(*args, **kwargs)
+    os.kill(os.getpid(), signal.SIGINT)
+    return made
+
+files.tempfile.mkstemp = mkstemp_then_ctrl_c
+target = Path(sys.argv[1]) / "out.bin"
+try:
+    with files.atomic_output(target) as tmp:
+        print("block entered", flush=True)
+        tmp.write_bytes(b"never")
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+"""
+
+
+def test_ctrl_c_the_instant_the_temp_file_is_created_leaves_nothing(tmp_path: Path) -> None:
+    """A real SIGINT delivered right after mkstemp: the temporary file is still removed, the target never made."""
+    done = subprocess.run(
+        [sys.executable, "-c", _CTRL_C_AT_CREATION, tmp_path], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["interrupted"], "the Ctrl-C is delivered before the block runs"
+    assert list(tmp_path.iterdir()) == []
+
+
+_HELD = """
+import os, signal
+from facetool.files import stop_signals_held
+
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+try:
+    with stop_signals_held():
+        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGTERM)
+        print("block finished", flush=True)
+except KeyboardInterrupt:
+    print("delivered at the end", flush=True)
+print(signal.getsignal(signal.SIGINT) is signal.default_int_handler, signal.getsignal(signal.SIGTERM) == signal.SIG_IGN)
+"""
+
+
+def test_stop_signals_held_delivers_at_the_end_and_restores_handlers() -> None:
+    done = subprocess.run([sys.executable, "-c", _HELD], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["block finished", "delivered at the end", "True True"]

@@ -34,6 +34,7 @@ from facetool.data.jpeg import decode_payloads
 from facetool.data.source import Backend, FaceSource, to_device
 from facetool.data.stream_worker import READY, WorkerSpec, labels_digest, one_line, ring_view
 from facetool.errors import FacetoolError
+from facetool.files import stop_signals_held
 
 _JOIN_SECONDS = 5.0
 _PER_WORKER = 2
@@ -114,23 +115,30 @@ class WorkerPool(Backend):
         self.depth = depth
         self.image_size = image_size
         slots = _PER_WORKER * workers
-        ring_path = _ring_file(slots * slot_faces * image_size * image_size * 3)
-        self.spec = WorkerSpec(
-            cache_path, len(labels), image_size, labels_digest(labels), ring_path, slots, slot_faces
-        )
-        with open(ring_path, "r+b") as handle:
-            self._map = mmap.mmap(handle.fileno(), 0)
-        self._ring: np.ndarray | None = ring_view(self._map, self.spec)
-        self._lock = threading.Lock()
-        self._free = list(range(slots))
-        self._backlog: collections.deque[tuple[_Request, np.ndarray, np.ndarray]] = collections.deque()
-        self._inflight: dict[int, tuple[_Request, np.ndarray]] = {}
-        self._pending: collections.OrderedDict[bytes, _Request] = collections.OrderedDict()
-        self._failure: str | None = None
-        self._stopping = threading.Event()
-        self._workers: list[_Worker] = []
-        self._collector: threading.Thread | None = None
-        self._finalizer = weakref.finalize(self, self._stop)
+        ring_path: Path | None = None
+        try:
+            with stop_signals_held():
+                ring_path = _ring_file(slots * slot_faces * image_size * image_size * 3)
+            self.spec = WorkerSpec(
+                cache_path, len(labels), image_size, labels_digest(labels), ring_path, slots, slot_faces
+            )
+            with open(ring_path, "r+b") as handle:
+                self._map = mmap.mmap(handle.fileno(), 0)
+            self._ring: np.ndarray | None = ring_view(self._map, self.spec)
+            self._lock = threading.Lock()
+            self._free = list(range(slots))
+            self._backlog: collections.deque[tuple[_Request, np.ndarray, np.ndarray]] = collections.deque()
+            self._inflight: dict[int, tuple[_Request, np.ndarray]] = {}
+            self._pending: collections.OrderedDict[bytes, _Request] = collections.OrderedDict()
+            self._failure: str | None = None
+            self._stopping = threading.Event()
+            self._workers: list[_Worker] = []
+            self._collector: threading.Thread | None = None
+            self._finalizer = weakref.finalize(self, self._stop)
+        except BaseException:
+            if ring_path is not None:
+                ring_path.unlink(missing_ok=True)
+            raise
         try:
             for _ in range(workers):
                 self._workers.append(_start_worker())

@@ -17,7 +17,7 @@ from typing import IO, Any
 import numpy as np
 
 from facetool.errors import FacetoolError, UsageError
-from facetool.files import atomic_output, make_dir, temp_path_for
+from facetool.files import atomic_output, make_dir, stop_signals_held, temp_path_for
 
 
 @dataclass
@@ -142,7 +142,11 @@ class _Spool:
 
     def __init__(self, beside: Path, dtype: str | None) -> None:
         self.path = temp_path_for(beside)
-        self.handle = self.path.open("wb")
+        try:
+            self.handle = self.path.open("wb")
+        except BaseException:
+            self.path.unlink(missing_ok=True)
+            raise
         self.dtype = dtype
         self.rows = 0
         self.width = 1
@@ -196,7 +200,8 @@ class NpzWriter(EmbeddingWriter):
                 ("identities", None),
                 ("detected", "|b1"),
             ):
-                self.columns[name] = _Spool(tmp, dtype)
+                with stop_signals_held():
+                    self.columns[name] = _Spool(tmp, dtype)
         except BaseException:
             self.abort()
             raise
