@@ -1,8 +1,9 @@
 """One training epoch: seeded selection rounds, the steps on their triplets, the non-finite policy, progress.
 
 Losses and non-finite flags stay on the device and are read once per round; the progress display reads the
-running loss after every step on a CPU (free there) and at most twice a second on an accelerator. Under DDP every rank runs the same number of steps per round (the fewest any rank can
-fill), and the loss figures are summed over ranks.
+running loss after every step on a CPU (free there) and at most twice a second on an accelerator. Under DDP
+every rank runs the same number of steps per round (the fewest any rank can fill), and the loss figures are
+summed over ranks. An epoch ends in its EpochRecord, whose validation figures the loop fills in.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 
@@ -19,6 +19,7 @@ from facetool.errors import FacetoolError
 from facetool.miners import Miner
 from facetool.train.distributed import Ranks, all_reduce_min, all_reduce_sum
 from facetool.train.engine import Engine
+from facetool.train.history import EpochRecord
 from facetool.train.progress import TrainProgress
 from facetool.train.schedule import miner_for_epoch
 from facetool.train.selection import Round, Selection
@@ -29,28 +30,6 @@ PROGRESS_READ_S = 0.5
 
 class NonFiniteError(FacetoolError):
     """Training met a NaN or infinite loss or gradient with on_nonfinite=stop; the last checkpoint is kept."""
-
-
-@dataclass(frozen=True)
-class EpochStats:
-    """What the training part of an epoch did (validation is added by the loop); see EpochRecord."""
-
-    train_loss: float | None
-    learning_rate: float
-    miner: str
-    rounds: int
-    batches: int
-    skipped_batches: int
-    nonfinite_batches: int
-    anchor_positive_pairs: int
-    triplets: int
-    trained_triplets: int
-    valid_negative_fraction: float
-    images: int
-    images_per_s: float
-    time_s: float
-    active_triplets: int
-    active_fraction: float | None
 
 
 class EpochRunner:
@@ -103,7 +82,8 @@ class EpochRunner:
         )
         self.progress.round(stats)
 
-    def __call__(self, epoch: int) -> EpochStats:
+    def __call__(self, epoch: int) -> EpochRecord:
+        """Train epoch `epoch` (0-based); its record has no validation figures yet (the loop adds them)."""
         config = self.config
         device = self.engine.device
         rng, (torch_seed, aug_seed, miner_seed) = epoch_seeds(config.seed + self.ranks.rank, epoch)
@@ -196,7 +176,11 @@ class EpochRunner:
         loss_sum, good_steps, images, active = totals.tolist()
         images, active = round(images), round(active)
         trained = 0 if by_labels else images // 3
-        return EpochStats(
+        return EpochRecord(
+            epoch=epoch + 1,
+            val_loss=None,
+            val_accuracy=None,
+            val_accuracy_std=None,
             train_loss=loss_sum / good_steps if good_steps else None,
             learning_rate=lr,
             miner=miner_name,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,7 @@ from facetool.train.distributed import (
     ranks_from_env,
 )
 from facetool.train.engine import STEP_NAMES, engine_from_config
-from facetool.train.epoch import EpochRunner, EpochStats, NonFiniteError
+from facetool.train.epoch import EpochRunner, NonFiniteError
 from facetool.train.history import EpochRecord
 from facetool.train.progress import TrainProgress
 from facetool.train.resume import resolve_resume
@@ -245,18 +245,18 @@ class Trainer:
         self.log(f"epoch {self.epoch + 1}: {name} is {value}, recorded as none")
         return None
 
-    def _record(self, stats: EpochStats) -> EpochRecord:
-        """The epoch's record: its training figures plus validation, which also counts in its time."""
+    def _validated(self, record: EpochRecord) -> EpochRecord:
+        """The epoch's record with its validation figures, whose time also counts in the epoch's."""
         val_start = time.perf_counter()
         val = self.validator(self.engine) if self.validator.active and self.ranks.main else None
-        fields = asdict(stats)
-        fields["time_s"] = stats.time_s + time.perf_counter() - val_start
-        return EpochRecord(
-            epoch=self.epoch + 1,
-            val_loss=self._finite_or_none(val.loss if val else None, "validation loss"),
-            val_accuracy=self._finite_or_none(val.accuracy if val else None, "validation accuracy"),
-            val_accuracy_std=val.accuracy_std if val else None,
-            **fields,
+        if val is None:
+            return replace(record, time_s=record.time_s + time.perf_counter() - val_start)
+        return replace(
+            record,
+            val_loss=self._finite_or_none(val.loss, "validation loss"),
+            val_accuracy=self._finite_or_none(val.accuracy, "validation accuracy"),
+            val_accuracy_std=val.accuracy_std,
+            time_s=record.time_s + time.perf_counter() - val_start,
         )
 
     def run(self) -> None:
@@ -267,9 +267,9 @@ class Trainer:
         )
         try:
             while self.epoch < config.num_epochs:
-                stats = self.epoch_runner(self.epoch)
+                trained = self.epoch_runner(self.epoch)
                 broadcast_buffers(self.engine.model)
-                record = self._record(stats)
+                record = self._validated(trained)
                 self.epoch += 1
                 self._check_finite_weights()
                 self.history.append(record)
