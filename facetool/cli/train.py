@@ -60,7 +60,12 @@ def register(app: typer.Typer) -> None:
     @app.command(name="train", help="Train an embedding with the FaceNet triplet loop.")
     def train_command(
         config: Annotated[
-            Path | None, typer.Option("--config", "-c", help="TOML file of TrainConfig settings.")
+            Path | None,
+            typer.Option(
+                "--config",
+                "-c",
+                help="TOML file of TrainConfig settings: top level or a [train] table (a protocol recipe).",
+            ),
         ] = None,
         data_dir: Annotated[
             Path | None, _setting("--data_dir", "--data-dir", "--data", key="data_dir")

@@ -44,14 +44,15 @@ def resolve_resume(spec: str | Path | None, run_dir: Path) -> Path | None:
 def load_train_config(
     path: Path | None, overrides: Iterable[tuple[str, Any]] = (), resume: str | Path | None = None
 ) -> TrainConfig:
-    """The run's configuration: the config file if given; when resuming without one, the run's own.
+    """The run's configuration: the config file if given (its `[train]` table when it has one, as a protocol
+    recipe does, else its top level); when resuming without one, the run's own.
 
     Resuming from a checkpoint path reuses the configuration stored in it, with the run folder set to the
     checkpoint's folder; `auto` reuses the run directory's config.toml. Overrides win in every case.
     """
     overrides = [(key.replace("-", "_"), value) for key, value in overrides]
     if path is not None or resume is None:
-        return load_config(TrainConfig, path, overrides)
+        return load_config(TrainConfig, path, overrides, section="train")
     if str(resume) == "auto":
         run_dir = load_config(TrainConfig, None, overrides).checkpoint_dir
         saved = Path(run_dir) / "config.toml"

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -50,6 +51,18 @@ def test_print_config_round_trips(facetool_cli, tmp_path):
     )
     assert (defaults.people_per_batch, defaults.images_per_person, defaults.epoch_size) == (45, 40, 1000)
     assert (defaults.lr_step_size, defaults.lr_gamma, defaults.dropout_prob) == (15, 0.1, 0.6)
+
+
+def test_a_protocol_recipe_trains_from_its_train_table(facetool_cli, tmp_path):
+    """Every recipe in benchmarks/recipes (protocol files with a [train] table) is a valid `train --config`."""
+    recipes = sorted((Path(__file__).parents[2] / "benchmarks" / "recipes").glob("*.toml"))
+    assert recipes
+    for recipe in recipes:
+        shown = facetool_cli("train", "--config", recipe, "--print-config", cwd=tmp_path)
+        assert shown.returncode == 0, f"{recipe.name}: {shown.stderr}"
+        config = TrainConfig.model_validate(tomllib.loads(shown.stdout))
+        table = tomllib.loads(recipe.read_text())["train"]
+        assert (config.backbone, config.num_epochs) == (table["backbone"], table["num_epochs"]), recipe.name
 
 
 def test_config_errors_name_key_and_file(facetool_cli, tmp_path):
