@@ -27,7 +27,9 @@ from facetool.dataset import filter_cache
 from facetool.detect.resolve import resolve_faces
 from facetool.device import resolve_device
 from facetool.errors import ConfigError, UsageError
-from facetool.evaluate.report import write_report
+from facetool.evaluate.pairs import read_pairs
+from facetool.evaluate.pipeline import with_training_overlap
+from facetool.evaluate.report import warning_line, write_report
 from facetool.evaluate.run import EvalReport, evaluate_on_pairs
 from facetool.files import atomic_write_bytes
 from facetool.models import load_embedding_model
@@ -208,6 +210,13 @@ def run_split(
             device=device,
             image_size=info.image_size,
         )
+    report = with_training_overlap(
+        report,
+        read_pairs(split.pairs),
+        info.train_identities,
+        threshold_pairs=read_pairs(split.train_pairs) if split.train_pairs is not None else None,
+        fold=split.fold,
+    )
     report_path, _ = write_report(report, split_dir / "eval")
     with open_cache(train_cache) as cache:
         train_images = len(cache)
@@ -227,7 +236,11 @@ def run_split(
         report=str(report_path),
     )
     _write_json(split_dir / RESULT_FILE, asdict(result))
-    say(f"{split.name}: accuracy {result.accuracy:.4f} on {result.test_pairs} pairs")
+    note = warning_line(report)
+    say(
+        f"{split.name}: accuracy {result.accuracy:.4f} on {result.test_pairs} pairs"
+        + (f"; {note}" if note else "")
+    )
     return result, report
 
 

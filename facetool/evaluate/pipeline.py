@@ -36,16 +36,43 @@ class EvalOutcome:
 
 
 def with_training_overlap(
-    report: EvalReport, pairs: list[PairsFile], train_identities: Sequence[str] | None
+    report: EvalReport,
+    test_pairs: PairsFile,
+    train_identities: Sequence[str] | None,
+    *,
+    threshold_pairs: PairsFile | None = None,
+    fold: int | None = None,
 ) -> EvalReport:
-    """`report` with `trained_identities_in_pairs` (how many of the pairs' people the model was trained on,
-    by identity digest) and `held_out` (none was); unchanged when the model does not record its people."""
+    """`report` with how many of its people the model was trained on (by identity digest); unchanged when the
+    model does not record its people.
+
+    `trained_identities_in_pairs` counts the scored pairs' people (fold `fold` alone when given) and `held_out`
+    says none was trained on. `threshold_identities_trained` counts the people of the pairs that chose the
+    threshold: `threshold_pairs` (View 1's training pairs), else the other folds, else the whole file.
+    """
     if train_identities is None:
         return report
-    people = {path.split("/", 1)[0] for f in pairs for path in f.images}
+    scored = test_pairs.identities(fold - 1) if fold is not None else _people(test_pairs)
+    if threshold_pairs is not None:
+        choosing = _people(threshold_pairs)
+    elif fold is not None and test_pairs.n_folds is not None:
+        choosing = set().union(
+            *(test_pairs.identities(k) for k in range(test_pairs.n_folds) if k != fold - 1)
+        )
+    else:
+        choosing = scored
     trained = set(train_identities)
-    overlap = sum(digest in trained for digest in identity_digests(people))
-    return replace(report, held_out=overlap == 0, trained_identities_in_pairs=overlap)
+    overlap = sum(digest in trained for digest in identity_digests(scored))
+    return replace(
+        report,
+        held_out=overlap == 0,
+        trained_identities_in_pairs=overlap,
+        threshold_identities_trained=sum(digest in trained for digest in identity_digests(choosing)),
+    )
+
+
+def _people(pairs: PairsFile) -> set[str]:
+    return {path.split("/", 1)[0] for path in pairs.images}
 
 
 def evaluate_checkpoint(
@@ -70,9 +97,9 @@ def evaluate_checkpoint(
     check_output_not_input(config.out, inputs, option="--out")
     for name in REPORT_FILES:
         check_output_not_input(config.out / name, inputs, option="--out")
-    pairs = [read_pairs(pairs_path)]
-    if config.train_pairs is not None:
-        pairs.append(read_pairs(config.train_pairs))
+    test_pairs = read_pairs(pairs_path)
+    threshold_pairs = read_pairs(config.train_pairs) if config.train_pairs is not None else None
+    pairs = [test_pairs] if threshold_pairs is None else [test_pairs, threshold_pairs]
     embedder, _card = embedder_for(checkpoint, config)
     make_dir(config.out)
     cache_path = faces_for_pairs(config.data, pairs, config.out, config.detect, detect_progress)
@@ -86,6 +113,12 @@ def evaluate_checkpoint(
             progress=embed_progress,
             fold=config.fold,
         )
-    report = with_training_overlap(report, pairs, embedder.info.train_identities)
+    report = with_training_overlap(
+        report,
+        test_pairs,
+        embedder.info.train_identities,
+        threshold_pairs=threshold_pairs,
+        fold=config.fold,
+    )
     report_path, roc_path = write_report(report, config.out)
     return EvalOutcome(report, embedder.info, cache_path, report_path, roc_path)

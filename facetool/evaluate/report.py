@@ -15,11 +15,17 @@ from facetool.files import atomic_write_text, make_dir
 REPORT_FILES = ("report.json", "roc.png")
 
 
-def _not_held_out(report: EvalReport) -> str:
-    """A warning when the model was trained on some of the pairs' people, else empty."""
-    if report.held_out is not False:
-        return ""
-    return f"NOT HELD OUT: the model was trained on {report.trained_identities_in_pairs} of the pairs' people"
+def warning_line(report: EvalReport) -> str:
+    """NOT HELD OUT when the model was trained on some scored people; else a note when it was trained on
+    people whose pairs chose the threshold; else empty."""
+    if report.held_out is False:
+        return f"NOT HELD OUT: the model was trained on {report.trained_identities_in_pairs} of the pairs' people"
+    if report.held_out and report.threshold_identities_trained:
+        return (
+            f"threshold chosen on pairs of {report.threshold_identities_trained} people the model was trained on"
+            " (it can sit too low for new people)"
+        )
+    return ""
 
 
 def fold_table(report: EvalReport) -> Table:
@@ -27,7 +33,7 @@ def fold_table(report: EvalReport) -> Table:
     table = Table(
         title=f"{report.pairs_file}: {report.protocol}, {report.distance} distance"
         + (", flip" if report.flip else ""),
-        caption=_not_held_out(report) or None,
+        caption=warning_line(report) or None,
     )
     table.add_column("fold", justify="right")
     table.add_column("accuracy", justify="right")
@@ -50,7 +56,7 @@ def fold_table(report: EvalReport) -> Table:
 
 def summary_line(report: EvalReport) -> str:
     """The headline figures in one line (with the not-held-out warning when it applies)."""
-    warning = _not_held_out(report)
+    warning = warning_line(report)
     return ("" if not warning else f"{warning}   ") + (
         f"accuracy {report.accuracy:.4f} ± {report.accuracy_std:.4f}   "
         f"VAL@FAR={report.far_target:g} {report.val:.4f} ± {report.val_std:.4f} (FAR {report.far:.5f})   "

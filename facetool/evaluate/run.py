@@ -47,8 +47,11 @@ class EvalReport:
     """The figures of one evaluation. `accuracy` is the mean over folds; stds are population ones.
 
     `folds` numbers the scored folds (1..n) in the order of the per-fold lists. `held_out` is False when the
-    model was trained on `trained_identities_in_pairs` of the pairs' people (the figures are then no test
+    model was trained on `trained_identities_in_pairs` of the scored pairs' people (the figures are then no test
     score), True when on none of them, None when the model does not say whom it was trained on.
+    `threshold_identities_trained` counts the trained people among those whose pairs chose the threshold: a
+    model's distances within people it was trained on run smaller than within new people (far smaller after a
+    class-based loss), so such a threshold can sit too low for the scored people.
     """
 
     pairs_file: str
@@ -76,6 +79,7 @@ class EvalReport:
     roc_fpr: np.ndarray
     held_out: bool | None = None
     trained_identities_in_pairs: int | None = None
+    threshold_identities_trained: int | None = None
 
     @classmethod
     def from_metrics(cls, metrics: VerificationMetrics, **settings: Any) -> EvalReport:

@@ -102,8 +102,7 @@ def test_folder_is_cropped_at_the_cache_size_then_resized(checkpoint, small_pair
 def overlap_report(model, pair_cache, small_pairs, trained_people):
     with open_cache(pair_cache) as cache:
         report = evaluate_on_pairs(model, cache, small_pairs.view2)
-    pairs = [read_pairs(small_pairs.view2)]
-    return with_training_overlap(report, pairs, identity_digests(trained_people))
+    return with_training_overlap(report, read_pairs(small_pairs.view2), identity_digests(trained_people))
 
 
 def test_overlap_with_training_people_marks_the_result(model, pair_cache, small_pairs):
@@ -120,10 +119,28 @@ def test_overlap_with_training_people_marks_the_result(model, pair_cache, small_
     assert "HELD OUT" not in summary_line(held_out)
 
 
+def test_a_threshold_chosen_on_trained_people_is_noted(model, pair_cache, small_pairs):
+    """Fold 1 scored with thresholds from the other folds: people trained on only there are no test overlap,
+    but the note says the threshold came from trained people; people of fold 1 make it NOT HELD OUT."""
+    pairs = read_pairs(small_pairs.view2)
+    fold1, others = pairs.identities(0), set().union(*(pairs.identities(k) for k in range(1, pairs.n_folds)))
+    only_elsewhere = sorted(others - fold1)[:2]
+    with open_cache(pair_cache) as cache:
+        report = evaluate_on_pairs(model, cache, small_pairs.view2, fold=1)
+    noted = with_training_overlap(report, pairs, identity_digests(only_elsewhere), fold=1)
+    assert noted.held_out is True and noted.trained_identities_in_pairs == 0
+    assert noted.threshold_identities_trained == 2
+    assert "threshold chosen on pairs of 2 people the model was trained on" in summary_line(noted)
+    scored = with_training_overlap(report, pairs, identity_digests(sorted(fold1)[:1]), fold=1)
+    assert scored.held_out is False and "NOT HELD OUT" in summary_line(scored)
+    clean = with_training_overlap(report, pairs, identity_digests(["Not_In_The_Pairs"]), fold=1)
+    assert clean.threshold_identities_trained == 0 and summary_line(clean).startswith("accuracy")
+
+
 def test_model_without_its_people_says_nothing(model, pair_cache, small_pairs):
     with open_cache(pair_cache) as cache:
         report = evaluate_on_pairs(model, cache, small_pairs.view2)
-    assert with_training_overlap(report, [read_pairs(small_pairs.view2)], None) == report
+    assert with_training_overlap(report, read_pairs(small_pairs.view2), None) == report
     assert report.held_out is None and "HELD OUT" not in summary_line(report)
 
 
@@ -144,3 +161,26 @@ def test_eval_cli_reports_a_model_trained_on_the_pairs_people(
     report = json.loads((out / "report.json").read_text())
     assert report["held_out"] is False and report["trained_identities_in_pairs"] == 3
     assert "NOT HELD OUT" in result.stdout
+
+
+def test_eval_cli_view1_with_trained_threshold_people_is_held_out_and_noted(
+    facetool_cli, checkpoint, pair_cache, small_pairs, tmp_path
+):
+    """View 1 as the protocol runs it: the model was trained on DevTrain's people but on none of DevTest's.
+    The test figures are held out (they were marked NOT HELD OUT), and the threshold's origin is noted."""
+    test_people = {p.split("/")[0] for p in read_pairs(small_pairs.dev_test).images}
+    train_people = sorted({p.split("/")[0] for p in read_pairs(small_pairs.dev_train).images} - test_people)
+    ckpt = load_checkpoint(checkpoint)
+    ckpt["train_identities"] = sorted(identity_digests(train_people))
+    trained = tmp_path / "trained.pth"
+    save_checkpoint(ckpt, trained)
+    out = tmp_path / "out"
+    args = ["--data", pair_cache, "--pairs", small_pairs.dev_test, "--train-pairs", small_pairs.dev_train,
+            "--out", out, "--device", "cpu"]  # fmt: skip
+    result = facetool_cli("eval", trained, *args)
+    assert result.returncode == 0, result.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert report["held_out"] is True and report["trained_identities_in_pairs"] == 0
+    assert report["threshold_identities_trained"] == len(train_people) > 0
+    assert "NOT HELD OUT" not in result.stdout
+    assert f"threshold chosen on pairs of {len(train_people)} people" in " ".join(result.stdout.split())
