@@ -370,8 +370,9 @@ def test_readers_see_a_growing_snapshot_while_another_process_writes(tmp_path: P
 
 CTRL_C_CHILD = textwrap.dedent(
     """
-    import sys, time
+    import signal, sys, time
     from pathlib import Path
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # a run started with `&` inherits SIGINT ignored
     sys.path.insert(0, {tests!r})
     from cache_helpers import lfw_files, make_items, some_identities
     from facetool.cache import CacheWriter

@@ -120,6 +120,7 @@ _CTRL_C_AT_CREATION = """
 import os, signal, sys, tempfile
 from pathlib import Path
 from facetool import files
+signal.signal(signal.SIGINT, signal.default_int_handler)  # a run started with `&` inherits SIGINT ignored
 
 real = tempfile.mkstemp
 
@@ -152,6 +153,7 @@ def test_ctrl_c_the_instant_the_temp_file_is_created_leaves_nothing(tmp_path: Pa
 _HELD = """
 import os, signal
 from facetool.files import stop_signals_held
+signal.signal(signal.SIGINT, signal.default_int_handler)  # a run started with `&` inherits SIGINT ignored
 
 signal.signal(signal.SIGTERM, signal.SIG_IGN)
 try:

@@ -240,7 +240,8 @@ def test_rounds_prefetched_beyond_the_depth_are_still_fetched_right(cache: Path)
 
 
 INTERRUPTED = """
-import sys
+import signal, sys
+signal.signal(signal.SIGINT, signal.default_int_handler)  # a run started with `&` inherits SIGINT ignored
 import numpy as np
 from facetool.data.choose import open_face_source
 source, _ = open_face_source(sys.argv[1], mode="stream", workers=2, slot_faces=2)
