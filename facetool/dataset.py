@@ -122,7 +122,7 @@ def pairs_identities(path: str | os.PathLike[str], fold: int | None = None) -> s
 
     pairs = read_pairs(path)
     if fold is None:
-        return {normalize_identity(image.split("/", 1)[0]) for image in pairs.images}
+        return {normalize_identity(person) for person in pairs.people}
     if pairs.n_folds is None or not 1 <= fold <= pairs.n_folds:
         have = "has no folds" if pairs.n_folds is None else f"has folds 1 to {pairs.n_folds}"
         raise UsageError(f"{path}: fold {fold} asked for, but the file {have}")

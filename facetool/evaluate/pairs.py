@@ -65,6 +65,11 @@ class PairsFile:
         """The distinct image paths named by the pairs, sorted."""
         return sorted({p.path1 for p in self.pairs} | {p.path2 for p in self.pairs})
 
+    @property
+    def people(self) -> set[str]:
+        """Every identity the pairs name."""
+        return {path.split("/", 1)[0] for path in self.images}
+
     def identities(self, fold: int) -> set[str]:
         """Identities appearing in fold `fold` (all pairs when the file has no folds)."""
         ids = self.fold_ids

@@ -52,9 +52,9 @@ def with_training_overlap(
     """
     if train_identities is None:
         return report
-    scored = test_pairs.identities(fold - 1) if fold is not None else _people(test_pairs)
+    scored = test_pairs.identities(fold - 1) if fold is not None else test_pairs.people
     if threshold_pairs is not None:
-        choosing = _people(threshold_pairs)
+        choosing = threshold_pairs.people
     elif fold is not None and test_pairs.n_folds is not None:
         choosing = set().union(
             *(test_pairs.identities(k) for k in range(test_pairs.n_folds) if k != fold - 1)
@@ -69,10 +69,6 @@ def with_training_overlap(
         trained_identities_in_pairs=overlap,
         threshold_identities_trained=sum(digest in trained for digest in identity_digests(choosing)),
     )
-
-
-def _people(pairs: PairsFile) -> set[str]:
-    return {path.split("/", 1)[0] for path in pairs.images}
 
 
 def evaluate_checkpoint(

@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from train_helpers import StopAfter
 
 from facetool.config.train import TrainConfig
 from facetool.models.checkpoint import load_checkpoint
 from facetool.models.loading import load_embedding_model
 from facetool.train.distributed import state_digest
 from facetool.train.loop import train
-from facetool.train.progress import TrainProgress
 
 NO_AUGMENT = {"random_crop": False, "flip": False, "color_jitter": False}
 
@@ -71,17 +71,6 @@ def test_training_with_each_loss_lowers_it(people_cache: Path, tmp_path: Path, l
         log = (tmp_path / "run" / "train.log").read_text()
         assert "labelled batches (no mining)" in log
         assert all(r["miner"] == "none" and r["images"] > 0 for r in result.history)
-
-
-class StopAfter(TrainProgress):
-    """Interrupts training (as Ctrl-C would) once epoch `epochs` has been checkpointed."""
-
-    def __init__(self, epochs: int) -> None:
-        self.epochs = epochs
-
-    def epoch_end(self, record) -> None:
-        if record["epoch"] == self.epochs:
-            raise KeyboardInterrupt
 
 
 def test_resume_of_an_arcface_run_repeats_it_exactly(people_cache: Path, tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from train_helpers import StopAfter
 
 from facetool.config.train import TrainConfig
 from facetool.miners import Miner
@@ -94,17 +95,6 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(small_cache, tmp_
     assert strip == [
         {k: v for k, v in r.items() if k not in ("images_per_s", "time_s")} for r in b["history"]
     ]
-
-
-class StopAfter(TrainProgress):
-    """Interrupts training (as Ctrl-C would) once epoch `epochs` has been checkpointed."""
-
-    def __init__(self, epochs: int) -> None:
-        self.epochs = epochs
-
-    def epoch_end(self, record) -> None:
-        if record["epoch"] == self.epochs:
-            raise KeyboardInterrupt
 
 
 def test_resume_across_a_miner_stage_and_cosine_warm_up_repeats_the_run(small_cache, tmp_path):
