@@ -91,8 +91,8 @@ def test_seeded_sampling_is_reproducible_and_single_identity_is_empty() -> None:
     assert empty.num_triplets == 0 and empty.num_pairs == 780
 
 
-@pytest.mark.parametrize("name", ["tiny-cnn", "small-cnn"])
-@pytest.mark.parametrize("size", [16, 32, 64, 160])
+@pytest.mark.parametrize("name", ["tiny-cnn", "tiny-cnn-gdc", "small-cnn"])
+@pytest.mark.parametrize("size", [16, 32, 64, 70, 160])
 def test_cnns_embed_any_supported_size(name: str, size: int) -> None:
     model = build_backbone(name, embedding_dim=32, image_size=size).eval()
     with torch.no_grad():
@@ -143,6 +143,30 @@ def test_small_cnn_is_the_tiny_one_with_twice_the_channels() -> None:
     convs = [m.out_channels for m in small.modules() if isinstance(m, torch.nn.Conv2d)]
     assert convs == [2 * m.out_channels for m in tiny.modules() if isinstance(m, torch.nn.Conv2d)]
     assert 400_000 < sum(p.numel() for p in small.parameters()) < 450_000
+
+
+def test_gdc_head_weighs_where_a_feature_sits_and_average_pooling_does_not() -> None:
+    torch.manual_seed(0)
+    gdc = build_backbone("tiny-cnn-gdc", image_size=64).eval()
+    average = build_backbone("tiny-cnn", image_size=64).eval()
+    features = torch.rand(1, 128, 4, 4)
+    moved = torch.roll(features, shifts=(1, 2), dims=(2, 3))
+    with torch.no_grad():
+        assert torch.allclose(average.pool(features), average.pool(moved), atol=1e-6)
+        assert not torch.allclose(gdc.pool(features), gdc.pool(moved), atol=1e-3)
+    depthwise = gdc.pool[0]
+    assert depthwise.groups == 128 and tuple(depthwise.weight.shape) == (128, 1, 4, 4)
+
+
+def test_tiny_cnn_keeps_its_parameter_names_for_older_checkpoints() -> None:
+    names = {k.split(".")[0] for k in build_backbone("tiny-cnn", image_size=32).state_dict()}
+    assert names == {"features", "head"}
+    gdc = build_backbone("tiny-cnn-gdc", image_size=64)
+    assert (
+        sum(p.numel() for p in gdc.parameters())
+        - sum(p.numel() for p in build_backbone("tiny-cnn", image_size=64).parameters())
+        == 128 * 16 + 2 * 128
+    )
 
 
 def test_weights_are_finite_for_antipodal_points() -> None:
