@@ -8,7 +8,8 @@ Protocols: a pairs file with folds (pairs.txt) is cross-validated over its own f
 folds is cross-validated over 10 folds that each take a contiguous block of its matched and of its
 mismatched pairs (`metrics.stratified_fold_ids`); with `train_pairs_path` (View 1) the thresholds are chosen
 on all the training pairs and all the test pairs are scored once; with `fold` only that fold of a file
-with folds is scored, with thresholds from the others (View 2 when each fold has its own model).
+with folds is scored, with thresholds from the others (View 2 when each fold has its own model) or, given
+both, from the training pairs.
 """
 
 from __future__ import annotations
@@ -164,16 +165,20 @@ def _fold_ids(pairs: PairsFile) -> np.ndarray:
         ) from None
 
 
-def _one_fold(pairs: PairsFile, fold: int, train_pairs_path: str | Path | None) -> PairSplit:
-    if train_pairs_path is not None:
-        raise UsageError(
-            "a fold and --train-pairs exclude each other: a fold's thresholds come from the other folds"
-        )
+def _one_fold(pairs: PairsFile, fold: int, threshold_pairs: PairsFile | None) -> PairSplit:
+    """Fold `fold` of `pairs` scored; thresholds from the other folds, or from `threshold_pairs`, which the
+    caller puts before `pairs` in the distances."""
     if pairs.n_folds is None or not 1 <= fold <= pairs.n_folds:
         have = "has no folds" if pairs.n_folds is None else f"has folds 1 to {pairs.n_folds}"
         raise UsageError(f"{pairs.path}: fold {fold} asked for, but the file {have}")
     ids = pairs.fold_ids
-    return PairSplit(train=ids != fold - 1, test=ids == fold - 1)
+    if threshold_pairs is None:
+        return PairSplit(train=ids != fold - 1, test=ids == fold - 1)
+    before = np.zeros(len(threshold_pairs), dtype=bool)
+    return PairSplit(
+        train=np.concatenate([~before, np.zeros(len(pairs), dtype=bool)]),
+        test=np.concatenate([before, ids == fold - 1]),
+    )
 
 
 def evaluate_on_pairs(
@@ -193,7 +198,8 @@ def evaluate_on_pairs(
     """Evaluate `model` on the pairs of `pairs_path` with faces from `cache` (the protocols: module doc).
 
     `fold` (1..n) scores only that fold of a View 2 file, with thresholds from its other folds: the test of
-    a model trained without that fold's people.
+    a model trained without that fold's people. With `train_pairs_path` as well, the thresholds come from that
+    file instead (pairs of people held out of training, say).
 
     `model` is an Embedder (any runtime; it brings its own flip, batch size, device and input size) or a
     torch module, embedded with `embed_faces` and the arguments here, its train/eval mode kept (training's
@@ -208,8 +214,8 @@ def evaluate_on_pairs(
     files = [test] if train is None else [train, test]
     num_pairs = len(test)
     if fold is not None:
-        splits = [_one_fold(test, fold, train_pairs_path)]
-        protocol = f"fold {fold} of {test.n_folds}"
+        splits = [_one_fold(test, fold, train)]
+        protocol = f"fold {fold} of {test.n_folds}" + ("" if train is None else ", thresholds from training")
         num_pairs = int(splits[0].test.sum())
     elif train is None:
         splits = fold_splits(_fold_ids(test))

@@ -113,13 +113,37 @@ def test_one_fold_takes_its_thresholds_from_the_other_folds(
         for kwargs, message in [
             ({"pairs_path": small_pairs.view2, "fold": 3}, "fold 3 asked for, but the file has folds 1 to 2"),
             ({"pairs_path": small_pairs.dev_test, "fold": 1}, "has no folds"),
-            (
-                {"pairs_path": small_pairs.view2, "fold": 1, "train_pairs_path": small_pairs.dev_train},
-                "a fold and --train-pairs exclude each other",
-            ),
         ]:
             with pytest.raises(UsageError, match=message):
                 evaluate_on_pairs(model, cache, **kwargs)
+
+
+def test_one_fold_with_thresholds_from_training_pairs(model, pair_cache, small_pairs, reference_embeddings):
+    with open_cache(pair_cache) as cache:
+        report = evaluate_on_pairs(
+            model, cache, small_pairs.view2, fold=2, train_pairs_path=small_pairs.dev_train
+        )
+    train_d, train_s = expected_distances(small_pairs.dev_train, reference_embeddings)
+    test_d, test_s = expected_distances(small_pairs.view2, reference_embeddings)
+    second = np.repeat([False, True], 6)
+    expected = evaluate_splits(
+        np.r_[train_d, test_d[second]],
+        np.r_[train_s, test_s[second]],
+        [
+            PairSplit(
+                train=np.r_[np.ones(train_d.size, bool), np.zeros(6, bool)],
+                test=np.r_[np.zeros(train_d.size, bool), np.ones(6, bool)],
+            )
+        ],
+    )
+    other_folds = evaluate_splits(test_d, test_s, [PairSplit(train=~second, test=second)])
+    assert report.protocol == "fold 2 of 2, thresholds from training" and report.num_pairs == 6
+    assert report.folds == [2] and report.train_pairs_file == str(small_pairs.dev_train)
+    assert report.fold_threshold == pytest.approx(expected.fold_threshold.tolist())
+    assert report.fold_accuracy == pytest.approx(expected.fold_accuracy.tolist())
+    assert report.fold_threshold != pytest.approx(other_folds.fold_threshold.tolist()), (
+        "the training pairs must choose another threshold than the other folds, or this test proves nothing"
+    )
 
 
 def test_too_few_pairs_or_folds_to_cross_validate(model, pair_cache, small_pairs, tmp_path):
