@@ -3,6 +3,8 @@
 View 1: train on the people not named in pairsDevTest.txt, choose the threshold on pairsDevTrain.txt, score
 pairsDevTest.txt once. View 2: for each fold k, train on the people not in fold k of pairs.txt and score
 fold k with thresholds from the other nine folds; the result is the mean over the folds run.
+With `threshold_holdout`, a seeded share of the training people is left out of training as well, and the
+threshold is chosen on pairs drawn among them (`threshold-pairs.txt` in the split's folder) instead.
 
 Everything lands in `out`: the detector cache of the LFW folder (made once, reused), and per split a filtered
 training cache, the training run and the evaluation report. A rerun with the same settings continues
@@ -16,17 +18,18 @@ import json
 import os
 import statistics
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from facetool.cache import lock_path, open_cache
 from facetool.config.dataset import FilterSettings
 from facetool.config.protocol import ProtocolConfig
-from facetool.dataset import filter_cache
+from facetool.dataset import filter_cache, select_faces
 from facetool.detect.resolve import resolve_faces
 from facetool.device import resolve_device
 from facetool.errors import ConfigError, UsageError
+from facetool.evaluate.holdout import hold_out_pairs, images_by_person
 from facetool.evaluate.pairs import read_pairs
 from facetool.evaluate.pipeline import with_training_overlap
 from facetool.evaluate.report import warning_line, write_report
@@ -38,6 +41,8 @@ from facetool.train.progress import TrainProgress
 
 RECIPE_FILE = "protocol-recipe.json"
 RESULT_FILE = "result.json"
+THRESHOLD_PAIRS_FILE = "threshold-pairs.txt"
+THRESHOLD_PEOPLE_FILE = "threshold-people.txt"
 
 
 @dataclass(frozen=True)
@@ -113,7 +118,10 @@ def _recipe(config: ProtocolConfig) -> dict[str, Any]:
 
     Paths are left out (the same data can be named in several ways), and so is what only changes speed.
     """
-    data = config.model_dump(mode="json", include={"detect", "train", "flip", "distance"})
+    chosen = {"detect", "train", "flip", "distance"}
+    if config.threshold_holdout:
+        chosen |= {"threshold_holdout", "threshold_pairs"}
+    data = config.model_dump(mode="json", include=chosen)
     for key in ("data_dir", "checkpoint_dir", "device", "threads"):
         data["train"].pop(key, None)
     data["detect"].pop("workers", None)
@@ -179,6 +187,30 @@ def _training_cache(faces: Path, split: Split, split_dir: Path, say: Callable[[s
     return path
 
 
+def _held_out_threshold(
+    config: ProtocolConfig, faces: Path, split: Split, split_dir: Path, say: Callable[[str], None]
+) -> Split:
+    """`split` with a share of its training people left out and their pairs choosing the threshold.
+
+    The people and pairs are drawn once from the recipe's seed and kept in the split's folder (the people as
+    an identity list, the pairs as a View 1 pairs file), so a rerun trains and scores on the same ones.
+    """
+    people, pairs = split_dir / THRESHOLD_PEOPLE_FILE, split_dir / THRESHOLD_PAIRS_FILE
+    if not (people.is_file() and pairs.is_file()):
+        with open_cache(faces) as cache:
+            kept, _, _ = select_faces(cache, split.exclude)
+            images = images_by_person(cache.paths[i] for i in kept)
+        held = hold_out_pairs(images, config.threshold_holdout, config.threshold_pairs, config.train.seed)
+        atomic_write_bytes(people, ("\n".join(held.people) + "\n").encode("utf-8"))
+        atomic_write_bytes(pairs, held.to_text().encode("utf-8"))
+        say(
+            f"{split.name}: {len(held.people)} training people held out to choose the threshold on "
+            f"{2 * len(held.matched)} pairs among them ({pairs})"
+        )
+    exclude = split.exclude.model_copy(update={"exclude": [*split.exclude.exclude, people]})
+    return replace(split, exclude=exclude, train_pairs=pairs)
+
+
 def run_split(
     config: ProtocolConfig,
     faces: Path,
@@ -190,6 +222,8 @@ def run_split(
     """Train the split's model (resuming one left unfinished) and score its pairs."""
     split_dir = Path(config.out) / split.name
     split_dir.mkdir(parents=True, exist_ok=True)
+    if config.threshold_holdout:
+        split = _held_out_threshold(config, faces, split, split_dir, say)
     train_cache = _training_cache(faces, split, split_dir, say)
     recipe = config.train.model_copy(update={"data_dir": train_cache, "checkpoint_dir": split_dir / "run"})
     say(

@@ -154,3 +154,51 @@ def test_protocol_command_runs_a_toml_recipe(mini_lfw: Path, tmp_path: Path, fac
         and f"{config} (with command-line overrides): train.num_epoch: unknown key" in bad.stderr
     )
     assert len(bad.stderr.splitlines()) == 1
+
+
+def test_threshold_from_pairs_of_people_held_out_of_training(
+    mini_lfw: Path, tmp_path: Path, facetool_cli
+) -> None:
+    config = ProtocolConfig(
+        lfw_dir=mini_lfw / "lfw-deepfunneled",
+        out=tmp_path / "out",
+        view=2,
+        folds=[1],
+        threshold_holdout=0.3,
+        threshold_pairs=4,
+        train=recipe(),
+    )
+    said: list[str] = []
+    (split,) = run_protocol(config, say=said.append).splits
+    folder = tmp_path / "out" / "fold-01"
+    held = set((folder / "threshold-people.txt").read_text().split())
+    pairs_text = (folder / "threshold-pairs.txt").read_text()
+    named = {n for line in pairs_text.splitlines()[1:] for n in names_of(line)}
+    assert held and named <= held and not held & fold_people(mini_lfw / "pairs.txt", 1)
+    with open_cache(tmp_path / "out" / "fold-01" / "train-faces.h5") as cache:
+        trained = set(cache.identities)
+    assert trained and not trained & held, "the threshold's people are held out of training"
+    assert not trained & fold_people(mini_lfw / "pairs.txt", 1)
+    report = json.loads(Path(split.report).read_text())
+    assert report["protocol"] == "fold 1 of 2, thresholds from training"
+    assert report["train_pairs_file"] == str(folder / "threshold-pairs.txt")
+    assert report["threshold_identities_trained"] == 0 and report["held_out"] is True
+    assert any("held out to choose the threshold" in line for line in said)
+
+    cli = facetool_cli(
+        "eval", split.checkpoint, "--data", tmp_path / "out" / "faces.h5", "--pairs", mini_lfw / "pairs.txt",
+        "--fold", "1", "--train-pairs", folder / "threshold-pairs.txt", "--out", tmp_path / "eval",
+        "--device", "cpu",
+    )  # fmt: skip
+    assert cli.returncode == 0, cli.stderr
+    assert json.loads((tmp_path / "eval" / "report.json").read_text())["accuracy"] == split.accuracy
+
+    again = run_protocol(
+        config.model_copy(update={"out": tmp_path / "out2", "faces": tmp_path / "out" / "faces.h5"})
+    )
+    assert (tmp_path / "out2" / "fold-01" / "threshold-pairs.txt").read_text() == pairs_text
+    assert again.splits[0].accuracy == split.accuracy, "the seed draws the same people and pairs"
+    with pytest.raises(ConfigError, match="threshold_holdout"):
+        run_protocol(config.model_copy(update={"threshold_holdout": 0.2}))
+    with pytest.raises(ConfigError, match="threshold_holdout"):
+        run_protocol(config.model_copy(update={"threshold_holdout": 0.0}))

@@ -38,6 +38,19 @@ class ProtocolConfig(StrictModel):
         default_factory=lambda: list(ALL_FOLDS), description="View 2: the folds (1-10) to train and test."
     )
     flip: bool = Field(False, description="Add the mirrored face's embedding at test time.")
+    threshold_holdout: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="Hold this share of the training people out of training and choose the threshold on "
+        "pairs among them; 0: on the view's own (pairsDevTrain.txt, the other folds), whose people are "
+        "trained on, which puts a class-based loss's threshold too low.",
+    )
+    threshold_pairs: int = Field(
+        300,
+        ge=1,
+        description="With threshold_holdout: matched pairs drawn among those people, as many mismatched.",
+    )
     distance: DistanceName = Field("euclidean", description="euclidean (squared) or cosine.")
     device: str = Field("auto", description="Evaluation device (training uses train.device).")
     detect: DetectConfig = Field(default_factory=DetectConfig, description="Detection of lfw_dir.")
