@@ -37,7 +37,7 @@ class EvalConfig(EmbeddingSettings):
         None,
         ge=1,
         description="Score only this fold (1..n) of a pairs file with folds, thresholds from the others "
-        "(View 2 with a model trained without the fold's people).",
+        "(View 2 with a model trained without the fold's people), or from --train-pairs when given.",
     )
     distance: DistanceName = Field(
         "euclidean", description="euclidean (squared, 0..4) or cosine (1-cos, 0..2)."
