@@ -53,7 +53,7 @@ def recipe_changes(config: ProtocolConfig) -> str:
             items.append(f"{key}={value}")
     extra = [
         f"{k}={getattr(config, k)}"
-        for k in ("flip", "distance")
+        for k in ("flip", "distance", "threshold_holdout", "threshold_pairs")
         if getattr(config, k) != ProtocolConfig.model_fields[k].default
     ]
     return ", ".join(items + extra) or "facetool's defaults"
