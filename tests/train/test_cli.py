@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from facetool.config.base import load_config
+from facetool.config.protocol import ProtocolConfig
 from facetool.config.train import TrainConfig
 from facetool.models.checkpoint import load_checkpoint
 
@@ -54,7 +55,8 @@ def test_print_config_round_trips(facetool_cli, tmp_path):
 
 
 def test_a_protocol_recipe_trains_from_its_train_table(facetool_cli, tmp_path):
-    """Every recipe in benchmarks/recipes (protocol files with a [train] table) is a valid `train --config`."""
+    """Every recipe in benchmarks/recipes (protocol files with a [train] table) is a valid `train --config`,
+    and the whole file a valid protocol configuration."""
     recipes = sorted((Path(__file__).parents[2] / "benchmarks" / "recipes").glob("*.toml"))
     assert recipes
     for recipe in recipes:
@@ -63,6 +65,7 @@ def test_a_protocol_recipe_trains_from_its_train_table(facetool_cli, tmp_path):
         config = TrainConfig.model_validate(tomllib.loads(shown.stdout))
         table = tomllib.loads(recipe.read_text())["train"]
         assert (config.backbone, config.num_epochs) == (table["backbone"], table["num_epochs"]), recipe.name
+        ProtocolConfig.model_validate(tomllib.loads(recipe.read_text()))
 
 
 def test_config_errors_name_key_and_file(facetool_cli, tmp_path):
