@@ -22,6 +22,9 @@ HELP = "\n\n".join(
         "Run the LFW protocol end to end with the test people never seen in training.",
         "View 1: train on the people not in pairsDevTest.txt, pick the threshold on pairsDevTrain.txt, score "
         "pairsDevTest.txt. View 2: one model per fold, trained without that fold's people, scored on it.",
+        "threshold_holdout = 0.1 (or --set threshold_holdout=0.1) leaves a tenth of the training people out of "
+        "training too and picks the threshold on pairs among them: the view's own threshold pairs name "
+        "trained people, which puts a class-based loss's threshold too low for new ones.",
         "--config is a TOML file of protocol settings with a [train] table holding the training recipe "
         "(the keys of `facetool train`). Everything goes into --out; a rerun continues an unfinished run.",
     ]
