@@ -21,7 +21,7 @@ from facetool.cli.protocol import RESULT_HEADER, result_rows, result_table
 from facetool.config.base import build_config
 from facetool.config.protocol import ProtocolConfig
 from facetool.config.train import TrainConfig
-from facetool.protocol import ProtocolResult, run_protocol
+from facetool.protocol import ProtocolResult, recipe_settings, run_protocol
 from facetool.train.progress import RichProgress
 
 
@@ -40,7 +40,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def recipe_changes(config: ProtocolConfig) -> str:
-    """The training settings that differ from facetool's defaults, as `key=value` items."""
+    """The training settings, and the protocol settings a result depends on, that differ from facetool's
+    defaults, as `key=value` items."""
     default = TrainConfig().model_dump(mode="json")
     chosen = config.train.model_dump(mode="json")
     items = []
@@ -52,9 +53,9 @@ def recipe_changes(config: ProtocolConfig) -> str:
         elif default.get(key) != value:
             items.append(f"{key}={value}")
     extra = [
-        f"{k}={getattr(config, k)}"
-        for k in ("flip", "distance", "threshold_holdout", "threshold_pairs")
-        if getattr(config, k) != ProtocolConfig.model_fields[k].default
+        f"{k}={v}"
+        for k, v in recipe_settings(config).items()
+        if k not in ("detect", "train") and v != ProtocolConfig.model_fields[k].default
     ]
     return ", ".join(items + extra) or "facetool's defaults"
 

@@ -113,7 +113,7 @@ def _need(*paths: Path) -> None:
             )
 
 
-def _recipe(config: ProtocolConfig) -> dict[str, Any]:
+def recipe_settings(config: ProtocolConfig) -> dict[str, Any]:
     """The settings a split's result depends on; a rerun into the same `out` must keep them.
 
     Paths are left out (the same data can be named in several ways), and so is what only changes speed.
@@ -130,7 +130,7 @@ def _recipe(config: ProtocolConfig) -> dict[str, Any]:
 
 def _check_recipe(config: ProtocolConfig, out: Path) -> None:
     path = out / RECIPE_FILE
-    recipe = _recipe(config)
+    recipe = recipe_settings(config)
     if path.is_file():
         before = json.loads(path.read_text(encoding="utf-8"))
         changed = sorted(_changed_keys(before, recipe))

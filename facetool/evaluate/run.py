@@ -174,11 +174,9 @@ def _one_fold(pairs: PairsFile, fold: int, threshold_pairs: PairsFile | None) ->
     ids = pairs.fold_ids
     if threshold_pairs is None:
         return PairSplit(train=ids != fold - 1, test=ids == fold - 1)
-    before = np.zeros(len(threshold_pairs), dtype=bool)
-    return PairSplit(
-        train=np.concatenate([~before, np.zeros(len(pairs), dtype=bool)]),
-        test=np.concatenate([before, ids == fold - 1]),
-    )
+    n = len(threshold_pairs)
+    in_fold = np.concatenate([np.zeros(n, dtype=bool), ids == fold - 1])
+    return PairSplit(train=np.arange(len(in_fold)) < n, test=in_fold)
 
 
 def evaluate_on_pairs(
