@@ -92,15 +92,23 @@ class ProtocolResult:
 
 
 def protocol_splits(config: ProtocolConfig, pairs_dir: Path) -> list[Split]:
-    """The splits of the configured view, with the pairs files they need (which must exist)."""
+    """The splits of the configured view, with the pairs files they need (which must exist); with extra
+    negatives the training people include those with a single image."""
+    min_images = 1 if config.train.extra_negatives else 2
     if config.view == 1:
         test, dev_train = pairs_dir / "pairsDevTest.txt", pairs_dir / "pairsDevTrain.txt"
         _need(test, dev_train)
-        return [Split("view1", FilterSettings(exclude_pairs=[test]), test, train_pairs=dev_train)]
+        exclude = FilterSettings(exclude_pairs=[test], min_images=min_images)
+        return [Split("view1", exclude, test, train_pairs=dev_train)]
     pairs = pairs_dir / "pairs.txt"
     _need(pairs)
     return [
-        Split(f"fold-{k:02d}", FilterSettings(exclude_pairs=[pairs], fold=k), pairs, fold=k)
+        Split(
+            f"fold-{k:02d}",
+            FilterSettings(exclude_pairs=[pairs], fold=k, min_images=min_images),
+            pairs,
+            fold=k,
+        )
         for k in config.folds
     ]
 
@@ -116,7 +124,8 @@ def _need(*paths: Path) -> None:
 def recipe_settings(config: ProtocolConfig) -> dict[str, Any]:
     """The settings a split's result depends on; a rerun into the same `out` must keep them.
 
-    Paths are left out (the same data can be named in several ways), and so is what only changes speed.
+    Paths are left out (the same data can be named in several ways), and so is what only changes speed;
+    settings added later are left out at the value that reproduces runs made before them.
     """
     chosen = {"detect", "train", "flip", "distance"}
     if config.threshold_holdout:
@@ -124,6 +133,8 @@ def recipe_settings(config: ProtocolConfig) -> dict[str, Any]:
     data = config.model_dump(mode="json", include=chosen)
     for key in ("data_dir", "checkpoint_dir", "device", "threads"):
         data["train"].pop(key, None)
+    if not config.train.extra_negatives:
+        data["train"].pop("extra_negatives")
     data["detect"].pop("workers", None)
     return data
 

@@ -28,7 +28,8 @@ def pick(lines: list[str], lfw_dir: Path, count: int) -> list[str]:
 
 
 def make_mini_lfw(root: Path, lfw_dir: Path, shared: Path) -> Path:
-    """`root`: lfw-deepfunneled with the images of 2 folds of pairs.txt, small View 1 files, and 8 more people."""
+    """`root`: lfw-deepfunneled with the images of 2 folds of pairs.txt, small View 1 files, 8 more people and
+    3 with a single image."""
     lines = (shared / "lfw" / "pairs.txt").read_text().splitlines()
     folds = [pick(lines[1 + 600 * k : 1 + 600 * (k + 1)], lfw_dir, PER_FOLD) for k in range(2)]
     root.mkdir()
@@ -36,10 +37,10 @@ def make_mini_lfw(root: Path, lfw_dir: Path, shared: Path) -> Path:
     (root / "pairsDevTrain.txt").write_text("\n".join([str(PER_FOLD), *folds[0]]) + "\n")
     (root / "pairsDevTest.txt").write_text("\n".join([str(PER_FOLD), *folds[1]]) + "\n")
     named = {n for fold in folds for line in fold for n in names_of(line)}
-    extra = [
-        d.name for d in sorted(lfw_dir.iterdir())[::50] if small(lfw_dir, d.name) and d.name not in named
-    ]
-    for name in sorted(named) + extra[:8]:
+    people = sorted(lfw_dir.iterdir())
+    extra = [d.name for d in people[::50] if small(lfw_dir, d.name) and d.name not in named]
+    singles = [d.name for d in people[::50] if len(list(d.glob("*.jpg"))) == 1 and d.name not in named]
+    for name in sorted(named) + extra[:8] + singles[:3]:
         (root / "lfw-deepfunneled" / name).mkdir(parents=True)
         for image in (lfw_dir / name).glob("*.jpg"):
             (root / "lfw-deepfunneled" / name / image.name).symlink_to(image)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import statistics
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from facetool.cache import open_cache
 from facetool.config.protocol import ProtocolConfig
 from facetool.config.train import TrainConfig, ValidationConfig
 from facetool.errors import ConfigError, UsageError
-from facetool.protocol import run_protocol
+from facetool.protocol import recipe_settings, run_protocol
 
 
 @pytest.fixture(scope="module")
@@ -120,6 +121,24 @@ def test_view1_leaves_out_the_dev_test_people(mini_lfw: Path, tmp_path: Path) ->
     again = run_protocol(config.model_copy(update={"faces": faces, "out": tmp_path / "out2"}))
     assert not (tmp_path / "out2" / "faces.h5").exists(), "the given face cache is used, not a new detection"
     assert again.accuracy == result.accuracy, "a fixed seed repeats the run on the CPU"
+
+    with open_cache(faces) as cache:
+        counts = Counter(cache.identities[label] for label in cache.labels)
+    singles = {name for name, n in counts.items() if n == 1} - dev_test
+    extra = config.model_copy(
+        update={"faces": faces, "out": tmp_path / "out3", "train": recipe(extra_negatives=3)}
+    )
+    (with_singles,) = run_protocol(extra).splits
+    with (
+        open_cache(tmp_path / "out3" / "view1" / "train-faces.h5") as cache,
+        open_cache(tmp_path / "out" / "view1" / "train-faces.h5") as plain,
+    ):
+        assert singles and set(cache.identities) == set(plain.identities) | singles
+    assert with_singles.train_identities == split.train_identities + len(singles)
+    assert "extra_negatives" not in recipe_settings(config)["train"], (
+        "runs made before the setting still match"
+    )
+    assert recipe_settings(extra)["train"]["extra_negatives"] == 3
 
 
 def test_missing_inputs_are_named(tmp_path: Path, mini_lfw: Path) -> None:

@@ -143,6 +143,12 @@ class TrainConfig(StrictModel):
     epoch_size: int = Field(1000, ge=1, description="Training steps (batches) per epoch.")
     people_per_batch: int = Field(45, ge=2, description="Identities sampled per selection round.")
     images_per_person: int = Field(40, ge=2, description="Most images of each identity per round.")
+    extra_negatives: int = Field(
+        0,
+        ge=0,
+        description="Faces of other people added to every round, one per person, as negatives only "
+        "(FaceNet's random negatives); with it, people with a single image train too, as such negatives.",
+    )
 
     learning_rate: float = Field(0.1, allow_inf_nan=False, gt=0.0, description="Initial learning rate.")
     optimizer: Literal["adam", "adamw", "sgd"] = Field("adam", description="Optimizer.")

@@ -1,9 +1,10 @@
 """The training data as the loop sees it: a `FaceSource` of training identities and one of validation identities.
 
 `load_training_data` opens the cache as a source (preloaded or streamed, as `data.preload` and the memory
-available decide; see `facetool.data.choose`), leaves out people with one image, holds out the validation
-identities and, under several processes, keeps this rank's share of the training people. All of that works
-on labels alone: no face is decoded before the first round asks for it.
+available decide; see `facetool.data.choose`), leaves out people with one image (with extra negatives it keeps
+them, as such negatives), holds out the validation identities and, under several processes, keeps this rank's
+share of the training people. All of that works on labels alone: no face is decoded before the first round
+asks for it.
 """
 
 from __future__ import annotations
@@ -45,6 +46,14 @@ class PreparedData:
             self.val.close()
 
 
+def _with_single_image_people(source: FaceSource, train_set: FaceSource) -> FaceSource:
+    """`train_set`'s people and every person of `source` with a single image, in `source`'s order."""
+    chosen = set(train_set.identities)
+    counts = source.counts()
+    keep = [i for i, name in enumerate(source.identities) if counts[i] == 1 or name in chosen]
+    return source.subset(keep)
+
+
 def load_training_data(
     cache: Path,
     config: TrainConfig,
@@ -62,13 +71,18 @@ def load_training_data(
     try:
         faces, dropped = drop_small_identities(source)
         views.append(faces)
-        if dropped:
+        if dropped and not config.extra_negatives:
             log(f"left out {dropped} identities with fewer than 2 images")
         if faces.num_identities < 2:
             raise FacetoolError(
                 f"{cache}: training needs at least 2 identities with 2 or more images, found {faces.num_identities}"
             )
         train_set, val_set = split_identities(faces, config.validation.fraction, config.seed)
+        if config.extra_negatives and dropped:
+            views.append(train_set)
+            train_set = _with_single_image_people(source, train_set)
+            log(f"{dropped} identities with one image train as extra negatives only")
+            dropped = 0
         everyone = train_set.identities
         classes = np.arange(len(everyone), dtype=np.int64)
         if ranks.distributed:

@@ -42,7 +42,9 @@ class Selection:
         self.data = data
         self.classes = np.arange(len(data.identities)) if classes is None else np.asarray(classes)
         self.engine = engine
-        self.sampler = PeopleSampler(data.labels, config.people_per_batch, config.images_per_person)
+        self.sampler = PeopleSampler(
+            data.labels, config.people_per_batch, config.images_per_person, config.extra_negatives
+        )
         self.augment = Augmenter(config.augment, config.image_size)
         self.margin = config.alpha
 

@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from train_helpers import StopAfter
+from train_helpers import StopAfter, build_lfw_cache
 
 from facetool.config.train import TrainConfig
 from facetool.miners import Miner
 from facetool.models.checkpoint import load_checkpoint
+from facetool.train.data import load_training_data
 from facetool.train.loop import Trainer, train
 from facetool.train.progress import TrainProgress
 
@@ -189,3 +190,28 @@ def test_run_directory_that_is_a_file_is_one_clear_error(small_cache, tmp_path):
     ):
         train(tiny_config(small_cache, blocker / "run"))
     assert blocker.read_text() == "a file"
+
+
+def test_extra_negatives_bring_in_single_image_people_and_leave_validation_alone(lfw_dir, tmp_path):
+    cache = build_lfw_cache(lfw_dir, tmp_path / "faces.h5", identities=8, per_identity=5, singles=4)
+    lines: list[str] = []
+    splits = {}
+    for extra in (0, 5):
+        cfg = tiny_config(
+            cache, tmp_path / f"run{extra}", extra_negatives=extra, validation={"fraction": 0.25}
+        )
+        data = load_training_data(cache, cfg, torch.device("cpu"), lines.append)
+        splits[extra] = (data.train.identities, data.val.identities, data.dropped, data.train.counts())
+        data.close()
+    plain, extra = splits[0], splits[5]
+    assert plain[2] == 4 and extra[2] == 0
+    assert extra[1] == plain[1], "the validation people are those of a run without extra negatives"
+    singles = set(extra[0]) - set(plain[0])
+    assert len(singles) == 4 and set(plain[0]) < set(extra[0])
+    assert all(n == 1 for name, n in zip(extra[0], extra[3], strict=True) if name in singles)
+    assert "4 identities with one image train as extra negatives only" in lines
+
+    result = train(tiny_config(cache, tmp_path / "run", extra_negatives=5, num_epochs=1))
+    assert result.epochs == 1 and result.dropped_identities == 0
+    log = (tmp_path / "run" / "train.log").read_text()
+    assert "round 1: 28 images of 6 people" in log, "6 people x 4 images, and the 4 outside the round once"

@@ -108,3 +108,10 @@ def build_tiny_cnn_gdc(
 ) -> nn.Module:
     """tiny-cnn with a global depthwise convolution head: keeps where on the aligned face a feature sits."""
     return _build("tiny-cnn-gdc", WIDTHS, embedding_dim, dropout, pretrained, image_size, "gdc")
+
+
+def build_small_cnn_gdc(
+    embedding_dim: int = 128, dropout: float = 0.0, pretrained: str = "none", image_size: int = 64
+) -> nn.Module:
+    """small-cnn with the global depthwise convolution head of tiny-cnn-gdc."""
+    return _build("small-cnn-gdc", SMALL_WIDTHS, embedding_dim, dropout, pretrained, image_size, "gdc")
