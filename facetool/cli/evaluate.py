@@ -24,6 +24,8 @@ HELP = "\n\n".join(
         "Without --pairs, pairs.txt is looked for in the data folder and beside it (for a cache: beside it, "
         "then in and beside the image folder it was made from). With --train-pairs (View 1: "
         "pairsDevTrain.txt) thresholds are chosen on those pairs and --pairs is scored.",
+        "Several CKPTs are evaluated as one ensemble: each face's embeddings from every model, concatenated "
+        "(the squared distance is the mean of the models'), flip applied to each.",
         "Writes report.json and roc.png into --out, which never lies inside an input. When the checkpoint "
         "records the people it was trained on, a result on pairs of any of them is marked NOT HELD OUT.",
     ]
@@ -37,8 +39,12 @@ def _help(key: str) -> str:
 def register(app: typer.Typer) -> None:
     @app.command(name="eval", help=HELP)
     def eval_command(
-        checkpoint: Annotated[
-            Path, typer.Argument(metavar="CKPT", help="facetool checkpoint or facenet-pytorch weights.")
+        checkpoints: Annotated[
+            list[Path],
+            typer.Argument(
+                metavar="CKPT",
+                help="facetool checkpoint or facenet-pytorch weights; several are evaluated as one ensemble.",
+            ),
         ],
         data: Annotated[Path | None, typer.Option("--data", help=_help("data"))] = None,
         pairs: Annotated[Path | None, typer.Option("--pairs", help=_help("pairs"))] = None,
@@ -82,7 +88,7 @@ def register(app: typer.Typer) -> None:
 
             try:
                 outcome = evaluate_checkpoint(
-                    checkpoint,
+                    checkpoints,
                     config,
                     detect_progress=lambda p: show("detecting faces", p.done, p.total),
                     embed_progress=lambda done, total: show("embedding", done, total),

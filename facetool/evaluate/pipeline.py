@@ -72,18 +72,24 @@ def with_training_overlap(
 
 
 def evaluate_checkpoint(
-    checkpoint: str | Path,
+    checkpoint: str | Path | Sequence[str | Path],
     config: EvalConfig,
     *,
     detect_progress: Callable[[object], None] | None = None,
     embed_progress: Progress | None = None,
 ) -> EvalOutcome:
-    """Load `checkpoint`, get faces for the pairs (detecting a folder if needed), evaluate, write the files."""
+    """Load `checkpoint`, get faces for the pairs (detecting a folder if needed), evaluate, write the files.
+
+    Several checkpoints are evaluated as one ensemble (`facetool.embedder.EnsembleEmbedder`).
+    """
     if config.data is None:
         raise UsageError("no data given: pass --data with a face cache (.h5) or an LFW image folder")
+    checkpoints = [Path(checkpoint)] if isinstance(checkpoint, str | Path) else [Path(c) for c in checkpoint]
+    if not checkpoints:
+        raise UsageError("no model given")
     pairs_path = config.pairs or default_pairs(config.data)
     inputs = [
-        Path(checkpoint),
+        *checkpoints,
         config.data,
         pairs_path,
         *([config.train_pairs] if config.train_pairs else []),
@@ -96,7 +102,7 @@ def evaluate_checkpoint(
     test_pairs = read_pairs(pairs_path)
     threshold_pairs = read_pairs(config.train_pairs) if config.train_pairs is not None else None
     pairs = [test_pairs] if threshold_pairs is None else [test_pairs, threshold_pairs]
-    embedder, _card = embedder_for(checkpoint, config)
+    embedder, _card = embedder_for(checkpoints, config)
     make_dir(config.out)
     cache_path = faces_for_pairs(config.data, pairs, config.out, config.detect, detect_progress)
     with open_cache(cache_path) as cache:

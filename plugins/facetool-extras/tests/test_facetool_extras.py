@@ -91,7 +91,7 @@ def test_seeded_sampling_is_reproducible_and_single_identity_is_empty() -> None:
     assert empty.num_triplets == 0 and empty.num_pairs == 780
 
 
-@pytest.mark.parametrize("name", ["tiny-cnn", "tiny-cnn-gdc", "small-cnn"])
+@pytest.mark.parametrize("name", ["tiny-cnn", "tiny-cnn-gdc", "small-cnn", "small-cnn-gdc"])
 @pytest.mark.parametrize("size", [16, 32, 64, 70, 160])
 def test_cnns_embed_any_supported_size(name: str, size: int) -> None:
     model = build_backbone(name, embedding_dim=32, image_size=size).eval()
