@@ -18,7 +18,7 @@ import json
 import os
 import statistics
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from facetool.config.protocol import ProtocolConfig
 from facetool.dataset import filter_cache, select_faces
 from facetool.detect.resolve import resolve_faces
 from facetool.device import resolve_device
+from facetool.embedder import EnsembleEmbedder, TorchEmbedder
 from facetool.errors import ConfigError, UsageError
 from facetool.evaluate.holdout import hold_out_pairs, images_by_person
 from facetool.evaluate.pairs import read_pairs
@@ -38,6 +39,7 @@ from facetool.files import atomic_write_bytes
 from facetool.models import load_embedding_model
 from facetool.train.loop import train
 from facetool.train.progress import TrainProgress
+from facetool.train.side_by_side import train_side_by_side
 
 RECIPE_FILE = "protocol-recipe.json"
 RESULT_FILE = "result.json"
@@ -58,7 +60,11 @@ class Split:
 
 @dataclass(frozen=True)
 class SplitResult:
-    """What one split's model scored, and what it was trained on and for how long."""
+    """What one split's model scored, and what it was trained on and for how long.
+
+    With several models, `checkpoints` lists them all (`checkpoint` is the first), the figures are the
+    ensemble's, and `train_seconds` is the slowest model's (they train at the same time).
+    """
 
     name: str
     fold: int | None
@@ -73,6 +79,7 @@ class SplitResult:
     train_seconds: float
     checkpoint: str
     report: str
+    checkpoints: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -130,6 +137,8 @@ def recipe_settings(config: ProtocolConfig) -> dict[str, Any]:
     chosen = {"detect", "train", "flip", "distance"}
     if config.threshold_holdout:
         chosen |= {"threshold_holdout", "threshold_pairs"}
+    if config.models > 1:
+        chosen.add("models")
     data = config.model_dump(mode="json", include=chosen)
     for key in ("data_dir", "checkpoint_dir", "device", "threads"):
         data["train"].pop(key, None)
@@ -222,6 +231,11 @@ def _held_out_threshold(
     return replace(split, exclude=exclude, train_pairs=pairs)
 
 
+def member_runs(models: int) -> list[str]:
+    """The run folders of a split's models: `run`, then `run-2`, `run-3`, ..."""
+    return ["run", *(f"run-{i}" for i in range(2, models + 1))]
+
+
 def run_split(
     config: ProtocolConfig,
     faces: Path,
@@ -230,35 +244,47 @@ def run_split(
     say: Callable[[str], None] = lambda _text: None,
     train_progress: TrainProgress | None = None,
 ) -> tuple[SplitResult, EvalReport]:
-    """Train the split's model (resuming one left unfinished) and score its pairs."""
+    """Train the split's model or models (resuming any left unfinished) and score its pairs."""
     split_dir = Path(config.out) / split.name
     split_dir.mkdir(parents=True, exist_ok=True)
     if config.threshold_holdout:
         split = _held_out_threshold(config, faces, split, split_dir, say)
     train_cache = _training_cache(faces, split, split_dir, say)
-    recipe = config.train.model_copy(update={"data_dir": train_cache, "checkpoint_dir": split_dir / "run"})
+    recipes = [
+        config.train.model_copy(
+            update={"data_dir": train_cache, "checkpoint_dir": split_dir / run, "seed": config.train.seed + i}
+        )
+        for i, run in enumerate(member_runs(config.models))
+    ]
+    recipe = recipes[0]
     say(
         f"{split.name}: training {recipe.backbone} for {recipe.num_epochs} epochs of {recipe.epoch_size} steps"
+        + (f", {len(recipes)} models side by side" if len(recipes) > 1 else "")
     )
-    trained = train(recipe, resume="auto", progress=train_progress)
+    if len(recipes) == 1:
+        members = [train(recipe, resume="auto", progress=train_progress)]
+    else:
+        members = train_side_by_side(recipes)
+    trained = members[0]
     device = resolve_device(config.device)
-    model, info = load_embedding_model(trained.last_checkpoint, device)
+    embedders = []
+    for member in members:
+        model, info = load_embedding_model(member.last_checkpoint, device)
+        embedders.append(TorchEmbedder(model, info, device=device, flip=config.flip))
+    embedder = embedders[0] if len(embedders) == 1 else EnsembleEmbedder(embedders)
     with open_cache(faces) as cache:
         report = evaluate_on_pairs(
-            model,
+            embedder,
             cache,
             split.pairs,
             train_pairs_path=split.train_pairs,
             fold=split.fold,
-            flip=config.flip,
             distance=config.distance,
-            device=device,
-            image_size=info.image_size,
         )
     report = with_training_overlap(
         report,
         read_pairs(split.pairs),
-        info.train_identities,
+        embedder.info.train_identities,
         threshold_pairs=read_pairs(split.train_pairs) if split.train_pairs is not None else None,
         fold=split.fold,
     )
@@ -276,9 +302,10 @@ def run_split(
         train_identities=trained.train_identities + trained.val_identities,
         train_images=train_images,
         epochs=trained.epochs,
-        train_seconds=round(sum(r["time_s"] for r in trained.history), 1),
+        train_seconds=max(round(sum(r["time_s"] for r in m.history), 1) for m in members),
         checkpoint=str(trained.last_checkpoint),
         report=str(report_path),
+        checkpoints=[str(m.last_checkpoint) for m in members] if len(members) > 1 else [],
     )
     _write_json(split_dir / RESULT_FILE, asdict(result))
     note = warning_line(report)

@@ -8,12 +8,14 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+import torch
 from lfw_mini import PER_FOLD, make_mini_lfw, names_of
 
 from facetool.cache import open_cache
 from facetool.config.protocol import ProtocolConfig
 from facetool.config.train import TrainConfig, ValidationConfig
 from facetool.errors import ConfigError, UsageError
+from facetool.models.checkpoint import load_checkpoint
 from facetool.protocol import recipe_settings, run_protocol
 
 
@@ -139,6 +141,47 @@ def test_view1_leaves_out_the_dev_test_people(mini_lfw: Path, tmp_path: Path) ->
         "runs made before the setting still match"
     )
     assert recipe_settings(extra)["train"]["extra_negatives"] == 3
+
+
+def test_several_models_train_side_by_side_and_score_as_one(
+    mini_lfw: Path, tmp_path: Path, facetool_cli
+) -> None:
+    config = ProtocolConfig(
+        lfw_dir=mini_lfw / "lfw-deepfunneled",
+        out=tmp_path / "out",
+        view=1,
+        models=2,
+        flip=True,
+        train=recipe(seed=3),
+    )
+    (split,) = run_protocol(config).splits
+    view1 = tmp_path / "out" / "view1"
+    assert split.checkpoints == [str(view1 / "run" / "last.pth"), str(view1 / "run-2" / "last.pth")]
+    first, second = (load_checkpoint(path) for path in split.checkpoints)
+    assert (first["config"]["seed"], second["config"]["seed"]) == (3, 4)
+    assert not torch.equal(first["model"]["head.weight"], second["model"]["head.weight"])
+    assert recipe_settings(config)["models"] == 2 and "models" not in recipe_settings(
+        config.model_copy(update={"models": 1})
+    )
+    cli = facetool_cli(
+        "eval",
+        *split.checkpoints,
+        "--data",
+        tmp_path / "out" / "faces.h5",
+        "--pairs",
+        mini_lfw / "pairsDevTest.txt",
+        "--train-pairs",
+        mini_lfw / "pairsDevTrain.txt",
+        "--flip",
+        "--device",
+        "cpu",
+        "--out",
+        tmp_path / "eval",
+    )
+    assert cli.returncode == 0, cli.stderr
+    report = json.loads((tmp_path / "eval" / "report.json").read_text())
+    assert report["accuracy"] == pytest.approx(split.accuracy) and report["auc"] == pytest.approx(split.auc)
+    assert report["held_out"] is True
 
 
 def test_missing_inputs_are_named(tmp_path: Path, mini_lfw: Path) -> None:

@@ -51,6 +51,13 @@ class ProtocolConfig(StrictModel):
         ge=1,
         description="With threshold_holdout: matched pairs drawn among those people, as many mismatched.",
     )
+    models: int = Field(
+        1,
+        ge=1,
+        le=16,
+        description="Models per split, trained side by side in their own processes (train.threads each) with "
+        "seeds train.seed, train.seed + 1, ...; scored as one ensemble, their squared distances averaged.",
+    )
     distance: DistanceName = Field("euclidean", description="euclidean (squared) or cosine.")
     device: str = Field("auto", description="Evaluation device (training uses train.device).")
     detect: DetectConfig = Field(default_factory=DetectConfig, description="Detection of lfw_dir.")

@@ -1,0 +1,51 @@
+"""Training runs side by side in spawned processes: the same models as alone, and a failure stops them all."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from facetool.config.train import TrainConfig
+from facetool.errors import FacetoolError
+from facetool.models.checkpoint import load_checkpoint
+from facetool.train.loop import train
+from facetool.train.side_by_side import train_side_by_side
+
+
+def config(cache: Path, run_dir: Path, **changes: object) -> TrainConfig:
+    settings = {
+        "data_dir": cache, "checkpoint_dir": run_dir, "backbone": "tiny-cnn", "image_size": 48,
+        "embedding_dim": 16, "batch_size": 30, "epoch_size": 3, "num_epochs": 2, "people_per_batch": 6,
+        "images_per_person": 4, "learning_rate": 0.01, "device": "cpu", "threads": 1,
+        "validation": {"fraction": 0.0},
+        **changes,
+    }  # fmt: skip
+    return TrainConfig.model_validate(settings)
+
+
+def test_members_are_the_models_each_config_trains_alone(small_cache, tmp_path):
+    configs = [config(small_cache, tmp_path / f"run{seed}", seed=seed) for seed in (0, 1)]
+    results = train_side_by_side(configs)
+    assert [r.run_dir for r in results] == [tmp_path / "run0", tmp_path / "run1"]
+    assert all(r.epochs == 2 for r in results)
+    alone = train(config(small_cache, tmp_path / "alone", seed=1))
+    side = load_checkpoint(results[1].last_checkpoint)["model"]
+    single = load_checkpoint(alone.last_checkpoint)["model"]
+    assert all(torch.equal(side[k], single[k]) for k in single)
+    other = load_checkpoint(results[0].last_checkpoint)["model"]
+    assert not torch.equal(other["head.weight"], side["head.weight"])
+    with pytest.raises(ValueError, match="a run folder each"):
+        train_side_by_side([configs[0], configs[0]])
+
+
+def test_a_failing_member_stops_the_others_with_its_own_error(small_cache, tmp_path):
+    long = config(small_cache, tmp_path / "long", num_epochs=200, epoch_size=20)
+    broken = config(tmp_path / "missing.h5", tmp_path / "broken")
+    with pytest.raises(FacetoolError, match=r"missing\.h5: face cache not found"):
+        train_side_by_side([long, broken])
+    history = tmp_path / "long" / "history.json"
+    done = len(json.loads(history.read_text())) if history.exists() else 0
+    assert done < 200, "the long run was stopped, not waited for"
