@@ -259,7 +259,11 @@ def run_split(
     recipe = recipes[0]
     say(
         f"{split.name}: training {recipe.backbone} for {recipe.num_epochs} epochs of {recipe.epoch_size} steps"
-        + (f", {len(recipes)} models side by side" if len(recipes) > 1 else "")
+        + (
+            f", {len(recipes)} models side by side (each run folder's train.log shows its progress)"
+            if len(recipes) > 1
+            else ""
+        )
     )
     if len(recipes) == 1:
         members = [train(recipe, resume="auto", progress=train_progress)]
