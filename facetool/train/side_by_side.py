@@ -10,6 +10,8 @@ in the caller as the member's own facetool error.
 from __future__ import annotations
 
 import multiprocessing
+import os
+import threading
 import time
 from collections.abc import Sequence
 
@@ -19,7 +21,16 @@ from facetool.train.loop import TrainResult, train
 POLL_S = 0.5
 
 
-def _train_member(config: TrainConfig) -> TrainResult:
+def _exit_with(parent: int) -> None:
+    """End this process once `parent` is gone (killed, say): a member must not train on, unseen, into a folder
+    a rerun will resume. Checkpoints are written atomically, so the last one stays usable."""
+    while os.getppid() == parent:
+        time.sleep(POLL_S)
+    os._exit(1)
+
+
+def _train_member(config: TrainConfig, parent: int) -> TrainResult:
+    threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
     return train(config, resume="auto")
 
 
@@ -27,13 +38,13 @@ def train_side_by_side(configs: Sequence[TrainConfig]) -> list[TrainResult]:
     """Train every config at the same time, one spawned process each; their results in the same order.
 
     The first member to fail stops the others (each keeps its last checkpoint) and its error is raised here;
-    so is a Ctrl-C.
+    so is a Ctrl-C. Members end by themselves when this process is killed.
     """
     if len({str(c.checkpoint_dir) for c in configs}) != len(configs):
         raise ValueError("side-by-side runs need a run folder each")
     pool = multiprocessing.get_context("spawn").Pool(processes=len(configs))
     try:
-        pending = [pool.apply_async(_train_member, (config,)) for config in configs]
+        pending = [pool.apply_async(_train_member, (config, os.getpid())) for config in configs]
         while not all(p.ready() for p in pending):
             for p in pending:
                 if p.ready() and not p.successful():

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -49,3 +53,67 @@ def test_a_failing_member_stops_the_others_with_its_own_error(small_cache, tmp_p
     history = tmp_path / "long" / "history.json"
     done = len(json.loads(history.read_text())) if history.exists() else 0
     assert done < 200, "the long run was stopped, not waited for"
+
+
+def members_of(pid: int) -> list[int]:
+    """Process ids whose parent is `pid`, from /proc (the pool's workers and its helper)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return found
+
+
+def alive(pids: list[int]) -> list[int]:
+    running = []
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:
+            continue
+        if state != "Z":
+            running.append(pid)
+    return running
+
+
+def wait_until(condition, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out")
+        time.sleep(0.2)
+
+
+@pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGKILL])
+def test_members_end_with_their_parent_and_a_rerun_resumes_them(small_cache, tmp_path, how):
+    configs = [config(small_cache, tmp_path / f"run{seed}", seed=seed, num_epochs=20) for seed in (0, 1)]
+    listed = tmp_path / "configs.jsonl"
+    listed.write_text("\n".join(c.model_dump_json() for c in configs))
+    script = tmp_path / "side.py"
+    script.write_text(
+        "import sys\nfrom pathlib import Path\nfrom facetool.config.train import TrainConfig\n"
+        "from facetool.train.side_by_side import train_side_by_side\n"
+        "if __name__ == '__main__':\n"
+        "    lines = Path(sys.argv[1]).read_text().splitlines()\n"
+        "    train_side_by_side([TrainConfig.model_validate_json(line) for line in lines])\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(listed)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    wait_until(lambda: all((c.checkpoint_dir / "last.pth").is_file() for c in configs))
+    members = members_of(proc.pid)
+    assert len(members) >= 2
+    proc.send_signal(how)
+    proc.communicate(timeout=60)
+    assert proc.returncode != 0
+    wait_until(lambda: not alive(members), timeout=30)
+    done = [len(json.loads((c.checkpoint_dir / "history.json").read_text())) for c in configs]
+    assert all(0 < n < 20 for n in done), "the members stopped with their parent"
+
+    results = train_side_by_side(configs)
+    assert [r.epochs for r in results] == [20, 20]
+    assert all(r.resumed_from is not None for r in results)
