@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import queue
 import threading
 import time
 from collections.abc import Sequence
+from multiprocessing.queues import Queue
+from typing import Any
 
 from facetool.config.train import TrainConfig
+from facetool.errors import FacetoolError
 from facetool.train.loop import TrainResult, train
 
 POLL_S = 0.5
@@ -29,9 +33,12 @@ def _exit_with(parent: int) -> None:
     os._exit(1)
 
 
-def _train_member(config: TrainConfig, parent: int) -> TrainResult:
+def _member(config: TrainConfig, index: int, parent: int, results: Queue[Any]) -> None:
     threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
-    return train(config, resume="auto")
+    try:
+        results.put((index, train(config, resume="auto"), None))
+    except Exception as exc:
+        results.put((index, None, exc))
 
 
 def train_side_by_side(configs: Sequence[TrainConfig]) -> list[TrainResult]:
@@ -42,19 +49,36 @@ def train_side_by_side(configs: Sequence[TrainConfig]) -> list[TrainResult]:
     """
     if len({str(c.checkpoint_dir) for c in configs}) != len(configs):
         raise ValueError("side-by-side runs need a run folder each")
-    pool = multiprocessing.get_context("spawn").Pool(processes=len(configs))
+    context = multiprocessing.get_context("spawn")
+    results: Queue[Any] = context.Queue()
+    members = [
+        context.Process(target=_member, args=(config, i, os.getpid(), results), daemon=True)
+        for i, config in enumerate(configs)
+    ]
+    done: dict[int, TrainResult] = {}
     try:
-        pending = [pool.apply_async(_train_member, (config, os.getpid())) for config in configs]
-        while not all(p.ready() for p in pending):
-            for p in pending:
-                if p.ready() and not p.successful():
-                    p.get()
-            time.sleep(POLL_S)
-        results = [p.get() for p in pending]
-        pool.close()
+        for member in members:
+            member.start()
+        while len(done) < len(members):
+            try:
+                index, result, error = results.get(timeout=POLL_S)
+            except queue.Empty:
+                for i, member in enumerate(members):
+                    if i not in done and member.exitcode not in (None, 0):
+                        raise FacetoolError(
+                            f"{configs[i].checkpoint_dir}: the training process ended with exit code "
+                            f"{member.exitcode} (its train.log says how far it got)"
+                        ) from None
+                continue
+            if error is not None:
+                raise error
+            done[index] = result
     except BaseException:
-        pool.terminate()
+        for member in members:
+            if member.is_alive():
+                member.terminate()
         raise
     finally:
-        pool.join()
-    return results
+        for member in members:
+            member.join()
+    return [done[i] for i in range(len(members))]
