@@ -270,3 +270,13 @@ def test_field_help_shows_the_models_default():
 
     assert field_help(TrainConfig, "num_epochs").endswith("(default: 50)")
     assert field_help(TrainConfig, "data_dir") == TrainConfig.model_fields["data_dir"].description
+
+
+@pytest.mark.parametrize("text", ["0\r0=1", "a\nb=1", "x\x1b[2J=1"])
+def test_an_unknown_key_with_control_characters_is_named_on_one_line(text):
+    from facetool.config.train import TrainConfig
+
+    with pytest.raises(ConfigError) as info:
+        load_config(TrainConfig, None, [parse_override(text)])
+    message = str(info.value)
+    assert "unknown key" in message and message.isprintable(), repr(message)

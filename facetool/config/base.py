@@ -75,10 +75,12 @@ def read_toml(path: Path) -> dict[str, Any]:
 
 
 def format_validation_error(exc: ValidationError, source: str) -> str:
-    """One line per problem: `source: key: message`."""
+    """One line per problem: `source: key: message` (a key with control characters shown as a Python literal)."""
     lines = []
     for err in exc.errors():
         key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        if not key.isprintable():
+            key = repr(key)
         message = err["msg"]
         if err["type"] == "extra_forbidden":
             message = "unknown key"

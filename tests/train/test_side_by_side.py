@@ -93,11 +93,12 @@ def test_members_end_with_their_parent_and_a_rerun_resumes_them(small_cache, tmp
     configs = [config(small_cache, tmp_path / f"run{seed}", seed=seed, num_epochs=1000) for seed in (0, 1)]
     listed = tmp_path / "configs.jsonl"
     listed.write_text("\n".join(c.model_dump_json() for c in configs))
-    script = tmp_path / "side.py"
+    script = tmp_path / "side.py"  # Ctrl-C handled as the CLI does, even where a shell started us ignoring it
     script.write_text(
-        "import sys\nfrom pathlib import Path\nfrom facetool.config.train import TrainConfig\n"
+        "import signal, sys\nfrom pathlib import Path\nfrom facetool.config.train import TrainConfig\n"
         "from facetool.train.side_by_side import train_side_by_side\n"
         "if __name__ == '__main__':\n"
+        "    signal.signal(signal.SIGINT, signal.default_int_handler)\n"
         "    lines = Path(sys.argv[1]).read_text().splitlines()\n"
         "    train_side_by_side([TrainConfig.model_validate_json(line) for line in lines])\n"
     )
