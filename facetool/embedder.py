@@ -155,6 +155,11 @@ class EnsembleEmbedder(Embedder):
         return (np.concatenate(parts, axis=1) / np.sqrt(len(parts))).astype(np.float32, copy=False)
 
 
+def as_one(embedders: Sequence[Embedder]) -> Embedder:
+    """The one embedder, or several as an `EnsembleEmbedder`."""
+    return embedders[0] if len(embedders) == 1 else EnsembleEmbedder(embedders)
+
+
 def load_embedder(
     path: Path | str,
     *,

@@ -28,7 +28,7 @@ from facetool.config.protocol import ProtocolConfig
 from facetool.dataset import filter_cache, select_faces
 from facetool.detect.resolve import resolve_faces
 from facetool.device import resolve_device
-from facetool.embedder import EnsembleEmbedder, TorchEmbedder
+from facetool.embedder import as_one, load_embedder
 from facetool.errors import ConfigError, UsageError
 from facetool.evaluate.holdout import hold_out_pairs, images_by_person
 from facetool.evaluate.pairs import read_pairs
@@ -36,7 +36,6 @@ from facetool.evaluate.pipeline import with_training_overlap
 from facetool.evaluate.report import warning_line, write_report
 from facetool.evaluate.run import EvalReport, evaluate_on_pairs
 from facetool.files import atomic_write_bytes
-from facetool.models import load_embedding_model
 from facetool.train.loop import train
 from facetool.train.progress import TrainProgress
 from facetool.train.side_by_side import train_side_by_side
@@ -271,11 +270,7 @@ def run_split(
         members = train_side_by_side(recipes)
     trained = members[0]
     device = resolve_device(config.device)
-    embedders = []
-    for member in members:
-        model, info = load_embedding_model(member.last_checkpoint, device)
-        embedders.append(TorchEmbedder(model, info, device=device, flip=config.flip))
-    embedder = embedders[0] if len(embedders) == 1 else EnsembleEmbedder(embedders)
+    embedder = as_one([load_embedder(m.last_checkpoint, device=device, flip=config.flip)[0] for m in members])
     with open_cache(faces) as cache:
         report = evaluate_on_pairs(
             embedder,

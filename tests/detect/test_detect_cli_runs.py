@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from detect_helpers import facetool_command, run_cli
+from process_helpers import children, is_running
 
 from facetool.cache import open_cache
 from facetool.errors import CacheError
@@ -78,27 +79,6 @@ def wait_for_records(cache: Path, proc: subprocess.Popen, minimum: int, timeout:
             pass
         time.sleep(0.1)
     raise AssertionError(f"no {minimum} committed records within {timeout} s")
-
-
-def children(pid: int) -> list[int]:
-    """Process ids whose parent is `pid` (from /proc/<id>/stat)."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-        if int(fields[1]) == pid:
-            found.append(int(stat.parent.name))
-    return found
-
-
-def is_running(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return False
-    return state != "Z"
 
 
 def test_ctrl_c_then_sigkill_then_resume_equals_uninterrupted(

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from process_helpers import children, is_running
 
 from facetool.config.train import TrainConfig
 from facetool.errors import FacetoolError
@@ -55,31 +56,6 @@ def test_a_failing_member_stops_the_others_with_its_own_error(small_cache, tmp_p
     assert done < 200, "the long run was stopped, not waited for"
 
 
-def members_of(pid: int) -> list[int]:
-    """Process ids whose parent is `pid`, from /proc (the pool's workers and its helper)."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-        if int(fields[1]) == pid and fields[0] != "Z":
-            found.append(int(stat.parent.name))
-    return found
-
-
-def alive(pids: list[int]) -> list[int]:
-    running = []
-    for pid in pids:
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except FileNotFoundError:
-            continue
-        if state != "Z":
-            running.append(pid)
-    return running
-
-
 def wait_until(condition, timeout: float = 120.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -106,12 +82,12 @@ def test_members_end_with_their_parent_and_a_rerun_resumes_them(small_cache, tmp
         [sys.executable, str(script), str(listed)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
     wait_until(lambda: all((c.checkpoint_dir / "last.pth").is_file() for c in configs))
-    members = members_of(proc.pid)
+    members = children(proc.pid)
     assert len(members) >= 2
     proc.send_signal(how)
     proc.communicate(timeout=60)
     assert proc.returncode != 0
-    wait_until(lambda: not alive(members), timeout=30)
+    wait_until(lambda: not any(is_running(pid) for pid in members), timeout=30)
     done = [len(json.loads((c.checkpoint_dir / "history.json").read_text())) for c in configs]
     assert all(0 < n < 1000 for n in done), "the members stopped with their parent"
 
