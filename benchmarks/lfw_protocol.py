@@ -57,6 +57,8 @@ def recipe_changes(config: ProtocolConfig) -> str:
         for k, v in recipe_settings(config).items()
         if k not in ("detect", "train") and v != ProtocolConfig.model_fields[k].default
     ]
+    if config.models > 1 and config.jobs:
+        extra.append(f"jobs={config.jobs}")  # not the models, but their training time
     return ", ".join(items + extra) or "facetool's defaults"
 
 

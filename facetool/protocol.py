@@ -38,7 +38,7 @@ from facetool.evaluate.run import EvalReport, evaluate_on_pairs
 from facetool.files import atomic_write_bytes
 from facetool.train.loop import train
 from facetool.train.progress import TrainProgress
-from facetool.train.side_by_side import train_side_by_side
+from facetool.train.side_by_side import scheduled_seconds, train_side_by_side
 
 RECIPE_FILE = "protocol-recipe.json"
 RESULT_FILE = "result.json"
@@ -62,7 +62,8 @@ class SplitResult:
     """What one split's model scored, and what it was trained on and for how long.
 
     With several models, `checkpoints` lists them all (`checkpoint` is the first), the figures are the
-    ensemble's, and `train_seconds` is the slowest model's (they train at the same time).
+    ensemble's, and `train_seconds` is the set's wall time: the slowest model's when all train at once, the
+    models' times laid out `jobs` at a time otherwise.
     """
 
     name: str
@@ -259,7 +260,9 @@ def run_split(
     say(
         f"{split.name}: training {recipe.backbone} for {recipe.num_epochs} epochs of {recipe.epoch_size} steps"
         + (
-            f", {len(recipes)} models side by side (each run folder's train.log shows its progress)"
+            f", {len(recipes)} models side by side"
+            + (f", {config.jobs} at a time" if 0 < config.jobs < len(recipes) else "")
+            + " (each run folder's train.log shows its progress)"
             if len(recipes) > 1
             else ""
         )
@@ -267,7 +270,7 @@ def run_split(
     if len(recipes) == 1:
         members = [train(recipe, resume="auto", progress=train_progress)]
     else:
-        members = train_side_by_side(recipes)
+        members = train_side_by_side(recipes, jobs=config.jobs)
     trained = members[0]
     device = resolve_device(config.device)
     embedder = as_one([load_embedder(m.last_checkpoint, device=device, flip=config.flip)[0] for m in members])
@@ -301,7 +304,9 @@ def run_split(
         train_identities=trained.train_identities + trained.val_identities,
         train_images=train_images,
         epochs=trained.epochs,
-        train_seconds=max(round(sum(r["time_s"] for r in m.history), 1) for m in members),
+        train_seconds=round(
+            scheduled_seconds([sum(r["time_s"] for r in m.history) for m in members], config.jobs), 1
+        ),
         checkpoint=str(trained.last_checkpoint),
         report=str(report_path),
         checkpoints=[str(m.last_checkpoint) for m in members] if len(members) > 1 else [],

@@ -151,17 +151,27 @@ def test_several_models_train_side_by_side_and_score_as_one(
         out=tmp_path / "out",
         view=1,
         models=2,
+        jobs=1,
         flip=True,
         train=recipe(seed=3),
     )
     (split,) = run_protocol(config).splits
     view1 = tmp_path / "out" / "view1"
     assert split.checkpoints == [str(view1 / "run" / "last.pth"), str(view1 / "run-2" / "last.pth")]
+    one_after_the_other = sum(
+        epoch["time_s"]
+        for run in ("run", "run-2")
+        for epoch in json.loads((view1 / run / "history.json").read_text())
+    )
+    assert split.train_seconds == pytest.approx(one_after_the_other, abs=0.1)
     first, second = (load_checkpoint(path) for path in split.checkpoints)
     assert (first["config"]["seed"], second["config"]["seed"]) == (3, 4)
     assert not torch.equal(first["model"]["head.weight"], second["model"]["head.weight"])
     assert recipe_settings(config)["models"] == 2 and "models" not in recipe_settings(
         config.model_copy(update={"models": 1})
+    )
+    assert recipe_settings(config) == recipe_settings(config.model_copy(update={"jobs": 0})), (
+        "how many train at once does not change the models"
     )
     cli = facetool_cli(
         "eval",

@@ -58,6 +58,13 @@ class ProtocolConfig(StrictModel):
         description="Models per split, trained side by side in their own processes (train.threads each) with "
         "seeds train.seed, train.seed + 1, ...; scored as one ensemble, their squared distances averaged.",
     )
+    jobs: int = Field(
+        0,
+        ge=0,
+        le=16,
+        description="With several models: at most this many train at once, the next starting when one ends "
+        "(0: all at once). The models do not depend on it; the training time reported does.",
+    )
     distance: DistanceName = Field("euclidean", description="euclidean (squared) or cosine.")
     device: str = Field("auto", description="Evaluation device (training uses train.device).")
     detect: DetectConfig = Field(default_factory=DetectConfig, description="Detection of lfw_dir.")

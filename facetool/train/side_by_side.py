@@ -9,6 +9,7 @@ in the caller as the member's own facetool error.
 
 from __future__ import annotations
 
+import heapq
 import multiprocessing
 import os
 import queue
@@ -41,44 +42,59 @@ def _member(config: TrainConfig, index: int, parent: int, results: Queue[Any]) -
         results.put((index, None, exc))
 
 
-def train_side_by_side(configs: Sequence[TrainConfig]) -> list[TrainResult]:
-    """Train every config at the same time, one spawned process each; their results in the same order.
+def train_side_by_side(configs: Sequence[TrainConfig], jobs: int = 0) -> list[TrainResult]:
+    """Train every config in its own spawned process, at most `jobs` at a time (0: all at once); their
+    results in the same order. A member waiting for a slot starts when one ends.
 
-    The first member to fail stops the others (each keeps its last checkpoint) and its error is raised here;
-    so is a Ctrl-C. Members end by themselves when this process is killed.
+    The first member to fail stops the others (each keeps its last checkpoint, those not started yet never
+    start) and its error is raised here; so is a Ctrl-C. Members end by themselves when this process is killed.
     """
     if len({str(c.checkpoint_dir) for c in configs}) != len(configs):
         raise ValueError("side-by-side runs need a run folder each")
+    if jobs < 0:
+        raise ValueError(f"jobs must be 0 (all at once) or more, got {jobs}")
+    slots = jobs or len(configs)
     context = multiprocessing.get_context("spawn")
     results: Queue[Any] = context.Queue()
     members = [
         context.Process(target=_member, args=(config, i, os.getpid(), results), daemon=True)
         for i, config in enumerate(configs)
     ]
+    started: list[int] = []
     done: dict[int, TrainResult] = {}
     try:
-        for member in members:
-            member.start()
         while len(done) < len(members):
+            while len(started) < len(members) and len(started) - len(done) < slots:
+                members[len(started)].start()
+                started.append(len(started))
             try:
                 index, result, error = results.get(timeout=POLL_S)
             except queue.Empty:
-                for i, member in enumerate(members):
-                    if i not in done and member.exitcode not in (None, 0):
+                for i in started:
+                    if i not in done and members[i].exitcode not in (None, 0):
                         raise FacetoolError(
                             f"{configs[i].checkpoint_dir}: the training process ended with exit code "
-                            f"{member.exitcode} (its train.log says how far it got)"
+                            f"{members[i].exitcode} (its train.log says how far it got)"
                         ) from None
                 continue
             if error is not None:
                 raise error
             done[index] = result
     except BaseException:
-        for member in members:
-            if member.is_alive():
-                member.terminate()
+        for i in started:
+            if members[i].is_alive():
+                members[i].terminate()
         raise
     finally:
-        for member in members:
-            member.join()
+        for i in started:
+            members[i].join()
     return [done[i] for i in range(len(members))]
+
+
+def scheduled_seconds(seconds: Sequence[float], jobs: int = 0) -> float:
+    """Wall time of runs taking `seconds` each when started in order, at most `jobs` at a time (0: all at
+    once), each as soon as a slot is free: the training time of a side-by-side set, also after a resume."""
+    slots = [0.0] * min(jobs or len(seconds), len(seconds))
+    for s in seconds:
+        heapq.heapreplace(slots, slots[0] + s)
+    return max(slots, default=0.0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import signal
 import subprocess
@@ -11,13 +12,15 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 from process_helpers import children, is_running
 
 from facetool.config.train import TrainConfig
 from facetool.errors import FacetoolError
 from facetool.models.checkpoint import load_checkpoint
 from facetool.train.loop import train
-from facetool.train.side_by_side import train_side_by_side
+from facetool.train.side_by_side import scheduled_seconds, train_side_by_side
 
 
 def config(cache: Path, run_dir: Path, **changes: object) -> TrainConfig:
@@ -72,7 +75,7 @@ def test_members_end_with_their_parent_and_a_rerun_resumes_them(small_cache, tmp
     script = tmp_path / "side.py"  # Ctrl-C handled as the CLI does, even where a shell started us ignoring it
     script.write_text(
         "import signal, sys\nfrom pathlib import Path\nfrom facetool.config.train import TrainConfig\n"
-        "from facetool.train.side_by_side import train_side_by_side\n"
+        "from facetool.train.side_by_side import scheduled_seconds, train_side_by_side\n"
         "if __name__ == '__main__':\n"
         "    signal.signal(signal.SIGINT, signal.default_int_handler)\n"
         "    lines = Path(sys.argv[1]).read_text().splitlines()\n"
@@ -95,3 +98,52 @@ def test_members_end_with_their_parent_and_a_rerun_resumes_them(small_cache, tmp
     results = train_side_by_side([c.model_copy(update={"num_epochs": more}) for c in configs])
     assert [r.epochs for r in results] == [more, more]
     assert all(r.resumed_from is not None for r in results)
+
+
+def test_jobs_limit_how_many_members_train_at_once(small_cache, tmp_path):
+    configs = [config(small_cache, tmp_path / f"run{seed}", seed=seed) for seed in (0, 1, 2)]
+    results = train_side_by_side(configs, jobs=1)
+    assert [r.epochs for r in results] == [2, 2, 2]
+    for before, after in itertools.pairwise(configs):
+        finished = (before.checkpoint_dir / "history.json").stat().st_mtime_ns
+        started = (after.checkpoint_dir / "config.toml").stat().st_mtime_ns
+        assert started >= finished, f"{after.checkpoint_dir} started before {before.checkpoint_dir} ended"
+    alone = train(config(small_cache, tmp_path / "alone", seed=2))
+    queued = load_checkpoint(results[2].last_checkpoint)["model"]
+    single = load_checkpoint(alone.last_checkpoint)["model"]
+    assert all(torch.equal(queued[k], single[k]) for k in single)
+    with pytest.raises(ValueError, match="jobs must be 0"):
+        train_side_by_side(configs, jobs=-1)
+
+
+def test_a_failure_stops_members_waiting_for_a_slot_from_starting(small_cache, tmp_path):
+    broken = config(tmp_path / "missing.h5", tmp_path / "broken")
+    waiting = config(small_cache, tmp_path / "waiting")
+    with pytest.raises(FacetoolError, match=r"missing\.h5: face cache not found"):
+        train_side_by_side([broken, waiting], jobs=1)
+    assert not (tmp_path / "waiting").exists()
+
+
+def simulated_wall_time(seconds: list[float], jobs: int) -> float:
+    """The schedule replayed tick by tick: each run starts in order once fewer than `jobs` are running."""
+    slots = jobs or len(seconds)
+    remaining = [round(s * 10) for s in seconds]
+    running: list[int] = []
+    queued = list(range(len(seconds)))
+    ticks = 0
+    while queued or running:
+        while queued and len(running) < slots:
+            running.append(queued.pop(0))
+        ticks += 1
+        for i in running:
+            remaining[i] -= 1
+        running = [i for i in running if remaining[i] > 0]
+    return ticks / 10
+
+
+@given(
+    st.lists(st.integers(1, 60).map(lambda t: t / 10), min_size=1, max_size=8),
+    st.integers(0, 9),
+)
+def test_scheduled_seconds_replays_the_schedule(seconds, jobs):
+    assert scheduled_seconds(seconds, jobs) == pytest.approx(simulated_wall_time(seconds, jobs))
