@@ -60,17 +60,17 @@ def train_side_by_side(configs: Sequence[TrainConfig], jobs: int = 0) -> list[Tr
         context.Process(target=_member, args=(config, i, os.getpid(), results), daemon=True)
         for i, config in enumerate(configs)
     ]
-    started: list[int] = []
+    started = 0
     done: dict[int, TrainResult] = {}
     try:
         while len(done) < len(members):
-            while len(started) < len(members) and len(started) - len(done) < slots:
-                members[len(started)].start()
-                started.append(len(started))
+            while started < len(members) and started - len(done) < slots:
+                members[started].start()
+                started += 1
             try:
                 index, result, error = results.get(timeout=POLL_S)
             except queue.Empty:
-                for i in started:
+                for i in range(started):
                     if i not in done and members[i].exitcode not in (None, 0):
                         raise FacetoolError(
                             f"{configs[i].checkpoint_dir}: the training process ended with exit code "
@@ -81,13 +81,13 @@ def train_side_by_side(configs: Sequence[TrainConfig], jobs: int = 0) -> list[Tr
                 raise error
             done[index] = result
     except BaseException:
-        for i in started:
-            if members[i].is_alive():
-                members[i].terminate()
+        for member in members[:started]:
+            if member.is_alive():
+                member.terminate()
         raise
     finally:
-        for i in started:
-            members[i].join()
+        for member in members[:started]:
+            member.join()
     return [done[i] for i in range(len(members))]
 
 
