@@ -1,7 +1,6 @@
 """Plugin discovery through entry points: built-ins, the facetool-extras package, broken plugins, name clashes.
 
-Third-party plugins are simulated by real distributions on disk: a `*.dist-info` folder (METADATA and
-entry_points.txt) beside the module it points to, put on sys.path (in process) or PYTHONPATH (subprocess).
+Third-party plugins are simulated by real distributions on disk (tests/plugin_helpers.py).
 """
 
 from __future__ import annotations
@@ -10,12 +9,12 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
+from plugin_helpers import Install, make_distribution, plugin_site
 
 import facetool
 from facetool import plugins
@@ -23,47 +22,12 @@ from facetool.errors import ModelFileError, PluginError
 from facetool.miners import get_miner
 from facetool.models import build_backbone
 
-Install = Callable[..., None]
-
-
-def make_distribution(
-    root: Path,
-    name: str,
-    entry_points: dict[str, dict[str, str]],
-    modules: dict[str, str],
-    version: str = "1.0",
-) -> None:
-    """Write an installed distribution `name` (dist-info with entry points) and its modules under `root`."""
-    info = root / f"{name.replace('-', '_')}-{version}.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
-    lines = []
-    for group, entries in entry_points.items():
-        lines.append(f"[{group}]")
-        lines += [f"{key} = {target}" for key, target in entries.items()]
-    (info / "entry_points.txt").write_text("\n".join(lines) + "\n")
-    for module, source in modules.items():
-        (root / f"{module}.py").write_text(textwrap.dedent(source))
-
 
 @pytest.fixture
 def install(tmp_path: Path) -> Iterator[Install]:
-    """Install throwaway distributions for this test only (sys.path entry, discovery cache cleared)."""
-    root = tmp_path / "site"
-    root.mkdir()
-    sys.path.insert(0, str(root))
-    before = set(sys.modules)
-
-    def _install(name: str, entry_points: dict[str, dict[str, str]], modules: dict[str, str]) -> None:
-        make_distribution(root, name, entry_points, modules)
-        plugins.clear_cache()
-
-    yield _install
-    sys.path.remove(str(root))
-    for module in set(sys.modules) - before:
-        if getattr(sys.modules[module], "__file__", "") and str(root) in sys.modules[module].__file__:
-            del sys.modules[module]
-    plugins.clear_cache()
+    """Install throwaway distributions for this test only."""
+    with plugin_site(tmp_path / "site") as install:
+        yield install
 
 
 BAD_BACKBONES = """
