@@ -52,3 +52,14 @@ class PeopleSampler:
             for person in rng.choice(np.flatnonzero(others), size=self.extra_negatives, replace=False):
                 parts.append(rng.choice(self._everyone[person], size=1))
         return np.concatenate(parts)
+
+
+def people_order(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A permutation of a round's rows that keeps each label's rows side by side: the people in random order,
+    each person's rows in random order. Cut into consecutive batches, it gives P×K-style batches in which a
+    person's positives share the anchor's batch (but for the person a cut falls on)."""
+    labels = np.asarray(labels)
+    rows = rng.permutation(len(labels))
+    _, first, group = np.unique(labels[rows], return_index=True, return_inverse=True)
+    rank = rng.permutation(len(first))
+    return rows[np.argsort(rank[group], kind="stable")]

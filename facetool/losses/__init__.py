@@ -8,7 +8,7 @@ from pydantic import ValidationError
 
 from facetool.config.base import format_validation_error
 from facetool.errors import ConfigError, PluginError
-from facetool.losses.base import Loss, Needs, NoSettings
+from facetool.losses.base import NEEDS, Loss, Needs, NoSettings
 from facetool.losses.triplet import TripletLoss, triplet_loss, triplet_losses
 from facetool.plugins import LOSSES, available, load_plugin
 
@@ -20,6 +20,8 @@ def loss_class(name: str) -> type[Loss]:
     target = load_plugin(LOSSES, name)
     if not (isinstance(target, type) and issubclass(target, Loss)):
         raise PluginError(f"loss {name!r}: entry point gives {target!r}, not a facetool.losses.Loss subclass")
+    if target.needs not in NEEDS:
+        raise PluginError(f"loss {name!r}: needs is {target.needs!r}, not one of {', '.join(NEEDS)}")
     return target
 
 
@@ -54,6 +56,7 @@ def available_losses() -> list[str]:
 
 __all__ = [
     "DEFAULT_LOSS",
+    "NEEDS",
     "Loss",
     "Needs",
     "NoSettings",

@@ -6,7 +6,9 @@ declares what a training step feeds it in `needs`:
 
 - `"triplets"`: the inputs are mined triplets, ordered [anchors; positives; negatives] (3T rows), with the
   label of every row;
-- `"labels"`: any batch of images with their labels (class-based losses; no mining pass).
+- `"labels"`: any batch of images with their labels (class-based losses; no mining pass);
+- `"groups"`: batches of people, each person's images side by side (P×K batches, for losses that mine inside
+  the batch, such as batch-hard; no mining pass).
 
 Labels are training-class indices in [0, num_classes). A loss's own settings are the pydantic model `Settings`
 (extra keys forbidden), filled from the `[loss]` table of the training config.
@@ -24,7 +26,8 @@ from facetool.config.base import StrictModel
 from facetool.errors import PluginError
 from facetool.plugins import call_plugin
 
-Needs = Literal["triplets", "labels"]
+Needs = Literal["triplets", "labels", "groups"]
+NEEDS: tuple[Needs, ...] = ("triplets", "labels", "groups")
 
 
 class NoSettings(StrictModel):

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from facetool.losses import Loss, get_loss, loss_class
+from facetool.losses import NEEDS, Loss, get_loss, loss_class
 
 
 def _inputs(loss: Loss, triplets: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -24,6 +24,8 @@ def _inputs(loss: Loss, triplets: int, seed: int) -> tuple[torch.Tensor, torch.T
     if loss.needs == "triplets":
         anchors = torch.arange(triplets) % loss.num_classes
         labels = torch.cat([anchors, anchors, (anchors + 1) % loss.num_classes])
+    elif loss.needs == "groups":
+        labels = (torch.arange(n) // 3) % loss.num_classes
     else:
         labels = torch.randint(0, loss.num_classes, (n,), generator=g)
     return emb, labels
@@ -48,7 +50,7 @@ def check_loss(
         parsed = cls.Settings.model_validate(settings or {})
         built = cls(parsed, num_classes=num_classes, embedding_dim=embedding_dim)
     assert isinstance(built, Loss), f"{name}: not a facetool.losses.Loss"
-    assert cls.needs in ("triplets", "labels"), f"{name}: needs is {cls.needs!r}"
+    assert cls.needs in NEEDS, f"{name}: needs is {cls.needs!r}"
     assert isinstance(cls.description, str) and cls.description.strip(), f"{name}: no description"
     torch.manual_seed(seed)
     emb, labels = _inputs(built, triplets, seed)

@@ -15,6 +15,7 @@ from collections.abc import Callable
 import torch
 
 from facetool.config.train import TrainConfig
+from facetool.data.sampling import people_order
 from facetool.errors import FacetoolError
 from facetool.miners import Miner
 from facetool.train.distributed import Ranks, all_reduce_min, all_reduce_sum
@@ -70,12 +71,15 @@ class EpochRunner:
             "triplets": found,
             "valid_negative_fraction": found / max(pairs, 1),
         }
-        mining = (
-            f", {pairs} anchor-positive pairs, {found} triplets "
-            f"({stats['valid_negative_fraction']:.1%} with a valid negative)"
-            if mined is not None
-            else ", labelled batches (no mining)"
-        )
+        if mined is not None:
+            mining = (
+                f", {pairs} anchor-positive pairs, {found} triplets "
+                f"({stats['valid_negative_fraction']:.1%} with a valid negative)"
+            )
+        elif self.engine.criterion.needs == "groups":
+            mining = ", batches of whole people (no mining)"
+        else:
+            mining = ", labelled batches (no mining)"
         self.log(
             f"epoch {epoch + 1} round {rounds}: {selected.images} images of {stats['people']} people{mining}",
             show=False,
@@ -90,7 +94,8 @@ class EpochRunner:
         torch.manual_seed(torch_seed)
         generator = torch.Generator(device=device).manual_seed(aug_seed)
         self.miner_generator.manual_seed(miner_seed)
-        by_labels = self.engine.criterion.needs == "labels"
+        needs = self.engine.criterion.needs
+        by_labels = needs != "triplets"
         per_step = config.batch_size if by_labels else config.batch_size // 3
         lr = self.scheduler.get_last_lr()[0]
         miner_name = miner_for_epoch(config, epoch)
@@ -114,14 +119,20 @@ class EpochRunner:
                 pairs += int(mined.num_pairs)
                 selected += found
             self._round_stats(epoch, rounds, chosen)
-            steps = min(-(-found // per_step), config.epoch_size - batches)
+            # batches of images keep to whole batches (a tail of one image would break batch norm); a
+            # round smaller than a batch is one batch
+            whole = max(found // per_step, 1) if by_labels else -(-found // per_step)
+            steps = min(whole, config.epoch_size - batches)
             steps = all_reduce_min(steps, device)
             if steps == 0:
                 skipped += 1
                 batches += 1
                 self.log(f"epoch {epoch + 1} round {rounds}: no valid triplet, batch skipped", show=False)
                 continue
-            order = torch.as_tensor(rng.permutation(found), device=device)
+            if needs == "groups":
+                order = torch.as_tensor(people_order(chosen.host_labels, rng), device=device)
+            else:
+                order = torch.as_tensor(rng.permutation(found), device=device)
             # drawn where the next round would draw it anyway, so the random stream is that of a run without
             # prefetching; never past the epoch's end, whose generator the next epoch replaces
             if batches + steps < config.epoch_size:

@@ -1,7 +1,7 @@
 """One selection round of FaceNet training: sample people → fetch and augment their faces → embed → mine.
 
-A loss that needs only labels (a class-based loss) skips the embedding pass and the mining: its round is the
-augmented images of the sampled people with their labels.
+A loss that needs no mined triplets (a class-based loss, or one that mines inside its batch) skips the
+embedding pass and the mining: its round is the augmented images of the sampled people with their labels.
 """
 
 from __future__ import annotations
@@ -21,12 +21,13 @@ from facetool.train.engine import Engine
 
 @dataclass
 class Round:
-    """The augmented inputs of one round, their labels, and the triplets mined among them (indices into
-    `inputs`; None when the loss needs no triplets)."""
+    """The augmented inputs of one round, their labels (on the device, and a host copy), and the triplets mined
+    among them (indices into `inputs`; None when the loss needs no triplets)."""
 
     inputs: torch.Tensor
     mined: MiningResult | None
     labels: torch.Tensor | None = None
+    host_labels: np.ndarray | None = None
 
     @property
     def images(self) -> int:
@@ -69,8 +70,9 @@ class Selection:
             rows = self.sampler.sample(rng)
         device = self.engine.device
         inputs = self.augment(self.data.fetch(rows, device), generator)
-        labels = torch.as_tensor(self.classes[self.data.labels[rows]], device=device)
-        if self.engine.criterion.needs == "labels":
-            return Round(inputs, None, labels)
+        host_labels = self.classes[self.data.labels[rows]]
+        labels = torch.as_tensor(host_labels, device=device)
+        if self.engine.criterion.needs != "triplets":
+            return Round(inputs, None, labels, host_labels)
         mined = miner(self.engine.embed_inputs(inputs), labels, self.margin)
-        return Round(inputs, mined, labels)
+        return Round(inputs, mined, labels, host_labels)

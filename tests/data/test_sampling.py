@@ -8,7 +8,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from facetool.data.sampling import PeopleSampler
+from facetool.data.sampling import PeopleSampler, people_order
 from facetool.miners import get_miner
 
 
@@ -94,3 +94,29 @@ def test_single_image_people_serve_only_as_negatives_of_the_semihard_miner():
         assert int(torch.cat([mined.anchors, mined.positives]).max()) < people
         assert (mined.negatives >= people).any(), "extra faces are picked as negatives"
     assert len(singles_seen) > 20, "people with a single image take part"
+
+
+def runs_of(values: np.ndarray) -> list:
+    """The values of `values` with consecutive repeats collapsed."""
+    return [v for i, v in enumerate(values) if i == 0 or values[i - 1] != v]
+
+
+@settings(max_examples=60, deadline=None)
+@given(counts=st.lists(st.integers(1, 9), min_size=1, max_size=20), seed=st.integers(0, 2**32 - 1))
+def test_people_order_keeps_each_persons_rows_together(counts, seed):
+    labels = np.repeat(np.arange(len(counts)), counts)
+    np.random.default_rng(seed).shuffle(labels)
+    order = people_order(labels, np.random.default_rng(seed))
+    assert sorted(order.tolist()) == list(range(len(labels)))
+    in_order = labels[order]
+    assert len(runs_of(in_order)) == len(counts)
+    again = people_order(labels, np.random.default_rng(seed))
+    assert np.array_equal(order, again)
+
+
+def test_people_order_shuffles_people_and_their_images():
+    labels = np.repeat(np.arange(6), 5)
+    orders = [people_order(labels, np.random.default_rng(seed)) for seed in range(40)]
+    assert len({tuple(runs_of(labels[o])) for o in orders}) > 20
+    firsts = {tuple(o[labels[o] == 0]) for o in orders}
+    assert len(firsts) > 20

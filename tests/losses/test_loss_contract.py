@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from plugin_helpers import plugin_site
 from torch import Tensor
 
 from facetool.config.base import load_config
@@ -77,7 +78,7 @@ def test_triplet_losses_need_three_equal_parts() -> None:
         loss(emb, labels)
 
 
-@pytest.mark.parametrize("name", ["triplet", "arcface", "cosface", "arcface-triplet"])
+@pytest.mark.parametrize("name", ["triplet", "arcface", "cosface", "arcface-triplet", "batch-hard"])
 def test_the_third_party_helper_passes_every_built_in_loss(name: str) -> None:
     check_loss(name)
 
@@ -123,3 +124,24 @@ def test_config_takes_a_name_or_a_table(tmp_path) -> None:
     assert load_config(TrainConfig, path).loss.name == "arcface"
     with pytest.raises(ConfigError, match=r"loss\.name"):
         load_config(TrainConfig, None, [("loss.name", "")])
+
+
+def test_a_loss_that_needs_an_unknown_feed_is_refused_with_its_name(tmp_path) -> None:
+    source = """
+from facetool.losses import Loss
+
+
+class Pairs(Loss):
+    name = "pairs"
+    description = "asks for a feed the trainer does not have"
+    needs = "pairs"
+
+    def compute(self, embeddings, labels):
+        return embeddings.sum()
+"""
+    with plugin_site(tmp_path / "site") as install:
+        install("pairs-loss", {"facetool.losses": {"pairs": "pairs_loss:Pairs"}}, {"pairs_loss": source})
+        with pytest.raises(
+            PluginError, match="loss 'pairs': needs is 'pairs', not one of triplets, labels, groups"
+        ):
+            get_loss("pairs", num_classes=3, embedding_dim=4)

@@ -102,3 +102,73 @@ def test_combination_is_the_weighted_sum(softmax: str) -> None:
     expected = 0.7 * ce + 2.5 * triplet_reference(emb.numpy(), 0.25)
     assert loss(emb, labels).item() == pytest.approx(expected, rel=1e-4)
     assert {name for name, _ in loss.named_parameters()} == {"softmax.centres"}
+
+
+def batch_hard_reference(
+    emb: np.ndarray, labels: np.ndarray, margin: str, alpha: float, scale: float, squared: bool
+) -> tuple[float, set[int]]:
+    """By loops: the mean over anchors with a positive and a negative of the loss of their farthest positive and
+    nearest negative, and the rows that loss reaches (teaching anchors and their chosen pair)."""
+    x = emb.astype(np.float64)
+    per, reached = [], set()
+    for i in range(len(x)):
+        dist = [float(((x[i] - x[j]) ** 2).sum()) for j in range(len(x))]
+        if not squared:
+            dist = [math.sqrt(d) for d in dist]
+        pos = [j for j in range(len(x)) if j != i and labels[j] == labels[i]]
+        neg = [j for j in range(len(x)) if labels[j] != labels[i]]
+        if not pos or not neg:
+            continue
+        p = max(pos, key=lambda j: dist[j])
+        n = min(neg, key=lambda j: dist[j])
+        gap = dist[p] - dist[n]
+        per.append(math.log1p(math.exp(scale * gap)) / scale if margin == "soft" else max(0.0, gap + alpha))
+        if per[-1] > 0:
+            reached |= {i, p, n}
+    return (sum(per) / len(per) if per else 0.0), reached
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {},
+        {"scale": 5.0},
+        {"margin": "hinge"},
+        {"margin": "hinge", "distance": "squared"},
+        {"distance": "squared", "scale": 2.0},
+    ],
+)
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_batch_hard_matches_its_hardest_pairs_found_by_loops(settings: dict, seed: int) -> None:
+    loss = get_loss("batch-hard", settings, num_classes=0, embedding_dim=5, margin=0.3)
+    emb, labels = batch(14, 5, 5, seed=seed)
+    labels[-1] = 99
+    expected, reached = batch_hard_reference(
+        emb.numpy(),
+        labels.numpy(),
+        settings.get("margin", "soft"),
+        0.3,
+        settings.get("scale", 1.0),
+        settings.get("distance") == "squared",
+    )
+    emb.requires_grad_(True)
+    value = loss(emb, labels)
+    assert value.item() == pytest.approx(expected, rel=1e-5)
+    value.backward()
+    assert bool(torch.isfinite(emb.grad).all())
+    assert set(torch.nonzero(emb.grad.abs().sum(dim=1)).flatten().tolist()) == reached
+
+
+def test_batch_hard_with_duplicate_faces_and_no_pairs_stays_finite() -> None:
+    loss = get_loss("batch-hard", num_classes=0, embedding_dim=4)
+    emb, _ = batch(6, 4, 1, seed=5)
+    emb = torch.cat([emb, emb]).requires_grad_(True)
+    labels = torch.arange(6).repeat(2)
+    value = loss(emb, labels)
+    value.backward()
+    expected, _ = batch_hard_reference(emb.detach().numpy(), labels.numpy(), "soft", 0.0, 1.0, False)
+    assert value.item() == pytest.approx(expected, rel=1e-5)
+    assert bool(torch.isfinite(emb.grad).all())
+    alone = torch.arange(12)
+    lone = loss(emb.detach(), alone)
+    assert lone.item() == 0.0 and int(loss.active) == 0

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from plugin_helpers import plugin_site
 from safetensors.torch import load_file
 from train_helpers import StopAfter
 
@@ -126,7 +127,7 @@ def test_plugins_list_shows_the_three_groups() -> None:
     assert {r["kind"] for r in rows} == {"miner", "backbone", "loss"}
     losses = {r["name"]: r for r in rows if r["kind"] == "loss"}
     assert losses["triplet"]["package"] == "facetool"
-    for name in ("arcface", "cosface", "arcface-triplet"):
+    for name in ("arcface", "cosface", "arcface-triplet", "batch-hard"):
         assert losses[name]["package"] == "facetool-extras" and losses[name]["status"] == "ok"
 
 
@@ -148,3 +149,65 @@ def test_two_processes_train_arcface_with_identical_centres(people_cache: Path, 
     ck = load_checkpoint(run_dir / "last.pth")
     assert state_digest(ck["loss"]) == digest and ck["config"]["loss"] == {"name": "arcface"}
     assert ck["history"][0]["images"] > 0
+
+
+def test_batch_hard_training_lowers_its_loss_without_mining(people_cache: Path, tmp_path: Path) -> None:
+    loss = {"name": "batch-hard", "margin": "hinge"}
+    result = train(config(people_cache, tmp_path / "run", loss, alpha=0.5))
+    losses = [r["train_loss"] for r in result.history]
+    assert sum(losses[-2:]) < 0.9 * sum(losses[:2]), losses
+    assert all(r["miner"] == "none" and r["triplets"] == 0 for r in result.history)
+    assert all(0 < r["active_triplets"] <= r["images"] for r in result.history)
+    assert load_checkpoint(result.last_checkpoint)["loss"] == {}
+    assert "batches of whole people (no mining)" in (tmp_path / "run" / "train.log").read_text()
+
+
+RECORDER = """
+from facetool.losses import Loss
+
+BATCHES = []
+
+
+class Recorder(Loss):
+    name = "recorder"
+    description = "records the labels of every batch it is given"
+    needs = "{needs}"
+
+    def compute(self, embeddings, labels):
+        BATCHES.append(labels.tolist())
+        return embeddings.pow(2).sum() * 0.0
+"""
+
+
+def runs_of(labels: list[int]) -> list[int]:
+    return [v for i, v in enumerate(labels) if i == 0 or labels[i - 1] != v]
+
+
+@pytest.mark.parametrize("needs", ["groups", "labels"])
+def test_a_groups_loss_gets_whole_people_and_a_labels_loss_shuffled_images(
+    people_cache: Path, tmp_path: Path, needs: str
+) -> None:
+    with plugin_site(tmp_path / "site") as install:
+        module = f"recorder_{needs}"
+        install(
+            module,
+            {"facetool.losses": {"recorder": f"{module}:Recorder"}},
+            {module: RECORDER.format(needs=needs)},
+        )
+        train(config(people_cache, tmp_path / "run", "recorder", num_epochs=1, epoch_size=6))
+        batches = __import__(module).BATCHES
+    assert len(batches) == 6 and all(len(b) == 24 for b in batches)
+    grouped = [len(runs_of(b)) == len(set(b)) for b in batches]
+    if needs == "groups":
+        assert all(grouped) and all(len(set(b)) == 4 for b in batches), batches
+    else:
+        assert not any(grouped), batches
+
+
+@pytest.mark.parametrize("loss", ["batch-hard", "arcface"])
+def test_a_round_keeps_to_whole_batches_of_images(people_cache: Path, tmp_path: Path, loss: str) -> None:
+    """16 images a round in batches of 15: one batch, not a second of one image (which batch norm refuses)."""
+    changes = {"backbone": "tiny-cnn-gdc", "batch_size": 15, "people_per_batch": 4, "images_per_person": 4}
+    result = train(config(people_cache, tmp_path / "run", loss, num_epochs=1, **changes))
+    (record,) = result.history
+    assert record["rounds"] == 5 and record["batches"] == 5 and record["images"] == 5 * 15

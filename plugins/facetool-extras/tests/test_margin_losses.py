@@ -12,7 +12,7 @@ from facetool.losses.testing import check_loss
 
 def test_losses_are_found_through_entry_points() -> None:
     rows = {r.name: r for r in plugins.list_plugins(plugins.LOSSES, package="facetool-extras")}
-    assert set(rows) == {"arcface", "cosface", "arcface-triplet"}
+    assert set(rows) == {"arcface", "cosface", "arcface-triplet", "batch-hard"}
     assert all(r.status == "ok" and r.description for r in rows.values())
 
 
@@ -23,6 +23,8 @@ def test_losses_are_found_through_entry_points() -> None:
         ("arcface", {"scale": 30.0, "margin": 0.3}),
         ("cosface", {"scale": 30.0, "margin": 0.2}),
         ("arcface-triplet", {"softmax": "cosface", "triplet_weight": 0.5}),
+        ("batch-hard", None),
+        ("batch-hard", {"margin": "hinge", "distance": "squared"}),
     ],
 )
 def test_each_loss_keeps_the_contract(name: str, settings: dict | None) -> None:
