@@ -95,12 +95,12 @@ class EpochRunner:
         generator = torch.Generator(device=device).manual_seed(aug_seed)
         self.miner_generator.manual_seed(miner_seed)
         needs = self.engine.criterion.needs
-        by_labels = needs != "triplets"
-        per_step = config.batch_size if by_labels else config.batch_size // 3
+        unmined = needs != "triplets"
+        per_step = config.batch_size if unmined else config.batch_size // 3
         lr = self.scheduler.get_last_lr()[0]
         miner_name = miner_for_epoch(config, epoch)
         miner = self.miners[miner_name]
-        if by_labels:
+        if unmined:
             miner_name = "none"
         elif epoch == 0 or miner_for_epoch(config, epoch - 1) != miner_name:
             self.log(f"epoch {epoch + 1}: triplets mined by {miner_name}", show=False)
@@ -121,7 +121,7 @@ class EpochRunner:
             self._round_stats(epoch, rounds, chosen)
             # batches of images keep to whole batches (a tail of one image would break batch norm); a
             # round smaller than a batch is one batch
-            whole = max(found // per_step, 1) if by_labels else -(-found // per_step)
+            whole = max(found // per_step, 1) if unmined else -(-found // per_step)
             steps = min(whole, config.epoch_size - batches)
             steps = all_reduce_min(steps, device)
             if steps == 0:
@@ -186,7 +186,7 @@ class EpochRunner:
             self.scheduler.step()
         loss_sum, good_steps, images, active = totals.tolist()
         images, active = round(images), round(active)
-        trained = 0 if by_labels else images // 3
+        trained = 0 if unmined else images // 3
         return EpochRecord(
             epoch=epoch + 1,
             val_loss=None,
