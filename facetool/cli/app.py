@@ -11,6 +11,8 @@ import os
 import signal
 import sys
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import FrameType
 from typing import Any
 
@@ -38,6 +40,7 @@ class _State:
     verbose = False
     signum = 0
     main_pid = 0
+    unraisable_hook: Any = None
 
 
 class _Group(TyperGroup):
@@ -138,6 +141,43 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
+_REARM_SECONDS = 0.005
+
+
+def _rearm_swallowed_interrupt(unraisable: Any) -> None:
+    """`sys.unraisablehook`: an interrupt raised inside a finalizer or weakref callback is raised again later.
+
+    Python cannot propagate an exception out of those callbacks and drops it ("Exception ignored in ..."), so
+    a signal handled there would be lost and the command would run on. A timer raises it again a moment later,
+    once the callback has returned (raising it here would only be dropped again).
+    """
+    if isinstance(unraisable.exc_value, KeyboardInterrupt) and os.getpid() == _State.main_pid:
+        signal.setitimer(signal.ITIMER_REAL, _REARM_SECONDS)
+        return
+    (_State.unraisable_hook or sys.__unraisablehook__)(unraisable)
+
+
+def _on_rearm_timer(signum: int, frame: FrameType | None) -> None:
+    _on_signal(_State.signum or signal.SIGINT, frame)
+
+
+@contextmanager
+def _interrupting_signals() -> Iterator[None]:
+    """For the block, SIGINT and SIGTERM raise KeyboardInterrupt in the main thread, and none is lost."""
+    stops = (signal.SIGINT, signal.SIGTERM)
+    previous = {sig: signal.signal(sig, _on_signal) for sig in stops}
+    previous[signal.SIGALRM] = signal.signal(signal.SIGALRM, _on_rearm_timer)
+    _State.unraisable_hook, sys.unraisablehook = sys.unraisablehook, _rearm_swallowed_interrupt
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        sys.unraisablehook = _State.unraisable_hook
+        _State.unraisable_hook = None
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def _interrupt_cause(exc: BaseException) -> bool:
     """Whether a FacetoolError was raised while handling a KeyboardInterrupt (a command's own Ctrl-C line)."""
     seen: BaseException | None = exc.__cause__ or exc.__context__
@@ -174,12 +214,8 @@ def main(argv: list[str] | None = None) -> None:
     """Run the CLI; every ending is one line on stderr and an exit code (2 usage, 1 failure, 130/143 signal)."""
     args = _root_args(list(sys.argv[1:] if argv is None else argv))
     _State.verbose, _State.signum, _State.main_pid = VERBOSE in args, 0, os.getpid()
-    previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
+    with _interrupting_signals():
         code = _run(args)
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
     _forget_caught_interrupt()
     if code:
         sys.exit(code)

@@ -243,3 +243,53 @@ def test_ctrl_c_stops_eval_in_one_line_without_a_report(inputs: Path, lfw_dir: P
     code, lines = _signalled(args, signal.SIGINT, lambda: True, tmp_path)
     _assert_interrupted(code, lines, signal.SIGINT)
     _no_final_files(report, "report.json", "roc.png")
+
+
+_SIGNAL_IN_A_FINALIZER = """
+import signal, sys, time
+from facetool.cli.app import app, main
+
+signal.signal(signal.SIGINT, signal.default_int_handler)  # a run started with `&` inherits SIGINT ignored
+
+
+class SignalledWhileCollected:
+    def __del__(self):
+        signal.raise_signal(signal.SIG{name})  # handled at once, inside the finalizer
+
+
+@app.command("drill")
+def drill() -> None:
+    SignalledWhileCollected()
+    for _ in range(300):
+        time.sleep(0.01)
+    print("ran on", flush=True)
+
+
+main(["drill"])
+"""
+
+
+@pytest.mark.parametrize("name", ["INT", "TERM"])
+def test_a_signal_handled_inside_a_finalizer_still_stops_the_command(name: str) -> None:
+    """Python drops an exception raised in a finalizer; the interrupt must surface anyway, not run on."""
+    done = subprocess.run(
+        [sys.executable, "-c", _SIGNAL_IN_A_FINALIZER.replace("{name}", name)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    _assert_interrupted(done.returncode, lines, getattr(signal, f"SIG{name}"))
+    assert "ran on" not in done.stdout
+    assert "Exception ignored" not in done.stderr
+
+
+def test_the_cli_gives_back_the_signal_handlers_and_unraisable_hook(inputs: Path) -> None:
+    before = (
+        [signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGALRM)],
+        sys.unraisablehook,
+    )
+    result = facetool_in_process("dataset", "stats", inputs / "good.h5")
+    assert result.returncode == 0, result.stderr
+    after = [signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGALRM)], sys.unraisablehook
+    assert after == before
