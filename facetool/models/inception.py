@@ -13,8 +13,6 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import torch
-from facenet_pytorch import InceptionResnetV1
-from facenet_pytorch.models.inception_resnet_v1 import get_torch_home
 from torch import nn
 
 from facetool.errors import ModelFileError, UsageError
@@ -32,6 +30,8 @@ NO_PRETRAINED = "none"
 def pretrained_path(pretrained: str) -> Path:
     """The weights file for a named set (in facenet-pytorch's cache folder) or a path; ModelFileError if absent."""
     if pretrained in PRETRAINED_FILES:
+        from facenet_pytorch.models.inception_resnet_v1 import get_torch_home  # see build_inception_resnet_v1
+
         path = Path(get_torch_home()) / "checkpoints" / PRETRAINED_FILES[pretrained]
         if not path.is_file():
             raise ModelFileError(
@@ -99,6 +99,8 @@ def build_inception_resnet_v1(
         )
     if embedding_dim < 1:
         raise UsageError(f"embedding_dim {embedding_dim}: must be positive")
+    from facenet_pytorch import InceptionResnetV1  # imported here: it brings torchvision, 2 s of every start
+
     model = InceptionResnetV1(pretrained=None, classify=False, dropout_prob=dropout)
     if embedding_dim != NATIVE_DIM:
         model.last_linear = nn.Linear(FEATURES, embedding_dim, bias=False)
