@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import os
 import pickle
 import subprocess
@@ -16,7 +14,6 @@ import torch
 from cache_helpers import centre_crop, lfw_files, some_identities
 
 from facetool.cache import CacheWriter, FaceRecord
-from facetool.cli.app import main
 from facetool.models import build_backbone
 from facetool.models.checkpoint import make_checkpoint, save_checkpoint
 
@@ -100,22 +97,3 @@ def facetool(*args: object, wrapper: Sequence[str] = (), timeout: float = 300) -
         tempfile.TemporaryDirectory() as cwd
     ):  # default output folders (runs/...) land here, not in the checkout
         return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-
-
-def facetool_in_process(*args: object) -> subprocess.CompletedProcess:
-    """The same CLI entry point (`facetool.cli.app.main`) called in this process: the full argument parsing,
-    validation and error rendering, without paying the 3-4 s interpreter and torch start-up of a subprocess."""
-    out, err = io.StringIO(), io.StringIO()
-    argv = [str(a) for a in args]
-    code = 0
-    with (
-        tempfile.TemporaryDirectory() as cwd,  # default output folders (runs/...) land here, not in the checkout
-        contextlib.chdir(cwd),
-        contextlib.redirect_stdout(out),
-        contextlib.redirect_stderr(err),
-    ):
-        try:
-            main(argv)
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-    return subprocess.CompletedProcess(["facetool", *argv], code, out.getvalue(), err.getvalue())

@@ -9,10 +9,10 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from cli_helpers import facetool_in_process
 from reliability_helpers import (
     assert_one_line_error,
     facetool,
-    facetool_in_process,
     write_small_cache,
     write_small_checkpoint,
     write_small_pairs,

@@ -9,10 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_helpers import facetool_in_process
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import TypeAdapter
-from reliability_helpers import assert_one_line_error, facetool_in_process
+from reliability_helpers import assert_one_line_error
 
 from facetool.config.base import dump_toml, load_config, parse_override
 from facetool.config.detect import DetectConfig
