@@ -35,7 +35,11 @@ class BatchHardSettings(StrictModel):
 
 
 def pairwise_distances(embeddings: Tensor, squared: bool) -> Tensor:
-    """(N, N) squared or plain L2 distances between rows; exactly 0 on the diagonal, with finite gradients."""
+    """(N, N) squared or plain L2 distances between rows; exactly 0 on the diagonal, with finite gradients.
+
+    Unlike the miners' in-place `squared_distances`, the norms come from the same Gram matrix as the products,
+    so identical embeddings (a duplicated face) are exactly 0 apart rather than a rounding error's sqrt.
+    """
     gram = embeddings @ embeddings.T
     norms = gram.diagonal()
     d2 = (norms[:, None] + norms[None, :] - 2.0 * gram).clamp_min(0.0)
