@@ -74,8 +74,18 @@ def test_training_with_each_loss_lowers_it(people_cache: Path, tmp_path: Path, l
         assert all(r["miner"] == "none" and r["images"] > 0 for r in result.history)
 
 
-def test_resume_of_an_arcface_run_repeats_it_exactly(people_cache: Path, tmp_path: Path) -> None:
-    loss = {"name": "arcface", "scale": 16.0, "margin": 0.2}
+@pytest.mark.parametrize(
+    ("loss", "state"),
+    [
+        ({"name": "arcface", "scale": 16.0, "margin": 0.2}, ["centres"]),
+        ({"name": "batch-hard", "margin": "hinge"}, []),
+    ],
+    ids=["arcface", "batch-hard"],
+)
+def test_resume_repeats_a_run_exactly(
+    people_cache: Path, tmp_path: Path, loss: dict, state: list[str]
+) -> None:
+    """A labels loss with parameters, and a groups loss whose people come in a drawn order, resume exactly."""
     recipe = {"num_epochs": 3, "lr_schedule": "cosine", "warmup_epochs": 1, "augment": {}}
     whole = train(config(people_cache, tmp_path / "whole", loss, **recipe))
     with pytest.raises(KeyboardInterrupt):
@@ -87,7 +97,7 @@ def test_resume_of_an_arcface_run_repeats_it_exactly(people_cache: Path, tmp_pat
         assert a[part].keys() == b[part].keys()
         for key in a[part]:
             assert torch.equal(a[part][key], b[part][key]), (part, key)
-    assert list(a["loss"]) == ["centres"]
+    assert list(a["loss"]) == state
     assert resumed.resumed_from == tmp_path / "split" / "last.pth" and b["epoch"] == 3
     states_a, states_b = a["optimizer"]["state"], b["optimizer"]["state"]
     assert states_a.keys() == states_b.keys()
@@ -131,13 +141,16 @@ def test_plugins_list_shows_the_three_groups() -> None:
         assert losses[name]["package"] == "facetool-extras" and losses[name]["status"] == "ok"
 
 
-def test_two_processes_train_arcface_with_identical_centres(people_cache: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("loss", ["arcface", "batch-hard"])
+def test_two_processes_train_with_identical_weights_and_loss_state(
+    people_cache: Path, tmp_path: Path, loss: str
+) -> None:
     run_dir = tmp_path / "run"
     args = [
         "train", "--data", str(people_cache), "--checkpoint-dir", str(run_dir), "--num-epochs", "1",
         "--batch-size", "24", "--people-per-batch", "4", "--images-per-person", "6", "--device", "cpu",
         "--set", "backbone=tiny-cnn", "--set", "image_size=48", "--set", "embedding_dim=16",
-        "--set", "epoch_size=3", "--set", "validation.fraction=0.0", "--set", "loss=arcface",
+        "--set", "epoch_size=3", "--set", "validation.fraction=0.0", "--set", f"loss={loss}",
         "--threads", "1", "--nproc", "2",
     ]  # fmt: skip
     done = subprocess.run(
@@ -145,10 +158,15 @@ def test_two_processes_train_arcface_with_identical_centres(people_cache: Path, 
     )
     assert done.returncode == 0, done.stderr[-3000:]
     log = (run_dir / "train.log").read_text()
-    (digest,) = re.findall(r"loss state identical on all 2 ranks: sha256 ([0-9a-f]{64})", log)
     ck = load_checkpoint(run_dir / "last.pth")
-    assert state_digest(ck["loss"]) == digest and ck["config"]["loss"] == {"name": "arcface"}
+    (weights,) = re.findall(r"weights identical on all 2 ranks: sha256 ([0-9a-f]{64})", log)
+    assert state_digest(ck["model"]) == weights and ck["config"]["loss"] == {"name": loss}
     assert ck["history"][0]["images"] > 0
+    if loss == "arcface":
+        (digest,) = re.findall(r"loss state identical on all 2 ranks: sha256 ([0-9a-f]{64})", log)
+        assert state_digest(ck["loss"]) == digest
+    else:
+        assert ck["loss"] == {} and "batches of whole people (no mining)" in log
 
 
 def test_batch_hard_training_lowers_its_loss_without_mining(people_cache: Path, tmp_path: Path) -> None:
