@@ -163,7 +163,10 @@ def _on_rearm_timer(signum: int, frame: FrameType | None) -> None:
 
 @contextmanager
 def _interrupting_signals() -> Iterator[None]:
-    """For the block, SIGINT and SIGTERM raise KeyboardInterrupt in the main thread, and none is lost."""
+    """For the block, SIGINT and SIGTERM raise KeyboardInterrupt in the main thread, and none is lost.
+
+    SIGALRM is borrowed for the block: its timer raises again an interrupt that Python dropped.
+    """
     stops = (signal.SIGINT, signal.SIGTERM)
     previous = {sig: signal.signal(sig, _on_signal) for sig in stops}
     previous[signal.SIGALRM] = signal.signal(signal.SIGALRM, _on_rearm_timer)
