@@ -4,8 +4,6 @@ and no module grows past the size where it holds more than one job."""
 from __future__ import annotations
 
 import ast
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -133,20 +131,3 @@ def test_no_module_holds_several_jobs() -> None:
         if (n := len(path.read_text(encoding="utf-8").splitlines())) > MAX_LINES
     }
     assert too_long == {}
-
-
-def test_commands_that_build_no_inception_never_import_facenet_pytorch() -> None:
-    """facenet-pytorch brings torchvision, about 2 s of every start; only the inception backbone needs it."""
-    code = (
-        "import sys\n"
-        "from facetool.cli.app import main\n"
-        "from facetool.models import build_backbone, load_embedding_model\n"
-        "from facetool.train.loop import train\n"
-        "build_backbone('tiny-cnn', embedding_dim=8, image_size=32)\n"
-        "print('facenet_pytorch' in sys.modules, 'torchvision' in sys.modules)\n"
-        "build_backbone('inception_resnet_v1', embedding_dim=8, image_size=80)\n"
-        "print('facenet_pytorch' in sys.modules)\n"
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["False", "False", "True"]

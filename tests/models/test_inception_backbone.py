@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -95,3 +97,20 @@ def test_code_in_a_weights_file_is_refused(tmp_path: Path) -> None:
     torch.save({"conv": PluginError("pickled object")}, evil)
     with pytest.raises(ModelFileError, match=f"{evil}: refused: not a plain weights file"):
         build_backbone(pretrained=str(evil))
+
+
+def test_commands_that_build_no_inception_never_import_facenet_pytorch() -> None:
+    """facenet-pytorch brings torchvision, about 2 s of every start; only the inception backbone needs it."""
+    code = (
+        "import sys\n"
+        "from facetool.cli.app import main\n"
+        "from facetool.models import build_backbone, load_embedding_model\n"
+        "from facetool.train.loop import train\n"
+        "build_backbone('tiny-cnn', embedding_dim=8, image_size=32)\n"
+        "print('facenet_pytorch' in sys.modules, 'torchvision' in sys.modules)\n"
+        "build_backbone('inception_resnet_v1', embedding_dim=8, image_size=80)\n"
+        "print('facenet_pytorch' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "False", "True"]
