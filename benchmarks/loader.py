@@ -8,6 +8,10 @@ The variants, each the median of --runs runs after one warm-up:
   gather + augment    the same plus on-device augmentation (`Augmenter`, default AugmentConfig), whose output is
                       the standardised network input the loop embeds
   gather + to_input   the same with the un-augmented standardisation (`to_input`, what validation and eval use)
+  resize once         what training does once instead with `data.resize_once` (`resize_once`): every preloaded
+                      face resized to the augmenter's working size as float
+  resized + augment   per round from those: `fetch` the rows' float faces, then the augmentation after the
+                      resize (`Augmenter.from_working`); the same network input as gather + augment, bit for bit
 A round run repeats the same --rounds rounds (a sampler seeded afresh each run), so every run does equal work.
 Without --cache, a small cache of LFW centre crops is built in a temporary folder first (not timed).
 Prints the table and appends it with machine and command to --report (docs/benchmarks.md by default; not for
@@ -35,6 +39,7 @@ from timing import call_times
 from facetool.config.train import AugmentConfig
 from facetool.data.augment import Augmenter
 from facetool.data.choose import open_face_source
+from facetool.data.resized import ResizedFaces, resize_once
 from facetool.data.sampling import PeopleSampler
 from facetool.data.source import PreloadedSource
 from facetool.data.transforms import to_input
@@ -44,7 +49,7 @@ SMOKE = {
     "device": "cpu",
     "identities": 8,
     "min_images": 4,
-    "face_size": 48,
+    "face_size": 64,
     "image_size": 48,
     "people": 6,
     "images": 4,
@@ -77,20 +82,26 @@ def preload(cache: Path, device: torch.device) -> PreloadedSource:
 
 
 def round_variants(
-    faces: PreloadedSource, args: argparse.Namespace, device: torch.device
+    faces: PreloadedSource,
+    args: argparse.Namespace,
+    device: torch.device,
+    augment: Augmenter,
+    once: ResizedFaces | None,
 ) -> tuple[dict[str, Callable[[], object]], int]:
-    """The per-round variants, each running the same --rounds rounds, and the images those rounds hold."""
+    """The per-round variants, each running the same --rounds rounds, and the images those rounds hold; with
+    `once`, the faces resized once, also the rounds taken from those."""
     sampler = PeopleSampler(faces.labels, args.people, args.images)
-    augment = Augmenter(AugmentConfig(), args.image_size)
     generator = torch.Generator(device=device).manual_seed(0)
 
-    def rounds(finish: Callable[[torch.Tensor], object]) -> Callable[[], None]:
+    def rounds(
+        finish: Callable[[torch.Tensor], object], source: PreloadedSource | ResizedFaces = faces
+    ) -> Callable[[], None]:
         def run() -> None:
             rng = np.random.default_rng(0)
             for _ in range(args.rounds):
                 rows = sampler.sample(rng)
                 torch.as_tensor(faces.labels[rows], device=device)
-                finish(faces.fetch(rows, device))
+                finish(source.fetch(rows, device))
 
         return run
 
@@ -101,6 +112,8 @@ def round_variants(
         "gather + augment": rounds(lambda x: augment(x, generator)),
         "gather + to_input": rounds(lambda x: to_input(x, device, args.image_size)),
     }
+    if once is not None:
+        variants["resized + augment"] = rounds(lambda x: augment.from_working(x, generator), once)
     return variants, images
 
 
@@ -116,8 +129,15 @@ def measure(cache: Path, args: argparse.Namespace, device: torch.device) -> tupl
     """The table's title and one row per variant."""
     preload_times = call_times(lambda: preload(cache, device), args.runs, device)
     faces = preload(cache, device)
+    augment = Augmenter(AugmentConfig(), args.image_size)
     rows = [row("preload", len(faces), preload_times, None)]
-    variants, images = round_variants(faces, args, device)
+    once, note = resize_once(faces, augment)
+    if once is None:
+        Console().print(f"no resize-once rows: {note}")
+    else:
+        resize_times = call_times(lambda: resize_once(faces, augment), args.runs, device)
+        rows.append(row("resize once", len(faces), resize_times, None))
+    variants, images = round_variants(faces, args, device, augment, once)
     for name, fn in variants.items():
         rows.append(row(name, images, call_times(fn, args.runs, device), args.rounds))
     where = "pinned host" if device.type == "cuda" else "host"

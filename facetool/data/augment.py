@@ -34,7 +34,7 @@ class Augmenter:
         self.config = config
         self.image_size = image_size
 
-    def _working_size(self, face_size: int) -> int:
+    def working_size(self, face_size: int) -> int:
         """The side faces are resized to before cropping: big enough that the crop never upsamples."""
         if not self.config.random_crop:
             return self.image_size
@@ -78,12 +78,25 @@ class Augmenter:
         s = self._uniform(n, 1 - cfg.saturation, 1 + cfg.saturation, generator, device).view(n, 1, 1, 1)
         return ((x - grey) * s + grey).clamp(0.0, 1.0)
 
-    def __call__(self, faces: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """(N, S, S, 3) uint8 on any device -> (N, 3, image_size, image_size) standardised float, augmented."""
-        size = self._working_size(faces.shape[1])
-        x = torch.cat([resize(part.permute(0, 3, 1, 2).float() / 255.0, size) for part in faces.split(CHUNK)])
+    def to_working(self, faces: torch.Tensor) -> torch.Tensor:
+        """(N, S, S, 3) uint8 -> (N, 3, W, W) float in [0, 1] at the working size; the part that draws nothing.
+
+        Each face is resized on its own, so the result for a face never depends on the others beside it: faces
+        resized once up front (`facetool.data.resized`) equal faces resized in every round, bit for bit.
+        """
+        size = self.working_size(faces.shape[1])
+        return torch.cat(
+            [resize(part.permute(0, 3, 1, 2).float() / 255.0, size) for part in faces.split(CHUNK)]
+        )
+
+    def from_working(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Faces from `to_working` -> (N, 3, image_size, image_size) standardised float, augmented."""
         if self.config.random_crop or self.config.flip:
             x = self._geometry(x, generator)
         if self.config.color_jitter:
             x = self._colour(x, generator)
         return (x * 255.0 - 127.5) / 128.0
+
+    def __call__(self, faces: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """(N, S, S, 3) uint8 on any device -> (N, 3, image_size, image_size) standardised float, augmented."""
+        return self.from_working(self.to_working(faces), generator)

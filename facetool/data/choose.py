@@ -61,7 +61,8 @@ def device_available_bytes(device: torch.device) -> int | None:
     return int(free)
 
 
-def _gib(nbytes: int) -> str:
+def gib(nbytes: int) -> str:
+    """`nbytes` in GiB, two decimals, for log lines."""
     return f"{nbytes / (1 << 30):.2f} GiB"
 
 
@@ -71,7 +72,7 @@ def choose_kind(
     """The way to read `decoded` bytes of faces for training on `device`, and why."""
     if mode not in ("auto", "preload", "stream"):
         raise UsageError(f"data source mode {mode!r}: expected auto, preload or stream")
-    size = f"{_gib(decoded)} of decoded faces"
+    size = f"{gib(decoded)} of decoded faces"
     fits_device = device_free is not None and decoded <= MEMORY_SHARE * device_free
     fits_host = host_free is not None and decoded <= MEMORY_SHARE * host_free
     if mode == "stream":
@@ -82,14 +83,14 @@ def choose_kind(
     if device.type == "cuda" and fits_device:
         return SourceChoice(
             "preload-device",
-            f"preloading {size} on {device}: they fit in half of its {_gib(device_free)} free",
+            f"preloading {size} on {device}: they fit in half of its {gib(device_free)} free",
         )  # type: ignore[arg-type]
     if fits_host:
         return SourceChoice(
             "preload-host",
-            f"preloading {size} in host memory: they fit in half of the {_gib(host_free)} available",
+            f"preloading {size} in host memory: they fit in half of the {gib(host_free)} available",
         )  # type: ignore[arg-type]
-    known = "unknown" if host_free is None else _gib(host_free)
+    known = "unknown" if host_free is None else gib(host_free)
     return SourceChoice("stream", f"streaming {size}: more than half of the {known} of available host memory")
 
 

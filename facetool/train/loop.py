@@ -139,6 +139,7 @@ class Trainer:
             + (f", {self.ranks.world_size} processes" if self.ranks.distributed else "")
         )
         self.selection = Selection(self.data, self.engine, config, classes=data.classes)
+        self.log(self.selection.resize_once(config.data.resize_once))
         self.validator = Validator(
             self.val_set,
             num_pairs=config.validation.num_pairs,

@@ -13,6 +13,7 @@ import torch
 
 from facetool.config.train import TrainConfig
 from facetool.data.augment import Augmenter
+from facetool.data.resized import ResizedFaces, resize_once
 from facetool.data.sampling import PeopleSampler
 from facetool.miners import Miner, MiningResult
 from facetool.train.data import TrainingData
@@ -48,6 +49,12 @@ class Selection:
         )
         self.augment = Augmenter(config.augment, config.image_size)
         self.margin = config.alpha
+        self.resized: ResizedFaces | None = None
+
+    def resize_once(self, enabled: bool = True) -> str:
+        """Resize every training face to the augmenter's working size now, when that fits; the log line."""
+        self.resized, note = resize_once(self.data, self.augment, enabled)
+        return note
 
     @property
     def people_per_round(self) -> int:
@@ -69,7 +76,10 @@ class Selection:
         if rows is None:
             rows = self.sampler.sample(rng)
         device = self.engine.device
-        inputs = self.augment(self.data.fetch(rows, device), generator)
+        if self.resized is None:
+            inputs = self.augment(self.data.fetch(rows, device), generator)
+        else:
+            inputs = self.augment.from_working(self.resized.fetch(rows, device), generator)
         host_labels = self.classes[self.data.labels[rows]]
         labels = torch.as_tensor(host_labels, device=device)
         if self.engine.criterion.needs != "triplets":

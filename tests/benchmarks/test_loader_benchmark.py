@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-VARIANTS = ("preload", "gather", "gather + augment", "gather + to_input")
+VARIANTS = ("preload", "resize once", "gather", "gather + augment", "gather + to_input", "resized + augment")
 
 
 def test_loader_smoke_prints_and_reports_every_variant(shared: Path, tmp_path: Path) -> None:

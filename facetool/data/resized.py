@@ -1,0 +1,74 @@
+"""Preloaded training faces resized once to the augmenter's working size, instead of in every round.
+
+A round turns its uint8 faces into float at the working size (an antialiased resize, from a 160 px cache to a
+64 px network, say) before it draws any crop, flip or colour. That part depends on the face alone, so for a
+preloaded source it can be done once for every face; rounds then take their rows from the result and only
+augment. The inputs are bit for bit those of resizing in every round, so a run's numbers do not change, only its
+time. The float faces live where the decoded ones do (host memory or the accelerator) and are made only when
+they take at most `MEMORY_SHARE` of the memory available there once the decoded faces are in; a streamed
+source, a cache already at the working size, or `data.resize_once = false` keep resizing in every round.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from facetool.data.augment import CHUNK, Augmenter
+from facetool.data.choose import MEMORY_SHARE, device_available_bytes, gib, host_available_bytes
+from facetool.data.source import FaceSource, PreloadedSource, to_device
+
+
+class ResizedFaces:
+    """Every face of a source as (N, 3, W, W) float32 in [0, 1], addressed by the source's rows."""
+
+    def __init__(self, faces: torch.Tensor) -> None:
+        self.faces = faces
+
+    def __len__(self) -> int:
+        return len(self.faces)
+
+    @property
+    def nbytes(self) -> int:
+        return self.faces.numel() * self.faces.element_size()
+
+    def fetch(self, rows: np.ndarray, device: torch.device | str) -> torch.Tensor:
+        """The resized faces of `rows` on `device`, in the order given."""
+        picked = self.faces.index_select(0, torch.as_tensor(rows, device=self.faces.device))
+        return to_device(picked, device)
+
+
+def resize_once(
+    source: FaceSource, augment: Augmenter, enabled: bool = True, available: int | None = None
+) -> tuple[ResizedFaces | None, str]:
+    """`source`'s faces resized by `augment.to_working` once, or None; with one line for the log saying why.
+
+    Decodes a preloaded source's faces now (its first round would otherwise), then weighs the float faces
+    against `available` bytes, or when that is None against the memory left where the decoded faces live.
+    """
+    size = augment.working_size(source.image_size)
+    every_round = f"faces resized to {size} px in every round"
+    if not enabled:
+        return None, f"{every_round}: data.resize_once is off"
+    if not isinstance(source, PreloadedSource):
+        return None, f"{every_round}: they are streamed"
+    if size == source.image_size:
+        return None, f"faces used at the cache's {size} px: nothing to resize"
+    faces = source.faces
+    need = len(source) * 3 * size * size * 4
+    where = faces.device
+    free = available
+    if free is None:
+        free = device_available_bytes(where) if where.type == "cuda" else host_available_bytes()
+    place = f"on {where}" if where.type == "cuda" else "in host memory"
+    if free is None or need > MEMORY_SHARE * free:
+        known = "unknown" if free is None else gib(free)
+        return (
+            None,
+            f"{every_round}: {gib(need)} of float faces would take more than half of the {known} {place}",
+        )
+    pin = source.pin and where.type == "cpu"
+    out = torch.empty((len(faces), 3, size, size), dtype=torch.float32, device=where, pin_memory=pin)
+    for start in range(0, len(faces), CHUNK):
+        out[start : start + CHUNK] = augment.to_working(faces[start : start + CHUNK])
+    return ResizedFaces(out), f"faces resized once to {size} px: {gib(need)} of float faces {place}"
