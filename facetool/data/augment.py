@@ -82,12 +82,12 @@ class Augmenter:
         """(N, S, S, 3) uint8 -> (N, 3, W, W) float in [0, 1] at the working size; the part that draws nothing.
 
         Each face is resized on its own, so the result for a face never depends on the others beside it: faces
-        resized once up front (`facetool.data.resized`) equal faces resized in every round, bit for bit.
+        resized once up front (`facetool.data.resized`) equal faces resized in every round, bit for bit. The
+        result is channels last in memory, as the faces it comes from are.
         """
         size = self.working_size(faces.shape[1])
-        return torch.cat(
-            [resize(part.permute(0, 3, 1, 2).float() / 255.0, size) for part in faces.split(CHUNK)]
-        )
+        parts = [resize(part.permute(0, 3, 1, 2).float() / 255.0, size) for part in faces.split(CHUNK)]
+        return torch.cat(parts).contiguous(memory_format=torch.channels_last)
 
     def from_working(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Faces from `to_working` -> (N, 3, image_size, image_size) standardised float, augmented."""

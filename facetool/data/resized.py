@@ -20,22 +20,31 @@ from facetool.data.source import FaceSource, PreloadedSource, to_device
 
 
 class ResizedFaces:
-    """Every face of a source as (N, 3, W, W) float32 in [0, 1], addressed by the source's rows."""
+    """Every face of a source as (N, 3, W, W) float32 in [0, 1], addressed by the source's rows.
 
-    def __init__(self, faces: torch.Tensor) -> None:
-        self.faces = faces
+    Stored channels last, (N, W, W, 3) in memory, as `Augmenter.to_working` lays its faces out: a network can
+    compute other bits from the same values in another layout, so rounds get the layout as well as the values.
+    """
+
+    def __init__(self, faces_nhwc: torch.Tensor) -> None:
+        self._nhwc = faces_nhwc
 
     def __len__(self) -> int:
-        return len(self.faces)
+        return len(self._nhwc)
+
+    @property
+    def faces(self) -> torch.Tensor:
+        """All faces, (N, 3, W, W) with channels-last strides."""
+        return self._nhwc.permute(0, 3, 1, 2)
 
     @property
     def nbytes(self) -> int:
-        return self.faces.numel() * self.faces.element_size()
+        return self._nhwc.numel() * self._nhwc.element_size()
 
     def fetch(self, rows: np.ndarray, device: torch.device | str) -> torch.Tensor:
-        """The resized faces of `rows` on `device`, in the order given."""
-        picked = self.faces.index_select(0, torch.as_tensor(rows, device=self.faces.device))
-        return to_device(picked, device)
+        """The resized faces of `rows` on `device`, in the order given, channels last."""
+        picked = self._nhwc.index_select(0, torch.as_tensor(rows, device=self._nhwc.device))
+        return to_device(picked, device).permute(0, 3, 1, 2)
 
 
 def resize_once(
@@ -68,7 +77,7 @@ def resize_once(
             f"{every_round}: {gib(need)} of float faces would take more than half of the {known} {place}",
         )
     pin = source.pin and where.type == "cpu"
-    out = torch.empty((len(faces), 3, size, size), dtype=torch.float32, device=where, pin_memory=pin)
+    out = torch.empty((len(faces), size, size, 3), dtype=torch.float32, device=where, pin_memory=pin)
     for start in range(0, len(faces), CHUNK):
-        out[start : start + CHUNK] = augment.to_working(faces[start : start + CHUNK])
+        out[start : start + CHUNK] = augment.to_working(faces[start : start + CHUNK]).permute(0, 2, 3, 1)
     return ResizedFaces(out), f"faces resized once to {size} px: {gib(need)} of float faces {place}"

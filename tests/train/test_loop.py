@@ -217,20 +217,26 @@ def test_extra_negatives_bring_in_single_image_people_and_leave_validation_alone
     assert "round 1: 28 images of 6 people" in log, "6 people x 4 images, and the 4 outside the round once"
 
 
-@pytest.mark.parametrize("loss", ["triplet", "batch-hard"])
-def test_faces_resized_once_train_the_weights_of_faces_resized_every_round(small_cache, tmp_path, loss):
-    """96 px crops for a 48 px network, cropped, flipped and jittered: mining and the batches see the same inputs."""
+@pytest.mark.parametrize(("loss", "augment", "size"), [("triplet", {}, 54), ("batch-hard", NO_AUGMENT, 48)])
+def test_faces_resized_once_train_the_weights_of_faces_resized_every_round(
+    small_cache, tmp_path, loss, augment, size
+):
+    """96 px crops for a 48 px network, augmented (mining sees the same inputs) or not (the network gets the
+    same memory layout: a convolution computes other bits from the same values laid out otherwise)."""
     checkpoints, logs = {}, {}
     for once in (True, False):
         run_dir = tmp_path / f"once-{once}"
-        config = tiny_config(
-            small_cache, run_dir, loss=loss, data={"resize_once": once}, validation={"fraction": 0.0}
-        )
-        train(config)
+        settings = {
+            "loss": loss,
+            "augment": augment,
+            "data": {"resize_once": once},
+            "validation": {"fraction": 0.0},
+        }
+        train(tiny_config(small_cache, run_dir, **settings))
         checkpoints[once] = load_checkpoint(run_dir / "last.pth")
         logs[once] = (run_dir / "train.log").read_text()
-    assert "faces resized once to 54 px: 0.00 GiB of float faces in host memory" in logs[True]
-    assert "faces resized to 54 px in every round: data.resize_once is off" in logs[False]
+    assert f"faces resized once to {size} px: 0.00 GiB of float faces in host memory" in logs[True]
+    assert f"faces resized to {size} px in every round: data.resize_once is off" in logs[False]
     once, every = checkpoints[True]["model"], checkpoints[False]["model"]
     assert once.keys() == every.keys() and all(torch.equal(once[k], every[k]) for k in once)
     drop = ("images_per_s", "time_s")
