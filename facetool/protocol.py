@@ -145,6 +145,7 @@ def recipe_settings(config: ProtocolConfig) -> dict[str, Any]:
     if not config.train.extra_negatives:
         data["train"].pop("extra_negatives")
     data["detect"].pop("workers", None)
+    data["train"]["data"].pop("resize_once", None)
     return data
 
 

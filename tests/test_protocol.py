@@ -194,6 +194,15 @@ def test_several_models_train_side_by_side_and_score_as_one(
     assert report["held_out"] is True
 
 
+def test_a_folder_recorded_before_faces_were_resized_once_takes_a_rerun(tmp_path: Path) -> None:
+    """Resizing once changes no bit of a run, so it is not part of the recipe a rerun must keep."""
+    config = ProtocolConfig(lfw_dir=tmp_path / "lfw", out=tmp_path / "out", view=1, train=recipe())
+    off = config.model_copy(update={"train": recipe(data={"resize_once": False})})
+    assert recipe_settings(config) == recipe_settings(off)
+    assert "resize_once" not in recipe_settings(config)["train"]["data"]
+    assert recipe_settings(config)["train"]["data"] == {"preload": "auto", "workers": None}
+
+
 def test_missing_inputs_are_named(tmp_path: Path, mini_lfw: Path) -> None:
     with pytest.raises(UsageError, match=r"pairsDevTest\.txt: pairs file not found"):
         run_protocol(ProtocolConfig(lfw_dir=tmp_path / "lfw", out=tmp_path / "o"))
