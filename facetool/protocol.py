@@ -36,8 +36,9 @@ from facetool.evaluate.pipeline import with_training_overlap
 from facetool.evaluate.report import warning_line, write_report
 from facetool.evaluate.run import EvalReport, evaluate_on_pairs
 from facetool.files import atomic_write_bytes
-from facetool.train.loop import train
+from facetool.train.loop import TrainResult, train
 from facetool.train.progress import TrainProgress
+from facetool.train.run_folder import epoch_copy_name
 from facetool.train.side_by_side import scheduled_seconds, train_side_by_side
 
 RECIPE_FILE = "protocol-recipe.json"
@@ -139,11 +140,15 @@ def recipe_settings(config: ProtocolConfig) -> dict[str, Any]:
         chosen |= {"threshold_holdout", "threshold_pairs"}
     if config.models > 1:
         chosen.add("models")
+    if config.snapshots:
+        chosen.add("snapshots")
     data = config.model_dump(mode="json", include=chosen)
     for key in ("data_dir", "checkpoint_dir", "device", "threads"):
         data["train"].pop(key, None)
     if not config.train.extra_negatives:
         data["train"].pop("extra_negatives")
+    if config.train.lr_cycles == 1:
+        data["train"].pop("lr_cycles")
     data["detect"].pop("workers", None)
     data["train"]["data"].pop("resize_once", None)
     return data
@@ -237,6 +242,19 @@ def member_runs(models: int) -> list[str]:
     return ["run", *(f"run-{i}" for i in range(2, models + 1))]
 
 
+def ensemble_checkpoints(members: list[TrainResult], snapshots: list[int]) -> list[Path]:
+    """The checkpoints a split scores as one: each model's last, then its checkpoints of the `snapshots`
+    epochs (which its run folder must hold)."""
+    found = [m.last_checkpoint for m in members]
+    for epoch in snapshots:
+        for member in members:
+            path = member.run_dir / epoch_copy_name(epoch)
+            if not path.is_file():
+                raise UsageError(f"{path}: snapshot of epoch {epoch} not found (was it deleted?)")
+            found.append(path)
+    return found
+
+
 def run_split(
     config: ProtocolConfig,
     faces: Path,
@@ -274,7 +292,8 @@ def run_split(
         members = train_side_by_side(recipes, jobs=config.jobs)
     trained = members[0]
     device = resolve_device(config.device)
-    embedder = as_one([load_embedder(m.last_checkpoint, device=device, flip=config.flip)[0] for m in members])
+    checkpoints = ensemble_checkpoints(members, config.snapshots)
+    embedder = as_one([load_embedder(c, device=device, flip=config.flip)[0] for c in checkpoints])
     with open_cache(faces) as cache:
         report = evaluate_on_pairs(
             embedder,
@@ -310,7 +329,7 @@ def run_split(
         ),
         checkpoint=str(trained.last_checkpoint),
         report=str(report_path),
-        checkpoints=[str(m.last_checkpoint) for m in members] if len(members) > 1 else [],
+        checkpoints=[str(c) for c in checkpoints] if len(checkpoints) > 1 else [],
     )
     _write_json(split_dir / RESULT_FILE, asdict(result))
     note = warning_line(report)

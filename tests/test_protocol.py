@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 from lfw_mini import PER_FOLD, make_mini_lfw, names_of
+from pydantic import ValidationError
 
 from facetool.cache import open_cache
 from facetool.config.protocol import ProtocolConfig
@@ -203,6 +204,14 @@ def test_a_folder_recorded_before_faces_were_resized_once_takes_a_rerun(tmp_path
     assert recipe_settings(config)["train"]["data"] == {"preload": "auto", "workers": None}
 
 
+def test_a_folder_recorded_before_lr_cycles_existed_resumes(tmp_path: Path) -> None:
+    """One cycle is the schedule of every run made before `lr_cycles`, so it is left out of the recipe."""
+    config = ProtocolConfig(lfw_dir=tmp_path / "lfw", out=tmp_path / "out", view=1, train=recipe())
+    assert "lr_cycles" not in recipe_settings(config)["train"]
+    cycles = config.model_copy(update={"train": recipe(lr_schedule="cosine", num_epochs=4, lr_cycles=2)})
+    assert recipe_settings(cycles)["train"]["lr_cycles"] == 2
+
+
 def test_missing_inputs_are_named(tmp_path: Path, mini_lfw: Path) -> None:
     with pytest.raises(UsageError, match=r"pairsDevTest\.txt: pairs file not found"):
         run_protocol(ProtocolConfig(lfw_dir=tmp_path / "lfw", out=tmp_path / "o"))
@@ -283,3 +292,47 @@ def test_threshold_from_pairs_of_people_held_out_of_training(
         run_protocol(config.model_copy(update={"threshold_holdout": 0.2}))
     with pytest.raises(ConfigError, match="threshold_holdout"):
         run_protocol(config.model_copy(update={"threshold_holdout": 0.0}))
+
+
+def test_snapshots_join_the_ensemble_as_eval_scores_them(
+    mini_lfw: Path, tmp_path: Path, facetool_cli
+) -> None:
+    config = ProtocolConfig(
+        lfw_dir=mini_lfw / "lfw-deepfunneled",
+        out=tmp_path / "out",
+        view=1,
+        flip=True,
+        snapshots=[1],
+        train=recipe(num_epochs=2, checkpoint_every=1),
+    )
+    (split,) = run_protocol(config).splits
+    run = tmp_path / "out" / "view1" / "run"
+    assert split.checkpoints == [str(run / "last.pth"), str(run / "epoch_0001.pth")]
+    cli = facetool_cli(
+        "eval", *split.checkpoints, "--data", tmp_path / "out" / "faces.h5",
+        "--pairs", mini_lfw / "pairsDevTest.txt", "--train-pairs", mini_lfw / "pairsDevTrain.txt",
+        "--flip", "--device", "cpu", "--out", tmp_path / "eval",
+    )  # fmt: skip
+    assert cli.returncode == 0, cli.stderr
+    report = json.loads((tmp_path / "eval" / "report.json").read_text())
+    assert report["accuracy"] == pytest.approx(split.accuracy) and report["auc"] == pytest.approx(split.auc)
+    assert recipe_settings(config)["snapshots"] == [1]
+    assert "snapshots" not in recipe_settings(config.model_copy(update={"snapshots": []}))
+
+    (run / "epoch_0001.pth").unlink()
+    with pytest.raises(UsageError, match=r"epoch_0001\.pth: snapshot of epoch 1 not found"):
+        run_protocol(config)
+
+
+@pytest.mark.parametrize(
+    ("snapshots", "num_epochs", "every"), [([2], 2, 1), ([3], 8, 2), ([0], 2, 1), ([1, 1], 2, 1)]
+)
+def test_a_snapshot_training_does_not_save_is_refused(
+    tmp_path: Path, snapshots: list[int], num_epochs: int, every: int
+) -> None:
+    with pytest.raises(ValidationError, match="snapshots: epoch"):
+        ProtocolConfig(
+            lfw_dir=tmp_path,
+            snapshots=snapshots,
+            train=recipe(num_epochs=num_epochs, checkpoint_every=every),
+        )

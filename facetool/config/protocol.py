@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from facetool.config.base import StrictModel
 from facetool.config.detect import DetectConfig
@@ -58,6 +58,12 @@ class ProtocolConfig(StrictModel):
         description="Models per split, trained side by side in their own processes (train.threads each) with "
         "seeds train.seed, train.seed + 1, ...; scored as one ensemble, their squared distances averaged.",
     )
+    snapshots: list[int] = Field(
+        default_factory=list,
+        description="Also score each model's checkpoint of these epochs as ensemble members (a snapshot "
+        "ensemble: more members for no more training); each a multiple of train.checkpoint_every, below "
+        "train.num_epochs.",
+    )
     jobs: int = Field(
         0,
         ge=0,
@@ -81,3 +87,16 @@ class ProtocolConfig(StrictModel):
         if len(set(folds)) != len(folds):
             raise ValueError(f"fold listed twice in {folds}")
         return folds
+
+    @model_validator(mode="after")
+    def _saved_snapshots(self) -> ProtocolConfig:
+        every, last = self.train.checkpoint_every, self.train.num_epochs
+        for epoch in self.snapshots:
+            if not 1 <= epoch < last or epoch % every:
+                raise ValueError(
+                    f"snapshots: epoch {epoch} is not saved: training keeps the checkpoints of epochs "
+                    f"{every}, {2 * every}, ... (train.checkpoint_every) below train.num_epochs = {last}"
+                )
+        if len(set(self.snapshots)) != len(self.snapshots):
+            raise ValueError(f"snapshots: epoch listed twice in {self.snapshots}")
+        return self
