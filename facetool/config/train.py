@@ -167,6 +167,12 @@ class TrainConfig(StrictModel):
     lr_gamma: float = Field(
         0.1, allow_inf_nan=False, gt=0.0, le=1.0, description="step schedule: factor of each drop."
     )
+    lr_cycles: int = Field(
+        1,
+        ge=1,
+        description="cosine: restart the half cosine this many times, each cycle num_epochs / lr_cycles "
+        "epochs (warm restarts); every cycle ends near 0, a model worth keeping (protocol's snapshots).",
+    )
     warmup_epochs: int = Field(
         0,
         ge=0,
@@ -233,3 +239,15 @@ class TrainConfig(StrictModel):
         if epochs != sorted(set(epochs)):
             raise ValueError(f"stage epochs must increase, got {epochs}")
         return stages
+
+    @model_validator(mode="after")
+    def _whole_cycles(self) -> TrainConfig:
+        if self.lr_cycles > 1 and self.lr_schedule != "cosine":
+            raise ValueError(
+                f"lr_cycles = {self.lr_cycles} restarts the cosine schedule: set lr_schedule = cosine"
+            )
+        if self.num_epochs % self.lr_cycles:
+            raise ValueError(
+                f"lr_cycles = {self.lr_cycles} does not divide num_epochs = {self.num_epochs} into whole cycles"
+            )
+        return self

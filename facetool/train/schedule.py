@@ -23,8 +23,10 @@ def step_factor(config: TrainConfig, epoch: int) -> float:
 
 
 def cosine_factor(config: TrainConfig, epoch: int) -> float:
-    """Half a cosine from 1 at the first epoch down towards 0 at `num_epochs`."""
-    return 0.5 * (1.0 + math.cos(math.pi * epoch / config.num_epochs))
+    """Half a cosine from 1 at the first epoch down towards 0 at `num_epochs`, or `lr_cycles` of them in a
+    row, each restarting at 1 (SGDR's warm restarts, Loshchilov and Hutter 2017)."""
+    cycle = config.num_epochs // config.lr_cycles
+    return 0.5 * (1.0 + math.cos(math.pi * (epoch % cycle) / cycle))
 
 
 SCHEDULES: dict[str, Schedule] = {"step": step_factor, "cosine": cosine_factor}

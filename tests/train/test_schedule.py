@@ -44,6 +44,19 @@ def test_cosine_and_warm_up() -> None:
     assert lr_factor(cosine)(0) == 1.0
 
 
+def test_cosine_restarts_equal_torch_sgdr() -> None:
+    config = TrainConfig(learning_rate=0.1, lr_schedule="cosine", num_epochs=12, lr_cycles=3)
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    reference = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(optimizer, T_0=4)
+    expected = []
+    for _ in range(12):
+        expected.append(reference.get_last_lr()[0])
+        optimizer.step()
+        reference.step()
+    assert lrs(config, 12) == pytest.approx(expected)
+    assert lrs(config.model_copy(update={"lr_cycles": 1}), 12) != pytest.approx(expected)
+
+
 def test_a_steplr_checkpoint_state_resumes_its_epoch() -> None:
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
     old = torch.optim.lr_scheduler.StepLR(optimizer, step_size=2, gamma=0.1)
@@ -89,6 +102,14 @@ def test_miner_stages() -> None:
         ('miner_stages = [{epoch = 2, minor = "hard"}]', "miner_stages.0.minor: unknown key"),
         ('lr_schedule = "linear"', "lr_schedule: Input should be 'step' or 'cosine'"),
         ("warmup_epochs = -1", "warmup_epochs: Input should be greater than or equal to 0"),
+        (
+            "lr_cycles = 2\nnum_epochs = 10",
+            "lr_cycles = 2 restarts the cosine schedule: set lr_schedule = cosine",
+        ),
+        (
+            'lr_schedule = "cosine"\nlr_cycles = 3\nnum_epochs = 10',
+            "lr_cycles = 3 does not divide num_epochs = 10 into whole cycles",
+        ),
     ],
 )
 def test_bad_schedules_name_the_file_and_key(tmp_path, text: str, message: str) -> None:
