@@ -29,6 +29,7 @@ from facetool.embedder import Embedder, as_one, load_embedder
 from facetool.evaluate.holdout import hold_out_pairs, images_by_person
 from facetool.evaluate.run import evaluate_on_pairs
 from facetool.files import atomic_write_bytes
+from facetool.train.run_folder import epoch_copy_name
 from facetool.train.side_by_side import train_side_by_side
 
 HEADER = ["variant", "models", "epoch", "accuracy", "AUC", "train s (slowest)"]
@@ -97,7 +98,7 @@ def main(argv: list[str] | None = None) -> None:
     every: list[Embedder] = []
     for epoch in [None, *(args.epochs or [])]:
         checkpoints = [
-            m.last_checkpoint if epoch is None else m.run_dir / f"epoch_{epoch:04d}.pth" for m in members
+            m.last_checkpoint if epoch is None else m.run_dir / epoch_copy_name(epoch) for m in members
         ]
         embedders = [load_embedder(c, device="cpu", flip=config.flip)[0] for c in checkpoints]
         when = str(epoch or members[0].epochs)
