@@ -43,6 +43,17 @@ def recipe(**changes) -> TrainConfig:
     return TrainConfig(**(settings | changes))
 
 
+def eval_dev_test(facetool_cli, checkpoints: list[str], mini_lfw: Path, tmp_path: Path) -> dict:
+    """`facetool eval` of `checkpoints` as one on DevTest, thresholds from DevTrain, mirrored faces: its report."""
+    cli = facetool_cli(
+        "eval", *checkpoints, "--data", tmp_path / "out" / "faces.h5",
+        "--pairs", mini_lfw / "pairsDevTest.txt", "--train-pairs", mini_lfw / "pairsDevTrain.txt",
+        "--flip", "--device", "cpu", "--out", tmp_path / "eval",
+    )  # fmt: skip
+    assert cli.returncode == 0, cli.stderr
+    return json.loads((tmp_path / "eval" / "report.json").read_text())
+
+
 def fold_people(pairs_txt: Path, fold: int) -> set[str]:
     lines = pairs_txt.read_text().splitlines()[1:]
     block = lines[2 * PER_FOLD * (fold - 1) : 2 * PER_FOLD * fold]
@@ -174,23 +185,7 @@ def test_several_models_train_side_by_side_and_score_as_one(
     assert recipe_settings(config) == recipe_settings(config.model_copy(update={"jobs": 0})), (
         "how many train at once does not change the models"
     )
-    cli = facetool_cli(
-        "eval",
-        *split.checkpoints,
-        "--data",
-        tmp_path / "out" / "faces.h5",
-        "--pairs",
-        mini_lfw / "pairsDevTest.txt",
-        "--train-pairs",
-        mini_lfw / "pairsDevTrain.txt",
-        "--flip",
-        "--device",
-        "cpu",
-        "--out",
-        tmp_path / "eval",
-    )
-    assert cli.returncode == 0, cli.stderr
-    report = json.loads((tmp_path / "eval" / "report.json").read_text())
+    report = eval_dev_test(facetool_cli, split.checkpoints, mini_lfw, tmp_path)
     assert report["accuracy"] == pytest.approx(split.accuracy) and report["auc"] == pytest.approx(split.auc)
     assert report["held_out"] is True
 
@@ -308,13 +303,7 @@ def test_snapshots_join_the_ensemble_as_eval_scores_them(
     (split,) = run_protocol(config).splits
     run = tmp_path / "out" / "view1" / "run"
     assert split.checkpoints == [str(run / "last.pth"), str(run / "epoch_0001.pth")]
-    cli = facetool_cli(
-        "eval", *split.checkpoints, "--data", tmp_path / "out" / "faces.h5",
-        "--pairs", mini_lfw / "pairsDevTest.txt", "--train-pairs", mini_lfw / "pairsDevTrain.txt",
-        "--flip", "--device", "cpu", "--out", tmp_path / "eval",
-    )  # fmt: skip
-    assert cli.returncode == 0, cli.stderr
-    report = json.loads((tmp_path / "eval" / "report.json").read_text())
+    report = eval_dev_test(facetool_cli, split.checkpoints, mini_lfw, tmp_path)
     assert report["accuracy"] == pytest.approx(split.accuracy) and report["auc"] == pytest.approx(split.auc)
     assert recipe_settings(config)["snapshots"] == [1]
     assert "snapshots" not in recipe_settings(config.model_copy(update={"snapshots": []}))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 import torch
@@ -24,15 +26,21 @@ def lrs(config: TrainConfig, epochs: int) -> list[float]:
     return seen
 
 
-def test_step_schedule_equals_torch_steplr() -> None:
-    config = TrainConfig(learning_rate=0.1, lr_step_size=3, lr_gamma=0.5)
-    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
-    reference = torch.optim.lr_scheduler.StepLR(optimizer, step_size=3, gamma=0.5)
-    expected = []
-    for _ in range(10):
-        expected.append(reference.get_last_lr()[0])
+def torch_lrs(make: Callable[[torch.optim.Optimizer], Any], epochs: int, lr: float = 0.1) -> list[float]:
+    """The per-epoch learning rates of a torch scheduler built by `make`, the reference for `lrs`."""
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=lr)
+    reference = make(optimizer)
+    seen = []
+    for _ in range(epochs):
+        seen.append(reference.get_last_lr()[0])
         optimizer.step()
         reference.step()
+    return seen
+
+
+def test_step_schedule_equals_torch_steplr() -> None:
+    config = TrainConfig(learning_rate=0.1, lr_step_size=3, lr_gamma=0.5)
+    expected = torch_lrs(lambda opt: torch.optim.lr_scheduler.StepLR(opt, step_size=3, gamma=0.5), 10)
     assert lrs(config, 10) == pytest.approx(expected)
 
 
@@ -46,13 +54,7 @@ def test_cosine_and_warm_up() -> None:
 
 def test_cosine_restarts_equal_torch_sgdr() -> None:
     config = TrainConfig(learning_rate=0.1, lr_schedule="cosine", num_epochs=12, lr_cycles=3)
-    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
-    reference = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(optimizer, T_0=4)
-    expected = []
-    for _ in range(12):
-        expected.append(reference.get_last_lr()[0])
-        optimizer.step()
-        reference.step()
+    expected = torch_lrs(lambda opt: torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(opt, T_0=4), 12)
     assert lrs(config, 12) == pytest.approx(expected)
     assert lrs(config.model_copy(update={"lr_cycles": 1}), 12) != pytest.approx(expected)
 
