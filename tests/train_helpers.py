@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from cache_helpers import write_people_cache
@@ -20,6 +21,17 @@ def build_lfw_cache(
     many = [n for n in names[:400] if counts[n] >= 4][:identities]
     one = [n for n in names[:400] if counts[n] == 1][:singles]
     return write_people_cache(lfw_dir, path, many + one, per_identity, SIZE)
+
+
+def small_train_command(cache: Path, run_dir: Path, *options: str, settings: dict[str, str]) -> list[str]:
+    """`python -m facetool train` on a small people cache: tiny-cnn at 48 px, 16-d embeddings, batches of 24, no
+    validation people, one thread; `options` are further flags, `settings` further `--set KEY=VALUE`s."""
+    sets = {"backbone": "tiny-cnn", "image_size": "48", "embedding_dim": "16", "validation.fraction": "0.0"}
+    return [
+        sys.executable, "-m", "facetool", "train", "--data", str(cache), "--checkpoint-dir", str(run_dir),
+        "--batch-size", "24", "--images-per-person", "6", "--device", "cpu", "--threads", "1", *options,
+        *(arg for key, value in {**sets, **settings}.items() for arg in ("--set", f"{key}={value}")),
+    ]  # fmt: skip
 
 
 class StopAfter(TrainProgress):

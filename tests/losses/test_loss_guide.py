@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import sys
 import textwrap
 import tomllib
 from collections.abc import Iterator
@@ -15,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 from plugin_helpers import plugin_site
+from train_helpers import small_train_command
 
 from facetool.errors import ConfigError
 from facetool.losses import get_loss
@@ -79,17 +79,14 @@ def test_training_with_the_example_loss_through_the_cli_lowers_it(
     guide_package: Path, people_cache: Path, tmp_path: Path
 ) -> None:
     run_dir = tmp_path / "run"
-    args = [
-        "train", "--data", str(people_cache), "--checkpoint-dir", str(run_dir), "--num-epochs", "4",
-        "--batch-size", "24", "--people-per-batch", "8", "--images-per-person", "6", "--device", "cpu",
-        "--threads", "1", "--set", "loss=normface", "--set", "backbone=tiny-cnn", "--set", "image_size=48",
-        "--set", "embedding_dim=16", "--set", "epoch_size=5", "--set", "learning_rate=0.003",
-        "--set", "dropout_prob=0.0", "--set", "validation.fraction=0.0", "--set", "augment.random_crop=false",
-        "--set", "augment.flip=false", "--set", "augment.color_jitter=false",
-    ]  # fmt: skip
+    no_augment = {f"augment.{name}": "false" for name in ("random_crop", "flip", "color_jitter")}
+    command = small_train_command(
+        people_cache, run_dir, "--num-epochs", "4", "--people-per-batch", "8",
+        settings={"loss": "normface", "epoch_size": "5", "learning_rate": "0.003", "dropout_prob": "0.0", **no_augment},
+    )  # fmt: skip
     path = os.pathsep.join(p for p in (str(guide_package), os.environ.get("PYTHONPATH")) if p)
     done = subprocess.run(
-        [sys.executable, "-m", "facetool", *args],
+        command,
         capture_output=True,
         text=True,
         env={**os.environ, "PYTHONPATH": path},

@@ -14,7 +14,7 @@ import pytest
 import torch
 from plugin_helpers import plugin_site
 from safetensors.torch import load_file
-from train_helpers import StopAfter
+from train_helpers import StopAfter, small_train_command
 
 from facetool.config.train import TrainConfig
 from facetool.models.checkpoint import load_checkpoint
@@ -146,16 +146,11 @@ def test_two_processes_train_with_identical_weights_and_loss_state(
     people_cache: Path, tmp_path: Path, loss: str
 ) -> None:
     run_dir = tmp_path / "run"
-    args = [
-        "train", "--data", str(people_cache), "--checkpoint-dir", str(run_dir), "--num-epochs", "1",
-        "--batch-size", "24", "--people-per-batch", "4", "--images-per-person", "6", "--device", "cpu",
-        "--set", "backbone=tiny-cnn", "--set", "image_size=48", "--set", "embedding_dim=16",
-        "--set", "epoch_size=3", "--set", "validation.fraction=0.0", "--set", f"loss={loss}",
-        "--threads", "1", "--nproc", "2",
-    ]  # fmt: skip
-    done = subprocess.run(
-        [sys.executable, "-m", "facetool", *args], capture_output=True, text=True, timeout=300
-    )
+    command = small_train_command(
+        people_cache, run_dir, "--num-epochs", "1", "--people-per-batch", "4", "--nproc", "2",
+        settings={"epoch_size": "3", "loss": loss},
+    )  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     log = (run_dir / "train.log").read_text()
     ck = load_checkpoint(run_dir / "last.pth")
