@@ -10,7 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from facetool.cache import FaceCache, Failure, open_cache, write_selection
+from facetool.cache import FaceCache, Failure, check_combinable, open_cache, write_selection
+from facetool.cache.origin import merged_meta
 from facetool.config.dataset import FilterSettings
 from facetool.errors import FacetoolError, UsageError
 from facetool.files import read_text_limited
@@ -247,7 +248,8 @@ class MergeReport:
 def merge_caches(
     sources: list[str | os.PathLike[str]], out: str | os.PathLike[str], max_examples: int = 5
 ) -> MergeReport:
-    """Combine caches of one format into `out`; a path present in several inputs is kept once and reported."""
+    """Combine caches of one format, crop and detector settings into `out`; a path present in several inputs is
+    kept once and reported. The merged cache records the common settings, so reruns and exports see them."""
     paths, out = [Path(s) for s in sources], Path(out)
     if not paths:
         raise UsageError("merge needs at least one input cache")
@@ -268,7 +270,8 @@ def merge_caches(
             failures.append([f for f in cache.failures if f.path not in taken])
             duplicates += [f.path for f in cache.failures if f.path in taken]
             taken.update(f.path for f in cache.failures)
-        meta = {"merged_from": [{"path": str(c.path), "meta": c.meta} for c in caches]}
+        check_combinable(out, caches)
+        meta = merged_meta([(str(c.path), c.meta) for c in caches])
         write_selection(out, list(zip(caches, faces, failures, strict=True)), meta)
         report.images = sum(len(idx) for idx in faces)
         report.identities = len(

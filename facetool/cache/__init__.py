@@ -8,10 +8,11 @@ The layout is documented in docs/cache-format.md.
 
 Modules: `records` (records, failures, format, metadata columns), `codec` (JPEG/raw payloads), `store`
 (the HDF5 file), `journal` (segments), `merge` (file + journal), `reader` (`FaceCache`, `open_cache`),
-`writer` (lock, `CacheWriter`, consolidation), `copy` (`write_selection`).
+`writer` (lock, `CacheWriter`, consolidation), `copy` (`write_selection`), `origin` (the folder, shard,
+detector and crop settings a cache's meta records: checked on resume, carried through merges).
 """
 
-from facetool.cache.copy import write_selection
+from facetool.cache.copy import check_combinable, write_selection
 from facetool.cache.reader import FaceCache, open_cache
 from facetool.cache.records import (
     ENCODINGS,
@@ -36,6 +37,7 @@ __all__ = [
     "FaceRecord",
     "Failure",
     "Removal",
+    "check_combinable",
     "journal_dir",
     "lock_path",
     "open_cache",

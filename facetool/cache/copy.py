@@ -66,6 +66,20 @@ class Selection:
         return out
 
 
+def check_combinable(path: Path, caches: Sequence[FaceCache]) -> None:
+    """Refuse an output that is one of the input caches, and inputs of different storage formats."""
+    if not caches:
+        raise UsageError("no input caches")
+    try:
+        check_output_not_input(path, [cache.path for cache in caches])
+    except UsageError as exc:
+        raise UsageError(f"{exc} (refusing to overwrite an input cache)") from None
+    for cache in caches[1:]:
+        diff = caches[0].format.differences(cache.format)
+        if diff:
+            raise CacheError(f"{cache.path}: cannot combine with {caches[0].path}: {'; '.join(diff)}")
+
+
 def write_selection(
     path: str | os.PathLike[str],
     parts: Sequence[tuple[FaceCache, Sequence[int], Sequence[Failure]]],
@@ -81,17 +95,8 @@ def write_selection(
     file whole; a journal left beside the output belongs to the old file and is never shown on the new one.
     """
     path = Path(path)
-    if not parts:
-        raise UsageError("no input caches")
-    try:
-        check_output_not_input(path, [cache.path for cache, _, _ in parts])
-    except UsageError as exc:
-        raise UsageError(f"{exc} (refusing to overwrite an input cache)") from None
+    check_combinable(path, [cache for cache, _, _ in parts])
     fmt = parts[0][0].format
-    for cache, _, _ in parts[1:]:
-        diff = fmt.differences(cache.format)
-        if diff:
-            raise CacheError(f"{cache.path}: cannot combine with {parts[0][0].path}: {'; '.join(diff)}")
     if path.is_dir():
         raise UsageError(f"{path}: is a folder; -o must name the face cache file to write")
     if not path.parent.is_dir():

@@ -156,7 +156,7 @@ def register(app: typer.Typer) -> None:
         ]
         render_reasons(f"filter {cache}", kept, report, Console())
 
-    @sub.command(name="merge", help="Merge face caches of the same image size and encoding into one.")
+    @sub.command(name="merge", help="Merge face caches of the same image size, encoding, detector and crop settings into one.")
     def merge_command(
         caches: Annotated[
             list[Path], typer.Argument(metavar="CACHE", help="Input face caches (two or more).")

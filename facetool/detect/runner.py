@@ -24,6 +24,7 @@ import cv2
 
 from facetool import __version__
 from facetool.cache import CacheWriter, FaceRecord, Failure, open_cache
+from facetool.cache.origin import folder_conflict, recorded, setting_differences
 from facetool.config.detect import DetectConfig
 from facetool.detect.faces import process_entry
 from facetool.detect.model_files import ModelFiles, resolve_model_files
@@ -35,7 +36,6 @@ from facetool.files import check_output_not_input
 _POLL_SECONDS = 0.25
 # fork starts a worker in milliseconds; spawn would re-import the program's __main__ (the whole CLI, torch
 # included) in every worker. Workers touch nothing but OpenCV, PIL and their queues, so fork is safe here.
-_CROP_SETTINGS = ("threshold", "select", "margin", "image_size")
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _START_METHOD = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
 
@@ -62,6 +62,7 @@ class DetectSummary:
     images: int = 0
     skipped: int = 0
     removed: list[str] = field(default_factory=list)  # cache entries whose image left the folder
+    kept_unreadable: int = 0  # cache entries kept because their folder could not be read
     changed: int = 0  # cache entries whose image changed since: dropped and redone
     retried: int = 0  # images that failed before and were tried again
     processed: int = 0
@@ -243,20 +244,22 @@ def _cache_meta(files: ModelFiles, config: DetectConfig, data_dir: Path) -> dict
     }
 
 
-def _check_same_crop_settings(cache_path: Path, meta: dict[str, Any]) -> None:
-    """Refuse to resume a cache whose faces were cropped with other settings: one cache, one crop geometry."""
+def _check_resumable(cache_path: Path, meta: dict[str, Any]) -> None:
+    """Refuse to resume a cache of another folder or shard (the rerun would drop its faces as gone), or whose
+    faces were cropped with other settings or another detector (one cache, one crop geometry)."""
     if not cache_path.is_file():
         return
     try:
         with open_cache(cache_path) as cache:
-            stored = cache.meta if len(cache) else {}
+            faces, entries, stored = len(cache), len(cache) + len(cache.failures), recorded(cache.meta)
     except CacheError:
         return  # the writer reports an unusable cache with its own message
-    differ = [
-        f"{key} {stored[key]!r} (cache) vs {meta[key]!r} (this run)"
-        for key in _CROP_SETTINGS
-        if key in stored and stored[key] != meta[key]
-    ]
+    if not entries:
+        return
+    conflict = folder_conflict(stored, meta["data_dir"], meta["shard"])
+    if conflict:
+        raise UsageError(f"{cache_path}: {conflict}")
+    differ = setting_differences(stored, meta) if faces else []
     if differ:
         raise UsageError(
             f"{cache_path}: cropped with other settings: {'; '.join(differ)}; "
@@ -301,7 +304,7 @@ def detect_directory(
     )
     stop = threading.Event()
     meta = _cache_meta(files, config, data_dir)
-    _check_same_crop_settings(Path(cache_path), meta)
+    _check_resumable(Path(cache_path), meta)
     with _stop_signals_set(stop):
         pool = _Pool(files, config, data_dir, workers)  # before the cache is opened: no inherited lock
         try:
@@ -317,11 +320,16 @@ def detect_directory(
 
 
 def _sync_with_folder(scan: ScanResult, writer: CacheWriter, summary: DetectSummary) -> None:
-    """Remove the entries of deleted, moved or changed images and of earlier failures; record scan problems."""
+    """Remove the entries of deleted, moved or changed images and of earlier failures; record scan problems.
+
+    Entries at or under a path the scan could not read (a folder without permission, a link to a disk not
+    mounted) are kept: their images are unseen, not gone; the next run that can read them decides.
+    """
     present = {e.path: (e.size, e.mtime_ns) for e in scan.images}
-    problems = {p.path for p in scan.problems}
+    unreadable = {p.path for p in scan.problems}
     for path, (size, mtime, is_face) in sorted(writer.known_entries().items()):
-        if path in problems:
+        if _under(path, unreadable):
+            summary.kept_unreadable += path not in unreadable
             continue
         if path not in present:
             summary.removed.append(path)
@@ -334,6 +342,12 @@ def _sync_with_folder(scan: ScanResult, writer: CacheWriter, summary: DetectSumm
         writer.remove(path)
     for problem in scan.problems:
         writer.add(problem)
+
+
+def _under(path: str, folders: set[str]) -> bool:
+    """Whether `path` is one of `folders` or lies inside one of them."""
+    parts = path.split("/")
+    return any("/".join(parts[:k]) in folders for k in range(1, len(parts) + 1))
 
 
 def _run(
