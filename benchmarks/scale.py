@@ -134,10 +134,10 @@ class FirstStep(TrainProgress):
         self.first_round: float | None = None
         self.first_step: float | None = None
 
-    def round(self, stats: dict) -> None:
+    def on_round(self, trainer: object, stats: dict) -> None:
         self.first_round = self.first_round or time.perf_counter() - self.begin
 
-    def batch(self, **_: object) -> None:
+    def on_step(self, trainer: object, step: object) -> None:
         self.first_step = self.first_step or time.perf_counter() - self.begin
 
 

@@ -1,7 +1,9 @@
-"""Entry-point registries for miners, backbones and losses: one lookup for every group, filterable listings.
+"""Entry-point registries for miners, backbones, losses and training callbacks: one lookup for every group, filterable listings.
 
 Built-in plugins register through facetool's own `pyproject.toml` in the same groups a third-party package
-uses, so there is one lookup path for all. A group is one row of `GROUPS`; adding a group adds no code.
+uses, so there is one lookup path for all. `BUILTINS` holds the same names, so facetool's own plugins also
+resolve where its install metadata is missing (a source tree on `PYTHONPATH`); a test keeps the two equal.
+A group is one row of `GROUPS`; adding a group adds no code.
 
 A name is either plain (`semihard`) or qualified by the distribution that provides it (`facetool:semihard`);
 the qualified form resolves a name clash between two installed packages without uninstalling either. Loading
@@ -27,8 +29,26 @@ from facetool.errors import FacetoolError, PluginError
 MINERS = "facetool.miners"
 BACKBONES = "facetool.backbones"
 LOSSES = "facetool.losses"
-GROUPS: dict[str, str] = {MINERS: "miner", BACKBONES: "backbone", LOSSES: "loss"}
+CALLBACKS = "facetool.callbacks"
+GROUPS: dict[str, str] = {MINERS: "miner", BACKBONES: "backbone", LOSSES: "loss", CALLBACKS: "callback"}
 QUALIFIER = ":"
+OWN = "facetool"
+
+BUILTINS: dict[str, dict[str, str]] = {
+    MINERS: {
+        "semihard": "facetool.miners.semihard:SemiHardMiner",
+        "semihard-strict": "facetool.miners.semihard_strict:StrictSemiHardMiner",
+        "hard": "facetool.miners.hard:HardMiner",
+        "random": "facetool.miners.random_negative:RandomMiner",
+    },
+    BACKBONES: {"inception_resnet_v1": "facetool.models.inception:build_inception_resnet_v1"},
+    LOSSES: {"triplet": "facetool.losses.triplet:TripletLoss"},
+    CALLBACKS: {
+        "csv": "facetool.train.metrics_csv:CsvLogger",
+        "tensorboard": "facetool.train.tensorboard_log:TensorBoardLogger",
+        "early-stopping": "facetool.train.early_stopping:EarlyStopping",
+    },
+}
 
 T = TypeVar("T")
 
@@ -59,6 +79,10 @@ class PluginInfo:
 def _dist_name(ep: metadata.EntryPoint) -> tuple[str, str]:
     dist = getattr(ep, "dist", None)
     if dist is None:
+        if ep.value.startswith(f"{OWN}."):
+            from facetool import __version__
+
+            return OWN, __version__
         return "?", "?"
     return dist.metadata["Name"] or dist.name, dist.version or "?"
 
@@ -73,6 +97,9 @@ def _entry_points(group: str) -> dict[str, tuple[metadata.EntryPoint, ...]]:
     found: dict[str, list[metadata.EntryPoint]] = {}
     for ep in metadata.entry_points(group=group):
         found.setdefault(ep.name, []).append(ep)
+    for name, value in BUILTINS.get(group, {}).items():
+        if not any(_normalized(_dist_name(ep)[0]) == OWN for ep in found.get(name, ())):
+            found.setdefault(name, []).append(metadata.EntryPoint(name=name, value=value, group=group))
     return {name: tuple(eps) for name, eps in sorted(found.items())}
 
 

@@ -85,6 +85,30 @@ def test_built_ins_and_extras_are_discovered() -> None:
     assert rows[("backbone", "tiny-cnn")].package == "facetool-extras"
 
 
+def test_built_in_table_is_the_pyproject_entry_points_and_resolves_without_metadata(tmp_path: Path) -> None:
+    import tomllib
+
+    root = Path(facetool.__file__).parents[1]
+    declared = tomllib.loads((root / "pyproject.toml").read_text())["project"]["entry-points"]
+    assert {g: dict(v) for g, v in declared.items() if g in plugins.GROUPS} == plugins.BUILTINS
+    code = (
+        "import importlib.metadata as m, sys\n"
+        "assert not [d for d in m.distributions() if d.metadata['Name'] == 'facetool']\n"
+        "from facetool import plugins\n"
+        "rows = plugins.list_plugins()\n"
+        "print(sorted((r.kind, r.name, r.package, r.status) for r in rows))\n"
+    )
+    # a source tree on PYTHONPATH, with no facetool install metadata anywhere on the path
+    env = {"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"}
+    out = subprocess.run(
+        [sys.executable, "-S", "-c", code], env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
+    assert out.returncode == 0, out.stderr
+    listed = {(kind, name) for kind, name, package, status in eval(out.stdout) if package == "facetool"}
+    expected = {(plugins.GROUPS[g], name) for g, names in plugins.BUILTINS.items() for name in names}
+    assert listed == expected
+
+
 def test_unknown_names_list_the_available_ones() -> None:
     with pytest.raises(PluginError, match=r"unknown miner 'semi_hard'; available: .*hard, random, semihard"):
         get_miner("semi_hard")

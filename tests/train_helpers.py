@@ -40,6 +40,6 @@ class StopAfter(TrainProgress):
     def __init__(self, epochs: int) -> None:
         self.epochs = epochs
 
-    def epoch_end(self, record) -> None:
+    def on_epoch_end(self, trainer, record) -> None:
         if record["epoch"] == self.epochs:
             raise KeyboardInterrupt

@@ -4,6 +4,7 @@ name the file and the key. The one path from a command's options to its validate
 
 from __future__ import annotations
 
+import re
 import tomllib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -211,15 +212,20 @@ def _toml_value(value: Any) -> str:
     if isinstance(value, list | tuple):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     if isinstance(value, Mapping):
-        return "{" + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items() if v is not None) + "}"
+        return "{" + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items() if v is not None) + "}"
     raise TypeError(f"cannot write {type(value).__name__} as TOML")
+
+
+def _toml_key(key: str) -> str:
+    """A bare key where TOML allows one, else a quoted key (`"pkg:name"`)."""
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else _toml_value(key)
 
 
 def dump_toml(data: Mapping[str, Any]) -> str:
     """Write a plain mapping (scalars, lists, nested tables; None values omitted) as TOML text."""
     scalars = [(k, v) for k, v in data.items() if not isinstance(v, Mapping) and v is not None]
     tables = [(k, v) for k, v in data.items() if isinstance(v, Mapping)]
-    out = [f"{k} = {_toml_value(v)}" for k, v in scalars]
+    out = [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in scalars]
 
     def emit(prefix: str, table: Mapping[str, Any]) -> None:
         out.append("")
@@ -229,10 +235,10 @@ def dump_toml(data: Mapping[str, Any]) -> str:
             if isinstance(v, Mapping):
                 inner_tables.append((k, v))
             elif v is not None:
-                out.append(f"{k} = {_toml_value(v)}")
+                out.append(f"{_toml_key(k)} = {_toml_value(v)}")
         for k, v in inner_tables:
-            emit(f"{prefix}.{k}", v)
+            emit(f"{prefix}.{_toml_key(k)}", v)
 
     for k, v in tables:
-        emit(k, v)
+        emit(_toml_key(k), v)
     return "\n".join(out).lstrip("\n") + "\n"

@@ -227,10 +227,27 @@ class TrainConfig(StrictModel):
         256, ge=2, description="Images per gradient-free forward pass (mining and validation)."
     )
 
+    callbacks: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description='Training callbacks by name (facetool plugins list --kind callback), e.g. callbacks = '
+        '["csv"], or a [callbacks.tensorboard] table holding the plugin\'s own settings.',
+    )
+
     engine: EngineConfig = Field(default_factory=EngineConfig)
     data: DataConfig = Field(default_factory=DataConfig)
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
+
+    @field_validator("callbacks", mode="before")
+    @classmethod
+    def _callback_names(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [name.strip() for name in value.split(",") if name.strip()]
+        if isinstance(value, list | tuple):
+            if not all(isinstance(name, str) and name for name in value):
+                raise ValueError("a list of callback names must hold names only")
+            return {name: {} for name in value}
+        return value
 
     @field_validator("miner_stages")
     @classmethod

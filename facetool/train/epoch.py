@@ -1,7 +1,7 @@
-"""One training epoch: seeded selection rounds, the steps on their triplets, the non-finite policy, progress.
+"""One training epoch: seeded selection rounds, the steps on their triplets, and the events callbacks see.
 
-Losses and non-finite flags stay on the device and are read once per round; the progress display reads the
-running loss after every step on a CPU (free there) and at most twice a second on an accelerator. Under DDP
+Losses and non-finite flags stay on the device and are read once per round; the running loss a step event
+carries is read after every step on a CPU (free there) and at most twice a second on an accelerator. Under DDP
 every rank runs the same number of steps per round (the fewest any rank can fill), and the loss figures are
 summed over ranks. An epoch ends in its EpochRecord, whose validation figures the loop fills in.
 """
@@ -18,10 +18,10 @@ from facetool.config.train import TrainConfig
 from facetool.data.sampling import people_order
 from facetool.errors import FacetoolError
 from facetool.miners import Miner
+from facetool.train.callbacks import NonFinite, Step
 from facetool.train.distributed import Ranks, all_reduce_min, all_reduce_sum
 from facetool.train.engine import Engine
 from facetool.train.history import EpochRecord
-from facetool.train.progress import TrainProgress
 from facetool.train.schedule import miner_for_epoch
 from facetool.train.selection import Round, Selection
 from facetool.train.state import epoch_seeds
@@ -34,7 +34,10 @@ class NonFiniteError(FacetoolError):
 
 
 class EpochRunner:
-    """Runs epochs of selection rounds and steps with the run's engine, selection, miners and scheduler."""
+    """Runs epochs of selection rounds and steps with the run's engine, selection, miners and scheduler.
+
+    `emit(event, payload)` hands `on_round`, `on_step` and `on_nonfinite` events to the run's callbacks.
+    """
 
     def __init__(
         self,
@@ -44,7 +47,7 @@ class EpochRunner:
         scheduler: torch.optim.lr_scheduler.LambdaLR,
         miners: dict[str, Miner],
         miner_generator: torch.Generator,
-        progress: TrainProgress,
+        emit: Callable[[str, object], None],
         log: Callable[..., None],
         ranks: Ranks,
     ) -> None:
@@ -54,10 +57,9 @@ class EpochRunner:
         self.scheduler = scheduler
         self.miners = miners
         self.miner_generator = miner_generator
-        self.progress = progress
+        self.emit = emit
         self.log = log
         self.ranks = ranks
-        self.on_nonfinite_stop: Callable[[int, int, int], None] = lambda epoch, rounds, count: None
 
     def _round_stats(self, epoch: int, rounds: int, selected: Round) -> None:
         mined = selected.mined
@@ -84,7 +86,7 @@ class EpochRunner:
             f"epoch {epoch + 1} round {rounds}: {selected.images} images of {stats['people']} people{mining}",
             show=False,
         )
-        self.progress.round(stats)
+        self.emit("on_round", stats)
 
     def __call__(self, epoch: int) -> EpochRecord:
         """Train epoch `epoch` (0-based); its record has no validation figures yet (the loop adds them)."""
@@ -161,20 +163,23 @@ class EpochRunner:
                     loss_sum, good_steps, *_ = (totals + sums).tolist()
                     running_loss = loss_sum / good_steps if good_steps else running_loss
                     last_read = now
-                self.progress.batch(
-                    epoch=epoch,
-                    batch=batches,
-                    loss=running_loss,
-                    images_per_s=fed / max(now - start, 1e-9),
-                    lr=lr,
+                self.emit(
+                    "on_step",
+                    Step(
+                        epoch=epoch + 1,
+                        batch=batches,
+                        global_step=epoch * config.epoch_size + batches,
+                        loss=running_loss,
+                        images_per_s=fed / max(now - start, 1e-9),
+                        lr=float(self.engine.optimizer.param_groups[0]["lr"]),
+                    ),
                 )
             totals += all_reduce_sum(sums)
             loss_sum, good_steps, _, _, bad = torch.cat([totals, flags.double().view(1)]).tolist()
             running_loss = loss_sum / good_steps if good_steps else None
             bad = round(bad)
-            if bad and config.on_nonfinite == "stop":
-                self.on_nonfinite_stop(epoch, rounds, bad)
             if bad:
+                self.emit("on_nonfinite", NonFinite(epoch + 1, rounds, bad, config.on_nonfinite))
                 nonfinite += bad
                 skipped += bad
                 self.log(f"epoch {epoch + 1} round {rounds}: {bad} non-finite batch(es) skipped", show=False)

@@ -121,3 +121,9 @@ def load_history(path: Path | str) -> list[dict[str, Any]]:
     if not isinstance(data, list) or not all(isinstance(r, dict) and "epoch" in r for r in data):
         raise FacetoolError(f"{path}: not a facetool training history (expected a list of epoch records)")
     return data
+
+
+def best_epoch(history: list[EpochRecord], key: str) -> int | None:
+    """The first epoch reaching the lowest `key` (a later tie is no improvement); None without any value."""
+    scored = [(r[key], r.epoch) for r in history if r[key] is not None]
+    return min(scored)[1] if scored else None

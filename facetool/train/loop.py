@@ -1,6 +1,6 @@
 """The FaceNet training loop, assembled from parts: the engine from the config, the training data, one selection
-round (sample → augment → embed → mine), the epoch runner, validation, and epoch-end callbacks (log, progress,
-checkpoint files) that the loop calls after each epoch.
+round (sample → augment → embed → mine), the epoch runner, validation, and the callbacks (train.log, the
+checkpoint files, the config's plugins, the caller's, the display, the plots) that see every event.
 
 Randomness: every epoch draws from generators seeded by (seed, epoch) (people sampling, augmentation,
 dropout, triplet order), so a run resumed at an epoch boundary repeats an uninterrupted one exactly on the
@@ -10,7 +10,7 @@ CPU. The RNG states are also stored in each checkpoint and restored on resume.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -23,10 +23,13 @@ from facetool.device import resolve_device, resolve_precision
 from facetool.errors import ConfigError, FacetoolError, UsageError
 from facetool.identities import identity_digests
 from facetool.miners import get_miner
-from facetool.models.checkpoint import checkpoint_bytes, load_checkpoint, make_checkpoint
+from facetool.models.checkpoint import load_checkpoint, make_checkpoint
+from facetool.train.callbacks import Callback, Callbacks, NonFinite, create_callback
 from facetool.train.data import load_training_data
+from facetool.train.default_callbacks import Checkpoints, EpochLog, Plots
 from facetool.train.distributed import (
     Ranks,
+    all_reduce_min,
     broadcast_buffers,
     check_ranks_agree,
     close_process_group,
@@ -36,7 +39,7 @@ from facetool.train.distributed import (
 )
 from facetool.train.engine import STEP_NAMES, engine_from_config
 from facetool.train.epoch import EpochRunner, NonFiniteError
-from facetool.train.history import EpochRecord
+from facetool.train.history import EpochRecord, best_epoch
 from facetool.train.progress import TrainProgress
 from facetool.train.resume import resolve_resume
 from facetool.train.run_folder import (
@@ -52,8 +55,6 @@ from facetool.train.state import check_training_fields, load_field, restore_rng,
 from facetool.train.validate import Validator
 
 __all__ = ["NonFiniteError", "TrainResult", "Trainer", "train"]
-
-EpochCallback = Callable[["Trainer", EpochRecord], None]
 
 
 @dataclass(frozen=True)
@@ -71,31 +72,40 @@ class TrainResult:
     duration_s: float
     resumed_from: Path | None = None
     plots: list[Path] = field(default_factory=list)
+    stopped: str | None = None
 
 
-def best_epoch(history: list[EpochRecord], key: str) -> int | None:
-    """The first epoch reaching the lowest `key` (a later tie is no improvement); None without any value."""
-    scored = [(r[key], r.epoch) for r in history if r[key] is not None]
-    return min(scored)[1] if scored else None
+def config_callbacks(config: TrainConfig) -> list[Callback]:
+    """The plugins the config's `callbacks` table names, each with its settings validated by its model."""
+    return [create_callback(name, settings) for name, settings in config.callbacks.items()]
 
 
 class Trainer:
     """One run: data, engine, selection, validation set up once; `run` trains the remaining epochs.
 
     `folder` is the locked run folder (the caller opens it); without one, the trainer opens
-    `config.checkpoint_dir` itself.
+    `config.checkpoint_dir` itself. `progress` is the display (shown the log lines too); `callbacks` are the
+    caller's, run after train.log, the checkpoints and the config's plugins, before the display and the plots.
     """
 
     def __init__(
         self,
         config: TrainConfig,
-        progress: TrainProgress,
+        progress: TrainProgress | None = None,
         ranks: Ranks | None = None,
         folder: RunFolder | None = None,
+        callbacks: Sequence[Callback] = (),
     ) -> None:
         self.config = config
         self.ranks = ranks or Ranks()
-        self.progress = progress if self.ranks.main else TrainProgress()
+        self.progress = progress if progress is not None and self.ranks.main else TrainProgress()
+        self.plots = Plots()
+        self.callbacks = Callbacks(
+            [EpochLog(), Checkpoints(), *config_callbacks(config), *callbacks, self.progress, self.plots]
+        )
+        self.stop_reason: str | None = None
+        self.failed = False
+        self._started = False
         self.folder = folder or RunFolder(Path(config.checkpoint_dir), main=self.ranks.main)
         self.run_dir = self.folder.path
         self.log = RunLog(self.run_dir / "train.log", self.progress, enabled=self.ranks.main)
@@ -155,12 +165,10 @@ class Trainer:
             self.scheduler,
             self.miners,
             self.miner_generator,
-            self.progress,
+            self._emit,
             self.log,
             self.ranks,
         )
-        self.epoch_runner.on_nonfinite_stop = self._stop_nonfinite
-        self.callbacks: list[EpochCallback] = [log_epoch, save_epoch, show_epoch]
         self.history: list[EpochRecord] = []
         self.epoch = 0
 
@@ -199,12 +207,21 @@ class Trainer:
                 )
         self.log(f"resumed from {path} after epoch {self.epoch}")
 
-    def _stop_nonfinite(self, epoch: int, rounds: int, count: int) -> None:
+    def request_stop(self, reason: str) -> None:
+        """End the run after the current epoch (its callbacks and checkpoint done); the first reason is kept."""
+        self.stop_reason = self.stop_reason or reason
+
+    def _emit(self, event: str, payload: object) -> None:
+        self.callbacks.fire(event, self, payload)
+        if isinstance(payload, NonFinite) and payload.policy == "stop":
+            self._stop_nonfinite(payload)
+
+    def _stop_nonfinite(self, event: NonFinite) -> None:
         last = self.run_dir / LAST
         kept = f"{last} (epoch {self.epoch}) is kept" if last.is_file() else "no checkpoint was written yet"
         message = (
-            f"training stopped: non-finite loss or gradient in {count} batch(es) of epoch {epoch + 1} "
-            f"round {rounds}; {kept}; lower learning_rate or set on_nonfinite=skip"
+            f"training stopped: non-finite loss or gradient in {event.count} batch(es) of epoch {event.epoch} "
+            f"round {event.round}; {kept}; lower learning_rate or set on_nonfinite=skip"
         )
         self.log(message, show=False)
         raise NonFiniteError(message)
@@ -260,12 +277,31 @@ class Trainer:
             time_s=record.time_s + time.perf_counter() - val_start,
         )
 
+    def _stop_agreed(self) -> bool:
+        """Whether any rank's callbacks asked to stop (every rank then stops after the same epoch)."""
+        if not self.ranks.distributed:
+            return self.stop_reason is not None
+        stop = all_reduce_min(0 if self.stop_reason is not None else 1, self.device) == 0
+        if stop and self.stop_reason is None:
+            self.stop_reason = "another process asked to stop"
+        return stop
+
+    def start(self) -> None:
+        """Fire `on_train_start` once (a callback that refuses the run fails here, before any epoch)."""
+        if self._started:
+            return
+        self._started = True
+        try:
+            self.callbacks.fire("on_train_start", self)
+        except BaseException:
+            self.failed = True
+            self.callbacks.fire("on_train_end", self)
+            raise
+
     def run(self) -> None:
-        """Train from the current epoch to num_epochs; the callbacks log, show and save each epoch."""
+        """Train from the current epoch to num_epochs, or until a callback asks to stop; callbacks see it all."""
         config = self.config
-        self.progress.start(
-            start_epoch=self.epoch, num_epochs=config.num_epochs, epoch_size=config.epoch_size
-        )
+        self.start()
         try:
             while self.epoch < config.num_epochs:
                 trained = self.epoch_runner(self.epoch)
@@ -274,8 +310,11 @@ class Trainer:
                 self.epoch += 1
                 self._check_finite_weights()
                 self.history.append(record)
-                for callback in self.callbacks:
-                    callback(self, record)
+                self.callbacks.fire("on_epoch_end", self, record)
+                if self._stop_agreed():
+                    if self.epoch < config.num_epochs:
+                        self.log(f"stopped after epoch {self.epoch}: {self.stop_reason}")
+                    break
             if self.ranks.distributed:
                 digest = check_ranks_agree(self.engine.model.state_dict())
                 self.log(
@@ -288,38 +327,11 @@ class Trainer:
                         f"loss state identical on all {self.ranks.world_size} ranks: sha256 {digest}",
                         show=False,
                     )
+        except BaseException:
+            self.failed = True
+            raise
         finally:
-            self.progress.finish()
-
-
-def save_epoch(trainer: Trainer, record: EpochRecord) -> None:
-    """Callback: last.pth, best.pth when the score improved, the periodic copy, history.json (rank 0)."""
-    if not trainer.ranks.main:
-        return
-    best = best_epoch(trainer.history, trainer.score_key) == record.epoch
-    trainer.folder.save_epoch(
-        checkpoint_bytes(trainer.checkpoint()),
-        trainer.epoch,
-        best=best,
-        periodic=trainer.epoch % trainer.config.checkpoint_every == 0,
-        history=trainer.history,
-    )
-
-
-def log_epoch(trainer: Trainer, record: EpochRecord) -> None:
-    """Callback: one train.log line per epoch."""
-    trainer.log(
-        f"epoch {record.epoch}/{trainer.config.num_epochs}: train loss {record.train_loss}, "
-        f"val loss {record.val_loss}, val accuracy {record.val_accuracy}, "
-        f"lr {record.learning_rate:.4g}, {record.triplets} triplets, "
-        f"{record.skipped_batches} skipped batches, {record.images_per_s:.1f} img/s",
-        show=False,
-    )
-
-
-def show_epoch(trainer: Trainer, record: EpochRecord) -> None:
-    """Callback: the progress display's end-of-epoch line."""
-    trainer.progress.epoch_end(record)
+            self.callbacks.fire("on_train_end", self)
 
 
 def train(
@@ -328,11 +340,14 @@ def train(
     resume: str | Path | None = None,
     overwrite: bool = False,
     progress: TrainProgress | None = None,
+    callbacks: Sequence[Callback] = (),
 ) -> TrainResult:
     """Train an embedding with the FaceNet triplet protocol from a face cache.
 
     `resume` is a checkpoint path or "auto"; a run folder that already holds a run is refused unless the call
-    resumes it or `overwrite` replaces it. A start that fails leaves no folder behind it created.
+    resumes it or `overwrite` replaces it. A start that fails leaves no folder behind it created. `progress`
+    is the display; `callbacks` (facetool.train.callbacks.Callback objects) see every event of the run and
+    can stop it.
     """
     if config.data_dir is None:
         raise ConfigError("data_dir: not set (give --data_dir or data_dir in the config file)")
@@ -345,7 +360,6 @@ def train(
     if not config.data_dir.is_file():
         raise FacetoolError(f"{config.data_dir}: face cache not found")
     started = time.perf_counter()
-    progress = progress or TrainProgress()
     ranks = ranks_from_env()
     run_dir = Path(config.checkpoint_dir)
     resume_path = resolve_resume(resume, run_dir)
@@ -362,7 +376,7 @@ def train(
                 cleared = folder.clear_earlier_run() if overwrite else []
                 stale = folder.remove_stale()
                 folder.write_config(config)
-            trainer = Trainer(config, progress, ranks, folder)
+            trainer = Trainer(config, progress, ranks, folder, callbacks)
             opened.append(trainer)
             if ranks.main:
                 for path in cleared:
@@ -373,6 +387,7 @@ def train(
                 trainer.restore(resume_path)
             elif resume is not None:
                 trainer.log(f"no checkpoint in {run_dir} to resume from; starting at epoch 1")
+            trainer.start()
         except BaseException:
             folder.discard_if_new()
             raise
@@ -383,14 +398,6 @@ def train(
         folder.close()
         torch.set_num_threads(threads)
         close_process_group()
-    plots: list[Path] = []
-    if ranks.main:
-        try:
-            from facetool.train.plots import plot_history
-
-            plots = plot_history([r.to_dict() for r in trainer.history], run_dir)
-        except FacetoolError as exc:
-            trainer.log(f"plots not written: {exc}")
     best = run_dir / "best.pth"
     return TrainResult(
         run_dir=run_dir,
@@ -403,5 +410,6 @@ def train(
         dropped_identities=trainer.dropped,
         duration_s=time.perf_counter() - started,
         resumed_from=resume_path,
-        plots=plots,
+        plots=trainer.plots.paths,
+        stopped=trainer.stop_reason,
     )

@@ -1,4 +1,4 @@
-"""Reporting a training run as it goes: a silent base class and a rich progress display."""
+"""Reporting a training run as it goes: the display callback (silent base class) and a rich progress display."""
 
 from __future__ import annotations
 
@@ -7,25 +7,17 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from facetool.train.callbacks import Callback, Step, Trainer
 from facetool.train.history import EpochRecord
 
 
-class TrainProgress:
-    """Callbacks of the training loop; every method is a no-op so subclasses override what they show."""
+class TrainProgress(Callback):
+    """The run's display: a callback that is also shown the run's log lines (`message`); silent here."""
 
-    def start(self, *, start_epoch: int, num_epochs: int, epoch_size: int) -> None: ...
+    name = "progress"
 
-    def message(self, text: str) -> None: ...
-
-    def round(self, stats: dict[str, Any]) -> None: ...
-
-    def batch(
-        self, *, epoch: int, batch: int, loss: float | None, images_per_s: float, lr: float
-    ) -> None: ...
-
-    def epoch_end(self, record: EpochRecord) -> None: ...
-
-    def finish(self) -> None: ...
+    def message(self, text: str) -> None:
+        """A line of train.log worth showing."""
 
 
 def _fmt(value: float | None, spec: str) -> str:
@@ -54,25 +46,30 @@ class RichProgress(TrainProgress):
         self._batches: Any = None
         self._triplets = 0
 
-    def start(self, *, start_epoch: int, num_epochs: int, epoch_size: int) -> None:
+    def on_train_start(self, trainer: Trainer) -> None:
+        config = trainer.config
         self._progress.start()
-        self._epochs = self._progress.add_task("epochs", total=num_epochs, completed=start_epoch, info="")
-        self._batches = self._progress.add_task("batches", total=epoch_size, info="")
+        self._epochs = self._progress.add_task(
+            "epochs", total=config.num_epochs, completed=trainer.epoch, info=""
+        )
+        self._batches = self._progress.add_task("batches", total=config.epoch_size, info="")
 
     def message(self, text: str) -> None:
         self.console.print(text, highlight=False, soft_wrap=True)
 
-    def round(self, stats: dict[str, Any]) -> None:
+    def on_round(self, trainer: Trainer, stats: dict[str, Any]) -> None:
         self._triplets = stats["triplets"]
 
-    def batch(self, *, epoch: int, batch: int, loss: float | None, images_per_s: float, lr: float) -> None:
+    def on_step(self, trainer: Trainer, step: Step) -> None:
         info = (
-            f"loss {_fmt(loss, '.4f')}  {images_per_s:,.0f} img/s  "
-            f"triplets/round {self._triplets}  lr {lr:.3g}"
+            f"loss {_fmt(step.loss, '.4f')}  {step.images_per_s:,.0f} img/s  "
+            f"triplets/round {self._triplets}  lr {step.lr:.3g}"
         )
-        self._progress.update(self._batches, completed=batch, info=info, description=f"epoch {epoch + 1}")
+        self._progress.update(
+            self._batches, completed=step.batch, info=info, description=f"epoch {step.epoch}"
+        )
 
-    def epoch_end(self, record: EpochRecord) -> None:
+    def on_epoch_end(self, trainer: Trainer, record: EpochRecord) -> None:
         self._progress.update(self._epochs, completed=record.epoch)
         self._progress.reset(self._batches)
         self.console.print(
@@ -84,5 +81,5 @@ class RichProgress(TrainProgress):
             soft_wrap=True,
         )
 
-    def finish(self) -> None:
+    def on_train_end(self, trainer: Trainer) -> None:
         self._progress.stop()

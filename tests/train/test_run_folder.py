@@ -45,8 +45,8 @@ class Losses(TrainProgress):
     def __init__(self) -> None:
         self.losses: list[float | None] = []
 
-    def batch(self, *, epoch, batch, loss, images_per_s, lr) -> None:
-        self.losses.append(loss)
+    def on_step(self, trainer, step) -> None:
+        self.losses.append(step.loss)
 
 
 @pytest.fixture(scope="module")
