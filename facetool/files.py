@@ -8,8 +8,10 @@ previous file (or none) under the final name, never a torn one.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
+import shutil
 import signal
 import tempfile
 import threading
@@ -136,6 +138,27 @@ def atomic_write(path: Path | str, write: Callable[[IO[bytes]], Any], *, make_pa
 def atomic_write_bytes(path: Path | str, data: bytes | bytearray | memoryview) -> None:
     """Write `data` to `path` atomically."""
     atomic_write(path, lambda handle: handle.write(data))
+
+
+def atomic_copy(source: Path | str, path: Path | str) -> None:
+    """Make `path` a complete copy of the finished file `source`, atomically, without writing its bytes again.
+
+    A hard link of `source` at a temporary name is renamed over `path`: the two names share the data, and a
+    later atomic replace of either gives that name a new file, leaving the other as it was. Where the folder's
+    file system has no hard links, the bytes are copied (and fsynced) instead.
+    """
+    source, path = Path(source), Path(path)
+    with atomic_output(path, make_parent=False) as tmp:
+        tmp.unlink()
+        try:
+            os.link(source, tmp)
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.EXDEV, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP):
+                raise
+            with open(source, "rb") as src, open(tmp, "wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+                dst.flush()
+                os.fsync(dst.fileno())
 
 
 def atomic_write_text(path: Path | str, text: str) -> None:

@@ -19,6 +19,7 @@ from facetool.config.base import dump_toml
 from facetool.config.train import TrainConfig
 from facetool.errors import FacetoolError, UsageError
 from facetool.files import (
+    atomic_copy,
     atomic_write_bytes,
     atomic_write_text,
     lock_exclusive,
@@ -147,20 +148,21 @@ class RunFolder:
         return path
 
     def save_epoch(self, data: memoryview, epoch: int, *, best: bool, periodic: bool, history: list) -> None:
-        """last.pth, then best.pth and epoch_NNNN.pth, then history.json; each atomic.
+        """last.pth, then best.pth and epoch_NNNN.pth (links to it, not a second write), then history.json.
+
+        Each is atomic: the checkpoint is serialised and fsynced once, its copies share its data.
 
         A failed write (disk full, file size limit) leaves the previous file intact and ends the run with one
         line naming the file.
         """
-        targets = [self.path / LAST]
-        if best:
-            targets.append(self.path / BEST)
+        last = target = self.path / LAST
+        copies = [self.path / BEST] if best else []
         if periodic:
-            targets.append(self.path / epoch_copy_name(epoch))
-        target = targets[0]
+            copies.append(self.path / epoch_copy_name(epoch))
         try:
-            for target in targets:
-                atomic_write_bytes(target, data)
+            atomic_write_bytes(last, data)
+            for target in copies:
+                atomic_copy(last, target)
             target = self.path / HISTORY
             save_history(history, target)
         except OSError as exc:
@@ -181,11 +183,11 @@ class RunFolder:
         repaired = []
         periodic = self.path / epoch_copy_name(epoch)
         if epoch % every == 0 and not periodic.is_file():
-            atomic_write_bytes(periodic, last.read_bytes())
+            atomic_copy(last, periodic)
             repaired.append(periodic.name)
         best = self.path / BEST
         if best_epoch == epoch and (not best.is_file() or not filecmp.cmp(last, best, shallow=False)):
-            atomic_write_bytes(best, last.read_bytes())
+            atomic_copy(last, best)
             repaired.append(best.name)
         save_history(history, self.path / HISTORY)
         return repaired

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 
 import pytest
@@ -69,6 +70,12 @@ def test_training_loss_falls_and_run_dir_is_complete(small_cache, tmp_path):
     assert "left out 1 identities" in log and "anchor-positive pairs" in log
     ck = load_checkpoint(tmp_path / "run" / "last.pth")
     assert ck["epoch"] == 5 and ck["backbone"]["name"] == "tiny-cnn" and ck["config"]["miner"] == "random"
+    run = tmp_path / "run"
+    best = min(result.history, key=lambda r: r["train_loss"])["epoch"]
+    assert load_checkpoint(run / "best.pth")["epoch"] == best
+    assert os.stat(run / "epoch_0004.pth").st_nlink == 1, "epoch 4's copy outlived epoch 4's last.pth"
+    if best == 5:
+        assert os.stat(run / "best.pth").st_ino == os.stat(run / "last.pth").st_ino, "written once, linked"
 
 
 def test_validation_and_lr_schedule_recorded(small_cache, tmp_path):
