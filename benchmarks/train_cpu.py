@@ -55,7 +55,7 @@ def main() -> None:
     torch.manual_seed(0)
     model = build_backbone(args.backbone, image_size=args.image_size).to(device)
     engine = Engine(
-        model, OPTIMIZERS["adam"](model.parameters(), config, False), device, dtype, 0.2, args.image_size, 256
+        model, OPTIMIZERS["adam"](model.parameters(), config, False), device, dtype, args.image_size, 256
     )
     rng = np.random.default_rng(0)
     augment = Augmenter(AugmentConfig(), args.image_size)
@@ -68,7 +68,7 @@ def main() -> None:
     labels = torch.arange(args.people, device=device).repeat_interleave(args.images)
 
     def selection_round() -> None:
-        miner(engine.embed_inputs(augment(faces, generator)), labels, 0.2)
+        miner(engine.embed_inputs(augment(faces, generator)), labels, engine.criterion.margin)
 
     seconds = timed(selection_round, args.repeats, device)
     rows = [

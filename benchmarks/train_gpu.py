@@ -101,14 +101,14 @@ def measure(mode: str, batch: int, args: argparse.Namespace, device: torch.devic
     model = model.to(device)
     plan = plan_engine(EngineConfig(compile=mode), device, "adam")
     optimizer = OPTIMIZERS["adam"](model.parameters(), config, plan.fused)
-    engine = Engine(model, optimizer, device, dtype, 0.2, args.image_size, 600, plan=plan)
+    engine = Engine(model, optimizer, device, dtype, args.image_size, 600, plan=plan)
     augment = Augmenter(AugmentConfig(), args.image_size)
     generator = torch.Generator(device=device).manual_seed(0)
     miner = get_miner("semihard", generator=torch.Generator(device=device).manual_seed(0))
     found: list[int] = []
 
     def selection_round() -> None:
-        found.append(int(miner(engine.embed_inputs(augment(faces, generator)), labels, 0.2).num_triplets))
+        found.append(int(miner(engine.embed_inputs(augment(faces, generator)), labels, engine.criterion.margin).num_triplets))
 
     selection_round()
     round_s = _median_seconds(selection_round, args.repeats, device)

@@ -137,6 +137,11 @@ def create_callback(name: str, settings: Mapping[str, Any] | None = None) -> Cal
     return callback
 
 
+def callbacks_from_config(config: TrainConfig) -> list[Callback]:
+    """The plugins the config's `callbacks` table names, each with its settings validated by its model."""
+    return [create_callback(name, settings) for name, settings in config.callbacks.items()]
+
+
 class Callbacks:
     """The run's callbacks in order, each event fired on all of them."""
 

@@ -117,7 +117,6 @@ class Engine:
     optimizer: torch.optim.Optimizer
     device: torch.device
     dtype: torch.dtype
-    margin: float
     image_size: int
     embed_batch_size: int
     plan: EnginePlan = field(default_factory=lambda: EnginePlan("none", False, False))
@@ -137,7 +136,7 @@ class Engine:
         if self.train_model is None:
             self.train_model = self.model
         if self.criterion is None:
-            self.criterion = TripletLoss(num_classes=0, embedding_dim=0, margin=self.margin)
+            self.criterion = TripletLoss(num_classes=0, embedding_dim=0)
         self.criterion.to(self.device)
 
     def embed_inputs(self, x: torch.Tensor) -> torch.Tensor:
@@ -166,10 +165,8 @@ class Engine:
     ) -> torch.Tensor:
         """The run's loss of inputs `x` with `labels` under the engine's precision (the loss in float32).
 
-        The engine's `margin` (the config's alpha) is the loss's triplet margin. Also sets `active` from the
-        loss (for the triplet loss, the device count of triplets that teach).
+        Also sets `active` from the loss (for the triplet loss, the device count of triplets that teach).
         """
-        self.criterion.margin = self.margin
         if self.dtype == torch.float32:
             emb = model(x)
         else:
@@ -304,7 +301,6 @@ def engine_from_config(
         optimizer,
         device,
         dtype,
-        config.alpha,
         config.image_size,
         config.embed_batch_size,
         plan=plan,

@@ -11,13 +11,14 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 
 from facetool.config.train import TrainConfig
-from facetool.data.sampling import people_order
 from facetool.errors import FacetoolError
 from facetool.miners import Miner
+from facetool.train.batch_plan import BatchPlan
 from facetool.train.callbacks import NonFinite, Step
 from facetool.train.distributed import Ranks, all_reduce_min, all_reduce_sum
 from facetool.train.engine import Engine
@@ -33,15 +34,33 @@ class NonFiniteError(FacetoolError):
     """Training met a NaN or infinite loss or gradient with on_nonfinite=stop; the last checkpoint is kept."""
 
 
+@dataclass(frozen=True)
+class EpochSettings:
+    """The values of the training config an epoch runs by."""
+
+    seed: int
+    epoch_size: int
+    on_nonfinite: str
+    miner_for_epoch: Callable[[int], str]
+
+    @classmethod
+    def from_config(cls, config: TrainConfig) -> EpochSettings:
+        return cls(
+            config.seed, config.epoch_size, config.on_nonfinite, lambda epoch: miner_for_epoch(config, epoch)
+        )
+
+
 class EpochRunner:
     """Runs epochs of selection rounds and steps with the run's engine, selection, miners and scheduler.
 
-    `emit(event, payload)` hands `on_round`, `on_step` and `on_nonfinite` events to the run's callbacks.
+    `plan` (chosen once from the loss) says how steps take a round's rows; `emit(event, payload)` hands
+    `on_round`, `on_step` and `on_nonfinite` events to the run's callbacks.
     """
 
     def __init__(
         self,
-        config: TrainConfig,
+        settings: EpochSettings,
+        plan: BatchPlan,
         engine: Engine,
         selection: Selection,
         scheduler: torch.optim.lr_scheduler.LambdaLR,
@@ -51,7 +70,8 @@ class EpochRunner:
         log: Callable[..., None],
         ranks: Ranks,
     ) -> None:
-        self.config = config
+        self.settings = settings
+        self.plan = plan
         self.engine = engine
         self.selection = selection
         self.scheduler = scheduler
@@ -73,78 +93,54 @@ class EpochRunner:
             "triplets": found,
             "valid_negative_fraction": found / max(pairs, 1),
         }
-        if mined is not None:
-            mining = (
-                f", {pairs} anchor-positive pairs, {found} triplets "
-                f"({stats['valid_negative_fraction']:.1%} with a valid negative)"
-            )
-        elif self.engine.criterion.needs == "groups":
-            mining = ", batches of whole people (no mining)"
-        else:
-            mining = ", labelled batches (no mining)"
         self.log(
-            f"epoch {epoch + 1} round {rounds}: {selected.images} images of {stats['people']} people{mining}",
+            f"epoch {epoch + 1} round {rounds}: {selected.images} images of {stats['people']} people"
+            f"{self.plan.describe(selected)}",
             show=False,
         )
         self.emit("on_round", stats)
 
     def __call__(self, epoch: int) -> EpochRecord:
         """Train epoch `epoch` (0-based); its record has no validation figures yet (the loop adds them)."""
-        config = self.config
+        settings, plan = self.settings, self.plan
         device = self.engine.device
-        rng, (torch_seed, aug_seed, miner_seed) = epoch_seeds(config.seed + self.ranks.rank, epoch)
+        rng, (torch_seed, aug_seed, miner_seed) = epoch_seeds(settings.seed + self.ranks.rank, epoch)
         torch.manual_seed(torch_seed)
         generator = torch.Generator(device=device).manual_seed(aug_seed)
         self.miner_generator.manual_seed(miner_seed)
-        needs = self.engine.criterion.needs
-        unmined = needs != "triplets"
-        per_step = config.batch_size if unmined else config.batch_size // 3
+        per_step = plan.per_step
         lr = self.scheduler.get_last_lr()[0]
-        miner_name = miner_for_epoch(config, epoch)
+        miner_name = settings.miner_for_epoch(epoch)
         miner = self.miners[miner_name]
-        if unmined:
-            miner_name = "none"
-        elif epoch == 0 or miner_for_epoch(config, epoch - 1) != miner_name:
+        if plan.mines and (epoch == 0 or settings.miner_for_epoch(epoch - 1) != miner_name):
             self.log(f"epoch {epoch + 1}: triplets mined by {miner_name}", show=False)
         totals = torch.zeros(4, dtype=torch.float64, device=device)
         rounds = batches = skipped = pairs = selected = nonfinite = fed = 0
         running_loss: float | None = None
         start = last_read = time.perf_counter()
         upcoming = None
-        while batches < config.epoch_size:
+        while batches < settings.epoch_size:
             chosen = self.selection(miner, rng, generator, upcoming)
             upcoming = None
             mined = chosen.mined
             rounds += 1
-            found = chosen.images if mined is None else int(mined.num_triplets)
+            found = plan.items(chosen)
             if mined is not None:
                 pairs += int(mined.num_pairs)
                 selected += found
             self._round_stats(epoch, rounds, chosen)
-            # batches of images keep to whole batches (a tail of one image would break batch norm); a
-            # round smaller than a batch is one batch
-            whole = max(found // per_step, 1) if unmined else -(-found // per_step)
-            steps = min(whole, config.epoch_size - batches)
+            steps = min(plan.steps(found), settings.epoch_size - batches)
             steps = all_reduce_min(steps, device)
             if steps == 0:
                 skipped += 1
                 batches += 1
                 self.log(f"epoch {epoch + 1} round {rounds}: no valid triplet, batch skipped", show=False)
                 continue
-            if needs == "groups":
-                order = torch.as_tensor(people_order(chosen.host_labels, rng), device=device)
-            else:
-                order = torch.as_tensor(rng.permutation(found), device=device)
+            roles = plan.roles(chosen, rng, device)
             # drawn where the next round would draw it anyway, so the random stream is that of a run without
             # prefetching; never past the epoch's end, whose generator the next epoch replaces
-            if batches + steps < config.epoch_size:
+            if batches + steps < settings.epoch_size:
                 upcoming = self.selection.prefetch(rng)
-            if mined is None:
-                roles = (order,)
-            else:
-                roles = tuple(
-                    t.index_select(0, order) for t in (mined.anchors, mined.positives, mined.negatives)
-                )
             x, y = chosen.inputs, chosen.labels
             sums = torch.zeros(4, dtype=torch.float64, device=device)
             flags = torch.zeros((), device=device)
@@ -168,7 +164,7 @@ class EpochRunner:
                     Step(
                         epoch=epoch + 1,
                         batch=batches,
-                        global_step=epoch * config.epoch_size + batches,
+                        global_step=epoch * settings.epoch_size + batches,
                         loss=running_loss,
                         images_per_s=fed / max(now - start, 1e-9),
                         lr=float(self.engine.optimizer.param_groups[0]["lr"]),
@@ -179,7 +175,7 @@ class EpochRunner:
             running_loss = loss_sum / good_steps if good_steps else None
             bad = round(bad)
             if bad:
-                self.emit("on_nonfinite", NonFinite(epoch + 1, rounds, bad, config.on_nonfinite))
+                self.emit("on_nonfinite", NonFinite(epoch + 1, rounds, bad, settings.on_nonfinite))
                 nonfinite += bad
                 skipped += bad
                 self.log(f"epoch {epoch + 1} round {rounds}: {bad} non-finite batch(es) skipped", show=False)
@@ -191,7 +187,7 @@ class EpochRunner:
             self.scheduler.step()
         loss_sum, good_steps, images, active = totals.tolist()
         images, active = round(images), round(active)
-        trained = 0 if unmined else images // 3
+        trained = plan.trained_triplets(images)
         return EpochRecord(
             epoch=epoch + 1,
             val_loss=None,
@@ -199,7 +195,7 @@ class EpochRunner:
             val_accuracy_std=None,
             train_loss=loss_sum / good_steps if good_steps else None,
             learning_rate=lr,
-            miner=miner_name,
+            miner=plan.miner_name(miner_name),
             rounds=rounds,
             batches=batches,
             skipped_batches=skipped,

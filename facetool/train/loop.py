@@ -19,12 +19,15 @@ import numpy as np
 import torch
 
 from facetool.config.train import TrainConfig
+from facetool.data.augment import Augmenter
+from facetool.data.sampling import PeopleSampler
 from facetool.device import resolve_device, resolve_precision
 from facetool.errors import ConfigError, FacetoolError, UsageError
 from facetool.identities import identity_digests
 from facetool.miners import get_miner
 from facetool.models.checkpoint import load_checkpoint, make_checkpoint
-from facetool.train.callbacks import Callback, Callbacks, NonFinite, create_callback
+from facetool.train.batch_plan import plan_for
+from facetool.train.callbacks import Callback, Callbacks, NonFinite, callbacks_from_config
 from facetool.train.data import load_training_data
 from facetool.train.default_callbacks import Checkpoints, EpochLog, Plots
 from facetool.train.distributed import (
@@ -38,7 +41,7 @@ from facetool.train.distributed import (
     ranks_from_env,
 )
 from facetool.train.engine import STEP_NAMES, engine_from_config
-from facetool.train.epoch import EpochRunner, NonFiniteError
+from facetool.train.epoch import EpochRunner, EpochSettings, NonFiniteError
 from facetool.train.history import EpochRecord, best_epoch
 from facetool.train.progress import TrainProgress
 from facetool.train.resume import resolve_resume
@@ -75,11 +78,6 @@ class TrainResult:
     stopped: str | None = None
 
 
-def config_callbacks(config: TrainConfig) -> list[Callback]:
-    """The plugins the config's `callbacks` table names, each with its settings validated by its model."""
-    return [create_callback(name, settings) for name, settings in config.callbacks.items()]
-
-
 class Trainer:
     """One run: data, engine, selection, validation set up once; `run` trains the remaining epochs.
 
@@ -101,7 +99,7 @@ class Trainer:
         self.progress = progress if progress is not None and self.ranks.main else TrainProgress()
         self.plots = Plots()
         self.callbacks = Callbacks(
-            [EpochLog(), Checkpoints(), *config_callbacks(config), *callbacks, self.progress, self.plots]
+            [EpochLog(), Checkpoints(), *callbacks_from_config(config), *callbacks, self.progress, self.plots]
         )
         self.stop_reason: str | None = None
         self.failed = False
@@ -148,18 +146,26 @@ class Trainer:
             f"{', fused optimizer' if plan.fused else ''}, {torch.get_num_threads()} CPU threads"
             + (f", {self.ranks.world_size} processes" if self.ranks.distributed else "")
         )
-        self.selection = Selection(self.data, self.engine, config, classes=data.classes)
+        self.plan = plan_for(self.engine.criterion.needs, config.batch_size)
+        sampler = PeopleSampler(
+            self.data.labels, config.people_per_batch, config.images_per_person, config.extra_negatives
+        )
+        augment = Augmenter(config.augment, config.image_size)
+        self.selection = Selection(
+            self.data, self.engine, sampler, augment, mine=self.plan.mines, classes=data.classes
+        )
         self.log(self.selection.resize_once(config.data.resize_once))
         self.validator = Validator(
             self.val_set,
             num_pairs=config.validation.num_pairs,
             seed=config.seed,
-            margin=config.alpha,
+            margin=self.engine.criterion.margin,
             pairs_file=config.validation.pairs_file,
             pairs_cache=config.validation.pairs_data or config.data_dir,
         )
         self.epoch_runner = EpochRunner(
-            config,
+            EpochSettings.from_config(config),
+            self.plan,
             self.engine,
             self.selection,
             self.scheduler,
@@ -315,18 +321,11 @@ class Trainer:
                     if self.epoch < config.num_epochs:
                         self.log(f"stopped after epoch {self.epoch}: {self.stop_reason}")
                     break
-            if self.ranks.distributed:
-                digest = check_ranks_agree(self.engine.model.state_dict())
-                self.log(
-                    f"weights identical on all {self.ranks.world_size} ranks: sha256 {digest}", show=False
-                )
-                loss_state = self.engine.criterion.state_dict()
-                if loss_state:
-                    digest = check_ranks_agree(loss_state)
-                    self.log(
-                        f"loss state identical on all {self.ranks.world_size} ranks: sha256 {digest}",
-                        show=False,
-                    )
+            model, loss = self.engine.model.state_dict(), self.engine.criterion.state_dict()
+            for what, state in (("weights", model), ("loss state", loss)) if self.ranks.distributed else ():
+                if state:
+                    digest = check_ranks_agree(state)
+                    self.log(f"{what} identical on all {self.ranks.world_size} ranks: sha256 {digest}", show=False)
         except BaseException:
             self.failed = True
             raise

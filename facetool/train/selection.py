@@ -1,7 +1,8 @@
 """One selection round of FaceNet training: sample people → fetch and augment their faces → embed → mine.
 
-A loss that needs no mined triplets (a class-based loss, or one that mines inside its batch) skips the
-embedding pass and the mining: its round is the augmented images of the sampled people with their labels.
+A run whose loss needs no mined triplets (a class-based loss, or one that mines inside its batch) skips the
+embedding pass and the mining (`mine=False`): its round is the augmented images of the sampled people with
+their labels. The mining margin is the loss's own (`engine.criterion.margin`), the one the steps train with.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from facetool.config.train import TrainConfig
 from facetool.data.augment import Augmenter
 from facetool.data.resized import ResizedFaces, resize_once
 from facetool.data.sampling import PeopleSampler
@@ -36,19 +36,24 @@ class Round:
 
 
 class Selection:
-    """Draws rounds from the training data with the run's sampler and augmentation, embedding with `engine`."""
+    """Draws rounds from the training data with `sampler` and `augment`, embedding with `engine` to mine."""
 
     def __init__(
-        self, data: TrainingData, engine: Engine, config: TrainConfig, classes: np.ndarray | None = None
+        self,
+        data: TrainingData,
+        engine: Engine,
+        sampler: PeopleSampler,
+        augment: Augmenter,
+        *,
+        mine: bool = True,
+        classes: np.ndarray | None = None,
     ) -> None:
         self.data = data
         self.classes = np.arange(len(data.identities)) if classes is None else np.asarray(classes)
         self.engine = engine
-        self.sampler = PeopleSampler(
-            data.labels, config.people_per_batch, config.images_per_person, config.extra_negatives
-        )
-        self.augment = Augmenter(config.augment, config.image_size)
-        self.margin = config.alpha
+        self.sampler = sampler
+        self.augment = augment
+        self.mine = mine
         self.resized: ResizedFaces | None = None
 
     def resize_once(self, enabled: bool = True) -> str:
@@ -82,7 +87,7 @@ class Selection:
             inputs = self.augment.from_working(self.resized.fetch(rows, device), generator)
         host_labels = self.classes[self.data.labels[rows]]
         labels = torch.as_tensor(host_labels, device=device)
-        if self.engine.criterion.needs != "triplets":
+        if not self.mine:
             return Round(inputs, None, labels, host_labels)
-        mined = miner(self.engine.embed_inputs(inputs), labels, self.margin)
+        mined = miner(self.engine.embed_inputs(inputs), labels, self.engine.criterion.margin)
         return Round(inputs, mined, labels, host_labels)

@@ -125,7 +125,7 @@ def test_export_of_an_arcface_model_has_no_loss_parameter(people_cache: Path, tm
     assert tensors.keys() == load_checkpoint(run.last_checkpoint)["model"].keys()
 
 
-def test_plugins_list_shows_the_three_groups() -> None:
+def test_plugins_list_shows_every_group() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "facetool", "plugins", "list", "--json"],
         capture_output=True,
@@ -134,7 +134,7 @@ def test_plugins_list_shows_the_three_groups() -> None:
     )
     assert done.returncode == 0, done.stderr
     rows = json.loads(done.stdout)
-    assert {r["kind"] for r in rows} == {"miner", "backbone", "loss"}
+    assert {r["kind"] for r in rows} == {"miner", "backbone", "loss", "callback"}
     losses = {r["name"]: r for r in rows if r["kind"] == "loss"}
     assert losses["triplet"]["package"] == "facetool"
     for name in ("arcface", "cosface", "arcface-triplet", "batch-hard"):

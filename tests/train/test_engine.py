@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from facetool.config.train import EngineConfig, TrainConfig
+from facetool.losses import TripletLoss
 from facetool.models import build_backbone
 from facetool.train.engine import OPTIMIZERS, Engine, plan_engine
 from facetool.train.graph import FAST_STEPS, StaticBatch
@@ -58,7 +59,10 @@ def _engine(fused: bool, margin: float, guard: bool = True) -> Engine:
     model = build_backbone("tiny-cnn", embedding_dim=8, dropout=0.0, image_size=32)
     plan = plan_engine(EngineConfig(compile="none", fused_optimizer=fused), CPU, "adam")
     optimizer = OPTIMIZERS["adam"](model.parameters(), config, plan.fused)
-    return Engine(model, optimizer, CPU, torch.float32, margin, 32, 64, plan=plan, guard_buffers=guard)
+    criterion = TripletLoss(num_classes=0, embedding_dim=8, margin=margin)
+    return Engine(
+        model, optimizer, CPU, torch.float32, 32, 64, plan=plan, guard_buffers=guard, criterion=criterion
+    )
 
 
 @pytest.mark.parametrize("fused", [True, False])
@@ -70,7 +74,7 @@ def test_non_finite_step_changes_nothing_and_finite_step_trains(fused):
     assert loss.item() == float("inf") and flag.item() == 1.0
     after = engine.model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
-    engine.margin = 0.5
+    engine.criterion.margin = 0.5
     loss, flag = engine.step(x)
     assert torch.isfinite(loss) and flag.item() == 0.0
     assert not torch.equal(before["head.weight"], engine.model.state_dict()["head.weight"])
