@@ -7,8 +7,9 @@ process copies the slot into the request's output tensor (pinned when the faces 
 positions and hands the slot to the next chunk. Memory is bounded: the ring (2 x workers x slot_faces faces)
 plus the outputs of at most `depth` requests. A worker's error or death becomes one FacetoolError naming the
 cache, and so does a worker that holds a chunk for `worker_timeout_s` without answering (stopped by SIGSTOP,
-hung in a read): the error names it (index, pid, process state, the rows it was reading) and it is killed. With `encoded`, workers send the chunk's stored JPEG bytes instead and the source decodes the
-whole request at once on its device (`facetool.data.jpeg`). `close` (also at interpreter exit) stops and
+hung in a read): the error names it (index, pid, process state, the rows it was reading) and it is killed.
+With `encoded`, workers send the chunk's stored JPEG bytes instead and the source decodes the whole request
+at once on its device (`facetool.data.jpeg`). `close` (also at interpreter exit) stops and
 reaps every worker; a worker whose parent dies sees its socket close and exits, so none is left behind.
 """
 
