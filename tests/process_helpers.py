@@ -1,7 +1,12 @@
-"""Looking at real process trees from tests: a process's children and whether a process still runs (/proc)."""
+"""Real process conditions for tests: a process's children and whether it still runs (/proc), and a file-size
+limit (RLIMIT_FSIZE) that makes this process's writes fail partway with EFBIG."""
 
 from __future__ import annotations
 
+import resource
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -25,3 +30,21 @@ def is_running(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return state != "Z"
+
+
+@contextmanager
+def file_size_limit(limit: int) -> Iterator[None]:
+    """For the block, no file of this process may grow past `limit` bytes: a longer write stores the first
+    `limit` bytes and then fails with a real OSError (EFBIG), as a disk filling up mid-write would.
+
+    The soft limit is lowered and SIGXFSZ ignored (so the write fails instead of killing the process); both
+    are restored after the block.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, previous)

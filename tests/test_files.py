@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import subprocess
@@ -9,10 +10,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from process_helpers import file_size_limit
 
 from facetool.errors import FacetoolError, UsageError
 from facetool.files import (
     atomic_output,
+    atomic_write,
+    atomic_write_bytes,
     atomic_write_text,
     check_output_not_input,
     make_dir,
@@ -35,6 +39,48 @@ def test_failed_write_keeps_previous_file(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError), atomic_output(target) as tmp:
         tmp.write_bytes(b"half")
         raise RuntimeError("disk died")
+    assert target.read_bytes() == b"previous"
+    assert list(tmp_path.iterdir()) == [target]
+
+
+def _through_atomic_output(path: Path, data: bytes) -> None:
+    with atomic_output(path) as tmp:
+        tmp.write_bytes(data)
+
+
+WRITERS = {
+    "atomic_output": _through_atomic_output,
+    "atomic_write": lambda path, data: atomic_write(path, lambda handle: handle.write(data)),
+    "atomic_write_bytes": atomic_write_bytes,
+    "atomic_write_text": lambda path, data: atomic_write_text(path, data.decode("ascii")),
+}
+
+
+@pytest.mark.parametrize("writer", list(WRITERS))
+def test_write_that_fails_partway_keeps_previous_file_and_leaves_no_temp(tmp_path: Path, writer: str) -> None:
+    """A real EFBIG after the first MiB of a 3 MiB write (RLIMIT_FSIZE), as a disk filling up would do."""
+    target = tmp_path / "out.bin"
+    target.write_bytes(b"previous")
+    with pytest.raises(OSError) as caught, file_size_limit(1 << 20):
+        WRITERS[writer](target, b"n" * (3 << 20))
+    assert caught.value.errno == errno.EFBIG
+    assert target.read_bytes() == b"previous"
+    assert list(tmp_path.iterdir()) == [target]
+    WRITERS[writer](target, b"new")
+    assert target.read_bytes() == b"new" and list(tmp_path.iterdir()) == [target]
+
+
+def test_write_callback_that_raises_after_some_bytes_keeps_previous_file(tmp_path: Path) -> None:
+    target = tmp_path / "out.bin"
+    target.write_bytes(b"previous")
+
+    def half_then_fail(handle) -> None:
+        handle.write(b"half of it")
+        handle.flush()
+        raise RuntimeError("encoder failed")
+
+    with pytest.raises(RuntimeError, match="encoder failed"):
+        atomic_write(target, half_then_fail)
     assert target.read_bytes() == b"previous"
     assert list(tmp_path.iterdir()) == [target]
 

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import torch
 from cache_helpers import write_people_cache
+from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from facetool.train.progress import TrainProgress
 
@@ -42,4 +46,35 @@ class StopAfter(TrainProgress):
 
     def on_epoch_end(self, trainer, record) -> None:
         if record["epoch"] == self.epochs:
+            raise KeyboardInterrupt
+
+
+class StepRates(TrainProgress):
+    """The learning rate of every real optimizer step, per 1-based epoch: `rates[epoch]` lists the
+    `param_groups[0]["lr"]` that each `step()` of that epoch ran with.
+
+    Inside `observing()` every optimizer step is seen through torch's global step pre-hook. Once the training
+    loop has a per-step callback, that callback can call `stepped` instead. `stop_after` interrupts the run
+    (as Ctrl-C would) once that epoch has been checkpointed.
+    """
+
+    def __init__(self, stop_after: int | None = None) -> None:
+        self.stop_after = stop_after
+        self.rates: dict[int, list[float]] = {}
+        self._steps: list[float] = []
+
+    def stepped(self, optimizer: torch.optim.Optimizer, *_: object) -> None:
+        self._steps.append(float(optimizer.param_groups[0]["lr"]))
+
+    @contextmanager
+    def observing(self) -> Iterator[StepRates]:
+        handle = register_optimizer_step_pre_hook(self.stepped)
+        try:
+            yield self
+        finally:
+            handle.remove()
+
+    def epoch_end(self, record) -> None:
+        self.rates[record.epoch], self._steps = self._steps, []
+        if record.epoch == self.stop_after:
             raise KeyboardInterrupt

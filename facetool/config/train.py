@@ -77,6 +77,9 @@ class EngineConfig(StrictModel):
     )
 
 
+WORKER_TIMEOUT_S = 300.0
+
+
 class DataConfig(StrictModel):
     """How training reads its faces: decoded once up front, or streamed per round by worker processes."""
 
@@ -89,6 +92,14 @@ class DataConfig(StrictModel):
     )
     workers: int | None = Field(
         None, ge=1, le=64, description="Reading worker processes when streaming (none: usable cores but one)."
+    )
+    worker_timeout_s: float = Field(
+        WORKER_TIMEOUT_S,
+        gt=0,
+        allow_inf_nan=False,
+        description="Seconds a streaming worker may hold a chunk of faces without answering before training "
+        "stops with an error naming it (a stopped or hung worker); a chunk normally takes milliseconds, so the "
+        "default leaves room for a slow or swapping machine.",
     )
     resize_once: bool = Field(
         True,

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from facetool.cache import open_cache
+from facetool.config.train import WORKER_TIMEOUT_S
 from facetool.data.jpeg import Decode, choose_decoder
 from facetool.data.source import Backend, FaceSource, PreloadedSource
 from facetool.data.stream import StreamedSource, WorkerPool
@@ -102,11 +103,14 @@ def open_face_source(
     workers: int | None = None,
     slot_faces: int = 64,
     decode: Decode = "auto",
+    worker_timeout_s: float = WORKER_TIMEOUT_S,
 ) -> tuple[FaceSource, SourceChoice]:
     """The cache's faces as a source for training on `device`, and the choice made (see the module doc).
 
     A streamed source decodes JPEG on the device where `choose_decoder` allows (`decode`: auto, workers or
-    device). CacheError from the cache module names a bad file; a cache without faces is a FacetoolError.
+    device); a streaming worker holding a chunk for `worker_timeout_s` without answering stops the reads with
+    an error naming it. CacheError from the cache module names a bad file; a cache without faces is a
+    FacetoolError.
     """
     cache_path = Path(cache_path)
     device = torch.device(device)
@@ -132,6 +136,7 @@ def open_face_source(
             slot_faces=slot_faces,
             pin=pin,
             encoded=decoder.on_device,
+            worker_timeout_s=worker_timeout_s,
         )
         source: FaceSource = StreamedSource(pool, rows, labels, identities, image_size)
         return source, SourceChoice(choice.kind, f"{choice.reason}; {n} reading worker(s), {decoder.reason}")

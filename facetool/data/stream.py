@@ -6,8 +6,10 @@ two chunks in hand at most) decode a chunk into a slot of a shared-memory ring; 
 process copies the slot into the request's output tensor (pinned when the faces go to CUDA) at the chunk's
 positions and hands the slot to the next chunk. Memory is bounded: the ring (2 x workers x slot_faces faces)
 plus the outputs of at most `depth` requests. A worker's error or death becomes one FacetoolError naming the
-cache. With `encoded`, workers send the chunk's stored JPEG bytes instead and the source decodes the
-whole request at once on its device (`facetool.data.jpeg`). `close` (also at interpreter exit) stops and
+cache, and so does a worker that holds a chunk for `worker_timeout_s` without answering (stopped by SIGSTOP,
+hung in a read): the error names it (index, pid, process state, the rows it was reading) and it is killed.
+With `encoded`, workers send the chunk's stored JPEG bytes instead and the source decodes the whole request
+at once on its device (`facetool.data.jpeg`). `close` (also at interpreter exit) stops and
 reaps every worker; a worker whose parent dies sees its socket close and exits, so none is left behind.
 """
 
@@ -22,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import weakref
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
@@ -30,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from facetool.config.train import WORKER_TIMEOUT_S
 from facetool.data.jpeg import decode_payloads
 from facetool.data.source import Backend, FaceSource, to_device
 from facetool.data.stream_worker import READY, WorkerSpec, labels_digest, one_line, ring_view
@@ -54,9 +58,15 @@ class _Request:
 
 @dataclass
 class _Worker:
+    index: int
     proc: subprocess.Popen
     conn: Connection
-    busy: int = 0
+    tasks: dict[int, np.ndarray] = field(default_factory=dict)
+    since: float = 0.0
+
+    @property
+    def busy(self) -> int:
+        return len(self.tasks)
 
 
 def _ring_file(nbytes: int) -> Path:
@@ -73,7 +83,19 @@ def _ring_file(nbytes: int) -> Path:
     return Path(name)
 
 
-def _start_worker() -> _Worker:
+_STATES = {"T": "stopped", "t": "stopped by a debugger", "D": "waiting on the disk", "Z": "exited"}
+
+
+def _process_state(pid: int) -> str:
+    """The state of `pid` from /proc in words ("stopped", "running", ...), for an error message."""
+    try:
+        letter = Path(f"/proc/{pid}/stat").read_text(encoding="ascii").rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return "state unknown"
+    return _STATES.get(letter, {"R": "running", "S": "sleeping"}.get(letter, f"state {letter}"))
+
+
+def _start_worker(index: int) -> _Worker:
     """A worker interpreter in its own session (a Ctrl-C reaches only the parent, which stops it)."""
     ours, theirs = socket.socketpair()
     env = dict(os.environ)
@@ -91,7 +113,7 @@ def _start_worker() -> _Worker:
         raise FacetoolError(f"cannot start a face reading worker ({exc})") from None
     finally:
         theirs.close()
-    return _Worker(proc, Connection(ours.detach()))
+    return _Worker(index, proc, Connection(ours.detach()))
 
 
 class WorkerPool(Backend):
@@ -108,8 +130,10 @@ class WorkerPool(Backend):
         pin: bool = False,
         depth: int = 2,
         encoded: bool = False,
+        worker_timeout_s: float = WORKER_TIMEOUT_S,
     ) -> None:
         super().__init__(cache_path)
+        self.worker_timeout_s = worker_timeout_s
         self.pin = pin
         self.encoded = encoded
         self.depth = depth
@@ -140,8 +164,8 @@ class WorkerPool(Backend):
                 ring_path.unlink(missing_ok=True)
             raise
         try:
-            for _ in range(workers):
-                self._workers.append(_start_worker())
+            for index in range(workers):
+                self._workers.append(_start_worker(index))
                 self._workers[-1].conn.send(self.spec)
         except BaseException:
             self._finalizer()
@@ -193,7 +217,9 @@ class WorkerPool(Backend):
                 continue
             slot = self._free.pop()
             self._inflight[slot] = (request, positions)
-            worker.busy += 1
+            if not worker.tasks:
+                worker.since = time.monotonic()
+            worker.tasks[slot] = rows
             worker.conn.send((slot, rows, self.encoded))
 
     def _died(self, worker: _Worker) -> str:
@@ -221,7 +247,8 @@ class WorkerPool(Backend):
                         self.spec.ring_path.unlink(missing_ok=True)
                     continue
                 with self._lock:
-                    worker.busy -= 1
+                    del worker.tasks[slot]
+                    worker.since = time.monotonic()
                     request, positions = self._inflight.pop(slot)
                 if error is not None:
                     self._fail(error)
@@ -272,9 +299,30 @@ class WorkerPool(Backend):
                 request.done.set()
         return request
 
+    def _check_stuck(self) -> None:
+        """Fail every request, and kill the worker, when a worker has held a chunk for `worker_timeout_s`
+        without answering. Checked from the waiting thread, so a collector blocked reading that worker's
+        half-sent answer cannot hide it."""
+        now = time.monotonic()
+        with self._lock:
+            stuck = [w for w in self._workers if w.tasks and now - w.since > self.worker_timeout_s]
+            if not stuck or self._failure is not None:
+                return
+            worker = stuck[0]
+            rows = np.concatenate(list(worker.tasks.values()))
+        state = _process_state(worker.proc.pid)
+        what = "reading the JPEG bytes of" if self.encoded else "decoding"
+        self._fail(
+            f"face reading worker {worker.index} (pid {worker.proc.pid}, {state}) gave no answer for "
+            f"{now - worker.since:.0f} s while {what} {len(rows)} faces (cache rows {rows.min()} to "
+            f"{rows.max()}); it was killed (data.worker_timeout_s = {self.worker_timeout_s:g})"
+        )
+        worker.proc.kill()
+
     def wait(self, request: _Request) -> torch.Tensor:
-        """The request's faces once every chunk is in; FacetoolError when a worker failed."""
+        """The request's faces once every chunk is in; FacetoolError when a worker failed or got stuck."""
         while not request.done.wait(0.5):
+            self._check_stuck()
             if self._collector is None or not self._collector.is_alive():
                 self._fail(self._failure or "the face reader stopped")
                 request.error = request.error or self._failure

@@ -34,7 +34,6 @@ def make_checkpoint(
     history: list[dict[str, Any]],
     optimizer: dict[str, Any] | None = None,
     scheduler: dict[str, Any] | None = None,
-    rng: dict[str, Any] | None = None,
     train_identities: list[str] | None = None,
     loss: dict[str, torch.Tensor] | None = None,
 ) -> dict[str, Any]:
@@ -57,7 +56,6 @@ def make_checkpoint(
         "history": history,
         "optimizer": optimizer,
         "scheduler": scheduler,
-        "rng": rng,
         "train_identities": train_identities,
         "loss": loss,
     }

@@ -64,7 +64,11 @@ def load_training_data(
     """Open the face cache as a source and split it into this run's training and validation identities."""
     ranks = ranks or Ranks()
     source, choice = open_face_source(
-        cache, mode=config.data.preload, device=device, workers=config.data.workers
+        cache,
+        mode=config.data.preload,
+        device=device,
+        workers=config.data.workers,
+        worker_timeout_s=config.data.worker_timeout_s,
     )
     log(f"faces: {choice.reason}")
     views: list[FaceSource] = [source]

@@ -4,7 +4,7 @@ checkpoint files, the config's plugins, the caller's, the display, the plots) th
 
 Randomness: every epoch draws from generators seeded by (seed, epoch) (people sampling, augmentation,
 dropout, triplet order), so a run resumed at an epoch boundary repeats an uninterrupted one exactly on the
-CPU. The RNG states are also stored in each checkpoint and restored on resume.
+CPU; checkpoints hold no RNG state (facetool.train.state).
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ from facetool.train.run_folder import (
 )
 from facetool.train.schedule import restore_scheduler
 from facetool.train.selection import Selection
-from facetool.train.state import check_training_fields, load_field, restore_rng, rng_state
+from facetool.train.state import check_training_fields, load_field
 from facetool.train.validate import Validator
 
 __all__ = ["NonFiniteError", "TrainResult", "Trainer", "train"]
@@ -187,7 +187,7 @@ class Trainer:
         self.prepared.close()
 
     def restore(self, path: Path) -> None:
-        """Continue from a checkpoint: weights, loss parameters, optimizer, LR schedule, history, epochs, RNG.
+        """Continue from a checkpoint: weights, loss parameters, optimizer, LR schedule, history, epochs.
 
         Every field is checked first; resuming from the run folder's own last.pth also rewrites the files a
         kill may have left behind it (history.json, the periodic and best copies).
@@ -202,7 +202,6 @@ class Trainer:
         load_field(path, "loss", self.engine.criterion.load_state_dict, ck.get("loss") or {})
         load_field(path, "optimizer", self.engine.optimizer.load_state_dict, ck["optimizer"])
         load_field(path, "scheduler", lambda s: restore_scheduler(self.scheduler, s), ck["scheduler"])
-        restore_rng(path, ck.get("rng"))
         self.history, self.epoch = records, epoch
         if self.ranks.main and Path(path).resolve() == (self.run_dir / LAST).resolve():
             best = best_epoch(records, self.score_key)
@@ -247,7 +246,6 @@ class Trainer:
             optimizer=self.engine.optimizer.state_dict(),
             loss=self.engine.criterion.state_dict(),
             scheduler=self.scheduler.state_dict(),
-            rng=rng_state(),
             train_identities=self.train_identity_digests(),
         )
 

@@ -1,15 +1,18 @@
-"""Training state beyond the weights: per-epoch seeds, the global RNG states, and checking a checkpoint's
-training fields before any of them is loaded, so a malformed one is one line naming the file and the field.
+"""Training state beyond the weights: per-epoch seeds, and checking a checkpoint's training fields before any of
+them is loaded, so a malformed one is one line naming the file and the field.
+
+No random state is saved: every draw of an epoch comes from generators seeded by (seed, epoch) when it starts
+(`epoch_seeds`: people sampling, augmentation, the miner's generator, and the global torch generator that
+dropout and any loss or backbone plugin draw from), so a run resumed at an epoch boundary repeats the
+uninterrupted one without it. The `rng` field that older checkpoints carry is ignored.
 """
 
 from __future__ import annotations
 
-import random
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from facetool.errors import FacetoolError
 from facetool.train.history import EpochRecord
@@ -19,36 +22,6 @@ def epoch_seeds(seed: int, epoch: int) -> tuple[np.random.Generator, list[int]]:
     """The epoch's sampling generator and three torch seeds (dropout, augmentation, miner)."""
     state = np.random.SeedSequence([seed, epoch]).generate_state(3, dtype=np.uint64)
     return np.random.default_rng([seed, epoch, 1]), [int(s >> 1) for s in state]
-
-
-def rng_state() -> dict[str, Any]:
-    """The torch, numpy, python (and CUDA) global generator states, in tensors and lists a checkpoint holds."""
-    legacy = np.random.get_state()
-    state: dict[str, Any] = {
-        "torch": torch.get_rng_state(),
-        "numpy": [legacy[0], torch.from_numpy(legacy[1].astype(np.int64)), *legacy[2:]],
-        "python": [random.getstate()[0], list(random.getstate()[1]), random.getstate()[2]],
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def restore_rng(path: Path, state: dict[str, Any] | None) -> None:
-    """Set the global generators from a checkpoint's `rng` field; a malformed one names the file."""
-    if not state:
-        return
-    try:
-        torch.set_rng_state(state["torch"])
-        name, keys, *rest = state["numpy"]
-        np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
-        version, internal, gauss = state["python"]
-        random.setstate((version, tuple(internal), gauss))
-        if "cuda" in state and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["cuda"])
-    except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise FacetoolError(f"{path}: checkpoint field 'rng' is not a valid RNG state ({reason})") from None
 
 
 def _field_error(path: Path, field: str, problem: str) -> FacetoolError:
@@ -77,8 +50,6 @@ def check_training_fields(path: Path, ck: dict[str, Any]) -> tuple[int, list[Epo
             raise FacetoolError(f"{path}: checkpoint has no {field} state, so training cannot resume from it")
         if not isinstance(value, dict):
             raise _field_error(path, field, f"is {type(value).__name__}, not a state table")
-    if ck.get("rng") is not None and not isinstance(ck["rng"], dict):
-        raise _field_error(path, "rng", f"is {type(ck['rng']).__name__}, not a table of RNG states")
     return epoch, records
 
 

@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -188,6 +189,29 @@ def test_a_killed_worker_is_one_error_naming_the_cache(cache: Path) -> None:
             time.sleep(0.05)
         with pytest.raises(FacetoolError, match=re.escape(str(cache)) + ".*worker died"):
             source.fetch(np.arange(len(source)), "cpu")
+
+
+def test_a_stopped_worker_is_one_error_naming_it_and_it_is_killed(cache: Path) -> None:
+    """A real SIGSTOP to a worker holding chunks: after worker_timeout_s the read fails with one line naming
+    the worker (index, pid, state) and its rows, the worker is killed, and closing leaves none running. If no
+    watchdog fires, a timer kills the worker after 30 s and the read fails as a death instead."""
+    source, _ = open_face_source(cache, mode="stream", workers=2, slot_faces=5, worker_timeout_s=1.0)
+    with source:
+        source.fetch(np.arange(3), "cpu")
+        pids = source.pool.pids
+        os.kill(pids[0], signal.SIGSTOP)
+        fallback = threading.Timer(30, os.kill, (pids[0], signal.SIGKILL))
+        fallback.start()
+        try:
+            with pytest.raises(FacetoolError) as caught:
+                source.fetch(np.arange(len(source)), "cpu")
+        finally:
+            fallback.cancel()
+        message = str(caught.value)
+        assert "\n" not in message
+        assert message.startswith(f"{cache}: face reading worker 0 (pid {pids[0]}, stopped) gave no answer for ")
+        assert re.search(r"while decoding \d+ faces \(cache rows \d+ to \d+\); it was killed", message)
+    assert not any(alive(pid) for pid in pids)
 
 
 def test_a_missing_cache_is_one_error(tmp_path: Path) -> None:

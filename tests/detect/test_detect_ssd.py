@@ -11,7 +11,7 @@ import pytest
 from detect_helpers import KNOWN_IMAGES, lfw_rgb
 
 from facetool.config.detect import DetectConfig
-from facetool.detect import Detector, ImageDecodeError, crop_face_from_file, read_image
+from facetool.detect import Detector, ImageDecodeError, crop_face_from_file, crop_face_from_image, read_image
 from facetool.detect.crop import crop_face, expand_box, resize_to_square
 from facetool.detect.select import SELECTORS, select_face
 from facetool.errors import ModelFileError
@@ -116,6 +116,32 @@ def test_crop_face_from_file_on_lfw(tf_files, lfw_dir: Path):
     with pytest.raises(ImageDecodeError, match=r"does-not-exist\.jpg: cannot read file"):
         crop_face_from_file(blank, Detector(tf_files), config)
     assert math.isfinite(crop.score)
+
+
+def two_faces(lfw_dir: Path) -> np.ndarray:
+    """Two real LFW photos side by side: a 250-px one whose face the SSD scores lower, and a 130-px one whose
+    smaller face it scores higher."""
+    canvas = np.zeros((250, 400, 3), np.uint8)
+    canvas[:, :250] = lfw_rgb(lfw_dir, "Alejandro_Lembo/Alejandro_Lembo_0001.jpg")
+    small = lfw_rgb(lfw_dir, "Adriana_Lima/Adriana_Lima_0001.jpg")
+    canvas[60:190, 270:400] = cv2.resize(small, (130, 130), interpolation=cv2.INTER_AREA)
+    return canvas
+
+
+def test_select_crops_the_largest_or_the_best_scoring_face(tf_files, lfw_dir: Path):
+    rgb = two_faces(lfw_dir)
+    detector = Detector(tf_files)
+    boxes, scores = detector.detect(rgb)
+    assert len(boxes) == 2
+    big, small = (0, 1) if boxes[0, 0] < 250 else (1, 0)
+    assert boxes[big, 2] <= 250 and boxes[small, 0] >= 270, boxes
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    assert areas[big] > 2 * areas[small] and scores[small] > scores[big] + 0.02, (areas, scores)
+    for select, face in (("largest", big), ("score", small)):
+        config = DetectConfig(select=select, image_size=64)
+        crop = crop_face_from_image(rgb, detector, config)
+        assert crop.box == tuple(float(v) for v in boxes[face]) and crop.score == scores[face], select
+        assert np.array_equal(crop.face, crop_face(rgb, boxes[face], config.margin, 64)), select
 
 
 @pytest.mark.parametrize("shape", [(1, 1), (1, 1000), (1000, 3), (7, 5)])

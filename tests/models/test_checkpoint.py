@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import errno
 import pickle
-import random
 
 import pytest
 import torch
+from process_helpers import file_size_limit
 
 from facetool.errors import FacetoolError
-from facetool.models.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
+from facetool.models.checkpoint import checkpoint_bytes, load_checkpoint, make_checkpoint, save_checkpoint
 
 
 def sample_checkpoint(epoch: int = 3) -> dict:
@@ -25,7 +26,6 @@ def sample_checkpoint(epoch: int = 3) -> dict:
         history=[{"epoch": 1, "train_loss": 0.1, "val_loss": None}],
         optimizer=optimizer.state_dict(),
         scheduler={"last_epoch": epoch},
-        rng={"torch": torch.get_rng_state(), "python": list(random.getstate()[1])},
     )
 
 
@@ -36,7 +36,6 @@ def test_round_trip_through_weights_only(tmp_path):
     assert back["format"] == "facetool-checkpoint" and back["format_version"] == 1 and back["epoch"] == 3
     assert all(torch.equal(back["model"][k], ck["model"][k]) for k in ck["model"])
     assert back["history"] == ck["history"] and back["config"] == ck["config"]
-    assert torch.equal(back["rng"]["torch"], ck["rng"]["torch"])
     assert back["optimizer"]["state"][0]["step"] == ck["optimizer"]["state"][0]["step"]
 
 
@@ -84,3 +83,15 @@ def test_failed_write_keeps_the_old_file_and_no_temp(tmp_path):
     assert load_checkpoint(path)["epoch"] == 2
     with pytest.raises(ValueError):
         save_checkpoint({"model": {}}, path)
+
+
+def test_write_that_fails_partway_keeps_the_old_checkpoint_and_no_temp(tmp_path):
+    """A real EFBIG (RLIMIT_FSIZE) halfway through the archive's bytes, after pickling succeeded."""
+    path = tmp_path / "last.pth"
+    save_checkpoint(sample_checkpoint(epoch=1), path)
+    newer = sample_checkpoint(epoch=2)
+    with pytest.raises(OSError) as caught, file_size_limit(len(checkpoint_bytes(newer)) // 2):
+        save_checkpoint(newer, path)
+    assert caught.value.errno == errno.EFBIG
+    assert load_checkpoint(path)["epoch"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pth"]

@@ -1,17 +1,21 @@
-"""Learning-rate schedules and miner stages, against torch's own schedulers and hand-computed values."""
+"""Learning-rate schedules and miner stages, against torch's own schedulers and hand-computed values, down to the
+rate each real optimizer step of a short training run (and of a resumed one) runs at."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
+from train_helpers import StepRates
 
 from facetool.config.base import load_config
 from facetool.config.train import TrainConfig
 from facetool.errors import ConfigError
+from facetool.train.loop import train
 from facetool.train.schedule import lr_factor, make_scheduler, miner_for_epoch, restore_scheduler
 
 
@@ -57,6 +61,53 @@ def test_cosine_restarts_equal_torch_sgdr() -> None:
     expected = torch_lrs(lambda opt: torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(opt, T_0=4), 12)
     assert lrs(config, 12) == pytest.approx(expected)
     assert lrs(config.model_copy(update={"lr_cycles": 1}), 12) != pytest.approx(expected)
+
+
+def short_run(cache: Path, run_dir: Path, **changes: Any) -> TrainConfig:
+    """Four epochs of two SGD steps of the tiny backbone, no validation."""
+    settings = {
+        "data_dir": cache, "checkpoint_dir": run_dir, "backbone": "tiny-cnn", "image_size": 48,
+        "embedding_dim": 16, "batch_size": 30, "epoch_size": 2, "num_epochs": 4, "people_per_batch": 6,
+        "images_per_person": 4, "miner": "random", "optimizer": "sgd", "learning_rate": 0.1, "device": "cpu",
+        "threads": 1, "validation": {"fraction": 0.0}, **changes,
+    }  # fmt: skip
+    return TrainConfig.model_validate(settings)
+
+
+def assert_steps_ran_at(rates: dict[int, list[float]], expected: list[float]) -> None:
+    """Every optimizer step of epoch k (1-based) ran at expected[k - 1], and every epoch stepped."""
+    assert sorted(rates) == list(range(1, len(expected) + 1))
+    for epoch, rate in enumerate(expected, 1):
+        assert rates[epoch] and rates[epoch] == pytest.approx([rate] * len(rates[epoch])), (epoch, rates)
+
+
+def test_every_optimizer_step_runs_at_torch_steplr_rate(small_cache, tmp_path) -> None:
+    with StepRates().observing() as seen:
+        train(short_run(small_cache, tmp_path / "run", lr_step_size=2, lr_gamma=0.5), progress=seen)
+    expected = torch_lrs(lambda opt: torch.optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.5), 4)
+    assert_steps_ran_at(seen.rates, expected)
+
+
+def test_resumed_run_steps_at_torch_cosine_rate_with_warm_up(small_cache, tmp_path) -> None:
+    """Warm-up then cosine, interrupted after epoch 2 and resumed: every step of the four epochs runs at the
+    rate of torch's LinearLR chained with CosineAnnealingLR."""
+    config = short_run(small_cache, tmp_path / "run", lr_schedule="cosine", warmup_epochs=1)
+    with StepRates(stop_after=2).observing() as before, pytest.raises(KeyboardInterrupt):
+        train(config, progress=before)
+    with StepRates().observing() as after:
+        train(config, resume="auto", progress=after)
+    expected = torch_lrs(
+        lambda opt: torch.optim.lr_scheduler.ChainedScheduler(
+            [
+                torch.optim.lr_scheduler.LinearLR(opt, start_factor=0.5, total_iters=1),
+                torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=4),
+            ]
+        ),
+        4,
+    )
+    assert expected[0] == pytest.approx(0.05) and expected[1] < 0.1
+    assert sorted(before.rates) == [1, 2]
+    assert_steps_ran_at({**before.rates, **after.rates}, expected)
 
 
 def test_a_steplr_checkpoint_state_resumes_its_epoch() -> None:

@@ -3,6 +3,9 @@ resume, the choice in the log, the older `data.preload` values."""
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -84,6 +87,27 @@ def test_resume_of_a_streamed_run_repeats_the_uninterrupted_run(small_cache, tmp
     assert [r["train_loss"] for r in a["history"]] == [r["train_loss"] for r in b["history"]]
     for key, value in a["model"].items():
         assert torch.equal(value, b["model"][key]), key
+
+
+def test_training_on_a_stopped_worker_ends_in_one_error_naming_it(small_cache, tmp_path):
+    """A real SIGSTOP to the only reading worker: the run stops after data.worker_timeout_s with one line
+    naming the worker, instead of hanging; closing the trainer leaves no worker running."""
+    data = {"preload": "stream", "workers": 1, "worker_timeout_s": 1.0}
+    run = config(small_cache, tmp_path / "run", "stream", data=data, validation={"fraction": 0.0})
+    trainer = Trainer(run, TrainProgress())
+    pid = trainer.data.pool.pids[0]
+    os.kill(pid, signal.SIGSTOP)
+    fallback = threading.Timer(30, os.kill, (pid, signal.SIGKILL))
+    fallback.start()
+    try:
+        with pytest.raises(FacetoolError, match=f"face reading worker 0 \\(pid {pid}, stopped\\) gave no answer"):
+            trainer.run()
+    finally:
+        fallback.cancel()
+        trainer.close()
+        trainer.folder.close()
+    assert not Path(f"/proc/{pid}").exists()
+    assert config(small_cache, tmp_path, "stream").data.worker_timeout_s >= 60, "a slow disk is not a hang"
 
 
 def test_older_placement_values_mean_preload_and_bad_ones_are_refused(small_cache, tmp_path):
