@@ -1,4 +1,4 @@
-"""Looking at real process trees from tests: a process's children and whether a process still runs (/proc)."""
+"""Looking at real process trees from tests: a process's children, whether it still runs, what it has loaded (/proc)."""
 
 from __future__ import annotations
 
@@ -25,3 +25,11 @@ def is_running(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return state != "Z"
+
+
+def has_mapped(pid: int, needle: str) -> bool:
+    """Whether a file whose path holds `needle` is mapped into `pid` (a shared library it has loaded)."""
+    try:
+        return needle in Path(f"/proc/{pid}/maps").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
