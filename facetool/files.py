@@ -1,9 +1,10 @@
 """File safety shared by every command: atomic outputs, durable renames, folders created or refused in one line,
 and the rule that no output is ever written over or inside one of the command's inputs.
 
-Every file facetool produces is written under a temporary name beside its final path (`.NAME.XXXX.tmp`), flushed
-to disk and renamed into place only when complete, so a kill, a full disk or Ctrl-C at any instant leaves the
-previous file (or none) under the final name, never a torn one.
+Every file facetool produces is written under a temporary name beside its final path (`.NAME.PID@HOST.XXXX.tmp`),
+flushed to disk and renamed into place only when complete, so a kill, a full disk or Ctrl-C at any instant leaves
+the previous file (or none) under the final name, never a torn one. A process killed outright (SIGKILL, a crash)
+cannot remove its temporary file; the next write of the same output does, once that process is gone.
 """
 
 from __future__ import annotations
@@ -11,12 +12,16 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import re
 import shutil
 import signal
+import socket
+import stat
 import tempfile
 import threading
+import zlib
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, Any
 
@@ -59,13 +64,54 @@ def _umask() -> int:
     return mask
 
 
+def _host_tag() -> str:
+    """This machine, in 8 hex digits: a folder shared between machines holds temporaries of processes elsewhere."""
+    return f"{zlib.crc32(socket.gethostname().encode('utf-8', 'surrogateescape')):08x}"
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_orphaned_temps(path: Path | str) -> list[Path]:
+    """Delete the temporaries of `path` whose writer is gone (killed or crashed mid-write); what was removed.
+
+    Only names this module gives (`.NAME.PID@HOST.XXXX.tmp` beside `path`), made on this machine by a process
+    that no longer exists; a live writer's temporary, another machine's, or any other file is left alone.
+    """
+    path = Path(path)
+    owned = re.compile(rf"\.{re.escape(path.name)}\.(\d+)@{_host_tag()}\.[a-z0-9_]+{re.escape(TEMP_SUFFIX)}")
+    try:
+        entries = list(os.scandir(path.parent))
+    except OSError:
+        return []
+    removed = []
+    for entry in entries:
+        found = owned.fullmatch(entry.name)
+        if found and entry.is_file(follow_symlinks=False) and not _process_exists(int(found[1])):
+            with suppress(FileNotFoundError):
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+    return removed
+
+
 def temp_path_for(path: Path | str) -> Path:
     """A fresh, unused temporary name in the folder of `path` (created empty, so nobody else takes it).
 
-    Its mode follows the umask as a plainly created file's would (mkstemp alone would leave it 0600).
+    The name holds this process's id and machine, so a later write of `path` can tell it orphaned and remove
+    it (`remove_orphaned_temps`, called here first). Its mode follows the umask as a plainly created file's
+    would (mkstemp alone would leave it 0600).
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
+    remove_orphaned_temps(path)
+    prefix = f".{path.name}.{os.getpid()}@{_host_tag()}."
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=TEMP_SUFFIX, dir=path.parent)
     try:
         os.fchmod(fd, 0o666 & ~_umask())
     finally:
@@ -190,6 +236,63 @@ def read_text_limited(path: Path | str, *, limit: int = 16 * 1024 * 1024, what: 
         line = data[: exc.start].count(b"\n") + 1
         raise FacetoolError(f"{path}:{line}: {what} is not UTF-8 text") from None
     return text.removeprefix("\ufeff")
+
+
+class FileReadError(FacetoolError):
+    """A file that cannot be read as asked; `reason` is the message without the path (for records that keep
+    the path apart, such as a face cache's failures)."""
+
+    def __init__(self, path: Path | str, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.reason = reason
+
+
+_NOT_REGULAR = (
+    (stat.S_ISDIR, "a folder"),
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _not_regular(mode: int) -> str | None:
+    if stat.S_ISREG(mode):
+        return None
+    return next((kind for test, kind in _NOT_REGULAR if test(mode)), "an unknown kind of file")
+
+
+def read_regular_file(path: Path | str, *, limit: int, what: str = "file") -> bytes:
+    """The bytes of a regular file of at most `limit` bytes; FileReadError naming it otherwise.
+
+    The kind of file is checked before it is opened and again on the open descriptor (opened non-blocking),
+    so a FIFO cannot block, a device such as `/dev/zero` is never read, and a file swapped in between is
+    caught. At most `limit + 1` bytes are read, so a file that grows while it is read is refused too.
+    """
+    path = Path(path)
+    try:
+        kind = _not_regular(os.stat(path).st_mode)
+        if kind is not None:
+            raise FileReadError(path, f"is {kind}, not a regular file")
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise FileReadError(path, f"{what} not found") from None
+    except OSError as exc:
+        raise FileReadError(path, f"cannot read the {what} ({exc.strerror or exc})") from None
+    with open(fd, "rb") as handle:
+        info = os.fstat(fd)
+        kind = _not_regular(info.st_mode)
+        if kind is not None:
+            raise FileReadError(path, f"is {kind}, not a regular file")
+        if info.st_size > limit:
+            raise FileReadError(path, f"{what} is larger than {limit:,} bytes; refusing to read it")
+        try:
+            data = handle.read(limit + 1)
+        except OSError as exc:
+            raise FileReadError(path, f"cannot read the {what} ({exc.strerror or exc})") from None
+    if len(data) > limit:
+        raise FileReadError(path, f"{what} is larger than {limit:,} bytes; refusing to read it")
+    return data
 
 
 def lock_exclusive(

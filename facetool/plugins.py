@@ -7,7 +7,9 @@ A group is one row of `GROUPS`; adding a group adds no code.
 
 A name is either plain (`semihard`) or qualified by the distribution that provides it (`facetool:semihard`);
 the qualified form resolves a name clash between two installed packages without uninstalling either. Loading
-a plugin runs its code: whatever it raises, `sys.exit()` included, becomes a PluginError naming the plugin.
+a plugin runs its code: whatever it raises, `sys.exit()` and other BaseExceptions included (Ctrl-C excepted),
+becomes a one-line PluginError naming the plugin. What a plugin prints while it loads goes to stderr, so
+stdout stays what the command prints (`--json` stays JSON).
 
 Discovery is cached per group; `clear_cache()` forgets it (tests that install a distribution on the fly
 re-discover after calling it).
@@ -15,13 +17,16 @@ re-discover after calling it).
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import functools
 import importlib
 import importlib.metadata as metadata
 import re
+import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 from facetool.errors import FacetoolError, PluginError
@@ -77,6 +82,8 @@ class PluginInfo:
 
 
 def _dist_name(ep: metadata.EntryPoint) -> tuple[str, str]:
+    """The providing distribution's name and version; a distribution whose metadata lacks them (or cannot be
+    read) is named after its `NAME-VERSION.dist-info` folder, else "?"."""
     dist = getattr(ep, "dist", None)
     if dist is None:
         if ep.value.startswith(f"{OWN}."):
@@ -84,7 +91,14 @@ def _dist_name(ep: metadata.EntryPoint) -> tuple[str, str]:
 
             return OWN, __version__
         return "?", "?"
-    return dist.metadata["Name"] or dist.name, dist.version or "?"
+    try:
+        name, version = dist.metadata["Name"], dist.metadata["Version"]
+    except Exception:
+        name = version = None
+    if not name:
+        folder = getattr(dist, "_path", None)  # PathDistribution's dist-info folder
+        name = Path(str(folder)).name.partition("-")[0] if folder is not None else None
+    return str(name or "?"), str(version or "?")
 
 
 def _normalized(package: str) -> str:
@@ -157,20 +171,35 @@ def lookup(group: str, name: str) -> metadata.EntryPoint:
     return eps[0]
 
 
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
 def call_plugin(what: str, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Run plugin code; any exception it raises, `sys.exit()` included, becomes a PluginError about `what`.
+    """Run plugin code; whatever it raises, `sys.exit()` and other BaseExceptions included (pytest's
+    `importorskip` raises one), becomes a one-line PluginError about `what`.
 
     KeyboardInterrupt passes through: it is the user's, not the plugin's. So do facetool's own errors (a
     missing weights file a backbone factory reports): they already name what is wrong in one line.
     """
     try:
         return func(*args, **kwargs)
-    except FacetoolError:
+    except (FacetoolError, KeyboardInterrupt):
         raise
     except SystemExit as exc:
         raise PluginError(f"{what}: the plugin called sys.exit({exc.code!r})") from None
-    except Exception as exc:
-        raise PluginError(f"{what}: {type(exc).__name__}: {exc}") from exc
+    except BaseException as exc:
+        raise PluginError(_one_line(f"{what}: {type(exc).__name__}: {exc}")) from exc
+
+
+def _quietly(func: Callable[[], T]) -> Callable[[], T]:
+    """`func` with whatever it prints sent to stderr instead of stdout."""
+
+    def run() -> T:
+        with contextlib.redirect_stdout(sys.stderr):
+            return func()
+
+    return run
 
 
 @functools.cache
@@ -178,7 +207,7 @@ def _load(group: str, name: str) -> Any:
     ep = lookup(group, name)
     package, version = _dist_name(ep)
     return call_plugin(
-        f"{kind_of(group)} {name!r} from {package} {version} failed to load ({ep.value})", ep.load
+        f"{kind_of(group)} {name!r} from {package} {version} failed to load ({ep.value})", _quietly(ep.load)
     )
 
 
@@ -225,7 +254,9 @@ def list_plugins(
                 if len(eps) > 1:
                     status, error = "clash", _clash_message(kind, name, eps)
                 try:
-                    description = _describe(_load(grp, f"{pkg}{QUALIFIER}{name}" if len(eps) > 1 else name))
+                    obj = _load(grp, f"{pkg}{QUALIFIER}{name}" if len(eps) > 1 else name)
+                    what = f"{kind} {name!r} from {pkg} {version}: its description cannot be read"
+                    description = call_plugin(what, _quietly(lambda obj=obj: _describe(obj)))
                 except PluginError as exc:
                     status, error = ("clash", f"{error}; {exc}") if error else ("broken", str(exc))
                 rows.append(PluginInfo(kind, name, pkg, version, ep.value, description, status, error))

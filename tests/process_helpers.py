@@ -1,5 +1,5 @@
-"""Real process conditions for tests: a process's children and whether it still runs (/proc), and a file-size
-limit (RLIMIT_FSIZE) that makes this process's writes fail partway with EFBIG."""
+"""Real process conditions for tests: a process's children, whether it still runs, what it has loaded (/proc),
+and a file-size limit (RLIMIT_FSIZE) that makes this process's writes fail partway with EFBIG."""
 
 from __future__ import annotations
 
@@ -48,3 +48,11 @@ def file_size_limit(limit: int) -> Iterator[None]:
     finally:
         resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
         signal.signal(signal.SIGXFSZ, previous)
+
+
+def has_mapped(pid: int, needle: str) -> bool:
+    """Whether a file whose path holds `needle` is mapped into `pid` (a shared library it has loaded)."""
+    try:
+        return needle in Path(f"/proc/{pid}/maps").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return False

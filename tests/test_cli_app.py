@@ -91,3 +91,16 @@ def test_the_cli_imports_no_private_typer_or_click_module():
             names += [node.module or ""] if isinstance(node, ast.ImportFrom) else []
             for name in names:
                 assert not name.startswith(("typer._", "click")), f"{path.name} imports {name}"
+
+
+def test_user_paths_are_printed_literally(lfw_dir, tmp_path):
+    """Paths went through rich markup: `[/]` raised a MarkupError ("internal error") and `[final]` vanished."""
+    from cli_helpers import facetool_in_process
+
+    data = tmp_path / "x[" / "]Wedding [final]"
+    (data / "Someone").mkdir(parents=True)
+    (data / "Someone" / "a.jpg").symlink_to(next((lfw_dir / "Aaron_Peirsol").glob("*.jpg")))
+    result = facetool_in_process("dataset", "stats", data)
+    assert result.returncode == 0, result.stderr
+    squeezed = "".join(result.stdout.split())  # the title wraps at the table's width
+    assert "".join(f"directory {data}".split()) in squeezed, result.stdout

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -20,6 +22,7 @@ from facetool.files import (
     atomic_write_text,
     check_output_not_input,
     make_dir,
+    read_regular_file,
     read_text_limited,
     remove_stale_temp_files,
 )
@@ -217,3 +220,68 @@ def test_stop_signals_held_delivers_at_the_end_and_restores_handlers() -> None:
     done = subprocess.run([sys.executable, "-c", _HELD], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["block finished", "delivered at the end", "True True"]
+
+
+_WRITER = (
+    "import os, sys, time\n"
+    "from facetool.files import atomic_output\n"
+    "with atomic_output(sys.argv[1]) as tmp:\n"
+    "    tmp.write_bytes(b'partial')\n"
+    "    time.sleep(600)\n"
+)
+
+
+def _writer_in_its_block(target: Path) -> tuple[subprocess.Popen, Path]:
+    """A real process holding an atomic write of `target` open, and its temporary file."""
+    before = set(target.parent.glob(f".{target.name}.*.tmp"))
+    proc = subprocess.Popen([sys.executable, "-c", _WRITER, str(target)])
+    deadline = time.monotonic() + 60
+    while not (new := set(target.parent.glob(f".{target.name}.*.tmp")) - before):
+        assert proc.poll() is None and time.monotonic() < deadline, "the writer ended before its write"
+        time.sleep(0.02)
+    return proc, new.pop()
+
+
+def test_the_next_write_removes_the_temp_of_a_killed_writer_only(tmp_path: Path) -> None:
+    """A SIGKILL (or a crash) mid-write leaves `.NAME.*.tmp`; the next write of NAME removes it, and nothing else:
+    not a live writer's temporary, not another output's, not a file facetool did not name."""
+    target = tmp_path / "model.onnx"
+    target.write_bytes(b"previous")
+    killed, orphan = _writer_in_its_block(target)
+    killed.send_signal(signal.SIGKILL)
+    assert killed.wait(timeout=60) == -signal.SIGKILL and orphan.exists()
+    other = tmp_path / "card.json"
+    other_killed, other_orphan = _writer_in_its_block(other)
+    other_killed.send_signal(signal.SIGKILL)
+    other_killed.wait(timeout=60)
+    foreign = tmp_path / ".model.onnx.someone-elses.tmp"
+    foreign.write_bytes(b"not ours")
+    live, live_temp = _writer_in_its_block(target)
+    try:
+        atomic_write_text(target, "new")
+        assert target.read_text() == "new"
+        assert not orphan.exists()
+        assert live_temp.exists() and other_orphan.exists() and foreign.exists()
+    finally:
+        live.kill()
+        live.wait(timeout=60)
+
+
+def test_read_regular_file_refuses_fifos_devices_folders_and_oversize_at_once(tmp_path: Path) -> None:
+    fifo = tmp_path / "photo.jpg"
+    os.mkfifo(fifo)
+    start = time.monotonic()
+    with pytest.raises(FacetoolError, match=rf"^{fifo}: is a FIFO \(named pipe\), not a regular file$"):
+        read_regular_file(fifo, limit=1000)
+    with pytest.raises(FacetoolError, match=r"^/dev/zero: is a character device, not a regular file$"):
+        read_regular_file("/dev/zero", limit=1000)
+    with pytest.raises(FacetoolError, match=rf"^{tmp_path}: is a folder, not a regular file$"):
+        read_regular_file(tmp_path, limit=1000)
+    assert time.monotonic() - start < 5
+    big = tmp_path / "big.bin"
+    big.write_bytes(b"x" * 1001)
+    with pytest.raises(FacetoolError, match=r"big.bin: image file is larger than 1,000 bytes"):
+        read_regular_file(big, limit=1000, what="image file")
+    assert read_regular_file(big, limit=1001) == b"x" * 1001
+    with pytest.raises(FacetoolError, match=r"absent.jpg: image file not found"):
+        read_regular_file(tmp_path / "absent.jpg", limit=10, what="image file")

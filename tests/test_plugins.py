@@ -476,3 +476,118 @@ def test_library_defaults_are_the_config_models() -> None:
     with torch.no_grad():
         out = model(torch.zeros(1, 3, defaults.image_size, defaults.image_size))
     assert out.shape == (1, defaults.embedding_dim) == (1, field_default(TrainConfig, "embedding_dim"))
+
+
+# --- issue 28: listing never fails; every plugin failure is one line naming the plugin ------------------------
+
+RAISING_DESCRIPTION = """
+class Meta(type):
+    @property
+    def description(cls):
+        raise RuntimeError("no description,\\nnot even one")
+
+class Miner(metaclass=Meta):
+    "Never reached."
+"""
+
+RAISING_LOOKUP = """
+class Anything:
+    def __getattr__(self, name):
+        raise RuntimeError(f"lookup of {name} failed")
+
+thing = Anything()
+"""
+
+SKIPS_AT_IMPORT = """
+import pytest
+pytest.importorskip("no_such_module_anywhere_28")
+"""
+
+CHATTY = """
+print("hello from the chatty plugin")
+
+class Miner:
+    "Talks when imported."
+"""
+
+
+def nameless_distribution(root: Path) -> None:
+    """An installed distribution whose METADATA has no Name (nor Version)."""
+    make_distribution(root, "nameless-plugin", {"facetool.miners": {"anonymous": "anon_mod:Miner"}},
+                      {"anon_mod": "class Miner:\n    'Made by nobody.'\n"})  # fmt: skip
+    (root / "nameless_plugin-1.0.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\n")
+
+
+@pytest.fixture(scope="module")
+def unruly_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("unruly-site")
+    for package, name, target, source in [
+        ("raising-description", "raiser", "raiser_mod:Miner", RAISING_DESCRIPTION),
+        ("raising-lookup", "lookup", "lookup_mod:thing", RAISING_LOOKUP),
+        ("skipping-plugin", "skipper", "skipper_mod:Miner", SKIPS_AT_IMPORT),
+        ("chatty-plugin", "chatty", "chatty_mod:Miner", CHATTY),
+    ]:
+        module = target.partition(":")[0]
+        make_distribution(root, package, {"facetool.miners": {name: target}}, {module: source})
+    nameless_distribution(root)
+    return root
+
+
+def test_a_plugin_whose_description_or_lookup_or_import_raises_is_one_broken_row(install: Install) -> None:
+    install("raising-description", {"facetool.miners": {"raiser": "raiser_mod:Miner"}},
+            {"raiser_mod": RAISING_DESCRIPTION})  # fmt: skip
+    install(
+        "raising-lookup", {"facetool.miners": {"lookup": "lookup_mod:thing"}}, {"lookup_mod": RAISING_LOOKUP}
+    )
+    install("base-exception-plugin", {"facetool.miners": {"based": "based_mod:Miner"}},
+            {"based_mod": "class Stop(BaseException):\n    pass\nraise Stop('not an Exception')\n"})  # fmt: skip
+    rows = {r.name: r for r in plugins.list_plugins(plugins.MINERS)}
+    assert rows["raiser"].status == "broken"
+    assert rows["raiser"].error == (
+        "miner 'raiser' from raising-description 1.0: its description cannot be read: "
+        "RuntimeError: no description, not even one"
+    )
+    assert rows["lookup"].status == "broken" and "lookup of description failed" in (
+        rows["lookup"].error or ""
+    )
+    assert rows["based"].status == "broken"
+    assert "'based' from base-exception-plugin 1.0 failed to load" in (rows["based"].error or "")
+    assert "Stop: not an Exception" in (rows["based"].error or "")
+    assert rows["semihard"].status == "ok"
+
+
+def test_a_distribution_without_a_name_is_named_after_its_folder(install: Install, tmp_path: Path) -> None:
+    nameless_distribution(tmp_path / "site")
+    plugins.clear_cache()
+    rows = plugins.list_plugins(plugins.MINERS, package="nameless-plugin")
+    assert [(r.name, r.package, r.version, r.status) for r in rows] == [
+        ("anonymous", "nameless_plugin", "?", "ok")
+    ]
+    assert rows[0].qualified_name == "nameless_plugin:anonymous"
+    assert plugins.lookup(plugins.MINERS, "nameless-plugin:anonymous").value == "anon_mod:Miner"
+    assert len(plugins.list_plugins(package="facetool")) > 4
+
+
+def test_cli_listings_survive_unruly_plugins_and_stdout_stays_json(unruly_site: Path) -> None:
+    listed = run_facetool(["plugins", "list", "--json"], unruly_site)
+    assert listed.returncode == 0, listed.stderr
+    rows = rows_by_name(json.loads(listed.stdout))
+    assert "hello from the chatty plugin" in listed.stderr
+    assert rows["chatty"]["status"] == "ok" and rows["chatty"]["description"] == "Talks when imported."
+    for name, package in (("raiser", "raising-description"), ("lookup", "raising-lookup"),
+                          ("skipper", "skipping-plugin")):  # fmt: skip
+        assert rows[name]["status"] == "broken", rows[name]
+        assert f"'{name}' from {package} 1.0" in rows[name]["error"] and "\n" not in rows[name]["error"]
+    assert "Skipped: could not import 'no_such_module_anywhere_28'" in rows["skipper"]["error"]
+    assert "Traceback" not in listed.stderr
+    table = run_facetool(["plugins", "list"], unruly_site)
+    assert table.returncode == 0 and "Traceback" not in table.stderr, table.stderr
+    assert all(name in table.stdout for name in ("raiser", "lookup", "skipper", "chatty", "anonymous"))
+    only = run_facetool(["plugins", "list", "--package", "nameless-plugin", "--json"], unruly_site)
+    assert only.returncode == 0, only.stderr
+    assert [r["qualified_name"] for r in json.loads(only.stdout)] == ["nameless_plugin:anonymous"]
+    info = run_facetool(["info", "--json"], unruly_site)
+    assert info.returncode == 0, info.stderr
+    assert rows_by_name(json.loads(info.stdout)["plugins"])["raiser"]["status"] == "broken"
+    info_table = run_facetool(["info"], unruly_site)
+    assert info_table.returncode == 0 and "skipper" in info_table.stdout, info_table.stderr

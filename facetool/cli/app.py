@@ -3,26 +3,105 @@
 Every way a command can end is decided here, once: a user-caused error is one line on stderr (exit 2 for
 usage, 1 for a failure), Ctrl-C is one line and exit 130, SIGTERM one line and exit 143, and `--verbose`
 adds the traceback.
+
+A Ctrl-C is never raised inside an import: raised while a C extension initialises (torch calls back into
+Python then), the KeyboardInterrupt crosses C++ code that cannot unwind it and the process aborts
+(`terminate called after throwing an instance of 'python_error'`, exit 134) or crashes. So SIGINT and SIGTERM
+are held while this module loads (typer, rich, every command module) and, while a command runs, for as long
+as an import is in progress in the main thread; the held signal is then honoured like any other.
 """
 
 from __future__ import annotations
 
+import builtins
 import os
 import signal
 import sys
+import threading
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
 from typing import Any
 
-import typer
-from rich.console import Console
-from rich.markup import escape
-from typer.core import TyperGroup
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
-import facetool
-from facetool.errors import FacetoolError
+
+class _State:
+    verbose = False
+    signum = 0
+    main_pid = 0
+    unraisable_hook: Any = None
+    starting = False  # this module is loading: every stop signal is held
+    importing = 0  # depth of the imports in progress in the main thread
+    held = 0  # a stop signal that arrived while starting or importing, not yet raised
+
+
+def _on_signal(signum: int, frame: FrameType | None) -> None:
+    """SIGINT and SIGTERM raise KeyboardInterrupt in the command (held during an import); a forked child dies
+    the default way."""
+    if os.getpid() != _State.main_pid:
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+        return
+    if _State.starting or _State.importing:
+        _State.held = _State.held or signum
+        return
+    _State.signum, _State.held = signum, 0
+    raise KeyboardInterrupt
+
+
+def _raise_held_signal() -> None:
+    """Raise, as a KeyboardInterrupt, a stop signal held while the CLI loaded or an import ran."""
+    if _State.held:
+        _on_signal(_State.held, None)
+
+
+_builtin_import = builtins.__import__
+
+
+def _import_holding_signals(name: str, *args: Any, **kwargs: Any) -> Any:
+    """`builtins.__import__` while a command runs: a stop signal arriving during an import of the main thread
+    is raised only once the outermost import has finished."""
+    if threading.get_ident() != threading.main_thread().ident:
+        return _builtin_import(name, *args, **kwargs)
+    _State.importing += 1
+    try:
+        return _builtin_import(name, *args, **kwargs)
+    finally:
+        _State.importing -= 1
+        if not _State.importing and not _State.starting:
+            _raise_held_signal()
+
+
+def _hold_signals_while_loading() -> dict[int, Any]:
+    """Hold SIGINT and SIGTERM while this module imports its dependencies; the handlers replaced.
+
+    Only Python's default handlers are replaced, and only in the main thread: a program that set its own, or
+    a shell that started the command with SIGINT ignored, keeps them.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    _State.main_pid, _State.starting = os.getpid(), True
+    defaults = (signal.default_int_handler, signal.SIG_DFL)
+    return {sig: signal.signal(sig, _on_signal) for sig in STOP_SIGNALS if signal.getsignal(sig) in defaults}
+
+
+def _end_loading(replaced: dict[int, Any]) -> None:
+    """Give back the handlers `_hold_signals_while_loading` replaced; a held signal waits for `main()`."""
+    _State.starting = False
+    for sig, handler in replaced.items():
+        signal.signal(sig, handler)
+
+
+_loading = _hold_signals_while_loading()
+
+import typer  # noqa: E402
+from typer.core import TyperGroup  # noqa: E402
+
+import facetool  # noqa: E402
+from facetool.cli.output import labelled, literal_console  # noqa: E402
+from facetool.errors import FacetoolError  # noqa: E402
 
 INTERRUPT_EXIT = 128 + signal.SIGINT
 VERBOSE = "--verbose"
@@ -34,13 +113,6 @@ class Interrupted(BaseException):
     def __init__(self, signum: int) -> None:
         super().__init__(signal.Signals(signum).name)
         self.signum = signum
-
-
-class _State:
-    verbose = False
-    signum = 0
-    main_pid = 0
-    unraisable_hook: Any = None
 
 
 class _Group(TyperGroup):
@@ -62,7 +134,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-err_console = Console(stderr=True)
+err_console = literal_console(stderr=True)
 
 
 def _register_commands() -> None:
@@ -99,6 +171,7 @@ def _register_commands() -> None:
 
 
 _register_commands()
+_end_loading(_loading)
 
 
 def _show_version(value: bool) -> None:
@@ -128,17 +201,7 @@ def _print_usage_error(exc: typer.TyperException) -> None:
 def _print_error(message: str, label: str = "error") -> None:
     """One line on stderr, whatever newlines or markup-like brackets the message holds."""
     line = " ".join(message.split())
-    err_console.print(f"[bold red]{label}:[/bold red] {escape(line)}", highlight=False, soft_wrap=True)
-
-
-def _on_signal(signum: int, frame: FrameType | None) -> None:
-    """SIGINT and SIGTERM raise KeyboardInterrupt in the command; a forked child dies the default way."""
-    if os.getpid() != _State.main_pid:
-        signal.signal(signum, signal.SIG_DFL)
-        os.kill(os.getpid(), signum)
-        return
-    _State.signum = signum
-    raise KeyboardInterrupt
+    err_console.print(labelled(f"{label}:", "bold red", line), highlight=False, soft_wrap=True)
 
 
 _REARM_SECONDS = 0.005
@@ -165,15 +228,17 @@ def _on_rearm_timer(signum: int, frame: FrameType | None) -> None:
 def _interrupting_signals() -> Iterator[None]:
     """For the block, SIGINT and SIGTERM raise KeyboardInterrupt in the main thread, and none is lost.
 
-    SIGALRM is borrowed for the block: its timer raises again an interrupt that Python dropped.
+    SIGALRM is borrowed for the block: its timer raises again an interrupt that Python dropped. Imports hold
+    the signals (`_import_holding_signals`).
     """
-    stops = (signal.SIGINT, signal.SIGTERM)
-    previous = {sig: signal.signal(sig, _on_signal) for sig in stops}
+    previous = {sig: signal.signal(sig, _on_signal) for sig in STOP_SIGNALS}
     previous[signal.SIGALRM] = signal.signal(signal.SIGALRM, _on_rearm_timer)
     _State.unraisable_hook, sys.unraisablehook = sys.unraisablehook, _rearm_swallowed_interrupt
+    builtins.__import__ = _import_holding_signals
     try:
         yield
     finally:
+        builtins.__import__ = _builtin_import
         signal.setitimer(signal.ITIMER_REAL, 0)
         sys.unraisablehook = _State.unraisable_hook
         _State.unraisable_hook = None
@@ -214,7 +279,10 @@ def _root_args(args: list[str]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run the CLI; every ending is one line on stderr and an exit code (2 usage, 1 failure, 130/143 signal)."""
+    """Run the CLI; every ending is one line on stderr and an exit code (2 usage, 1 failure, 130/143 signal).
+
+    A stop signal held while the CLI loaded ends it at once, the same way.
+    """
     args = _root_args(list(sys.argv[1:] if argv is None else argv))
     _State.verbose, _State.signum, _State.main_pid = VERBOSE in args, 0, os.getpid()
     with _interrupting_signals():
@@ -227,6 +295,7 @@ def main(argv: list[str] | None = None) -> None:
 def _run(args: list[str]) -> int:
     """Run the app and turn what it raised into a printed line and an exit code."""
     try:
+        _raise_held_signal()
         result = app(args=args, prog_name="facetool", standalone_mode=False)
     except KeyboardInterrupt:
         _print_error("interrupted", "stopped")

@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from facetool.cli.output import labelled, literal_console
 from facetool.config.base import build_config, field_help
 from facetool.config.dataset import FilterSettings
 
@@ -75,7 +76,7 @@ def register(app: typer.Typer) -> None:
         if as_json:
             typer.echo(json.dumps(stats.to_dict(), indent=2))
         else:
-            render_stats(stats, Console())
+            render_stats(stats, literal_console())
 
     @sub.command(
         name="filter", help="Write a filtered copy of a face cache (stored images copied unchanged)."
@@ -154,7 +155,7 @@ def register(app: typer.Typer) -> None:
             ("kept only for a pairs file", f"{report.kept_for_pairs:,}"),
             ("written to", str(output)),
         ]
-        render_reasons(f"filter {cache}", kept, report, Console())
+        render_reasons(f"filter {cache}", kept, report, literal_console())
 
     @sub.command(name="merge", help="Merge face caches of the same image size, encoding, detector and crop settings into one.")
     def merge_command(
@@ -178,12 +179,15 @@ def register(app: typer.Typer) -> None:
             ("duplicate paths (kept once)", f"{report.duplicates:,}"),
             ("written to", str(output)),
         ]
-        Console().print(_table("merge", rows))
+        literal_console().print(_table("merge", rows))
         if report.duplicates:
             shown = ", ".join(report.duplicate_examples)
-            Console(stderr=True).print(
-                f"[yellow]note:[/yellow] {report.duplicates} duplicate path(s) kept from the first input "
-                f"that has them, e.g. {shown}",
+            literal_console(stderr=True).print(
+                labelled(
+                    "note:",
+                    "yellow",
+                    f"{report.duplicates} duplicate path(s) kept from the first input that has them, e.g. {shown}",
+                ),
                 highlight=False,
                 soft_wrap=True,
             )

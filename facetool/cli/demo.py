@@ -6,16 +6,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
-from rich.console import Console
 from rich.table import Table
+
+from facetool.cli.output import labelled, literal_console
+from facetool.config.base import build_config, field_help
+from facetool.config.demo import DemoConfig
 
 if TYPE_CHECKING:
     from facetool.demo import DemoResult
-
-from rich.markup import escape
-
-from facetool.config.base import build_config, field_help
-from facetool.config.demo import DemoConfig
 
 
 def _summary(result: DemoResult) -> Table:
@@ -64,10 +62,10 @@ def register(app: typer.Typer) -> None:
         from facetool.demo import run_demo
         from facetool.train.progress import RichProgress
 
-        console = Console(stderr=True)
+        console = literal_console(stderr=True)
         result = run_demo(
             config,
-            say=lambda text: console.print(f"[bold]›[/bold] {escape(text)}"),
+            say=lambda text: console.print(labelled("›", "bold", text)),
             train_progress=RichProgress(console),
         )
-        Console().print(_summary(result))
+        literal_console().print(_summary(result))

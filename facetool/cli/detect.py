@@ -21,6 +21,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from facetool.cli.output import labelled, literal_console
 from facetool.config.base import build_config, field_help
 from facetool.config.detect import DetectConfig
 
@@ -157,7 +158,7 @@ def register(app: typer.Typer) -> None:
         if config.shard is None and (env_shard := launcher_shard()) is not None:
             config = config.model_copy(update={"shard": env_shard})
             output = shard_output(output, env_shard)
-        out, err = Console(), Console(stderr=True)
+        out, err = literal_console(), literal_console(stderr=True)
         columns = (
             TextColumn("[bold]detect"),
             BarColumn(),
@@ -187,8 +188,8 @@ def register(app: typer.Typer) -> None:
         render_summary(summary, out)
         skipped = [*summary.problems, *summary.failed]
         for problem in skipped[:LISTED_FAILURES]:
-            reason = f"{escape(problem.path)}: {escape(problem.reason)}"
-            err.print(f"[yellow]skipped[/yellow] {reason}", highlight=False, soft_wrap=True)
+            reason = f"{problem.path}: {problem.reason}"
+            err.print(labelled("skipped", "yellow", reason), highlight=False, soft_wrap=True)
         if len(skipped) > LISTED_FAILURES:
             err.print(
                 f"... and {len(skipped) - LISTED_FAILURES} more; the cache records every one with its reason",
@@ -196,7 +197,7 @@ def register(app: typer.Typer) -> None:
             )
         for path in summary.removed[:LISTED_FAILURES]:
             err.print(
-                f"[yellow]removed[/yellow] {escape(path)}: no longer in the folder",
+                labelled("removed", "yellow", f"{path}: no longer in the folder"),
                 highlight=False,
                 soft_wrap=True,
             )

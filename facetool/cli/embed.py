@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from facetool.cli.output import labelled, literal_console
 from facetool.config.base import build_config, field_help
 from facetool.config.evaluate import EmbedConfig
 
@@ -55,7 +55,7 @@ def register(app: typer.Typer) -> None:
 
         given = {"flip": flip, "batch_size": batch_size, "device": device, "runtime": runtime}
         config = build_config(EmbedConfig, None, sets, given)
-        console = Console()
+        console = literal_console()
         columns = (TextColumn("embedding"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
         with Progress(*columns, console=console, transient=True) as bar:
             task = bar.add_task("embedding", total=None)
@@ -67,5 +67,7 @@ def register(app: typer.Typer) -> None:
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
             )
         for failed, reason in summary.failures:
-            console.print(f"[yellow]skipped[/yellow] {failed}: {reason}", highlight=False)
+            console.print(
+                labelled("skipped", "yellow", f"{failed}: {reason}"), highlight=False, soft_wrap=True
+            )
         console.print(f"wrote {summary.count} embeddings of size {summary.dim} to {path}", highlight=False)

@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from facetool.cli.output import literal_console
 from facetool.config.base import build_config, field_help
 from facetool.config.evaluate import EvalConfig
 
@@ -76,7 +76,7 @@ def register(app: typer.Typer) -> None:
             "out": out,
         }
         config = build_config(EvalConfig, None, sets, given)
-        console = Console()
+        console = literal_console()
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
         with Progress(*columns, console=console, transient=True) as bar:
             tasks: dict[str, Any] = {}
@@ -95,7 +95,9 @@ def register(app: typer.Typer) -> None:
                 )
             except KeyboardInterrupt:
                 bar.stop()
-                Console(stderr=True).print("interrupted (detected faces stay in the cache; rerun to resume)")
+                literal_console(stderr=True).print(
+                    "interrupted (detected faces stay in the cache; rerun to resume)"
+                )
                 raise typer.Exit(INTERRUPTED_EXIT) from None
         render_report(outcome.report, console)
         console.print(f"wrote {outcome.report_path} and {outcome.roc_path}", highlight=False)

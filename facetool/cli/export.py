@@ -8,8 +8,8 @@ from typing import Annotated, Any
 
 import numpy as np
 import typer
-from rich.console import Console
 
+from facetool.cli.output import literal_console
 from facetool.config.base import build_config, field_help
 from facetool.config.export import ExportConfig
 
@@ -74,7 +74,7 @@ def register(app: typer.Typer) -> None:
         result = export_model(
             checkpoint, output, config=config, report=report, face_crop=crop, check_inputs=inputs
         )
-        console = Console()
+        console = literal_console()
         console.print(
             f"wrote {result.path} ({result.model_format}) and its card {result.card}", highlight=False
         )

@@ -12,6 +12,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from facetool.cli.output import literal_console
+
 DISTRIBUTIONS = (
     "facetool",
     "torch",
@@ -134,4 +136,4 @@ def register(app: typer.Typer) -> None:
         if as_json:
             typer.echo(json.dumps(report, indent=2))
         else:
-            render(report, Console())
+            render(report, literal_console())

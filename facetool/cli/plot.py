@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.console import Console
+
+from facetool.cli.output import literal_console
 
 
 def register(app: typer.Typer) -> None:
@@ -20,6 +21,6 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         from facetool.train.plots import plot_run
 
-        console = Console()
+        console = literal_console()
         for path in plot_run(run_dir, out_dir):
             console.print(f"wrote {path}", highlight=False)

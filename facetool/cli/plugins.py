@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from facetool.cli.output import literal_console
 from facetool.plugins import GROUPS, PluginInfo, list_plugins
 
 STATUS_STYLE = {"ok": "green", "broken": "bold red", "clash": "bold yellow"}
@@ -60,4 +61,4 @@ def register(app: typer.Typer) -> None:
         if as_json:
             typer.echo(json.dumps([row.as_dict() for row in rows], indent=2))
         else:
-            render_plugins(rows, Console())
+            render_plugins(rows, literal_console())

@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from facetool.cli.output import labelled, literal_console
 from facetool.config.base import build_config, field_help
 from facetool.config.protocol import ProtocolConfig
 
@@ -107,13 +107,13 @@ def register(app: typer.Typer) -> None:
         from facetool.protocol import run_protocol
         from facetool.train.progress import RichProgress
 
-        console = Console(stderr=True)
+        console = literal_console(stderr=True)
         result = run_protocol(
             settings,
-            say=lambda text: console.print(f"[bold]›[/bold] {escape(text)}"),
+            say=lambda text: console.print(labelled("›", "bold", text)),
             train_progress=RichProgress(console),
         )
         if as_json:
             typer.echo(json.dumps(result.to_dict(), indent=2))
             return
-        Console().print(result_table(result))
+        literal_console().print(result_table(result))

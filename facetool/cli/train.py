@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from facetool.cli.output import literal_console
 from facetool.config.base import collect_overrides, dump_toml, field_help
 from facetool.config.train import TrainConfig
 from facetool.errors import ConfigError, FacetoolError
@@ -152,7 +152,7 @@ def register(app: typer.Typer) -> None:
 
             launch(write_launch_config(resolved), nproc, resume, overwrite)
             return
-        console = Console(stderr=True)
+        console = literal_console(stderr=True)
         try:
             from facetool.train.loop import train
 
@@ -161,7 +161,7 @@ def register(app: typer.Typer) -> None:
             raise FacetoolError(
                 f"interrupted; continue with --resume auto --checkpoint-dir {resolved.checkpoint_dir}"
             ) from None
-        Console().print(summary_table(result))
+        literal_console().print(summary_table(result))
 
 
 def _resolve_data(config: TrainConfig, resume: str | None, overwrite: bool) -> TrainConfig:
@@ -181,6 +181,6 @@ def _resolve_data(config: TrainConfig, resume: str | None, overwrite: bool) -> T
         config.data_dir,
         run_dir / CACHE_NAME,
         DetectConfig(image_size=config.image_size),
-        say=Console(stderr=True).print,
+        say=literal_console(stderr=True).print,
     )
     return config.model_copy(update={"data_dir": resolved.cache})

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
+from facetool.cli.output import labelled, literal_console
 from facetool.config.base import build_config, field_help
 from facetool.config.export import VerifyConfig
 
@@ -50,13 +50,13 @@ def register(app: typer.Typer) -> None:
         given = {"threshold": threshold, "runtime": runtime, "device": device}
         config = build_config(VerifyConfig, None, sets, given)
         result = verify_pair(model, image_a, image_b, config)
-        console = Console()
+        console = literal_console()
         if as_json:
             print(json.dumps(result.to_dict(), indent=2))
             return
         for face in result.faces:
             if face.note:
-                console.print(f"[yellow]note:[/yellow] {face.note}", highlight=False, soft_wrap=True)
+                console.print(labelled("note:", "yellow", face.note), highlight=False, soft_wrap=True)
         verdict = "same person" if result.same_person else "different people"
         console.print(
             f"distance {result.distance:.4f} ({result.metric}), threshold {result.threshold:.4f} "

@@ -12,7 +12,10 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from facetool.errors import FacetoolError
+from facetool.files import FileReadError, read_regular_file
 
+BYTES_PER_PIXEL_BOUND = 8
+METADATA_ALLOWANCE = 64 * 2**20
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"})
 ALPHA_BACKGROUND = (255, 255, 255)
 
@@ -112,10 +115,23 @@ def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
             raise ImageDecodeError(f"unsupported pixel format {image.mode!r} ({exc})") from None
 
 
+def max_file_bytes(max_pixels: int) -> int:
+    """The largest image file worth reading for an image of at most `max_pixels` pixels.
+
+    No supported format stores more than 8 bytes a pixel (16-bit RGBA, uncompressed), plus metadata (EXIF, ICC
+    profiles, thumbnails) well under 64 MiB; a larger file cannot hold an image that `max_pixels` admits.
+    """
+    return max_pixels * BYTES_PER_PIXEL_BOUND + METADATA_ALLOWANCE
+
+
 def read_image(path: str | Path, max_pixels: int) -> np.ndarray:
-    """Read and decode one image file; ImageDecodeError when the file cannot be read or decoded."""
+    """Read and decode one image file; ImageDecodeError (the reason, without the path) when it cannot be.
+
+    Every photo facetool reads comes through here: only a regular file is opened (a FIFO or a device such as
+    `/dev/zero` is refused before anything is read), and never more than `max_file_bytes` of it.
+    """
     try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        raise ImageDecodeError(f"cannot read file ({exc.strerror or exc})") from None
+        data = read_regular_file(path, limit=max_file_bytes(max_pixels), what="image file")
+    except FileReadError as exc:
+        raise ImageDecodeError(exc.reason) from None
     return decode_image(data, max_pixels)

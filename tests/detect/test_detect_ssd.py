@@ -113,7 +113,7 @@ def test_crop_face_from_file_on_lfw(tf_files, lfw_dir: Path):
     x1, y1, x2, y2 = crop.box
     assert 0 <= x1 < x2 <= 250 and 0 <= y1 < y2 <= 250
     blank = Path(lfw_dir.parent, "does-not-exist.jpg")
-    with pytest.raises(ImageDecodeError, match=r"does-not-exist\.jpg: cannot read file"):
+    with pytest.raises(ImageDecodeError, match=r"does-not-exist\.jpg: image file not found"):
         crop_face_from_file(blank, Detector(tf_files), config)
     assert math.isfinite(crop.score)
 

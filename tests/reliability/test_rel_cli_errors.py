@@ -3,6 +3,7 @@ no traceback unless --verbose."""
 
 from __future__ import annotations
 
+import builtins
 import os
 import signal
 import subprocess
@@ -288,8 +289,13 @@ def test_the_cli_gives_back_the_signal_handlers_and_unraisable_hook(inputs: Path
     before = (
         [signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGALRM)],
         sys.unraisablehook,
+        builtins.__import__,
     )
     result = facetool_in_process("dataset", "stats", inputs / "good.h5")
     assert result.returncode == 0, result.stderr
-    after = [signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGALRM)], sys.unraisablehook
+    after = (
+        [signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGALRM)],
+        sys.unraisablehook,
+        builtins.__import__,
+    )
     assert after == before

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import os
 import re
+import resource
 import shutil
 import struct
+import subprocess
+import sys
 import zlib
 from pathlib import Path
 
@@ -101,3 +104,46 @@ def test_detect_reports_and_skips_each_bad_file(bad_dir: Path, ssd_dir: Path, tm
     for path in reasons:  # scan problems and images that failed to decode alike
         assert f"skipped {path}:" in result.stdout + result.stderr, f"{path} not reported"
     assert re.search(r"failures\s*│\s*3 ", result.stdout), result.stdout
+
+
+_READ_ONE = (
+    "import sys\n"
+    "from facetool.detect.images import ImageDecodeError, read_image\n"
+    "try:\n"
+    "    read_image(sys.argv[1], int(sys.argv[2]))\n"
+    "except ImageDecodeError as exc:\n"
+    "    print(exc)\n"
+)
+
+
+def _limit_memory() -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (2 * 2**30, 2 * 2**30))
+
+
+def read_image_bounded(path: Path | str, max_pixels: int = 50_000_000) -> str:
+    """The reason `read_image` refuses `path`, from a child with 2 GiB of address space and 60 s: an unbounded
+    read (what this guards against) then fails the test instead of exhausting the machine."""
+    done = subprocess.run(
+        [sys.executable, "-c", _READ_ONE, str(path), str(max_pixels)],
+        capture_output=True, text=True, timeout=60, preexec_fn=_limit_memory,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout.strip()
+
+
+def test_photos_that_are_not_regular_files_or_too_large_are_refused_unread(tmp_path: Path) -> None:
+    """`/dev/zero` was read without limit and a FIFO blocked forever; every photo facetool reads (verify,
+    embed, detect, eval) goes through `read_image`."""
+    fifo = tmp_path / "photo.jpg"
+    os.mkfifo(fifo)
+    linked = tmp_path / "zero.jpg"
+    linked.symlink_to("/dev/zero")
+    huge = tmp_path / "huge.png"
+    with open(huge, "wb") as handle:  # sparse: 80 MiB that cost no disk
+        handle.truncate(80 * 2**20)
+    assert read_image_bounded("/dev/zero") == "is a character device, not a regular file"
+    assert read_image_bounded(linked) == "is a character device, not a regular file"
+    assert read_image_bounded(fifo) == "is a FIFO (named pipe), not a regular file"
+    assert read_image_bounded(huge, max_pixels=1000) == (
+        "image file is larger than 67,116,864 bytes; refusing to read it"
+    )
