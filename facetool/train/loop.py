@@ -38,6 +38,7 @@ from facetool.train.engine import STEP_NAMES, engine_from_config
 from facetool.train.epoch import EpochRunner, NonFiniteError
 from facetool.train.history import EpochRecord
 from facetool.train.progress import TrainProgress
+from facetool.train.recipe import check_plugins
 from facetool.train.resume import resolve_resume
 from facetool.train.run_folder import (
     LAST,
@@ -344,6 +345,7 @@ def train(
         )
     if not config.data_dir.is_file():
         raise FacetoolError(f"{config.data_dir}: face cache not found")
+    check_plugins(config)
     started = time.perf_counter()
     progress = progress or TrainProgress()
     ranks = ranks_from_env()
