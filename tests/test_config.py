@@ -324,3 +324,12 @@ def test_train_prints_the_table_a_loss_name_and_its_keys_make():
     )
     assert result.returncode == 0, result.stderr
     assert '[loss]\nname = "arcface"\nscale = 16.0' in result.stdout
+
+
+def test_another_plugin_named_over_a_table_leaves_the_old_plugins_keys(tmp_path: Path):
+    from facetool.config.train import TrainConfig
+
+    path = tmp_path / "c.toml"
+    path.write_text('[loss]\nname = "arcface"\nscale = 16.0\n')
+    assert build_config(TrainConfig, path, ["loss=triplet"]).loss.settings == {}
+    assert build_config(TrainConfig, path, ["loss=arcface"]).loss.settings == {"scale": 16.0}

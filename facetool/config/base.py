@@ -88,8 +88,8 @@ def set_dotted(data: dict[str, Any], key: str, value: Any, named: Iterable[str] 
     """Set `a.b.c` in nested dicts, making the missing tables; ConfigError when `a` or `b` is a value.
 
     `named` are the dotted keys of NamedTable settings: there a plugin name is the table's `name`, so a key
-    set below a name (`loss=arcface`, then `loss.scale=32`) extends its table, and a name set over a table
-    keeps the table's keys.
+    set below a name (`loss=arcface`, then `loss.scale=32`) extends its table; a name set over a table keeps
+    its keys unless the table names another plugin (whose keys they are).
     """
     named = set(named)
     parts = key.split(".")
@@ -102,8 +102,9 @@ def set_dotted(data: dict[str, Any], key: str, value: Any, named: Iterable[str] 
             raise ConfigError(f"override {key!r}: {part!r} is not a section")
         node = child
     last = parts[-1]
-    if key in named and isinstance(value, str) and isinstance(node.get(last), dict):
-        node[last] = {**node[last], "name": value}
+    table = node.get(last)
+    if key in named and isinstance(value, str) and isinstance(table, dict) and table.get("name", value) == value:
+        node[last] = {**table, "name": value}
     else:
         node[last] = value
 

@@ -49,7 +49,7 @@ from facetool.train.run_folder import (
 )
 from facetool.train.schedule import restore_scheduler
 from facetool.train.selection import Selection
-from facetool.train.state import check_training_fields, load_field, restore_rng, rng_state
+from facetool.train.state import check_same_loss, check_training_fields, load_field, restore_rng, rng_state
 from facetool.train.validate import Validator
 
 __all__ = ["NonFiniteError", "TrainResult", "Trainer", "train"]
@@ -185,6 +185,7 @@ class Trainer:
                 f"{path}: checkpoint backbone {ck['backbone']} differs from the configured {self.backbone}"
             )
         epoch, records = check_training_fields(path, ck)
+        check_same_loss(path, ck["config"], self.config.loss)
         load_field(path, "model", self.engine.model.load_state_dict, ck["model"])
         load_field(path, "loss", self.engine.criterion.load_state_dict, ck.get("loss") or {})
         load_field(path, "optimizer", self.engine.optimizer.load_state_dict, ck["optimizer"])
@@ -363,7 +364,6 @@ def train(
             if ranks.main:
                 cleared = folder.clear_earlier_run() if overwrite else []
                 stale = folder.remove_stale()
-                folder.write_config(config)
             trainer = Trainer(config, progress, ranks, folder)
             opened.append(trainer)
             if ranks.main:
@@ -375,6 +375,8 @@ def train(
                 trainer.restore(resume_path)
             elif resume is not None:
                 trainer.log(f"no checkpoint in {run_dir} to resume from; starting at epoch 1")
+            if ranks.main:
+                folder.write_config(config)
         except BaseException:
             folder.discard_if_new()
             raise

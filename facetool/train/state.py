@@ -10,8 +10,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from pydantic import ValidationError
 
-from facetool.errors import FacetoolError
+from facetool.config.train import LossConfig
+from facetool.errors import FacetoolError, UsageError
 from facetool.train.history import EpochRecord
 
 
@@ -47,8 +49,14 @@ def restore_rng(path: Path, state: dict[str, Any] | None) -> None:
         if "cuda" in state and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda"])
     except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise FacetoolError(f"{path}: checkpoint field 'rng' is not a valid RNG state ({reason})") from None
+        raise FacetoolError(
+            f"{path}: checkpoint field 'rng' is not a valid RNG state ({_one_line(exc)})"
+        ) from None
+
+
+def _one_line(exc: Exception) -> str:
+    """The whole message of `exc` on one line (torch's load errors span several), or its type without one."""
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def _field_error(path: Path, field: str, problem: str) -> FacetoolError:
@@ -87,6 +95,18 @@ def load_field(path: Path, field: str, load: Any, state: Any) -> None:
     try:
         load(state)
     except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as exc:
-        text = str(exc).strip()
-        reason = text.splitlines()[0] if text else type(exc).__name__
-        raise _field_error(path, field, f"does not fit this run ({reason})") from None
+        raise _field_error(path, field, f"does not fit this run ({_one_line(exc)})") from None
+
+
+def check_same_loss(path: Path, stored: dict[str, Any], loss: LossConfig) -> None:
+    """Refuse to resume under another loss than the checkpoint's config names (`triplet` when it names none):
+    the loss's state (a class-based loss's centres) and the epochs trained belong to that loss."""
+    try:
+        before = LossConfig.model_validate(stored.get("loss", LossConfig().name)).name
+    except ValidationError:
+        raise _field_error(path, "config.loss", "is not a loss name or table") from None
+    if before != loss.name:
+        raise UsageError(
+            f"{path}: the run was trained with loss {before!r}, this one asks for {loss.name!r}; a resumed run "
+            f"keeps its loss (set loss = {before!r}), or start a new run in another folder or with --overwrite"
+        )
