@@ -7,9 +7,9 @@ With `threshold_holdout`, a seeded share of the training people is left out of t
 threshold is chosen on pairs drawn among them (`threshold-pairs.txt` in the split's folder) instead.
 
 Everything lands in `out`: the detector cache of the LFW folder (made once, reused), and per split a filtered
-training cache, the training run and the evaluation report. A rerun with the same settings continues
-where the last one stopped (detection skips done images, training resumes from its last checkpoint); a
-rerun with other settings is refused, since it would mix two recipes.
+training cache, the training run and the evaluation report. A rerun with the same settings and faces (by
+content) continues where the last one stopped (detection skips done images, training resumes from its last
+checkpoint); a rerun with other ones is refused before any work, since it would mix two recipes.
 """
 
 from __future__ import annotations
