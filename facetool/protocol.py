@@ -7,9 +7,9 @@ With `threshold_holdout`, a seeded share of the training people is left out of t
 threshold is chosen on pairs drawn among them (`threshold-pairs.txt` in the split's folder) instead.
 
 Everything lands in `out`: the detector cache of the LFW folder (made once, reused), and per split a filtered
-training cache, the training run and the evaluation report. A rerun with the same settings continues
-where the last one stopped (detection skips done images, training resumes from its last checkpoint); a
-rerun with other settings is refused, since it would mix two recipes.
+training cache, the training run and the evaluation report. A rerun with the same settings and faces (by
+content) continues where the last one stopped (detection skips done images, training resumes from its last
+checkpoint); a rerun with other ones is refused before any work, since it would mix two recipes.
 """
 
 from __future__ import annotations
@@ -18,26 +18,31 @@ import json
 import os
 import statistics
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from pydantic import TypeAdapter, ValidationError
+
 from facetool.cache import lock_path, open_cache
+from facetool.cache.digest import content_digest
+from facetool.config.base import CONFIG_READ_LIMIT, format_validation_error
 from facetool.config.dataset import FilterSettings
-from facetool.config.protocol import ProtocolConfig
+from facetool.config.protocol import ProtocolConfig, changed_keys, recipe_settings
 from facetool.dataset import filter_cache, select_faces
 from facetool.detect.resolve import resolve_faces
 from facetool.device import resolve_device
 from facetool.embedder import as_one, load_embedder
-from facetool.errors import ConfigError, UsageError
+from facetool.errors import ConfigError, FacetoolError, UsageError
 from facetool.evaluate.holdout import hold_out_pairs, images_by_person
 from facetool.evaluate.pairs import read_pairs
 from facetool.evaluate.pipeline import with_training_overlap
 from facetool.evaluate.report import warning_line, write_report
 from facetool.evaluate.run import EvalReport, evaluate_on_pairs
-from facetool.files import atomic_write_bytes
+from facetool.files import atomic_write_bytes, check_output_not_input, make_dir, read_text_limited
 from facetool.train.loop import TrainResult, train
 from facetool.train.progress import TrainProgress
+from facetool.train.recipe import check_plugins
 from facetool.train.run_folder import epoch_copy_name
 from facetool.train.side_by_side import scheduled_seconds, train_side_by_side
 
@@ -45,6 +50,7 @@ RECIPE_FILE = "protocol-recipe.json"
 RESULT_FILE = "result.json"
 THRESHOLD_PAIRS_FILE = "threshold-pairs.txt"
 THRESHOLD_PEOPLE_FILE = "threshold-people.txt"
+FACES_KEY = "faces_digest"
 
 
 @dataclass(frozen=True)
@@ -129,56 +135,60 @@ def _need(*paths: Path) -> None:
             )
 
 
-def recipe_settings(config: ProtocolConfig) -> dict[str, Any]:
-    """The settings a split's result depends on; a rerun into the same `out` must keep them.
-
-    Paths are left out (the same data can be named in several ways), and so is what only changes speed;
-    settings added later are left out at the value that reproduces runs made before them.
-    """
-    chosen = {"detect", "train", "flip", "distance"}
-    if config.threshold_holdout:
-        chosen |= {"threshold_holdout", "threshold_pairs"}
-    if config.models > 1:
-        chosen.add("models")
-    if config.snapshots:
-        chosen.add("snapshots")
-    data = config.model_dump(mode="json", include=chosen)
-    for key in ("data_dir", "checkpoint_dir", "device", "threads"):
-        data["train"].pop(key, None)
-    if not config.train.extra_negatives:
-        data["train"].pop("extra_negatives")
-    if config.train.lr_cycles == 1:
-        data["train"].pop("lr_cycles")
-    data["detect"].pop("workers", None)
-    data["train"]["data"].pop("resize_once", None)
-    return data
+def _read_json(path: Path, what: str) -> Any:
+    """The JSON in `path` (at most CONFIG_READ_LIMIT bytes); one ConfigError naming it when it is not JSON."""
+    try:
+        text = read_text_limited(path, limit=CONFIG_READ_LIMIT, what=what)
+        return json.loads(text)
+    except (FacetoolError, ValueError) as exc:
+        why = "it is empty" if isinstance(exc, ValueError) and not text.strip() else str(exc)
+        raise ConfigError(f"{path}: not a readable {what} ({why}); give another out folder") from None
 
 
-def _check_recipe(config: ProtocolConfig, out: Path) -> None:
+def _stored_recipe(out: Path) -> dict[str, Any] | None:
+    """The recipe an earlier run stored in `out` (None when there is none)."""
     path = out / RECIPE_FILE
-    recipe = recipe_settings(config)
-    if path.is_file():
-        before = json.loads(path.read_text(encoding="utf-8"))
-        changed = sorted(_changed_keys(before, recipe))
-        if changed:
-            raise ConfigError(
-                f"{out}: holds a run with other settings ({', '.join(changed[:5])} differ); "
-                "give another out folder"
-            )
+    if not path.is_file():
+        return None
+    stored = _read_json(path, "protocol recipe")
+    if not isinstance(stored, dict):
+        raise ConfigError(
+            f"{path}: not a protocol recipe (a JSON {type(stored).__name__}, expected an object); "
+            "give another out folder"
+        )
+    return stored
+
+
+def _check_recipe(config: ProtocolConfig, out: Path, stored: dict[str, Any] | None) -> None:
+    """Refuse a rerun with other settings than the run stored in `out`; the face cache is checked later."""
+    if stored is None:
         return
-    _write_json(path, recipe)
+    before = {key: value for key, value in stored.items() if key != FACES_KEY}
+    changed = sorted(changed_keys(before, recipe_settings(config)))
+    if changed:
+        raise ConfigError(
+            f"{out}: holds a run with other settings ({', '.join(changed[:5])} differ); "
+            "give another out folder"
+        )
+
+
+def _check_faces(out: Path, faces: Path, recipe: dict[str, Any]) -> None:
+    """Refuse faces other than those the splits in `out` were made from (by content, not by path); record them
+    in the stored `recipe` when it has none yet (a new run, or one made before the faces were recorded)."""
+    digest = content_digest(faces)
+    before = recipe.get(FACES_KEY)
+    if before is None:
+        _write_json(out / RECIPE_FILE, {**recipe, FACES_KEY: digest})
+    elif before != digest:
+        raise ConfigError(
+            f"{faces}: other faces than the run in {out} was made from (content digest {digest[:12]} vs "
+            f"{str(before)[:12]}); its splits' caches and models come from those: give another out folder"
+        )
 
 
 def _write_json(path: Path, data: Any) -> None:
     text = json.dumps(data, indent=2, sort_keys=True).encode("utf-8")
     atomic_write_bytes(path, text)
-
-
-def _changed_keys(before: Any, after: Any, prefix: str = "") -> list[str]:
-    if isinstance(before, dict) and isinstance(after, dict):
-        keys = set(before) | set(after)
-        return [k for key in keys for k in _changed_keys(before.get(key), after.get(key), f"{prefix}{key}.")]
-    return [] if before == after else [prefix.rstrip(".")]
 
 
 def _faces_cache(config: ProtocolConfig, out: Path, say: Callable[[str], None]) -> Path:
@@ -358,9 +368,17 @@ def run_protocol(
             "pairs_dir: not set (the folder of the LFW pairs files), and no lfw_dir to look beside"
         )
     splits = protocol_splits(config, pairs_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    _check_recipe(config, out)
+    check_plugins(config.train, prefix="train.")
+    check_output_not_input(out, [p for p in (config.lfw_dir, config.faces) if p is not None], option="--out")
+    stored = _stored_recipe(out)
+    _check_recipe(config, out, stored)
+    finished_splits(out, config.view)
+    make_dir(out, "output folder")
+    if stored is None:
+        stored = recipe_settings(config)
+        _write_json(out / RECIPE_FILE, stored)
     faces = _faces_cache(config, out, say)
+    _check_faces(out, faces, stored)
     for split in splits:
         run_split(config, faces, split, say=say, train_progress=train_progress)
     results = finished_splits(out, config.view)
@@ -380,7 +398,23 @@ def run_protocol(
 def finished_splits(out: str | Path, view: int) -> list[SplitResult]:
     """Every split of `view` finished in `out`, by this run or an earlier one with the same recipe."""
     pattern = "view1" if view == 1 else "fold-*"
-    return [
-        SplitResult(**json.loads(path.read_text(encoding="utf-8")))
-        for path in sorted(Path(out).glob(f"{pattern}/{RESULT_FILE}"))
-    ]
+    return [_read_result(path) for path in sorted(Path(out).glob(f"{pattern}/{RESULT_FILE}"))]
+
+
+def _read_result(path: Path) -> SplitResult:
+    """A split's result.json; one with keys this version does not know (a newer version's) is refused, since
+    averaging it with the others would claim a recipe this version cannot check."""
+    data = _read_json(path, "split result")
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: not a split result (a JSON {type(data).__name__}, expected an object)")
+    known = {f.name for f in fields(SplitResult)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(
+            f"{path}: unknown key {unknown[0]!r} (written by a newer facetool?); this version cannot summarise "
+            "its split: use the version that wrote it, or give another out folder"
+        )
+    try:
+        return TypeAdapter(SplitResult).validate_python(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, str(path))) from None

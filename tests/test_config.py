@@ -280,3 +280,56 @@ def test_an_unknown_key_with_control_characters_is_named_on_one_line(text):
         load_config(TrainConfig, None, [parse_override(text)])
     message = str(info.value)
     assert "unknown key" in message and message.isprintable(), repr(message)
+
+
+@pytest.mark.parametrize(
+    "sets",
+    [
+        ["loss=arcface", "loss.scale=32.0"],
+        ["loss.scale=32.0", "loss=arcface"],
+        ["loss.name=arcface", "loss.scale=32.0"],
+    ],
+)
+def test_a_loss_name_then_its_table_keys_make_one_table(sets: list[str]):
+    from facetool.config.protocol import ProtocolConfig
+    from facetool.config.train import TrainConfig
+
+    config = build_config(TrainConfig, None, sets)
+    assert (config.loss.name, config.loss.settings) == ("arcface", {"scale": 32.0})
+    protocol = build_config(ProtocolConfig, None, [f"train.{text}" for text in sets])
+    assert (protocol.train.loss.name, protocol.train.loss.settings) == ("arcface", {"scale": 32.0})
+
+
+def test_a_loss_named_in_the_file_takes_table_keys_from_the_command_line(tmp_path: Path):
+    from facetool.config.train import TrainConfig
+
+    path = tmp_path / "c.toml"
+    path.write_text('loss = "arcface"\n')
+    config = build_config(TrainConfig, path, ["loss.margin=0.3"])
+    assert (config.loss.name, config.loss.settings) == ("arcface", {"margin": 0.3})
+
+
+def test_a_plain_value_is_still_not_a_section():
+    from facetool.config.train import TrainConfig
+
+    with pytest.raises(ConfigError, match="'miner' is not a section"):
+        build_config(TrainConfig, None, ["miner=hard", "miner.x=1"])
+
+
+def test_train_prints_the_table_a_loss_name_and_its_keys_make():
+    from cli_helpers import facetool_in_process
+
+    result = facetool_in_process(
+        "train", "--set", "loss=arcface", "--set", "loss.scale=16.0", "--print-config"
+    )
+    assert result.returncode == 0, result.stderr
+    assert '[loss]\nname = "arcface"\nscale = 16.0' in result.stdout
+
+
+def test_another_plugin_named_over_a_table_leaves_the_old_plugins_keys(tmp_path: Path):
+    from facetool.config.train import TrainConfig
+
+    path = tmp_path / "c.toml"
+    path.write_text('[loss]\nname = "arcface"\nscale = 16.0\n')
+    assert build_config(TrainConfig, path, ["loss=triplet"]).loss.settings == {}
+    assert build_config(TrainConfig, path, ["loss=arcface"]).loss.settings == {"scale": 16.0}

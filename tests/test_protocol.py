@@ -3,21 +3,25 @@
 from __future__ import annotations
 
 import json
+import shutil
 import statistics
 from collections import Counter
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 import torch
+from cli_helpers import facetool_in_process
 from lfw_mini import PER_FOLD, make_mini_lfw, names_of
 from pydantic import ValidationError
 
 from facetool.cache import open_cache
+from facetool.cache.digest import content_digest
 from facetool.config.protocol import ProtocolConfig
 from facetool.config.train import TrainConfig, ValidationConfig
-from facetool.errors import ConfigError, UsageError
+from facetool.errors import ConfigError, PluginError, UsageError
 from facetool.models.checkpoint import load_checkpoint
-from facetool.protocol import recipe_settings, run_protocol
+from facetool.protocol import SplitResult, recipe_settings, run_protocol
 
 
 @pytest.fixture(scope="module")
@@ -135,6 +139,21 @@ def test_view1_leaves_out_the_dev_test_people(mini_lfw: Path, tmp_path: Path) ->
     again = run_protocol(config.model_copy(update={"faces": faces, "out": tmp_path / "out2"}))
     assert not (tmp_path / "out2" / "faces.h5").exists(), "the given face cache is used, not a new detection"
     assert again.accuracy == result.accuracy, "a fixed seed repeats the run on the CPU"
+
+    result_file = tmp_path / "out2" / "view1" / "result.json"
+    stamp = result_file.stat().st_mtime_ns
+    other = tmp_path / "out" / "view1" / "train-faces.h5"
+    with pytest.raises(
+        ConfigError, match=r"train-faces\.h5: other faces than the run in .*out2 was made from"
+    ):
+        run_protocol(config.model_copy(update={"faces": other, "out": tmp_path / "out2"}))
+    assert result_file.stat().st_mtime_ns == stamp, "nothing is trained or scored with other faces"
+    copy = tmp_path / "elsewhere" / "copy.h5"
+    copy.parent.mkdir()
+    shutil.copyfile(faces, copy)
+    assert content_digest(copy) == content_digest(faces) != content_digest(other)
+    moved = run_protocol(config.model_copy(update={"faces": copy, "out": tmp_path / "out2"}))
+    assert moved.accuracy == again.accuracy, "the same faces under another name are the same recipe"
 
     with open_cache(faces) as cache:
         counts = Counter(cache.identities[label] for label in cache.labels)
@@ -325,3 +344,115 @@ def test_a_snapshot_training_does_not_save_is_refused(
             snapshots=snapshots,
             train=recipe(num_epochs=num_epochs, checkpoint_every=every),
         )
+
+
+@pytest.mark.parametrize(
+    ("snapshots", "num_epochs", "every", "message"),
+    [
+        ([1], 1, 10, r"epoch 1 is not before the last epoch \(train\.num_epochs = 1\)"),
+        ([2], 2, 1, r"epoch 2 is not before the last epoch \(train\.num_epochs = 2\)"),
+        (
+            [3],
+            10,
+            2,
+            r"epoch 3 is not saved: training keeps the checkpoints of epochs 2, 4, 6, \.\.\. before",
+        ),
+        ([3], 5, 4, r"epoch 3 is not saved: training keeps the checkpoints of epoch 4 before"),
+        ([3], 5, 10, r"epoch 3 is not saved: training keeps the checkpoints of no epoch before"),
+    ],
+)
+def test_a_refused_snapshot_says_which_epochs_are_saved(
+    tmp_path: Path, snapshots: list[int], num_epochs: int, every: int, message: str
+) -> None:
+    with pytest.raises(ValidationError, match=message):
+        ProtocolConfig(
+            lfw_dir=tmp_path, snapshots=snapshots, train=recipe(num_epochs=num_epochs, checkpoint_every=every)
+        )
+
+
+@pytest.mark.parametrize(
+    ("changes", "error", "message"),
+    [
+        (
+            {"loss": {"name": "arcface", "scal": 3.0}},
+            ConfigError,
+            r"train\.loss\.scal: unknown key \(loss 'arcface'\)",
+        ),
+        ({"loss": "arcfase"}, PluginError, r"train\.loss: unknown loss 'arcfase'"),
+        ({"miner": "semihardd"}, PluginError, r"train\.miner: unknown miner 'semihardd'"),
+        (
+            {"miner_stages": [{"epoch": 2, "miner": "hardd"}]},
+            PluginError,
+            r"train\.miner_stages\.0\.miner: unknown",
+        ),
+        ({"backbone": "tiny-cnnn"}, PluginError, r"train\.backbone: unknown backbone 'tiny-cnnn'"),
+    ],
+)
+def test_a_recipe_a_plugin_refuses_stores_and_detects_nothing(
+    mini_lfw: Path, tmp_path: Path, changes: dict, error: type, message: str
+) -> None:
+    """Plugin names and `[loss]` keys are checked before detection, so the corrected rerun is not refused."""
+    config = ProtocolConfig(
+        lfw_dir=mini_lfw / "lfw-deepfunneled", out=tmp_path / "out", view=1, train=recipe(**changes)
+    )
+    with pytest.raises(error, match=message):
+        run_protocol(config)
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_out_that_cannot_be_a_folder_is_one_line(mini_lfw: Path, tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("mine\n")
+    for out in (tmp_path / "file", tmp_path / "file" / "sub"):
+        cli = facetool_in_process("protocol", "--lfw-dir", mini_lfw / "lfw-deepfunneled", "--out", out)
+        assert cli.returncode == 1 and "internal error" not in cli.stderr, cli.stderr
+        assert "cannot create the output folder" in cli.stderr and len(cli.stderr.splitlines()) == 1
+    assert (tmp_path / "file").read_text() == "mine\n"
+
+
+def test_an_out_inside_the_lfw_folder_is_refused_before_writing_there(
+    mini_lfw: Path, tmp_path: Path, lfw_dir: Path
+) -> None:
+    lfw = tmp_path / "lfw"
+    person = next(p for p in sorted(lfw_dir.iterdir()) if p.is_dir())
+    (lfw / person.name).mkdir(parents=True)
+    for image in person.glob("*.jpg"):
+        (lfw / person.name / image.name).symlink_to(image)
+    before = sorted(lfw.rglob("*"))
+    config = ProtocolConfig(lfw_dir=lfw, pairs_dir=mini_lfw, out=lfw / "runs", view=1, train=recipe())
+    with pytest.raises(UsageError, match=r"--out lies inside the input folder"):
+        run_protocol(config)
+    assert sorted(lfw.rglob("*")) == before
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", r"not a readable protocol recipe \(it is empty\)"),
+        ("{", r"not a readable protocol recipe \(Expecting"),
+        ("[1, 2]", r"not a protocol recipe \(a JSON list, expected an object\)"),
+    ],
+)
+def test_a_stored_recipe_that_is_not_one_is_named(
+    mini_lfw: Path, tmp_path: Path, text: str, message: str
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "protocol-recipe.json").write_text(text)
+    config = ProtocolConfig(lfw_dir=tmp_path / "no-lfw", pairs_dir=mini_lfw, out=out, view=1, train=recipe())
+    with pytest.raises(ConfigError, match=rf"protocol-recipe\.json: {message}"):
+        run_protocol(config)
+    assert sorted(p.name for p in out.iterdir()) == ["protocol-recipe.json"]
+
+
+def test_a_fold_result_of_a_newer_version_is_refused_before_training(mini_lfw: Path, tmp_path: Path) -> None:
+    """Averaging a fold whose result holds fields this version does not know would claim a recipe it cannot
+    check; the run stops before any work rather than after training the other folds."""
+    out = tmp_path / "out"
+    config = ProtocolConfig(lfw_dir=mini_lfw / "lfw-deepfunneled", out=out, view=2, folds=[2], train=recipe())
+    (out / "fold-01").mkdir(parents=True)
+    (out / "protocol-recipe.json").write_text(json.dumps(recipe_settings(config)))
+    result = SplitResult("fold-01", 1, 0.5, 1.0, 0.0, 0.5, 6, 10, 30, 1, 1.0, "last.pth", "report.json")
+    (out / "fold-01" / "result.json").write_text(json.dumps({**asdict(result), "calibration": "v2"}))
+    with pytest.raises(ConfigError, match=r"fold-01/result\.json: unknown key 'calibration'"):
+        run_protocol(config)
+    assert not (out / "fold-02").exists() and not (out / "faces.h5").exists()

@@ -146,6 +146,9 @@ def register(app: typer.Typer) -> None:
         if print_config:
             typer.echo(dump_toml(resolved.model_dump(mode="json")), nl=False)
             return
+        from facetool.train.recipe import check_plugins
+
+        check_plugins(resolved)
         resolved = _resolve_data(resolved, resume, overwrite)
         if nproc > 1:
             from facetool.train.distributed import launch, write_launch_config

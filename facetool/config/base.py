@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
@@ -37,6 +37,40 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False, allow_inf_nan=False)
 
 
+class NamedTable(StrictModel):
+    """A setting that picks a plugin by `name` and holds the plugin's own keys beside it, for the plugin to check.
+
+    Written as the name alone (`loss = "arcface"`) or as a table (`[loss]` with `name = "arcface"` and e.g.
+    `scale = 32.0`); `--set loss=arcface --set loss.scale=32` builds the same table.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str = Field(min_length=1, description="The plugin (facetool plugins list).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_name(cls, value: Any) -> Any:
+        return {"name": value} if isinstance(value, str) else value
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """The plugin's own settings: every key of the table but `name`."""
+        return dict(self.model_extra or {})
+
+
+def named_tables(model: type[BaseModel], prefix: str = "") -> set[str]:
+    """The dotted keys of `model`'s NamedTable settings, nested sections included."""
+    found: set[str] = set()
+    for name, field in model.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, NamedTable):
+            found.add(prefix + name)
+        elif isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            found |= named_tables(annotation, f"{prefix}{name}.")
+    return found
+
+
 def parse_override(text: str) -> tuple[str, Any]:
     """Split `key=value`; the value is read as a TOML literal when it is one, else kept as a string."""
     key, sep, raw = text.partition("=")
@@ -51,16 +85,29 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key, value
 
 
-def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
-    """Set `a.b.c` in nested dicts, making the missing tables; ConfigError when `a` or `b` is a value."""
+def set_dotted(data: dict[str, Any], key: str, value: Any, named: Iterable[str] = ()) -> None:
+    """Set `a.b.c` in nested dicts, making the missing tables; ConfigError when `a` or `b` is a value.
+
+    `named` are the dotted keys of NamedTable settings: there a plugin name is the table's `name`, so a key
+    set below a name (`loss=arcface`, then `loss.scale=32`) extends its table; a name set over a table keeps
+    its keys unless the table names another plugin (whose keys they are).
+    """
+    named = set(named)
     parts = key.split(".")
     node = data
-    for part in parts[:-1]:
+    for depth, part in enumerate(parts[:-1], start=1):
         child = node.setdefault(part, {})
+        if isinstance(child, str) and ".".join(parts[:depth]) in named:
+            child = node[part] = {"name": child}
         if not isinstance(child, dict):
             raise ConfigError(f"override {key!r}: {part!r} is not a section")
         node = child
-    node[parts[-1]] = value
+    last = parts[-1]
+    table = node.get(last)
+    if key in named and isinstance(value, str) and isinstance(table, dict) and table.get("name", value) == value:
+        node[last] = {**table, "name": value}
+    else:
+        node[last] = value
 
 
 def read_toml(path: Path) -> dict[str, Any]:
@@ -114,8 +161,9 @@ def load_config(
                 raise ConfigError(f"{path}: [{section}] must be a table")
     items = overrides.items() if isinstance(overrides, Mapping) else overrides
     from_cli = False
+    named = named_tables(model)
     for key, value in items:
-        set_dotted(data, key.replace("-", "_"), value)
+        set_dotted(data, key.replace("-", "_"), value, named)
         from_cli = True
     try:
         return model.model_validate(data)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -91,12 +91,55 @@ class ProtocolConfig(StrictModel):
     @model_validator(mode="after")
     def _saved_snapshots(self) -> ProtocolConfig:
         every, last = self.train.checkpoint_every, self.train.num_epochs
+        saved = list(range(every, last, every))
         for epoch in self.snapshots:
-            if not 1 <= epoch < last or epoch % every:
+            if epoch < 1:
+                raise ValueError(f"snapshots: epoch {epoch}: epochs count from 1")
+            if epoch >= last:
                 raise ValueError(
-                    f"snapshots: epoch {epoch} is not saved: training keeps the checkpoints of epochs "
-                    f"{every}, {2 * every}, ... (train.checkpoint_every) below train.num_epochs = {last}"
+                    f"snapshots: epoch {epoch} is not before the last epoch (train.num_epochs = {last}); the "
+                    "last model is in the ensemble already, a snapshot is an earlier epoch's"
+                )
+            if epoch % every:
+                kept = ", ".join(map(str, saved[:3])) + (", ..." if len(saved) > 3 else "")
+                raise ValueError(
+                    f"snapshots: epoch {epoch} is not saved: training keeps the checkpoints of "
+                    + (f"epoch{'s' if len(saved) > 1 else ''} {kept}" if saved else "no epoch")
+                    + f" before train.num_epochs = {last} (train.checkpoint_every = {every})"
                 )
         if len(set(self.snapshots)) != len(self.snapshots):
             raise ValueError(f"snapshots: epoch listed twice in {self.snapshots}")
         return self
+
+
+def recipe_settings(config: ProtocolConfig) -> dict[str, Any]:
+    """The settings a split's result depends on; a rerun into the same `out` must keep them.
+
+    Paths are left out (the same data can be named in several ways), and so is what only changes speed;
+    settings added later are left out at the value that reproduces runs made before them.
+    """
+    chosen = {"detect", "train", "flip", "distance"}
+    if config.threshold_holdout:
+        chosen |= {"threshold_holdout", "threshold_pairs"}
+    if config.models > 1:
+        chosen.add("models")
+    if config.snapshots:
+        chosen.add("snapshots")
+    data = config.model_dump(mode="json", include=chosen)
+    for key in ("data_dir", "checkpoint_dir", "device", "threads"):
+        data["train"].pop(key, None)
+    if not config.train.extra_negatives:
+        data["train"].pop("extra_negatives")
+    if config.train.lr_cycles == 1:
+        data["train"].pop("lr_cycles")
+    data["detect"].pop("workers", None)
+    data["train"]["data"].pop("resize_once", None)
+    return data
+
+
+def changed_keys(before: Any, after: Any, prefix: str = "") -> list[str]:
+    """The dotted keys whose values differ between two recipes (tables compared key by key)."""
+    if isinstance(before, dict) and isinstance(after, dict):
+        keys = set(before) | set(after)
+        return [k for key in keys for k in changed_keys(before.get(key), after.get(key), f"{prefix}{key}.")]
+    return [] if before == after else [prefix.rstrip(".")]

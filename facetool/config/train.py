@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from facetool.config.base import ImageSize, StrictModel
+from facetool.config.base import ImageSize, NamedTable, StrictModel
 
 MAX_PAIRS = 100_000
 
@@ -121,25 +121,13 @@ class MinerStage(StrictModel):
     miner: str = Field(min_length=1, description="Triplet miner (facetool plugins list).")
 
 
-class LossConfig(StrictModel):
+class LossConfig(NamedTable):
     """The training loss: `name` picks the plugin; every other key is its own setting, validated by its plugin.
 
     Written as `loss = "arcface"` or as a table, `[loss]` with `name = "arcface"` and e.g. `scale = 32.0`.
     """
 
-    model_config = ConfigDict(extra="allow")
-
     name: str = Field("triplet", min_length=1, description="Loss plugin (facetool plugins list).")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _from_name(cls, value: Any) -> Any:
-        return {"name": value} if isinstance(value, str) else value
-
-    @property
-    def settings(self) -> dict[str, Any]:
-        """The plugin's own settings: every key of the table but `name`."""
-        return dict(self.model_extra or {})
 
 
 class TrainConfig(StrictModel):

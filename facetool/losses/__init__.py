@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from facetool.config.base import format_validation_error
+from facetool.config.base import StrictModel, format_validation_error
 from facetool.errors import ConfigError, PluginError
 from facetool.losses.base import NEEDS, Loss, Needs, NoSettings
 from facetool.losses.triplet import TripletLoss, triplet_loss, triplet_losses
@@ -38,15 +38,22 @@ def get_loss(
     A bad setting is a ConfigError naming `loss.KEY`; an unknown, clashing or broken plugin a PluginError.
     """
     cls = loss_class(name)
-    try:
-        parsed = cls.Settings.model_validate(settings or {})
-    except ValidationError as exc:
-        message = format_validation_error(exc, "loss settings").replace("loss settings: ", "loss.")
-        raise ConfigError(f"{message} (loss {name!r})") from None
+    parsed = loss_settings(name, settings)
     try:
         return cls(parsed, num_classes=num_classes, embedding_dim=embedding_dim, margin=margin, name=name)
     except Exception as exc:
         raise PluginError(f"loss {name!r} could not be created: {type(exc).__name__}: {exc}") from exc
+
+
+def loss_settings(name: str, settings: dict[str, Any] | None = None) -> StrictModel:
+    """The `[loss]` table validated by loss `name`'s own `Settings` model; a bad key is a ConfigError naming
+    `loss.KEY` and the value given."""
+    cls = loss_class(name)
+    try:
+        return cls.Settings.model_validate(settings or {})
+    except ValidationError as exc:
+        message = format_validation_error(exc, "loss settings").replace("loss settings: ", "loss.")
+        raise ConfigError(f"{message} (loss {name!r})") from None
 
 
 def available_losses() -> list[str]:
@@ -64,6 +71,7 @@ __all__ = [
     "available_losses",
     "get_loss",
     "loss_class",
+    "loss_settings",
     "triplet_loss",
     "triplet_losses",
 ]

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from facetool.config.base import StrictModel
-from facetool.errors import PluginError
+from facetool.errors import ConfigError, PluginError
 from facetool.plugins import call_plugin
 
 Needs = Literal["triplets", "labels", "groups"]
@@ -42,8 +42,10 @@ class Loss(nn.Module, ABC):
     and not NaN when the inputs are finite (that check reads the value, so it runs on every CPU call and on the
     first call on an accelerator, never inside a CUDA-graph capture; an infinite loss can be an honest
     overflow and goes to the trainer's non-finite policy). A break of that contract, or an exception or
-    `sys.exit()` inside `compute`, is a PluginError naming the loss. `active`, when the loss sets it to a device
-    count, is how many samples taught something in the last call (the triplets with a positive loss).
+    `sys.exit()` inside `compute`, is a PluginError naming the loss; a NaN that a `[loss]` value the user gave
+    causes (the same call with that key at its default is finite) is a ConfigError naming the key and value.
+    `active`, when the loss sets it to a device count, is how many samples taught something in the last call
+    (the triplets with a positive loss).
     """
 
     name: ClassVar[str] = "loss"
@@ -78,10 +80,10 @@ class Loss(nn.Module, ABC):
         _check_inputs(embeddings, labels, self.needs)
         self.active = None
         out = call_plugin(f"loss {self.plugin_name!r} failed", self.compute, embeddings, labels)
-        self._validate(out, embeddings)
+        self._validate(out, embeddings, labels)
         return out
 
-    def _validate(self, out: Any, embeddings: Tensor) -> None:
+    def _validate(self, out: Any, embeddings: Tensor, labels: Tensor) -> None:
         def fail(why: str) -> PluginError:
             return PluginError(f"loss {self.plugin_name!r} broke its contract: {why}")
 
@@ -100,7 +102,42 @@ class Loss(nn.Module, ABC):
             return
         self._value_checked = True
         if bool(torch.isnan(out.detach())) and bool(torch.isfinite(embeddings.detach()).all()):
+            blamed = self._settings_to_blame(embeddings.detach(), labels)
+            if blamed:
+                given = ", ".join(f"loss.{key} = {getattr(self.settings, key)!r}" for key in blamed)
+                fields = type(self).Settings.model_fields
+                defaults = ", ".join(
+                    repr(fields[key].get_default(call_default_factory=True)) for key in blamed
+                )
+                raise ConfigError(
+                    f"{given} (your value in the [loss] table): loss {self.plugin_name!r} returns {out.item()} "
+                    f"for finite embeddings with it and a number with the default ({defaults}); choose another"
+                )
             raise fail(f"returned {out.item()} for finite embeddings")
+
+    def _settings_to_blame(self, embeddings: Tensor, labels: Tensor) -> list[str]:
+        """The keys the user set in `[loss]` whose default, in place of the value given, makes the same call
+        finite: the value is the user's to change, not a fault of the plugin."""
+        chosen = self.settings.model_fields_set
+        blamed = []
+        for key in sorted(chosen):
+            try:
+                kept = type(self).Settings.model_validate(self.settings.model_dump(include=chosen - {key}))
+                probe = type(self)(
+                    kept,
+                    num_classes=self.num_classes,
+                    embedding_dim=self.embedding_dim,
+                    margin=self.margin,
+                    name=self.plugin_name,
+                )
+                probe.load_state_dict(self.state_dict())
+                with torch.no_grad():
+                    finite = bool(torch.isfinite(probe.compute(embeddings, labels)))
+            except Exception:
+                finite = False
+            if finite:
+                blamed.append(key)
+        return blamed
 
 
 def _check_inputs(embeddings: Tensor, labels: Tensor, needs: Needs) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -29,9 +32,7 @@ def build_backbone(
     (2, embedding_dim) with unit L2 norms, else PluginError naming the plugin. facetool errors raised by the
     factory (a missing weights file, a bad image size) pass through unchanged. The defaults are TrainConfig's.
     """
-    factory = load_plugin(BACKBONES, name)
-    if not callable(factory):
-        raise PluginError(f"backbone {name!r}: entry point gives {factory!r}, which is not callable")
+    factory = backbone_factory(name)
     model = call_plugin(
         f"backbone {name!r} could not be built",
         factory,
@@ -46,6 +47,14 @@ def build_backbone(
         )
     check_backbone(model, name, embedding_dim, image_size)
     return model
+
+
+def backbone_factory(name: str) -> Callable[..., Any]:
+    """The factory registered as backbone `name`, loaded but not called; PluginError when it is not callable."""
+    factory = load_plugin(BACKBONES, name)
+    if not callable(factory):
+        raise PluginError(f"backbone {name!r}: entry point gives {factory!r}, which is not callable")
+    return factory
 
 
 def check_backbone(model: nn.Module, name: str, embedding_dim: int, image_size: int) -> None:

@@ -44,6 +44,7 @@ from facetool.train.engine import STEP_NAMES, engine_from_config
 from facetool.train.epoch import EpochRunner, EpochSettings, NonFiniteError
 from facetool.train.history import EpochRecord, best_epoch
 from facetool.train.progress import TrainProgress
+from facetool.train.recipe import check_plugins
 from facetool.train.resume import resolve_resume
 from facetool.train.run_folder import (
     LAST,
@@ -54,7 +55,7 @@ from facetool.train.run_folder import (
 )
 from facetool.train.schedule import restore_scheduler
 from facetool.train.selection import Selection
-from facetool.train.state import check_training_fields, load_field
+from facetool.train.state import check_same_loss, check_training_fields, load_field
 from facetool.train.validate import Validator
 
 __all__ = ["NonFiniteError", "TrainResult", "Trainer", "train"]
@@ -198,6 +199,7 @@ class Trainer:
                 f"{path}: checkpoint backbone {ck['backbone']} differs from the configured {self.backbone}"
             )
         epoch, records = check_training_fields(path, ck)
+        check_same_loss(path, ck["config"], self.config.loss)
         load_field(path, "model", self.engine.model.load_state_dict, ck["model"])
         load_field(path, "loss", self.engine.criterion.load_state_dict, ck.get("loss") or {})
         load_field(path, "optimizer", self.engine.optimizer.load_state_dict, ck["optimizer"])
@@ -356,6 +358,7 @@ def train(
         )
     if not config.data_dir.is_file():
         raise FacetoolError(f"{config.data_dir}: face cache not found")
+    check_plugins(config)
     started = time.perf_counter()
     ranks = ranks_from_env()
     run_dir = Path(config.checkpoint_dir)
@@ -372,7 +375,6 @@ def train(
             if ranks.main:
                 cleared = folder.clear_earlier_run() if overwrite else []
                 stale = folder.remove_stale()
-                folder.write_config(config)
             trainer = Trainer(config, progress, ranks, folder, callbacks)
             opened.append(trainer)
             if ranks.main:
@@ -384,6 +386,8 @@ def train(
                 trainer.restore(resume_path)
             elif resume is not None:
                 trainer.log(f"no checkpoint in {run_dir} to resume from; starting at epoch 1")
+            if ranks.main:
+                folder.write_config(config)
             trainer.start()
         except BaseException:
             folder.discard_if_new()

@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from facetool.config.base import format_validation_error, load_config, set_dotted
+from facetool.config.base import format_validation_error, load_config, named_tables, set_dotted
 from facetool.config.train import TrainConfig
 from facetool.errors import ConfigError, FacetoolError
 from facetool.models import available_backbones
@@ -64,7 +64,7 @@ def load_train_config(
     data["checkpoint_dir"] = str(Path(resume).absolute().parent)
     for key, value in overrides:
         try:
-            set_dotted(data, key, value)
+            set_dotted(data, key, value, named_tables(TrainConfig))
         except ConfigError as exc:
             raise ConfigError(f"{resume} (its stored config): {exc}") from None
     try:

@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import ValidationError
 
-from facetool.errors import FacetoolError
+from facetool.config.train import LossConfig
+from facetool.errors import FacetoolError, UsageError
 from facetool.train.history import EpochRecord
 
 
@@ -22,6 +24,11 @@ def epoch_seeds(seed: int, epoch: int) -> tuple[np.random.Generator, list[int]]:
     """The epoch's sampling generator and three torch seeds (dropout, augmentation, miner)."""
     state = np.random.SeedSequence([seed, epoch]).generate_state(3, dtype=np.uint64)
     return np.random.default_rng([seed, epoch, 1]), [int(s >> 1) for s in state]
+
+
+def _one_line(exc: Exception) -> str:
+    """The whole message of `exc` on one line (torch's load errors span several), or its type without one."""
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def _field_error(path: Path, field: str, problem: str) -> FacetoolError:
@@ -58,6 +65,18 @@ def load_field(path: Path, field: str, load: Any, state: Any) -> None:
     try:
         load(state)
     except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as exc:
-        text = str(exc).strip()
-        reason = text.splitlines()[0] if text else type(exc).__name__
-        raise _field_error(path, field, f"does not fit this run ({reason})") from None
+        raise _field_error(path, field, f"does not fit this run ({_one_line(exc)})") from None
+
+
+def check_same_loss(path: Path, stored: dict[str, Any], loss: LossConfig) -> None:
+    """Refuse to resume under another loss than the checkpoint's config names (`triplet` when it names none):
+    the loss's state (a class-based loss's centres) and the epochs trained belong to that loss."""
+    try:
+        before = LossConfig.model_validate(stored.get("loss", LossConfig().name)).name
+    except ValidationError:
+        raise _field_error(path, "config.loss", "is not a loss name or table") from None
+    if before != loss.name:
+        raise UsageError(
+            f"{path}: the run was trained with loss {before!r}, this one asks for {loss.name!r}; a resumed run "
+            f"keeps its loss (set loss = {before!r}), or start a new run in another folder or with --overwrite"
+        )

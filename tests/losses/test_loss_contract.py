@@ -145,3 +145,11 @@ class Pairs(Loss):
             PluginError, match="loss 'pairs': needs is 'pairs', not one of triplets, labels, groups"
         ):
             get_loss("pairs", num_classes=3, embedding_dim=4)
+
+
+def test_a_nan_the_users_setting_causes_names_the_key_and_value() -> None:
+    loss = get_loss("arcface", {"scale": 1e300, "margin": 0.3}, num_classes=3, embedding_dim=4)
+    with pytest.raises(ConfigError, match=r"^loss\.scale = 1e\+300 \(your value in the \[loss\] table\): loss "
+                       r"'arcface' returns nan for finite embeddings .*default \(64\.0\)"):  # fmt: skip
+        loss(*inputs())
+    assert torch.isfinite(get_loss("arcface", {"margin": 0.3}, num_classes=3, embedding_dim=4)(*inputs()))

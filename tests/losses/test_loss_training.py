@@ -224,3 +224,56 @@ def test_a_round_keeps_to_whole_batches_of_images(people_cache: Path, tmp_path: 
     result = train(config(people_cache, tmp_path / "run", loss, num_epochs=1, **changes))
     (record,) = result.history
     assert record["rounds"] == 5 and record["batches"] == 5 and record["images"] == 5 * 15
+
+
+def _resume(run_dir: Path, *sets: str):
+    from cli_helpers import facetool_in_process
+
+    args = [a for s in sets for a in ("--set", s)]
+    return facetool_in_process(
+        "train", "--resume", "auto", "--checkpoint-dir", run_dir, "--num-epochs", "2", *args
+    )
+
+
+def test_a_run_resumes_only_with_its_own_loss(people_cache: Path, tmp_path: Path, lfw_dir: Path) -> None:
+    """Another loss would take over the checkpoint's class centres (arcface -> cosface loads them silently) or
+    not fit them; either is refused in one whole line, and the run folder's config.toml stays as it was."""
+    from cache_helpers import some_identities, write_people_cache
+
+    run_dir = tmp_path / "run"
+    train(config(people_cache, run_dir, {"name": "arcface", "scale": 16.0}, num_epochs=1, epoch_size=2))
+    saved, last = (run_dir / "config.toml").read_bytes(), (run_dir / "last.pth").read_bytes()
+    fewer = write_people_cache(
+        lfw_dir, tmp_path / "fewer.h5", some_identities(lfw_dir, 4, min_images=6), 6, 48
+    )
+    misfit = _resume(run_dir, f"data_dir={fewer}")
+    assert misfit.returncode == 1 and misfit.stderr.splitlines()[-1].startswith("error: "), misfit.stderr
+    whole = (
+        "checkpoint field 'loss' does not fit this run (Error(s) in loading state_dict for ArcFaceLoss: "
+        "size mismatch for centres: copying a param with shape torch.Size([8, 16])"
+    )
+    assert whole in misfit.stderr.splitlines()[-1]
+    assert (run_dir / "config.toml").read_bytes() == saved, "a refused resume leaves config.toml as it was"
+    for other in ("cosface", "triplet"):
+        refused = _resume(run_dir, f"loss={other}")
+        assert refused.returncode == 2, refused.stderr
+        assert refused.stderr.splitlines()[-1] == (
+            f"error: {run_dir / 'last.pth'}: the run was trained with loss 'arcface', this one asks for "
+            f"'{other}'; a resumed run keeps its loss (set loss = 'arcface'), or start a new run in another "
+            "folder or with --overwrite"
+        )
+    assert (run_dir / "config.toml").read_bytes() == saved and (run_dir / "last.pth").read_bytes() == last
+
+
+def test_a_loss_value_that_breaks_the_loss_is_named_as_the_users(people_cache: Path, tmp_path: Path) -> None:
+    from cli_helpers import facetool_in_process
+
+    run = facetool_in_process(*small_train_command(
+        people_cache, tmp_path / "run", "--num-epochs", "1",
+        settings={"epoch_size": "1", "loss": "arcface", "loss.scale": "1e300"},
+    )[3:])  # fmt: skip
+    assert run.returncode == 2, run.stderr
+    assert run.stderr.splitlines()[-1].startswith(
+        "error: loss.scale = 1e+300 (your value in the [loss] table): loss 'arcface' "
+    )
+    assert "default (64.0)" in run.stderr and "broke its contract" not in run.stderr

@@ -193,3 +193,21 @@ def test_sigkill_then_resume_auto_finishes_with_intact_history(small_cache, tmp_
 def test_plot_of_a_folder_without_history(facetool_cli, tmp_path):
     result = facetool_cli("plot", str(tmp_path))
     assert result.returncode == 1 and "history.json" in result.stderr
+
+
+def test_an_image_folder_is_not_detected_for_a_recipe_a_plugin_refuses(tmp_path, lfw_dir):
+    """The [loss] keys and plugin names are checked before `--data DIR` is detected into the run folder."""
+    images = tmp_path / "images"
+    person = next(p for p in sorted(lfw_dir.iterdir()) if p.is_dir())
+    (images / person.name).mkdir(parents=True)
+    for image in person.glob("*.jpg"):
+        (images / person.name / image.name).symlink_to(image)
+    run_dir = tmp_path / "run"
+    for sets, message in (
+        (["loss=arcface", "loss.scal=3"], "error: loss.scal: unknown key (loss 'arcface')"),
+        (["miner=semihardd"], "error: miner: unknown miner 'semihardd'; available: "),
+    ):
+        args = [a for s in sets for a in ("--set", s)]
+        result = facetool_in_process("train", "--data", images, "--checkpoint-dir", run_dir, *args)
+        assert result.returncode in (1, 2) and result.stderr.startswith(message), result.stderr
+        assert len(result.stderr.splitlines()) == 1 and not run_dir.exists()
