@@ -31,9 +31,12 @@ def _from_cache(path: Path, count: int) -> tuple[dict[str, Any], Callable[[int],
     """Crop settings of a face cache and a maker of ONNX check inputs from its first `count` faces."""
     from facetool.cache import open_cache
     from facetool.data.transforms import to_input
+    from facetool.errors import UsageError
     from facetool.models.export import face_crop_from_meta
 
     with open_cache(path) as cache:
+        if len(cache) == 0:
+            raise UsageError(f"{path}: --cache holds no faces; name the face cache the model was trained on")
         crop = face_crop_from_meta(cache.meta, f"face cache {path.name}")
         faces = cache.read_faces(np.arange(min(count, len(cache))))
     return crop, lambda size: to_input(faces, "cpu", size).numpy()
