@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from cli_helpers import facetool_in_process
 from safetensors.torch import save_file
 
-from cli_helpers import facetool_in_process
 from facetool.cache import open_cache
 from facetool.models import load_embedding_model
 from facetool.models.model_card import card_path, file_sha256

@@ -16,9 +16,9 @@ import onnxruntime as ort
 import pytest
 import torch
 import torch.nn.functional as F
-
 from cache_helpers import write_cache
 from cli_helpers import facetool_in_process
+
 from facetool.cache import open_cache
 from facetool.embedder import OnnxEmbedder
 from facetool.models.checkpoint import load_checkpoint
