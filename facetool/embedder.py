@@ -17,14 +17,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from facetool.config.detect import DetectConfig
 from facetool.config.evaluate import EmbeddingSettings
 from facetool.config.export import Runtime
 from facetool.data.transforms import to_input
 from facetool.device import resolve_device
 from facetool.errors import ModelFileError, UsageError
 from facetool.models import ModelInfo, load_embedding_model
-from facetool.models.export import INPUT_NAME, OUTPUT_NAME, onnx_session
-from facetool.models.model_card import card_path, read_card
+from facetool.models.export import INPUT_NAME, OUTPUT_NAME, onnx_input_shape, onnx_session
+from facetool.models.model_card import CROP_KEYS, card_path, check_card_input, crop_config, read_card
 
 ONNX_SUFFIX = ".onnx"
 
@@ -32,12 +33,16 @@ ONNX_SUFFIX = ".onnx"
 class Embedder:
     """Faces in, embeddings out; subclasses give `_forward` (float NCHW on `self.device` -> (n, D) tensor).
 
-    `info` says what model runs (backbone, sizes, source, the people it was trained on when recorded).
+    `info` says what model runs (backbone, sizes, source, the people it was trained on when recorded);
+    `label` names it in errors (its file); `face_crop` is its card's crop settings (None without a card).
     """
 
     info: ModelInfo
     runtime: str
     device: torch.device = torch.device("cpu")
+    label: str = "the model"
+    face_crop: dict[str, Any] | None = None
+    crops_differ: bool = False
 
     def __init__(self, *, flip: bool = False, batch_size: int = 256) -> None:
         if batch_size < 1:
@@ -59,7 +64,10 @@ class Embedder:
         raise NotImplementedError
 
     def __call__(self, faces_uint8_nhwc: np.ndarray | torch.Tensor) -> np.ndarray:
-        """(N, H, W, 3) uint8 RGB faces -> (N, D) float32 L2-normalised embeddings."""
+        """(N, H, W, 3) uint8 RGB faces -> (N, D) float32 L2-normalised embeddings.
+
+        ModelFileError naming the model when it gives NaN or inf: such an embedding has no distance to decide by.
+        """
         parts = []
         with torch.inference_mode():
             for start in range(0, len(faces_uint8_nhwc), self.batch_size):
@@ -67,6 +75,8 @@ class Embedder:
                 out = self._forward(x).float()
                 if self.flip:
                     out = out + self._forward(torch.flip(x, dims=[3])).float()
+                if not bool(torch.isfinite(out).all()):
+                    raise ModelFileError(f"{self.label}: the model gives non-finite embeddings (NaN or inf)")
                 parts.append(F.normalize(out, dim=1).cpu())
         if not parts:
             return np.zeros((0, self.embedding_dim), dtype=np.float32)
@@ -104,17 +114,21 @@ class OnnxEmbedder(Embedder):
     def __init__(self, path: Path | str, *, flip: bool = False, batch_size: int = 256) -> None:
         super().__init__(flip=flip, batch_size=batch_size)
         self.path = Path(path)
+        self.label = str(self.path)
         self.card = read_card(self.path)
+        self.face_crop = self.card["face_crop"]
         backbone = self.card["backbone"]
         people = self.card.get("train_identities")
         self.info = ModelInfo(
-            backbone=str(backbone["name"]),
-            embedding_dim=int(backbone["embedding_dim"]),
-            image_size=int(backbone["image_size"]),
+            backbone=backbone["name"],
+            embedding_dim=backbone["embedding_dim"],
+            image_size=backbone["image_size"],
             source="onnx",
             train_identities=tuple(people) if isinstance(people, list) else None,
         )
         self.session = onnx_session(self.path)
+        side, dim = onnx_input_shape(self.session)
+        check_card_input(self.card, self.path, image_size=side, embedding_dim=dim, what="the ONNX graph")
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         inputs = np.ascontiguousarray(x.cpu().numpy(), dtype=np.float32)
@@ -141,6 +155,10 @@ class EnsembleEmbedder(Embedder):
         self.device = members[0].device
         people = [m.info.train_identities for m in members]
         known = [set(p) for p in people if p is not None]
+        self.label = " + ".join(m.label for m in members)
+        crops = {_crop_key(m.face_crop): m.face_crop for m in members if m.face_crop is not None}
+        self.face_crop = next(iter(crops.values())) if len(crops) == 1 else None
+        self.crops_differ = len(crops) > 1
         self.info = ModelInfo(
             backbone=" + ".join(m.info.backbone for m in members),
             embedding_dim=sum(m.embedding_dim for m in members),
@@ -153,6 +171,23 @@ class EnsembleEmbedder(Embedder):
         """(N, H, W, 3) uint8 RGB faces -> (N, sum of the members' D) float32 L2-normalised embeddings."""
         parts = [member(faces_uint8_nhwc) for member in self.members]
         return (np.concatenate(parts, axis=1) / np.sqrt(len(parts))).astype(np.float32, copy=False)
+
+
+def _crop_key(crop: dict[str, Any] | None) -> tuple[Any, ...]:
+    return tuple((crop or {}).get(key) for key in (*CROP_KEYS, "model_format"))
+
+
+def crop_for(embedder: Embedder, detect: DetectConfig | None) -> DetectConfig:
+    """How to detect and crop photos for `embedder`: its card's crop settings, the user's `detect.*` on top
+    (`model_card.crop_config`). An ensemble whose cards crop differently needs the crop given explicitly."""
+    if embedder.crops_differ:
+        given = detect.model_fields_set if detect is not None else set()
+        if not {*CROP_KEYS} <= given:
+            raise UsageError(
+                f"{embedder.label}: the models' cards crop faces differently; set detect.threshold, "
+                "detect.select, detect.margin and detect.image_size to choose one crop"
+            )
+    return crop_config(embedder.face_crop, detect)
 
 
 def as_one(embedders: Sequence[Embedder]) -> Embedder:
@@ -186,6 +221,8 @@ def load_embedder(
     model, info = load_embedding_model(path, "cpu")
     card = read_card(path) if card_path(path).is_file() else None
     embedder = TorchEmbedder(model, info, device=device, flip=flip, batch_size=batch_size)
+    embedder.label = str(path)
+    embedder.face_crop = card["face_crop"] if card is not None else None
     return embedder, card
 
 

@@ -20,7 +20,7 @@ import stat
 import tempfile
 import threading
 import zlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, Any
@@ -210,6 +210,43 @@ def atomic_copy(source: Path | str, path: Path | str) -> None:
 def atomic_write_text(path: Path | str, text: str) -> None:
     """Write UTF-8 `text` to `path` atomically."""
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_together(files: Sequence[tuple[Path, bytes]]) -> None:
+    """Write several files as one unit (a model and its card): every one of them, or none.
+
+    Each file is written and fsynced under a temporary name beside it first, so a full disk, a size limit or a
+    read-only folder fails before any final name changes; the temporaries are then renamed into place in order,
+    with SIGINT and SIGTERM held so no Ctrl-C lands between two renames. When a rename fails, the files already
+    renamed are removed again. Only a kill -9 or a crash between two renames (microseconds) can leave the first
+    files without the later ones; readers must detect that (a model card names its model's SHA-256).
+    FacetoolError naming the file and the OS error when anything fails; no temporary is left behind.
+    """
+    temps: list[Path] = []
+    placed: list[Path] = []
+    current = files[0][0] if files else Path()
+    try:
+        for path, data in files:
+            current = path
+            with stop_signals_held():
+                temps.append(temp_path_for(path))
+            with open(temps[-1], "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+        with stop_signals_held():
+            for (path, _data), tmp in zip(files, temps, strict=True):
+                current = path
+                os.replace(tmp, path)
+                placed.append(path)
+    except BaseException as exc:
+        for path in (*temps, *placed):
+            path.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise FacetoolError(f"{current}: cannot write ({exc.strerror or exc})") from None
+        raise
+    for folder in {path.parent for path, _data in files}:
+        fsync_path(folder)
 
 
 def read_text_limited(path: Path | str, *, limit: int = 16 * 1024 * 1024, what: str = "file") -> str:

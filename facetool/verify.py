@@ -8,6 +8,7 @@ the card's threshold was measured), and compared by the card's distance: squared
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -19,9 +20,9 @@ from facetool.config.detect import DetectConfig
 from facetool.config.evaluate import EvalConfig
 from facetool.config.export import VerifyConfig
 from facetool.detect import crop_face_from_file, detector_from_config
-from facetool.embedder import load_embedder
-from facetool.errors import UsageError
-from facetool.models.model_card import CROP_KEYS
+from facetool.embedder import crop_for, load_embedder
+from facetool.errors import ModelFileError, UsageError
+from facetool.models.card_schema import DISTANCE_MAX
 
 DEFAULT_DISTANCE: str = field_default(EvalConfig, "distance")
 
@@ -62,16 +63,6 @@ def pair_distance(a: np.ndarray, b: np.ndarray, metric: str) -> float:
     return float(np.sum((a - b) ** 2))
 
 
-def crop_settings(card: dict[str, Any] | None, config: VerifyConfig) -> DetectConfig:
-    """The card's crop settings (the training cache's; detect's defaults without a card), with the
-    `detect.*` settings given in `config` on top."""
-    crop = card["face_crop"] if card is not None else {}
-    settings = {key: crop[key] for key in (*CROP_KEYS, "model_format") if key in crop}
-    if config.detect is not None:
-        settings |= config.detect.model_dump(include=config.detect.model_fields_set)
-    return DetectConfig(**settings)
-
-
 def _face(path: Path, detector: Any, detect: DetectConfig) -> tuple[np.ndarray, FaceFound]:
     crop = crop_face_from_file(path, detector, detect)
     if crop.detected:
@@ -105,8 +96,13 @@ def verify_pair(
             "report.json so its card holds one"
         )
     metric = str(verification.get("distance", DEFAULT_DISTANCE))
+    if threshold > DISTANCE_MAX[metric]:
+        raise UsageError(
+            f"{source}: threshold {threshold:g} is beyond the largest {metric} distance "
+            f"({DISTANCE_MAX[metric]:g}): every pair would be the same person"
+        )
     embedder.flip = bool(verification.get("flip", False))
-    detect = crop_settings(card, config)
+    detect = crop_for(embedder, config.detect)
     detector = detector_from_config(detect)
     faces, found = [], []
     for image in (Path(image_a), Path(image_b)):
@@ -115,6 +111,8 @@ def verify_pair(
         found.append(info)
     a, b = embedder(np.stack(faces))
     distance = pair_distance(a, b, metric)
+    if not math.isfinite(distance):
+        raise ModelFileError(f"{model}: the distance of the two faces is {distance} (the model is unusable)")
     return VerifyResult(
         model=str(model),
         runtime=embedder.runtime,

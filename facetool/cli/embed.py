@@ -16,8 +16,9 @@ HELP = "\n\n".join(
     [
         "Write embeddings of images, folders or face caches.",
         "INPUTS are image files, folders (LFW layout DIR/<identity>/<image>, or flat) and face caches (.h5). "
-        "Raw images are detected and cropped as `facetool detect` does (at its crop size, then resized to the "
-        "model's input, as a training cache is).",
+        "Raw images are detected and cropped as the model's card says (the training cache's crop settings; "
+        "detect's defaults for a model without a card; --set detect.KEY=... overrides one), then resized to "
+        "the model's input, as a training cache is.",
         "CKPT may also be an ONNX file from `facetool export` (--runtime onnx runs it in onnxruntime).",
         "The output format follows the extension of -o: .h5, .npz or .csv (path, identity, detected, "
         "embedding). --flip adds the mirrored face's embedding and re-normalises.",

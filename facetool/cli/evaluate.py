@@ -19,8 +19,8 @@ HELP = "\n\n".join(
         "Evaluate a checkpoint on the LFW verification protocol.",
         "CKPT is a facetool checkpoint, a facenet-pytorch weights file or an exported model (.safetensors, or "
         ".onnx run in onnxruntime, see --runtime). --data is a face cache or an "
-        "LFW-style image folder (then only the pairs' images are detected, at the cache's crop size, into a "
-        "cache in --out).",
+        "LFW-style image folder (then only the pairs' images are detected, with the crop settings of the "
+        "model's card, or detect's defaults without one, into a cache in --out).",
         "Without --pairs, pairs.txt is looked for in the data folder and beside it (for a cache: beside it, "
         "then in and beside the image folder it was made from). With --train-pairs (View 1: "
         "pairsDevTrain.txt) thresholds are chosen on those pairs and --pairs is scored.",

@@ -32,9 +32,12 @@ def _from_cache(path: Path, count: int) -> tuple[dict[str, Any], Callable[[int],
     from facetool.cache import open_cache
     from facetool.cache.origin import recorded
     from facetool.data.transforms import to_input
+    from facetool.errors import UsageError
     from facetool.models.export import face_crop_from_meta
 
     with open_cache(path) as cache:
+        if len(cache) == 0:
+            raise UsageError(f"{path}: --cache holds no faces; name the face cache the model was trained on")
         crop = face_crop_from_meta(recorded(cache.meta), f"face cache {path.name}")
         faces = cache.read_faces(np.arange(min(count, len(cache))))
     return crop, lambda size: to_input(faces, "cpu", size).numpy()

@@ -33,7 +33,11 @@ class VerifyConfig(StrictModel):
     """How `facetool verify` embeds two photos and decides: same person when distance <= threshold."""
 
     threshold: float | None = Field(
-        None, ge=0, description="decision threshold; None: the model card's (error when there is none)"
+        None,
+        ge=0,
+        le=4,
+        description="decision threshold, within the distance's range (euclidean 0..4, cosine 0..2); "
+        "None: the model card's (error when there is none)",
     )
     runtime: Runtime | None = runtime_field()
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N (torch runtime).")

@@ -30,7 +30,7 @@ from facetool.embed.writers import (
     open_writer,
     write_embeddings,
 )
-from facetool.embedder import Embedder, embedder_for
+from facetool.embedder import Embedder, crop_for, embedder_for
 from facetool.errors import FacetoolError
 from facetool.files import check_output_not_input
 
@@ -93,14 +93,16 @@ def embed_paths(
 ) -> tuple[EmbedSummary, Path]:
     """What `facetool embed` does: load the model, embed every input, stream `output` (format by extension).
 
-    Raw images are cropped at the detection crop size (`config.detect.image_size`, the size of the training
-    caches), then resized to the model's input like every cached face.
+    Raw images are detected and cropped as the model's card says (the training cache's settings; detect's
+    defaults for a model without a card), with any `detect.*` the user set on top, then resized to the
+    model's input like every cached face.
     """
     config = config or EmbedConfig()
     output = check_output_path(output)
     check_output_not_input(output, [checkpoint, *inputs])
     embed, _card = embedder_for(checkpoint, config)
-    sources = collect_sources(inputs, config.detect)
+    detect = crop_for(embed, config.detect)
+    sources = collect_sources(inputs, detect)
     info = embed.info
     settings = {
         "facetool_version": __version__,
@@ -112,7 +114,7 @@ def embed_paths(
         "image_size": info.image_size,
         "model_source": info.source,
         "inputs": [str(p) for p in inputs],
-        "detect": config.detect.model_dump(mode="json"),
+        "detect": detect.model_dump(mode="json"),
     }
     with open_writer(output) as writer:
         summary = embed_sources(embed, sources, writer, progress=progress)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from facetool.cache import open_cache
 from facetool.config.evaluate import EvalConfig
-from facetool.embedder import embedder_for
+from facetool.embedder import crop_for, embedder_for
 from facetool.errors import UsageError
 from facetool.evaluate.data import default_pairs, faces_for_pairs
 from facetool.evaluate.pairs import PairsFile, read_pairs
@@ -104,7 +104,9 @@ def evaluate_checkpoint(
     pairs = [test_pairs] if threshold_pairs is None else [test_pairs, threshold_pairs]
     embedder, _card = embedder_for(checkpoints, config)
     make_dir(config.out)
-    cache_path = faces_for_pairs(config.data, pairs, config.out, config.detect, detect_progress)
+    photos = config.data.is_dir()
+    detect = crop_for(embedder, config.detect) if photos else config.detect
+    cache_path = faces_for_pairs(config.data, pairs, config.out, detect, detect_progress)
     with open_cache(cache_path) as cache:
         report = evaluate_on_pairs(
             embedder,

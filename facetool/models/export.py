@@ -1,42 +1,51 @@
 """`export_model`: a trained embedding network as an ONNX or safetensors file with a model card beside it.
 
 ONNX files take (batch, 3, S, S) float32 input named `input` (dynamic batch) and give `embedding`,
-(batch, D) L2-normalised; each is run with onnxruntime on the CPU against torch before it is moved into
-place, and refused when the largest difference exceeds the tolerance. safetensors files hold the embedding
-network's tensors only (no optimizer, no classifier head) and load without unpickling.
+(batch, D) L2-normalised; each is run with onnxruntime on the CPU against torch before it is written, and
+refused when the largest difference exceeds the tolerance. safetensors files hold the embedding network's
+tensors only (no optimizer, no classifier head) and load without unpickling.
+
+The model and its card are built in memory, checked, and written as one unit (`atomic_write_together`): both
+or neither, whatever fails (a full disk, a read-only folder, a card path that is a folder).
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import io
 import json
 import os
 import sys
+import typing
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 import numpy as np
 import torch
+from pydantic import BaseModel
 from torch import nn
 
 from facetool.config.detect import DetectConfig
 from facetool.config.export import ExportConfig
+from facetool.config.train import TrainConfig
 from facetool.errors import FacetoolError, ModelFileError, UsageError
-from facetool.files import atomic_output, atomic_write_text, check_output_not_input, read_text_limited
+from facetool.files import atomic_write_together, check_output_not_input, make_dir, read_text_limited
 from facetool.models.loading import load_checkpoint, load_embedding_model
 from facetool.models.model_card import (
     CROP_KEYS,
+    SUFFIX_FORMATS,
+    card_bytes,
     card_path,
     make_card,
     read_card,
-    state_for_export,
+    safetensors_bytes,
     verification_from_report,
 )
 
-FORMATS = {".onnx": "onnx", ".safetensors": "safetensors"}
 INPUT_NAME = "input"
 OUTPUT_NAME = "embedding"
 CHECK_SEED = 0
@@ -55,9 +64,9 @@ class ExportResult:
 def output_format(path: Path | str) -> str:
     """`onnx` or `safetensors`, from the output's suffix; UsageError for anything else."""
     suffix = Path(path).suffix.lower()
-    if suffix not in FORMATS:
+    if suffix not in SUFFIX_FORMATS:
         raise UsageError(f"{path}: the output must end in .onnx or .safetensors")
-    return FORMATS[suffix]
+    return SUFFIX_FORMATS[suffix]
 
 
 def default_face_crop() -> dict[str, Any]:
@@ -69,14 +78,17 @@ def default_face_crop() -> dict[str, Any]:
 
 
 def face_crop_from_meta(meta: Mapping[str, Any], source: str) -> dict[str, Any]:
-    """The crop settings recorded in a face cache's meta by `facetool detect` (detector format included)."""
+    """The crop settings recorded in a face cache's meta by `facetool detect`, with the detector by format and
+    weights file name (not the folder it was found in on this machine)."""
     crop = default_face_crop()
-    for key in (*CROP_KEYS, "detector"):
+    for key in CROP_KEYS:
         if key in meta:
             crop[key] = meta[key]
     detector = meta.get("detector")
-    if isinstance(detector, Mapping) and detector.get("format") in ("tensorflow", "caffe"):
-        crop["model_format"] = detector["format"]
+    if isinstance(detector, Mapping):
+        crop["detector"] = {key: detector[key] for key in ("format", "weights") if key in detector}
+        if detector.get("format") in ("tensorflow", "caffe"):
+            crop["model_format"] = detector["format"]
     crop["source"] = source
     return crop
 
@@ -88,18 +100,70 @@ def random_check_inputs(count: int, image_size: int) -> np.ndarray:
     return ((faces.astype(np.float32) - 127.5) / 128.0).astype(np.float32)
 
 
+def _path_fields(model: type[BaseModel]) -> dict[str, Any]:
+    """The fields of a settings model that hold paths (True), and the same map for its nested sections."""
+    found: dict[str, Any] = {}
+    for name, field in model.model_fields.items():
+        kinds = {field.annotation, *typing.get_args(field.annotation)}
+        kinds |= {inner for kind in list(kinds) for inner in typing.get_args(kind)}
+        classes = [kind for kind in kinds if isinstance(kind, type)]
+        if any(issubclass(kind, PurePath) for kind in classes):
+            found[name] = True
+        elif nested := [kind for kind in classes if issubclass(kind, BaseModel)]:
+            found[name] = _path_fields(nested[0])
+    return found
+
+
+def _names_only(value: Any, fields: Mapping[str, Any]) -> Any:
+    """A training config with every path reduced to its last component: the card travels, paths do not."""
+    if not isinstance(value, Mapping):
+        return value
+    out = dict(value)
+    for key, kind in fields.items():
+        item = out.get(key)
+        if kind is True and isinstance(item, str):
+            out[key] = PurePath(item).name
+        elif kind is True and isinstance(item, list):
+            out[key] = [PurePath(v).name if isinstance(v, str) else v for v in item]
+        elif isinstance(kind, Mapping):
+            out[key] = _names_only(item, kind)
+    return out
+
+
+def training_recipe(config: Any, source: Path) -> dict[str, Any]:
+    """The training config as plain JSON data with names instead of local paths; ModelFileError when the
+    source's config is not plain data (a tensor or an object where its settings belong)."""
+    if not isinstance(config, Mapping):
+        raise ModelFileError(f"{source}: checkpoint field 'config' is {type(config).__name__}, not a table")
+    try:
+        json.dumps(config, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ModelFileError(f"{source}: checkpoint field 'config' is not plain data ({exc})") from None
+    return _names_only(config, _path_fields(TrainConfig))
+
+
 def _source_recipe(
     source: Path,
 ) -> tuple[dict[str, Any] | None, dict[str, Any] | None, dict[str, Any] | None]:
     """Training recipe, crop settings and verification entry already known about the source model."""
     if source.suffix.lower() == ".safetensors":
         card = read_card(source)
-        return card.get("training"), card.get("face_crop"), card.get("verification")
+        training = card.get("training")
+        if isinstance(training, dict) and "config" in training:
+            training = {**training, "config": training_recipe(training["config"], card_path(source))}
+        return training, card.get("face_crop"), card.get("verification")
     try:
         ckpt = load_checkpoint(source)
     except FacetoolError:
         return {"source": "facenet-pytorch weights file", "file": source.name}, None, None
-    return {"epochs": ckpt["epoch"], "config": ckpt["config"], "checkpoint": source.name}, None, None
+    epoch = ckpt["epoch"]
+    if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 0:
+        raise ModelFileError(f"{source}: checkpoint field 'epoch' is {type(epoch).__name__}, not a count")
+    return (
+        {"epochs": epoch, "config": training_recipe(ckpt["config"], source), "checkpoint": source.name},
+        None,
+        None,
+    )
 
 
 def read_report(path: Path) -> dict[str, Any]:
@@ -113,8 +177,9 @@ def read_report(path: Path) -> dict[str, Any]:
     return report
 
 
-def onnx_session(path: Path | str) -> Any:
-    """An onnxruntime CPU session for `path`; FacetoolError when onnxruntime is missing or refuses the file."""
+def onnx_session(model: Path | str | bytes) -> Any:
+    """An onnxruntime CPU session for a file (or an ONNX model's bytes); FacetoolError when onnxruntime is
+    missing or refuses it."""
     try:
         import onnxruntime as ort
     except ImportError:
@@ -124,10 +189,20 @@ def onnx_session(path: Path | str) -> Any:
     options = ort.SessionOptions()
     options.log_severity_level = 3
     try:
-        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(model if isinstance(model, bytes) else str(model), options,
+                                    providers=["CPUExecutionProvider"])  # fmt: skip
     except Exception as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise ModelFileError(f"{path}: onnxruntime cannot load this file ({first})") from None
+        name = "the exported graph" if isinstance(model, bytes) else model
+        raise ModelFileError(f"{name}: onnxruntime cannot load this file ({first})") from None
+
+
+def onnx_input_shape(session: Any) -> tuple[int | None, int | None]:
+    """(input side, embedding size) an ONNX graph declares; None for a dimension it leaves open."""
+    inputs, outputs = session.get_inputs()[0].shape, session.get_outputs()[0].shape
+    side = inputs[2] if len(inputs) == 4 and inputs[2] == inputs[3] and isinstance(inputs[2], int) else None
+    dim = outputs[1] if len(outputs) == 2 and isinstance(outputs[1], int) else None
+    return side, dim
 
 
 @contextlib.contextmanager
@@ -145,20 +220,22 @@ def _native_stdout_silenced() -> Iterator[None]:
         os.close(devnull)
 
 
-def write_onnx(model: nn.Module, path: Path, *, name: str, image_size: int, opset: int) -> None:
-    """Trace `model` to an ONNX file with a dynamic batch dimension.
+def onnx_bytes(model: nn.Module, *, name: str, image_size: int, opset: int) -> bytes:
+    """Trace `model` to an ONNX graph (in memory) with a dynamic batch dimension.
 
     The TorchScript exporter (`dynamo=False`) needs nothing beyond torch; the dynamo exporter would need
-    onnxscript. The graph torch prints when it gives up is kept off the terminal: the error says why.
+    onnxscript. The graph torch prints when it gives up is kept off the terminal: the error says why. Tracing
+    to memory keeps disk errors out of here: they surface, named, when the bytes are written.
     """
     dummy = torch.zeros(2, 3, image_size, image_size)
+    buffer = io.BytesIO()
     try:
         with warnings.catch_warnings(), _native_stdout_silenced():
             warnings.simplefilter("ignore")
             torch.onnx.export(
                 model,
                 (dummy,),
-                str(path),
+                buffer,
                 input_names=[INPUT_NAME],
                 output_names=[OUTPUT_NAME],
                 dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
@@ -170,25 +247,17 @@ def write_onnx(model: nn.Module, path: Path, *, name: str, image_size: int, opse
         raise FacetoolError(
             f"backbone {name!r} cannot be exported to ONNX: {type(exc).__name__}: {first}"
         ) from None
+    return buffer.getvalue()
 
 
-def onnx_max_abs_diff(model: nn.Module, path: Path, inputs: np.ndarray) -> float:
+def onnx_max_abs_diff(model: nn.Module, session: Any, inputs: np.ndarray) -> float:
     """Largest |onnxruntime - torch| over the embeddings of `inputs` (float32 NCHW), on the CPU."""
-    session = onnx_session(path)
     with torch.no_grad():
         expected = model(torch.from_numpy(inputs)).numpy()
     got = session.run([OUTPUT_NAME], {INPUT_NAME: inputs})[0]
     if got.shape != expected.shape:
         return float("inf")
     return float(np.max(np.abs(got - expected)))
-
-
-def export_safetensors(model: nn.Module, output: Path) -> None:
-    """Write the network's tensors (nothing else) to a .safetensors file, atomically."""
-    from safetensors.torch import save_file
-
-    with atomic_output(output) as tmp:
-        save_file(state_for_export(model), str(tmp), metadata={"format": "facetool-embedding"})
 
 
 def export_onnx(
@@ -199,19 +268,29 @@ def export_onnx(
     image_size: int,
     config: ExportConfig,
     check_inputs: np.ndarray,
-) -> float:
-    """Trace `model` to `output` and check it with onnxruntime on `check_inputs` (float32 NCHW); returns the
-    largest |onnxruntime - torch|. Above `config.tolerance` nothing is written and FacetoolError says why."""
-    with atomic_output(output) as tmp:
-        write_onnx(model, tmp, name=name, image_size=image_size, opset=config.opset)
-        max_diff = onnx_max_abs_diff(model, tmp, np.ascontiguousarray(check_inputs, dtype=np.float32))
-        if not max_diff <= config.tolerance:
-            raise FacetoolError(
-                f"{output}: ONNX embeddings differ from torch by up to {max_diff:.3g} "
-                f"(tolerance {config.tolerance:g}): backbone {name!r} does not trace faithfully "
-                "(its forward depends on the input's values), nothing written"
-            )
-    return max_diff
+) -> tuple[bytes, float]:
+    """Trace `model` and check the graph with onnxruntime on `check_inputs` (float32 NCHW); returns its bytes and
+    the largest |onnxruntime - torch|. Above `config.tolerance` FacetoolError says why (nothing is written)."""
+    if len(check_inputs) == 0:
+        raise UsageError(f"{output}: no faces to check the ONNX file on")
+    data = onnx_bytes(model, name=name, image_size=image_size, opset=config.opset)
+    session = onnx_session(data)
+    max_diff = onnx_max_abs_diff(model, session, np.ascontiguousarray(check_inputs, dtype=np.float32))
+    if not max_diff <= config.tolerance:
+        raise FacetoolError(
+            f"{output}: ONNX embeddings differ from torch by up to {max_diff:.3g} "
+            f"(tolerance {config.tolerance:g}): backbone {name!r} does not trace faithfully "
+            "(its forward depends on the input's values), nothing written"
+        )
+    return data, max_diff
+
+
+def _check_outputs(output: Path) -> None:
+    """Refuse, before any work, an output or card path that is a folder; create the output's folder."""
+    for path in (output, card_path(output)):
+        if path.is_dir():
+            raise UsageError(f"{path}: is a folder; export writes the model and its card as files there")
+    make_dir(output.parent, "folder of the output")
 
 
 def export_model(
@@ -227,7 +306,8 @@ def export_model(
 
     `face_crop`: the crop settings of the training cache (`face_crop_from_meta`); `check_inputs(image_size)`: float32
     NCHW faces at the model's input size to compare ONNX with torch on (seeded noise when None). The model file
-    and then its card are written atomically; an ONNX file that disagrees with torch is never written.
+    and its card are written together, both or neither; an ONNX file that disagrees with torch, non-finite
+    weights or a card value out of range (a NaN threshold) write nothing.
     """
     config = config or ExportConfig()
     source, output = Path(source), Path(output)
@@ -235,6 +315,7 @@ def export_model(
     inputs_named = [source, *([Path(report)] if report is not None else [])]
     for path in (output, card_path(output)):
         check_output_not_input(path, inputs_named, option="-o")
+    _check_outputs(output)
     training, known_crop, verification = _source_recipe(source)
     model, info = load_embedding_model(source, "cpu")
     backbone = {"name": info.backbone, "embedding_dim": info.embedding_dim, "image_size": info.image_size}
@@ -243,14 +324,14 @@ def export_model(
     crop = dict(face_crop or known_crop or default_face_crop())
     check = None
     if fmt == "safetensors":
-        export_safetensors(model, output)
+        data = safetensors_bytes(model, backbone)
     else:
         size = int(backbone["image_size"])
         inputs = (
             check_inputs(size) if check_inputs is not None else random_check_inputs(config.check_faces, size)
         )
-        max_diff = export_onnx(model, output, name=str(backbone["name"]), image_size=size, config=config,
-                               check_inputs=inputs)  # fmt: skip
+        data, max_diff = export_onnx(model, output, name=str(backbone["name"]), image_size=size, config=config,
+                                     check_inputs=inputs)  # fmt: skip
         check = {
             "runtime": "onnxruntime CPU",
             "opset": config.opset,
@@ -260,6 +341,7 @@ def export_model(
         }
     card = make_card(
         model_file=output,
+        sha256=hashlib.sha256(data).hexdigest(),
         model_format=fmt,
         backbone=backbone,
         face_crop=crop,
@@ -268,5 +350,5 @@ def export_model(
         export_check=check,
         train_identities=info.train_identities,
     )
-    atomic_write_text(card_path(output), json.dumps(card, indent=2) + "\n")
+    atomic_write_together([(output, data), (card_path(output), card_bytes(card))])
     return ExportResult(output, card_path(output), fmt, check["max_abs_diff"] if check else None)

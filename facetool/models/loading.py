@@ -88,11 +88,20 @@ def _from_facenet(path: Path) -> tuple[nn.Module, ModelInfo]:
     return model, ModelInfo("inception_resnet_v1", NATIVE_DIM, FACENET_IMAGE_SIZE, FACENET_WEIGHTS)
 
 
+def check_finite_weights(model: nn.Module, path: Path) -> None:
+    """ModelFileError naming the file and the first tensor holding NaN or inf: such a network embeds every face
+    as NaN, which would otherwise reach a distance and a verdict."""
+    for key, value in model.state_dict().items():
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise ModelFileError(f"{path}: weights hold non-finite values (NaN or inf), first in {key!r}")
+
+
 def load_embedding_model(path: Path | str, device: str | torch.device = "cpu") -> tuple[nn.Module, ModelInfo]:
     """Load a facetool checkpoint, a bare facenet-pytorch InceptionResnetV1 state dict, or an exported
     `.safetensors` file with its model card beside it; eval mode, on `device`.
 
-    Files are read with `torch.load(weights_only=True)`; anything unusable raises ModelFileError naming the file.
+    Files are read with `torch.load(weights_only=True)`; anything unusable (non-finite weights included) raises
+    ModelFileError naming the file.
     """
     path = Path(path)
     if not path.is_file():
@@ -110,6 +119,7 @@ def load_embedding_model(path: Path | str, device: str | torch.device = "cpu") -
             SAFETENSORS,
             tuple(str(d) for d in identities) if isinstance(identities, list) else None,
         )
+        check_finite_weights(model, path)
         return model.to(device).eval(), info
     try:
         ckpt = load_checkpoint(path)
@@ -122,4 +132,5 @@ def load_embedding_model(path: Path | str, device: str | torch.device = "cpu") -
             ) from None
     else:
         model, info = _from_checkpoint(path, ckpt)
+    check_finite_weights(model, path)
     return model.to(device).eval(), info

@@ -4,6 +4,10 @@ A card is `<model file name>.json` (`model.onnx.json`, `model.safetensors.json`)
 input (size, RGB, NCHW, (x - 127.5) / 128), the face-crop settings the model was trained on, the training
 recipe and, when an eval report was given, the verification threshold with the accuracy it was measured with.
 It also holds the SHA-256 of its model file, so a card is never paired with another file by mistake.
+
+Every card is checked against `card_schema.ModelCard` when written and when read, and against what its model
+file says about itself (the ONNX graph's input, the safetensors metadata). Cards hold names, not the exporting
+machine's paths.
 """
 
 from __future__ import annotations
@@ -14,16 +18,17 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import torch
+from pydantic import ValidationError
 from torch import nn
 
 from facetool import __version__
-from facetool.errors import ModelFileError
+from facetool.config.base import format_validation_error
+from facetool.config.detect import DetectConfig
+from facetool.errors import FacetoolError, ModelFileError
 from facetool.files import read_text_limited
 from facetool.models.backbone import build_backbone
+from facetool.models.card_schema import CARD_FORMAT, CARD_VERSION, ModelCard, Resize, Verification
 
-CARD_FORMAT = "facetool-model-card"
-CARD_VERSION = 1
 CARD_LIMIT = 4 * 1024 * 1024
 INPUT_SPEC = {
     "layout": "NCHW",
@@ -34,7 +39,9 @@ INPUT_SPEC = {
     "divisor": 128.0,
 }
 CROP_KEYS = ("threshold", "select", "margin", "image_size")
-BACKBONE_KEYS = ("name", "embedding_dim", "image_size")
+SUFFIX_FORMATS = {".onnx": "onnx", ".safetensors": "safetensors"}
+# What a .safetensors file written by export records about itself, checked against its card on loading.
+SAFETENSORS_META = ("image_size", "embedding_dim")
 
 
 def card_path(model_path: Path | str) -> Path:
@@ -54,32 +61,36 @@ def file_sha256(path: Path | str) -> str:
 
 def verification_from_report(report: Mapping[str, Any], source: str) -> dict[str, Any]:
     """The card's `verification` entry from an eval report.json: the mean of the fold thresholds, the
-    distance and flip setting they belong to, and the accuracy measured with them."""
+    distance and flip setting they belong to, and the accuracy measured with them (checked as a card's)."""
     try:
         thresholds = [float(t) for t in report["fold_threshold"]]
         entry = {
             "threshold": sum(thresholds) / len(thresholds),
-            "distance": str(report["distance"]),
-            "flip": bool(report["flip"]),
+            "distance": report["distance"],
+            "flip": report["flip"],
             "accuracy": float(report["accuracy"]),
             "accuracy_std": float(report["accuracy_std"]),
             "protocol": str(report.get("protocol", "")),
-            "pairs_file": str(report.get("pairs_file", "")),
+            "pairs_file": Path(str(report.get("pairs_file", ""))).name,
             "num_pairs": int(report.get("num_pairs", 0)),
-            "report": source,
+            "report": Path(source).name,
         }
     except (KeyError, TypeError, ValueError, ZeroDivisionError) as exc:
         raise ModelFileError(
             f"{source}: not a facetool eval report.json ({type(exc).__name__}: {exc})"
         ) from None
-    if entry["distance"] not in ("euclidean", "cosine"):
-        raise ModelFileError(f"{source}: unknown distance {entry['distance']!r}")
-    return entry
+    try:
+        return Verification.model_validate(entry).model_dump()
+    except ValidationError as exc:
+        raise ModelFileError(
+            format_validation_error(exc, f"{source}: eval report, as the card's verification")
+        ) from None
 
 
 def make_card(
     *,
     model_file: Path,
+    sha256: str,
     model_format: str,
     backbone: Mapping[str, Any],
     face_crop: Mapping[str, Any],
@@ -88,76 +99,141 @@ def make_card(
     export_check: Mapping[str, Any] | None = None,
     train_identities: tuple[str, ...] | None = None,
 ) -> dict[str, Any]:
-    """Assemble the card of a finished model file (hashed here, so call it after the file is in place)."""
-    return {
+    """Assemble and check the card of the model file `model_file` whose bytes hash to `sha256`.
+
+    FacetoolError (naming the key) when a value does not fit the card's schema, so no card is written that
+    a reader would refuse.
+    """
+    card = {
         "format": CARD_FORMAT,
         "format_version": CARD_VERSION,
         "facetool_version": __version__,
         "model_file": model_file.name,
         "model_format": model_format,
-        "sha256": file_sha256(model_file),
+        "sha256": sha256,
         "backbone": dict(backbone),
-        "input": {**INPUT_SPEC, "image_size": int(backbone["image_size"])},
-        "output": {"name": "embedding", "size": int(backbone["embedding_dim"]), "l2_normalized": True},
+        "input": {**INPUT_SPEC, "image_size": backbone["image_size"], "resize": Resize().model_dump()},
+        "output": {"name": "embedding", "size": backbone["embedding_dim"], "l2_normalized": True},
         "face_crop": dict(face_crop),
         "training": dict(training) if training is not None else None,
         "verification": dict(verification) if verification is not None else None,
         "export_check": dict(export_check) if export_check is not None else None,
         "train_identities": list(train_identities) if train_identities is not None else None,
     }
+    try:
+        return ModelCard.model_validate(card).model_dump(mode="json")
+    except ValidationError as exc:
+        raise FacetoolError(format_validation_error(exc, f"{card_path(model_file)}: model card")) from None
+
+
+def card_bytes(card: Mapping[str, Any]) -> bytes:
+    """The card as strict JSON (never NaN or Infinity), UTF-8, as `export` writes it."""
+    try:
+        return (json.dumps(card, indent=2, allow_nan=False) + "\n").encode("utf-8")
+    except (TypeError, ValueError) as exc:
+        raise FacetoolError(f"model card is not plain JSON data ({exc})") from None
 
 
 def read_card(model_path: Path | str) -> dict[str, Any]:
-    """Read and check the card beside `model_path`; ModelFileError naming the card when missing or unusable,
-    or when it belongs to another file (SHA-256 mismatch)."""
+    """Read and check the card beside `model_path`: every field's type and range (`card_schema.ModelCard`), its
+    format against the file's suffix and its SHA-256 against the file. ModelFileError naming the card and the
+    key otherwise. Returns the checked card (defaults of fields older cards lack filled in)."""
     model_path = Path(model_path)
     path = card_path(model_path)
     if not path.is_file():
         raise ModelFileError(f"{path}: model card not found (export writes it beside {model_path.name})")
     try:
-        card = json.loads(read_text_limited(path, limit=CARD_LIMIT, what="model card"))
+        raw = json.loads(read_text_limited(path, limit=CARD_LIMIT, what="model card"))
     except json.JSONDecodeError as exc:
         raise ModelFileError(f"{path}:{exc.lineno}: model card is not valid JSON ({exc.msg})") from None
-    if not isinstance(card, dict) or card.get("format") != CARD_FORMAT:
+    if not isinstance(raw, dict) or raw.get("format") != CARD_FORMAT:
         raise ModelFileError(f"{path}: not a facetool model card (no format={CARD_FORMAT!r} marker)")
-    if card.get("format_version") != CARD_VERSION:
-        raise ModelFileError(f"{path}: model card version {card.get('format_version')!r} is not supported")
-    spec = card.get("backbone")
-    if not isinstance(spec, dict) or any(key not in spec for key in BACKBONE_KEYS):
-        raise ModelFileError(f"{path}: model card 'backbone' needs {', '.join(BACKBONE_KEYS)}")
-    crop = card.get("face_crop")
-    if not isinstance(crop, dict) or any(key not in crop for key in CROP_KEYS):
-        raise ModelFileError(f"{path}: model card 'face_crop' needs {', '.join(CROP_KEYS)}")
-    if card.get("sha256") != file_sha256(model_path):
+    if raw.get("format_version") != CARD_VERSION:
+        raise ModelFileError(f"{path}: model card version {raw.get('format_version')!r} is not supported")
+    try:
+        card = ModelCard.model_validate(raw).model_dump(mode="json")
+    except ValidationError as exc:
+        raise ModelFileError(format_validation_error(exc, f"{path}")) from None
+    expected = SUFFIX_FORMATS.get(model_path.suffix.lower())
+    if card["model_format"] != expected:
+        raise ModelFileError(
+            f"{path}: model_format: the card says {card['model_format']!r} but {model_path.name} is "
+            f"{expected or 'neither onnx nor safetensors'}"
+        )
+    if card["sha256"] != file_sha256(model_path):
         raise ModelFileError(f"{path}: model card does not belong to {model_path} (SHA-256 differs)")
     return card
+
+
+def crop_config(face_crop: Mapping[str, Any] | None, detect: DetectConfig | None) -> DetectConfig:
+    """How to detect and crop photos for a model: its card's `face_crop` (the training cache's settings), with
+    the settings the user gave explicitly (`detect.model_fields_set`) on top; detect's defaults elsewhere.
+
+    Every command that crops for a model (verify, embed, eval of a photo folder) goes through here, so one
+    model gives one set of numbers whichever command runs it.
+    """
+    settings = {key: face_crop[key] for key in (*CROP_KEYS, "model_format") if face_crop and key in face_crop}
+    if detect is not None:
+        settings |= detect.model_dump(include=detect.model_fields_set)
+    return DetectConfig(**settings)
+
+
+def check_card_input(
+    card: Mapping[str, Any],
+    model_path: Path,
+    *,
+    image_size: int | None,
+    embedding_dim: int | None,
+    what: str,
+) -> None:
+    """ModelFileError naming the card and the key when the model file's own input size or embedding size (read
+    from `what`: the ONNX graph, the safetensors metadata) differs from the card's; None means not recorded."""
+    backbone = card["backbone"]
+    for key, own in (("image_size", image_size), ("embedding_dim", embedding_dim)):
+        if own is not None and own != backbone[key]:
+            raise ModelFileError(
+                f"{card_path(model_path)}: backbone.{key}: the card says {backbone[key]} but {what} of "
+                f"{model_path.name} says {own}"
+            )
 
 
 def load_safetensors_model(path: Path | str) -> tuple[nn.Module, dict[str, Any]]:
     """The embedding network of a `.safetensors` file and its card, in eval mode on the CPU.
 
-    safetensors holds raw tensors only, so loading runs no code from the file.
+    safetensors holds raw tensors only, so loading runs no code from the file. The card's backbone must agree
+    with what the file records about itself (`SAFETENSORS_META`, written by export).
     """
-    from safetensors import SafetensorError
+    from safetensors import SafetensorError, safe_open
     from safetensors.torch import load_file
 
     path = Path(path)
     card = read_card(path)
     spec = card["backbone"]
+    name, dim, size = spec["name"], spec["embedding_dim"], spec["image_size"]
     try:
-        name, dim, size = str(spec["name"]), int(spec["embedding_dim"]), int(spec["image_size"])
-    except (TypeError, ValueError) as exc:
-        raise ModelFileError(f"{card_path(path)}: model card 'backbone' entry is unusable ({exc})") from None
+        with safe_open(path, framework="pt") as handle:
+            meta = handle.metadata() or {}
+        state = load_file(path, device="cpu")
+    except (SafetensorError, OSError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ModelFileError(f"{path}: not a readable safetensors file ({first})") from None
+    recorded = {key: int(meta[key]) if str(meta.get(key, "")).isdigit() else None for key in SAFETENSORS_META}
+    check_card_input(card, path, what="the metadata", **recorded)
     model = build_backbone(name, embedding_dim=dim, dropout=0.0, pretrained="none", image_size=size)
     try:
-        state = load_file(path, device="cpu")
         model.load_state_dict(state)
-    except (SafetensorError, OSError, RuntimeError) as exc:
+    except RuntimeError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelFileError(f"{path}: safetensors weights do not fit backbone {name!r} ({first})") from None
     return model.eval(), card
 
 
-def state_for_export(model: nn.Module) -> dict[str, torch.Tensor]:
-    """The network's own tensors (parameters and buffers), contiguous and unshared, as safetensors wants."""
-    return {key: value.detach().cpu().contiguous().clone() for key, value in model.state_dict().items()}
+def safetensors_bytes(model: nn.Module, backbone: Mapping[str, Any]) -> bytes:
+    """The network's own tensors (parameters and buffers) as a .safetensors file's bytes, with the input and
+    embedding size in its metadata so a card edited afterwards cannot change them unnoticed."""
+    from safetensors.torch import save
+
+    state = {key: value.detach().cpu().contiguous().clone() for key, value in model.state_dict().items()}
+    meta = {"format": "facetool-embedding", "backbone": str(backbone["name"])}
+    meta |= {key: str(int(backbone[key])) for key in SAFETENSORS_META}
+    return save(state, metadata=meta)

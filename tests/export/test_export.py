@@ -25,7 +25,7 @@ from facetool.embedder import OnnxEmbedder, TorchEmbedder, load_embedder
 from facetool.errors import FacetoolError, ModelFileError, UsageError
 from facetool.models import build_backbone, load_embedding_model
 from facetool.models.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
-from facetool.models.export import export_model, export_onnx, write_onnx
+from facetool.models.export import export_model, export_onnx, onnx_bytes
 from facetool.models.model_card import card_path
 
 TOLERANCE = 1e-4
@@ -62,8 +62,10 @@ def test_card_says_how_to_feed_the_model_and_where_it_came_from(trained, exporte
     card = json.loads(card_path(path).read_text())
     assert card_path(path).name == "model.onnx.json"
     assert card["backbone"] == {"name": "tiny-cnn", "embedding_dim": 16, "image_size": 48}
+    resize = card["input"].pop("resize")
     assert card["input"] == {"layout": "NCHW", "channels": "RGB", "dtype": "float32", "image_size": 48,
                                   "normalization": "(x - 127.5) / 128", "mean": 127.5, "divisor": 128.0}  # fmt: skip
+    assert (resize["mode"], resize["antialias"], resize["align_corners"]) == ("bilinear", True, False)
     assert card["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
     with open_cache(trained.cache) as cache:
         meta = cache.meta
@@ -155,7 +157,7 @@ class Untraceable(nn.Module):
 
 def test_backbone_that_cannot_be_traced_is_named_with_the_reason(tmp_path):
     with pytest.raises(FacetoolError, match=r"backbone 'odd-net' cannot be exported to ONNX: \w+"):
-        write_onnx(Untraceable(), tmp_path / "odd.onnx", name="odd-net", image_size=16, opset=17)
+        onnx_bytes(Untraceable(), name="odd-net", image_size=16, opset=17)
 
 
 def test_safetensors_needs_its_own_card(exported, tmp_path):
@@ -164,6 +166,10 @@ def test_safetensors_needs_its_own_card(exported, tmp_path):
     with pytest.raises(ModelFileError, match=r"lone.safetensors.json: model card not found"):
         load_embedding_model(lone)
     card_path(lone).write_text(card_path(exported["onnx"]).read_text())
+    with pytest.raises(ModelFileError, match="model_format: the card says 'onnx'"):
+        load_embedding_model(lone)
+    card = json.loads(card_path(exported["onnx"]).read_text()) | {"model_format": "safetensors"}
+    card_path(lone).write_text(json.dumps(card))
     with pytest.raises(ModelFileError, match="does not belong to"):
         load_embedding_model(lone)
 
@@ -248,7 +254,7 @@ def test_eval_and_embed_with_runtime_onnx_give_the_torch_numbers(
         assert np.allclose(got[key], expected[key], atol=1e-4), key
     image = next((trained.data_dir / trained.people[0]).iterdir())
     outputs = {}
-    for runtime, model in (("onnx", exported["onnx"]), ("torch", trained.checkpoint)):
+    for runtime, model in (("onnx", exported["onnx"]), ("torch", exported["safetensors"])):
         out = tmp_path / f"{runtime}.npz"
         done = cli("embed", model, image, trained.cache, "-o", out, "--runtime", runtime, "--device", "cpu",
                    "--set", f"detect.model_dir={ssd_dir}")  # fmt: skip
