@@ -43,6 +43,13 @@ class DemoResult:
     report_path: Path | None
 
 
+def counted(count: int, noun: str) -> str:
+    """`count` and `noun`, plural unless the count is one: "1 epoch", "5 epochs", "2 batches"."""
+    if count == 1:
+        return f"{count} {noun}"
+    return f"{count} {noun}{'es' if noun.endswith(('ch', 'sh', 's', 'x')) else 's'}"
+
+
 def run_demo(
     config: DemoConfig,
     *,
@@ -98,7 +105,7 @@ def run_demo(
         seed=config.seed,
         validation=ValidationConfig(fraction=0.2, num_pairs=40),
     )
-    say(f"training {config.backbone} for {config.num_epochs} epochs of {config.epoch_size} batches")
+    say(f"training {config.backbone} for {counted(config.num_epochs, 'epoch')} of {counted(config.epoch_size, 'batch')}")
     training = train(settings, resume="auto", progress=train_progress)
 
     untrained = trained = None

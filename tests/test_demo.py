@@ -3,7 +3,10 @@
 import json
 from pathlib import Path
 
+from rich.console import Console
+
 from facetool.cache import open_cache
+from facetool.cli.demo import _summary
 from facetool.config.demo import DemoConfig
 from facetool.demo import run_demo
 
@@ -36,6 +39,12 @@ def test_demo_runs_every_step_and_keeps_test_people_out_of_training(tmp_path: Pa
     assert report["num_pairs"] == 2 * 2 * 4
     assert result.trained is not None and 0.0 <= result.trained.accuracy <= 1.0
     assert any("left out" in line for line in said)
+    assert "training inception_resnet_v1 for 1 epoch of 2 batches" in said
+    console = Console(record=True, width=200)
+    console.print(_summary(result))
+    summary = console.export_text()
+    assert "1 epoch in " in summary and "1 epochs" not in summary
+    assert "48 images, " in summary
 
 
 def test_demo_cli_rejects_a_missing_data_folder(facetool_cli, tmp_path: Path):

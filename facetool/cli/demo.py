@@ -17,18 +17,21 @@ if TYPE_CHECKING:
 
 
 def _summary(result: DemoResult) -> Table:
+    from facetool.demo import counted  # already imported by the run this summarises
+
     table = Table(title="facetool demo", show_header=False)
     kind = "synthetic face-like drawings (not photographs)" if result.synthetic else "your folder"
     det = result.detection
     table.add_row("data", f"{result.data_dir} ({kind})")
     table.add_row(
         "detection",
-        f"{det.images} images, {det.faces} faces found, {det.fallbacks} whole-image fallbacks, {det.failures} failures",
+        f"{counted(det.images, 'image')}, {counted(det.faces, 'face')} found, "
+        f"{counted(det.fallbacks, 'whole-image fallback')}, {counted(det.failures, 'failure')}",
     )
     last = result.training.history[-1] if result.training.history else {}
     table.add_row(
         "training",
-        f"{result.training.epochs} epochs in {result.training.duration_s:.0f} s, final loss {last.get('train_loss', float('nan')):.4f}",
+        f"{counted(result.training.epochs, 'epoch')} in {result.training.duration_s:.0f} s, final loss {last.get('train_loss', float('nan')):.4f}",
     )
     for label, report in (("untrained network", result.untrained), ("trained network", result.trained)):
         if report is not None:
