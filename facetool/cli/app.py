@@ -4,97 +4,21 @@ Every way a command can end is decided here, once: a user-caused error is one li
 usage, 1 for a failure), Ctrl-C is one line and exit 130, SIGTERM one line and exit 143, and `--verbose`
 adds the traceback.
 
-A Ctrl-C is never raised inside an import: raised while a C extension initialises (torch calls back into
-Python then), the KeyboardInterrupt crosses C++ code that cannot unwind it and the process aborts
-(`terminate called after throwing an instance of 'python_error'`, exit 134) or crashes. So SIGINT and SIGTERM
-are held while this module loads (typer, rich, every command module) and, while a command runs, for as long
-as an import is in progress in the main thread; the held signal is then honoured like any other.
+Stop signals are held while this module loads (typer, rich, every command module) and never raised inside an
+import (facetool.cli.signals).
 """
 
 from __future__ import annotations
 
-import builtins
 import os
 import signal
 import sys
-import threading
 import traceback
-from collections.abc import Iterator
-from contextlib import contextmanager
-from types import FrameType
 from typing import Any
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+from facetool.cli import signals
 
-
-class _State:
-    verbose = False
-    signum = 0
-    main_pid = 0
-    unraisable_hook: Any = None
-    starting = False  # this module is loading: every stop signal is held
-    importing = 0  # depth of the imports in progress in the main thread
-    held = 0  # a stop signal that arrived while starting or importing, not yet raised
-
-
-def _on_signal(signum: int, frame: FrameType | None) -> None:
-    """SIGINT and SIGTERM raise KeyboardInterrupt in the command (held during an import); a forked child dies
-    the default way."""
-    if os.getpid() != _State.main_pid:
-        signal.signal(signum, signal.SIG_DFL)
-        os.kill(os.getpid(), signum)
-        return
-    if _State.starting or _State.importing:
-        _State.held = _State.held or signum
-        return
-    _State.signum, _State.held = signum, 0
-    raise KeyboardInterrupt
-
-
-def _raise_held_signal() -> None:
-    """Raise, as a KeyboardInterrupt, a stop signal held while the CLI loaded or an import ran."""
-    if _State.held:
-        _on_signal(_State.held, None)
-
-
-_builtin_import = builtins.__import__
-
-
-def _import_holding_signals(name: str, *args: Any, **kwargs: Any) -> Any:
-    """`builtins.__import__` while a command runs: a stop signal arriving during an import of the main thread
-    is raised only once the outermost import has finished."""
-    if threading.get_ident() != threading.main_thread().ident:
-        return _builtin_import(name, *args, **kwargs)
-    _State.importing += 1
-    try:
-        return _builtin_import(name, *args, **kwargs)
-    finally:
-        _State.importing -= 1
-        if not _State.importing and not _State.starting:
-            _raise_held_signal()
-
-
-def _hold_signals_while_loading() -> dict[int, Any]:
-    """Hold SIGINT and SIGTERM while this module imports its dependencies; the handlers replaced.
-
-    Only Python's default handlers are replaced, and only in the main thread: a program that set its own, or
-    a shell that started the command with SIGINT ignored, keeps them.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        return {}
-    _State.main_pid, _State.starting = os.getpid(), True
-    defaults = (signal.default_int_handler, signal.SIG_DFL)
-    return {sig: signal.signal(sig, _on_signal) for sig in STOP_SIGNALS if signal.getsignal(sig) in defaults}
-
-
-def _end_loading(replaced: dict[int, Any]) -> None:
-    """Give back the handlers `_hold_signals_while_loading` replaced; a held signal waits for `main()`."""
-    _State.starting = False
-    for sig, handler in replaced.items():
-        signal.signal(sig, handler)
-
-
-_loading = _hold_signals_while_loading()
+_loading = signals.hold_while_loading()
 
 import typer  # noqa: E402
 from typer.core import TyperGroup  # noqa: E402
@@ -105,6 +29,10 @@ from facetool.errors import FacetoolError  # noqa: E402
 
 INTERRUPT_EXIT = 128 + signal.SIGINT
 VERBOSE = "--verbose"
+
+
+class _State:
+    verbose = False
 
 
 class Interrupted(BaseException):
@@ -122,7 +50,7 @@ class _Group(TyperGroup):
         try:
             return super().invoke(ctx)
         except KeyboardInterrupt as exc:
-            raise Interrupted(_State.signum or signal.SIGINT) from exc
+            raise Interrupted(signals.State.signum or signal.SIGINT) from exc
 
 
 app = typer.Typer(
@@ -171,7 +99,7 @@ def _register_commands() -> None:
 
 
 _register_commands()
-_end_loading(_loading)
+signals.end_loading(_loading)
 
 
 def _show_version(value: bool) -> None:
@@ -204,48 +132,6 @@ def _print_error(message: str, label: str = "error") -> None:
     err_console.print(labelled(f"{label}:", "bold red", line), highlight=False, soft_wrap=True)
 
 
-_REARM_SECONDS = 0.005
-
-
-def _rearm_swallowed_interrupt(unraisable: Any) -> None:
-    """`sys.unraisablehook`: an interrupt raised inside a finalizer or weakref callback is raised again later.
-
-    Python cannot propagate an exception out of those callbacks and drops it ("Exception ignored in ..."), so
-    a signal handled there would be lost and the command would run on. A timer raises it again a moment later,
-    once the callback has returned (raising it here would only be dropped again).
-    """
-    if isinstance(unraisable.exc_value, KeyboardInterrupt) and os.getpid() == _State.main_pid:
-        signal.setitimer(signal.ITIMER_REAL, _REARM_SECONDS)
-        return
-    (_State.unraisable_hook or sys.__unraisablehook__)(unraisable)
-
-
-def _on_rearm_timer(signum: int, frame: FrameType | None) -> None:
-    _on_signal(_State.signum or signal.SIGINT, frame)
-
-
-@contextmanager
-def _interrupting_signals() -> Iterator[None]:
-    """For the block, SIGINT and SIGTERM raise KeyboardInterrupt in the main thread, and none is lost.
-
-    SIGALRM is borrowed for the block: its timer raises again an interrupt that Python dropped. Imports hold
-    the signals (`_import_holding_signals`).
-    """
-    previous = {sig: signal.signal(sig, _on_signal) for sig in STOP_SIGNALS}
-    previous[signal.SIGALRM] = signal.signal(signal.SIGALRM, _on_rearm_timer)
-    _State.unraisable_hook, sys.unraisablehook = sys.unraisablehook, _rearm_swallowed_interrupt
-    builtins.__import__ = _import_holding_signals
-    try:
-        yield
-    finally:
-        builtins.__import__ = _builtin_import
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        sys.unraisablehook = _State.unraisable_hook
-        _State.unraisable_hook = None
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
 def _interrupt_cause(exc: BaseException) -> bool:
     """Whether a FacetoolError was raised while handling a KeyboardInterrupt (a command's own Ctrl-C line)."""
     seen: BaseException | None = exc.__cause__ or exc.__context__
@@ -254,21 +140,6 @@ def _interrupt_cause(exc: BaseException) -> bool:
             return True
         seen = seen.__cause__ or seen.__context__
     return False
-
-
-def _forget_caught_interrupt() -> None:
-    """Keep the exit code given to `sys.exit` after a caught Ctrl-C.
-
-    When the interrupt surfaced inside code CPython evaluates from a string (as happens during some imports),
-    CPython can remember it as unhandled although it was caught, and at exit kill the process with SIGINT
-    instead (seen as exit -2 in about half the runs interrupted during an import); evaluating a string resets
-    that record.
-    """
-    exec("None")
-
-
-def _exit_code_of_signal() -> int:
-    return 128 + (_State.signum or signal.SIGINT)
 
 
 def _root_args(args: list[str]) -> list[str]:
@@ -284,10 +155,10 @@ def main(argv: list[str] | None = None) -> None:
     A stop signal held while the CLI loaded ends it at once, the same way.
     """
     args = _root_args(list(sys.argv[1:] if argv is None else argv))
-    _State.verbose, _State.signum, _State.main_pid = VERBOSE in args, 0, os.getpid()
-    with _interrupting_signals():
+    _State.verbose, signals.State.signum, signals.State.main_pid = VERBOSE in args, 0, os.getpid()
+    with signals.interrupting_signals():
         code = _run(args)
-    _forget_caught_interrupt()
+    signals.forget_caught_interrupt()
     if code:
         sys.exit(code)
 
@@ -295,11 +166,11 @@ def main(argv: list[str] | None = None) -> None:
 def _run(args: list[str]) -> int:
     """Run the app and turn what it raised into a printed line and an exit code."""
     try:
-        _raise_held_signal()
+        signals.raise_held_signal()
         result = app(args=args, prog_name="facetool", standalone_mode=False)
     except KeyboardInterrupt:
         _print_error("interrupted", "stopped")
-        return _exit_code_of_signal()
+        return signals.exit_code_of_signal()
     except Interrupted as exc:
         if _State.verbose and exc.__cause__ is not None:
             traceback.print_exception(exc.__cause__)
@@ -317,7 +188,7 @@ def _run(args: list[str]) -> int:
         if _State.verbose:
             traceback.print_exc()
         _print_error(str(exc), "stopped" if _interrupt_cause(exc) else "error")
-        return _exit_code_of_signal() if _interrupt_cause(exc) else exc.exit_code
+        return signals.exit_code_of_signal() if _interrupt_cause(exc) else exc.exit_code
     except Exception as exc:  # anything unexpected still ends in one line unless --verbose
         if _State.verbose:
             traceback.print_exc()
@@ -325,7 +196,7 @@ def _run(args: list[str]) -> int:
             _print_error(f"{type(exc).__name__}: {exc} (run with --verbose for details)", "internal error")
         return 1
     if isinstance(result, int) and not isinstance(result, bool):
-        if result == INTERRUPT_EXIT and _State.signum:
-            return _exit_code_of_signal()
+        if result == INTERRUPT_EXIT and signals.State.signum:
+            return signals.exit_code_of_signal()
         return result
     return 0
