@@ -20,7 +20,7 @@ import torch
 from facetool.files import atomic_write_bytes
 from facetool.models import build_backbone
 from facetool.models.checkpoint import checkpoint_bytes, make_checkpoint
-from facetool.train.run_folder import BEST, LAST, RunFolder
+from facetool.training.run_folder import BEST, LAST, RunFolder
 
 
 def real_checkpoint(backbone: str, image_size: int) -> memoryview:

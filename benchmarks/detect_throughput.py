@@ -23,10 +23,10 @@ from report import add_report_options, append_section, report_file, rich_table
 from rich.console import Console
 
 from facetool.config.detect import DetectConfig
-from facetool.detect.images import read_image
-from facetool.detect.model_files import resolve_model_files
-from facetool.detect.runner import DetectProgress, detect_directory, usable_cores
-from facetool.detect.ssd import Detector
+from facetool.detection.images import read_image
+from facetool.detection.model_files import resolve_model_files
+from facetool.detection.runner import DetectProgress, detect_directory, usable_cores
+from facetool.detection.ssd import Detector
 
 
 def link_images(lfw: Path, target: Path, count: int) -> int:

@@ -30,9 +30,9 @@ from timing import call_times
 
 from facetool.cache import open_cache
 from facetool.data.transforms import embed_faces
-from facetool.evaluate.metrics import evaluate_folds, pair_distances
-from facetool.evaluate.pairs import read_pairs
-from facetool.evaluate.run import evaluate_on_pairs
+from facetool.evaluation.metrics import evaluate_folds, pair_distances
+from facetool.evaluation.pairs import read_pairs
+from facetool.evaluation.run import evaluate_on_pairs
 from facetool.models import build_backbone
 
 LIMIT_S = 360.0

@@ -4,7 +4,7 @@
    gives one; the detector is not what is measured here.
 2. Runs benchmarks/train_gpu.py's comparison (eager vs CUDA graph, + torch.compile with --with-compile).
 3. Trains one real epoch at the spec's defaults (45 people x 40 images, 90-image steps, epoch_size 1000)
-   with each engine mode, through `facetool.train.loop.train`, and prints a short table last:
+   with each engine mode, through `facetool.training.loop.train`, and prints a short table last:
    the epoch's training seconds against the 30 s goal.
 Usage: python benchmarks/gpu_check.py [--lfw DIR] [--cache faces.h5] [--work DIR] [--epoch-size 1000]
        [--with-compile] [--smoke]   (--smoke: tiny CPU settings, to check the script itself)
@@ -28,7 +28,7 @@ import train_gpu
 from lfw_cache import build_cache
 
 from facetool.config.train import TrainConfig
-from facetool.train.loop import train
+from facetool.training.loop import train
 
 GOAL_S = 30.0
 

@@ -24,13 +24,13 @@ from facetool.cache import open_cache
 from facetool.config.base import build_config
 from facetool.config.dataset import FilterSettings
 from facetool.config.protocol import ProtocolConfig
-from facetool.dataset import filter_cache, select_faces
-from facetool.embedder import Embedder, as_one, load_embedder
-from facetool.evaluate.holdout import hold_out_pairs, images_by_person
-from facetool.evaluate.run import evaluate_on_pairs
+from facetool.curation import filter_cache, select_faces
+from facetool.evaluation.holdout import hold_out_pairs, images_by_person
+from facetool.evaluation.run import evaluate_on_pairs
 from facetool.files import atomic_write_bytes
-from facetool.train.run_folder import epoch_copy_name
-from facetool.train.side_by_side import train_side_by_side
+from facetool.inference import Embedder, as_one, load_embedder
+from facetool.training.run_folder import epoch_copy_name
+from facetool.training.side_by_side import train_side_by_side
 
 HEADER = ["variant", "models", "epoch", "accuracy", "AUC", "train s (slowest)"]
 

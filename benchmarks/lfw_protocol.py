@@ -22,7 +22,7 @@ from facetool.config.base import build_config
 from facetool.config.protocol import ProtocolConfig
 from facetool.config.train import TrainConfig
 from facetool.protocol import ProtocolResult, recipe_settings, run_protocol
-from facetool.train.progress import RichProgress
+from facetool.training.progress import RichProgress
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:

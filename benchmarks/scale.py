@@ -4,7 +4,7 @@ For each --sizes N, a cache of N faces is generated in the scratch folder: --bas
 (--face-size px, JPEG) replicated under new identity names, 40 images each. Then, side by side:
   open s            opening the cache (metadata only), median of 3
   train RSS MB      peak RSS (the process plus its reading worker's) of a short real `facetool train` in a
-                    fresh process (`facetool.train.loop.train`): tiny-cnn at 64 px, batches of 90, 10 %
+                    fresh process (`facetool.training.loop.train`): tiny-cnn at 64 px, batches of 90, 10 %
                     validation identities (200 pairs), one epoch of --steps steps on rounds of --people x
                     --images, with its validation, checkpoint and plots; streamed, and preloaded for sizes up
                     to --preload-max faces
@@ -47,7 +47,7 @@ from facetool.data.choose import open_face_source
 from facetool.data.sampling import PeopleSampler
 from facetool.data.source import FaceSource
 from facetool.data.stream import StreamedSource
-from facetool.train.progress import TrainProgress
+from facetool.training.progress import TrainProgress
 
 PER_IDENTITY = 40
 SMOKE = {"sizes": [600], "face_size": 48, "base": 80, "steps": 2, "people": 6, "images": 4,
@@ -145,7 +145,7 @@ def child_train(args: argparse.Namespace) -> dict[str, float]:
     """A short real `facetool train` on --cache (in a fresh process, so its peak RSS is its own): tiny-cnn at
     64 px, 10 % validation identities, --steps steps of rounds of --people x --images, faces as --mode says."""
     from facetool.config.train import TrainConfig
-    from facetool.train.loop import train
+    from facetool.training.loop import train
 
     config = TrainConfig.model_validate({
         "data_dir": args.cache, "checkpoint_dir": args.cache.parent / f"run-{args.mode}",

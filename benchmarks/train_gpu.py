@@ -30,7 +30,7 @@ from facetool.data.augment import Augmenter
 from facetool.device import resolve_device, resolve_precision
 from facetool.miners import get_miner
 from facetool.models import build_backbone
-from facetool.train.engine import OPTIMIZERS, Engine, plan_engine
+from facetool.training.engine import OPTIMIZERS, Engine, plan_engine
 
 SMOKE = {
     "backbone": "tiny-cnn",

@@ -77,7 +77,7 @@ def cache_stats(cache: FaceCache) -> DatasetStats:
 
 def directory_stats(data_dir: str | os.PathLike[str]) -> DatasetStats:
     """Statistics of an LFW-style image directory: it only lists files, nothing is decoded."""
-    from facetool.detect.scan import scan_images
+    from facetool.detection.scan import scan_images
 
     scan = scan_images(data_dir)
     return DatasetStats(
@@ -119,7 +119,7 @@ def read_identity_list(path: str | os.PathLike[str]) -> set[str]:
 
 def pairs_identities(path: str | os.PathLike[str], fold: int | None = None) -> set[str]:
     """Every identity named in an LFW pairs file, or only in its fold `fold` (1..n, View 2's pairs.txt)."""
-    from facetool.evaluate.pairs import read_pairs
+    from facetool.evaluation.pairs import read_pairs
 
     pairs = read_pairs(path)
     if fold is None:
@@ -209,7 +209,7 @@ def select_faces(cache: FaceCache, settings: FilterSettings) -> tuple[list[int],
 
 def read_pairs_images(path: str | os.PathLike[str]) -> set[str]:
     """The image paths (identity/identity_NNNN.jpg) named in an LFW pairs file."""
-    from facetool.evaluate.pairs import read_pairs
+    from facetool.evaluation.pairs import read_pairs
 
     return set(read_pairs(path).images)
 

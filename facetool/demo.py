@@ -17,17 +17,17 @@ from facetool.config.dataset import FilterSettings
 from facetool.config.demo import DemoConfig
 from facetool.config.detect import DetectConfig
 from facetool.config.train import TrainConfig, ValidationConfig
+from facetool.curation import filter_cache
 from facetool.data.synthetic import write_synthetic_dataset
-from facetool.dataset import filter_cache
-from facetool.detect.resolve import resolve_faces
-from facetool.detect.runner import DetectSummary
+from facetool.detection.resolve import resolve_faces
+from facetool.detection.runner import DetectSummary
 from facetool.device import resolve_device
 from facetool.errors import UsageError
-from facetool.evaluate.report import write_report
-from facetool.evaluate.run import EvalReport, evaluate_on_pairs
+from facetool.evaluation.report import write_report
+from facetool.evaluation.run import EvalReport, evaluate_on_pairs
 from facetool.models import build_backbone, load_embedding_model
-from facetool.train.loop import TrainResult, train
-from facetool.train.progress import TrainProgress
+from facetool.training.loop import TrainResult, train
+from facetool.training.progress import TrainProgress
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 `Embedder.__call__(faces_uint8_nhwc) -> (N, D) float32` L2-normalised embeddings. Both runtimes share the
 input path (`to_input`: resize to the model's input size, (x - 127.5) / 128) and the flip convention of
-`facetool.embed` (sum of the face's and its mirror's embeddings, re-normalised), so they give the same
+`facetool.embedding` (sum of the face's and its mirror's embeddings, re-normalised), so they give the same
 numbers up to floating-point differences.
 """
 

@@ -49,9 +49,9 @@ BUILTINS: dict[str, dict[str, str]] = {
     BACKBONES: {"inception_resnet_v1": "facetool.models.inception:build_inception_resnet_v1"},
     LOSSES: {"triplet": "facetool.losses.triplet:TripletLoss"},
     CALLBACKS: {
-        "csv": "facetool.train.metrics_csv:CsvLogger",
-        "tensorboard": "facetool.train.tensorboard_log:TensorBoardLogger",
-        "early-stopping": "facetool.train.early_stopping:EarlyStopping",
+        "csv": "facetool.training.metrics_csv:CsvLogger",
+        "tensorboard": "facetool.training.tensorboard_log:TensorBoardLogger",
+        "early-stopping": "facetool.training.early_stopping:EarlyStopping",
     },
 }
 

@@ -29,22 +29,22 @@ from facetool.cache.digest import content_digest
 from facetool.config.base import CONFIG_READ_LIMIT, format_validation_error
 from facetool.config.dataset import FilterSettings
 from facetool.config.protocol import ProtocolConfig, changed_keys, recipe_settings
-from facetool.dataset import filter_cache, select_faces
-from facetool.detect.resolve import resolve_faces
+from facetool.curation import filter_cache, select_faces
+from facetool.detection.resolve import resolve_faces
 from facetool.device import resolve_device
-from facetool.embedder import as_one, load_embedder
 from facetool.errors import ConfigError, FacetoolError, UsageError
-from facetool.evaluate.holdout import hold_out_pairs, images_by_person
-from facetool.evaluate.pairs import read_pairs
-from facetool.evaluate.pipeline import with_training_overlap
-from facetool.evaluate.report import warning_line, write_report
-from facetool.evaluate.run import EvalReport, evaluate_on_pairs
+from facetool.evaluation.holdout import hold_out_pairs, images_by_person
+from facetool.evaluation.pairs import read_pairs
+from facetool.evaluation.pipeline import with_training_overlap
+from facetool.evaluation.report import warning_line, write_report
+from facetool.evaluation.run import EvalReport, evaluate_on_pairs
 from facetool.files import atomic_write_bytes, check_output_not_input, make_dir, read_text_limited
-from facetool.train.loop import TrainResult, train
-from facetool.train.progress import TrainProgress
-from facetool.train.recipe import check_plugins
-from facetool.train.run_folder import epoch_copy_name
-from facetool.train.side_by_side import scheduled_seconds, train_side_by_side
+from facetool.inference import as_one, load_embedder
+from facetool.training.loop import TrainResult, train
+from facetool.training.progress import TrainProgress
+from facetool.training.recipe import check_plugins
+from facetool.training.run_folder import epoch_copy_name
+from facetool.training.side_by_side import scheduled_seconds, train_side_by_side
 
 RECIPE_FILE = "protocol-recipe.json"
 RESULT_FILE = "result.json"

@@ -19,9 +19,9 @@ from facetool.config.base import field_default
 from facetool.config.detect import DetectConfig
 from facetool.config.evaluate import EvalConfig
 from facetool.config.export import VerifyConfig
-from facetool.detect import crop_face_from_file, detector_from_config
-from facetool.embedder import crop_for, load_embedder
+from facetool.detection import crop_face_from_file, detector_from_config
 from facetool.errors import ModelFileError, UsageError
+from facetool.inference import crop_for, load_embedder
 from facetool.models.card_schema import DISTANCE_MAX
 
 DEFAULT_DISTANCE: str = field_default(EvalConfig, "distance")

@@ -16,13 +16,13 @@ LAYERS: dict[str, int] = {
     "__main__": 95,
     "protocol": 80,
     "demo": 80,
-    "verify": 80,
-    "train": 70,
-    "dataset": 70,
-    "evaluate": 60,
-    "embed": 50,
-    "embedder": 45,
-    "detect": 40,
+    "verification": 80,
+    "training": 70,
+    "curation": 70,
+    "evaluation": 60,
+    "embedding": 50,
+    "inference": 45,
+    "detection": 40,
     "data": 40,
     "cache": 30,
     "models": 30,
@@ -37,8 +37,8 @@ LAYERS: dict[str, int] = {
     "__init__": 0,
 }
 # Pairs the ranks allow but the data flow does not: the trainer takes a cache (it never detects), and evaluation
-# embeds through the shared embedding function, not through the export side of `facetool.embed`.
-FORBIDDEN = {("train", "detect"), ("evaluate", "embed")}
+# embeds through the shared embedding function, not through the export side of `facetool.embedding`.
+FORBIDDEN = {("training", "detection"), ("evaluation", "embedding")}
 MAX_LINES = 420
 
 

@@ -45,7 +45,7 @@ def test_version_prints_the_installed_version(facetool_cli):
 def test_info_reports_versions_devices_detector_and_plugins(facetool_cli, ssd_dir):
     import torch
 
-    from facetool.detect.model_files import resolve_model_files
+    from facetool.detection.model_files import resolve_model_files
 
     result = facetool_cli("info", "--json", env={"FACETOOL_MODELS": str(ssd_dir)})
     assert result.returncode == 0, result.stderr

@@ -25,7 +25,7 @@ from facetool.cache.records import FaceColumns, FailureColumns
 from facetool.cache.store import write_file
 from facetool.cli.dataset import render_stats
 from facetool.config.dataset import FilterSettings
-from facetool.dataset import dataset_stats, filter_cache, merge_caches, pairs_identities
+from facetool.curation import dataset_stats, filter_cache, merge_caches, pairs_identities
 from facetool.errors import CacheError, UsageError
 
 SIZE = 48

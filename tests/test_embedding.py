@@ -1,4 +1,4 @@
-"""facetool.embed and `facetool embed` on real LFW images, a real detector and a real (untrained) network."""
+"""facetool.embedding and `facetool embed` on real LFW images, a real detector and a real (untrained) network."""
 
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ import torch
 from facetool.cache import CacheWriter, FaceRecord, open_cache
 from facetool.config.detect import DetectConfig
 from facetool.data.transforms import embed_faces
-from facetool.detect import crop_face_from_file, detector_from_config
-from facetool.embed import (
+from facetool.detection import crop_face_from_file, detector_from_config
+from facetool.embedding import (
     CacheSource,
     EmbeddingSet,
     embed_paths,
@@ -30,8 +30,8 @@ from facetool.embed import (
     open_writer,
     write_embeddings,
 )
-from facetool.embedder import TorchEmbedder
 from facetool.errors import FacetoolError, UsageError
+from facetool.inference import TorchEmbedder
 from facetool.models import ModelInfo, build_backbone
 from facetool.models.checkpoint import make_checkpoint, save_checkpoint
 
@@ -299,8 +299,8 @@ def test_a_killed_embed_leaves_the_previous_output(checkpoint, faces, tmp_path):
 MEMORY_SCRIPT = """
 import sys
 import torch
-from facetool.embed import CacheSource, embed_sources, open_writer
-from facetool.embedder import TorchEmbedder
+from facetool.embedding import CacheSource, embed_sources, open_writer
+from facetool.inference import TorchEmbedder
 from facetool.models import ModelInfo
 
 class Net(torch.nn.Module):

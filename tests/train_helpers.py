@@ -11,7 +11,7 @@ import torch
 from cache_helpers import write_people_cache
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 
-from facetool.train.progress import TrainProgress
+from facetool.training.progress import TrainProgress
 
 SIZE = 96
 

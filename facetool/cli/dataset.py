@@ -1,4 +1,4 @@
-"""`facetool dataset stats | filter | merge`: parse options, call facetool.dataset, render with rich."""
+"""`facetool dataset stats | filter | merge`: parse options, call facetool.curation, render with rich."""
 
 from __future__ import annotations
 
@@ -70,7 +70,7 @@ def register(app: typer.Typer) -> None:
         ],
         as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
     ) -> None:
-        from facetool.dataset import dataset_stats
+        from facetool.curation import dataset_stats
 
         stats = dataset_stats(source)
         if as_json:
@@ -131,7 +131,7 @@ def register(app: typer.Typer) -> None:
         ] = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     ) -> None:
-        from facetool.dataset import filter_cache
+        from facetool.curation import filter_cache
 
         given = {
             "min_images": min_images,
@@ -165,7 +165,7 @@ def register(app: typer.Typer) -> None:
         output: Annotated[Path, typer.Option("--output", "-o", metavar="OUT", help="Face cache to write.")],
         as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     ) -> None:
-        from facetool.dataset import merge_caches
+        from facetool.curation import merge_caches
 
         report = merge_caches(caches, output)
         if as_json:

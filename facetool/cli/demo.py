@@ -63,7 +63,7 @@ def register(app: typer.Typer) -> None:
         given = {"data": data, "out": out, "num_epochs": epochs, "device": device}
         config = build_config(DemoConfig, None, sets, given)
         from facetool.demo import run_demo
-        from facetool.train.progress import RichProgress
+        from facetool.training.progress import RichProgress
 
         console = literal_console(stderr=True)
         result = run_demo(

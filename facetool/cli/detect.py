@@ -26,7 +26,7 @@ from facetool.config.base import build_config, field_help
 from facetool.config.detect import DetectConfig
 
 if TYPE_CHECKING:
-    from facetool.detect.runner import DetectProgress, DetectSummary
+    from facetool.detection.runner import DetectProgress, DetectSummary
 
 INTERRUPTED_EXIT = 130
 
@@ -137,8 +137,8 @@ def register(app: typer.Typer) -> None:
             bool, typer.Option("--no-progress", help="Do not draw the progress bar.")
         ] = False,
     ) -> None:
-        from facetool.detect.runner import DetectInterrupted, detect_directory
-        from facetool.detect.scan import launcher_shard, shard_output
+        from facetool.detection.runner import DetectInterrupted, detect_directory
+        from facetool.detection.scan import launcher_shard, shard_output
 
         options = {
             "threshold": threshold,

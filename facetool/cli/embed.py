@@ -52,7 +52,7 @@ def register(app: typer.Typer) -> None:
             list[str] | None, typer.Option("--set", help="Any EmbedConfig setting as key=value (repeatable).")
         ] = None,
     ) -> None:
-        from facetool.embed import embed_paths
+        from facetool.embedding import embed_paths
 
         given = {"flip": flip, "batch_size": batch_size, "device": device, "runtime": runtime}
         config = build_config(EmbedConfig, None, sets, given)

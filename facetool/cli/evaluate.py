@@ -60,8 +60,8 @@ def register(app: typer.Typer) -> None:
             list[str] | None, typer.Option("--set", help="Any EvalConfig setting as key=value (repeatable).")
         ] = None,
     ) -> None:
-        from facetool.evaluate.pipeline import evaluate_checkpoint
-        from facetool.evaluate.report import render_report
+        from facetool.evaluation.pipeline import evaluate_checkpoint
+        from facetool.evaluation.report import render_report
 
         given = {
             "data": data,

@@ -61,7 +61,7 @@ def devices() -> list[dict[str, Any]]:
 
 def detector() -> dict[str, Any]:
     """The detector files `detect` would use with no model options, and every place it looks, in order."""
-    from facetool.detect.model_files import resolve_model_files, search_places
+    from facetool.detection.model_files import resolve_model_files, search_places
     from facetool.errors import ModelFileError
 
     places = [

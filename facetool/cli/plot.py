@@ -19,7 +19,7 @@ def register(app: typer.Typer) -> None:
             None, "--out", "-o", help="Folder for the PNGs (default: RUN_DIR)."
         ),
     ) -> None:
-        from facetool.train.plots import plot_run
+        from facetool.training.plots import plot_run
 
         console = literal_console()
         for path in plot_run(run_dir, out_dir):

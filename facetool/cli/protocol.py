@@ -105,7 +105,7 @@ def register(app: typer.Typer) -> None:
         given = {"lfw_dir": lfw_dir, "faces": faces, "view": view, "folds": folds, "out": out}
         settings = build_config(ProtocolConfig, config, sets, given)
         from facetool.protocol import run_protocol
-        from facetool.train.progress import RichProgress
+        from facetool.training.progress import RichProgress
 
         console = literal_console(stderr=True)
         result = run_protocol(

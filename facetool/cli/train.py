@@ -1,5 +1,5 @@
 """`facetool train`: parse options into a TrainConfig, resolve the data to a face cache, run
-`facetool.train.loop.train`, show a summary."""
+`facetool.training.loop.train`, show a summary."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ from facetool.cli.output import literal_console
 from facetool.config.base import collect_overrides, dump_toml, field_help
 from facetool.config.train import TrainConfig
 from facetool.errors import ConfigError, FacetoolError
-from facetool.train.progress import RichProgress
+from facetool.training.progress import RichProgress
 
 if TYPE_CHECKING:
-    from facetool.train.loop import TrainResult
+    from facetool.training.loop import TrainResult
 
 
 def _fmt(value: Any, spec: str = ".4f") -> str:
@@ -140,24 +140,24 @@ def register(app: typer.Typer) -> None:
             "threads": threads,
         }
         overrides = collect_overrides(settings, named)
-        from facetool.train.resume import load_train_config
+        from facetool.training.resume import load_train_config
 
         resolved = load_train_config(config, overrides, resume)
         if print_config:
             typer.echo(dump_toml(resolved.model_dump(mode="json")), nl=False)
             return
-        from facetool.train.recipe import check_plugins
+        from facetool.training.recipe import check_plugins
 
         check_plugins(resolved)
         resolved = _resolve_data(resolved, resume, overwrite)
         if nproc > 1:
-            from facetool.train.distributed import launch, write_launch_config
+            from facetool.training.distributed import launch, write_launch_config
 
             launch(write_launch_config(resolved), nproc, resume, overwrite)
             return
         console = literal_console(stderr=True)
         try:
-            from facetool.train.loop import train
+            from facetool.training.loop import train
 
             result = train(resolved, resume=resume, overwrite=overwrite, progress=RichProgress(console))
         except KeyboardInterrupt:
@@ -173,8 +173,8 @@ def _resolve_data(config: TrainConfig, resume: str | None, overwrite: bool) -> T
     The run folder is checked first, so a refused start detects nothing and creates no folder.
     """
     from facetool.config.detect import DetectConfig
-    from facetool.detect.resolve import resolve_faces
-    from facetool.train.run_folder import CACHE_NAME, check_fresh_start
+    from facetool.detection.resolve import resolve_faces
+    from facetool.training.run_folder import CACHE_NAME, check_fresh_start
 
     if config.data_dir is None:
         raise ConfigError("data_dir: not set (give --data_dir or data_dir in the config file)")

@@ -45,7 +45,7 @@ def register(app: typer.Typer) -> None:
             typer.Option("--set", help="Any VerifyConfig setting as key=value (detect.margin=0.2, ...)."),
         ] = None,
     ) -> None:
-        from facetool.verify import verify_pair
+        from facetool.verification import verify_pair
 
         given = {"threshold": threshold, "runtime": runtime, "device": device}
         config = build_config(VerifyConfig, None, sets, given)

@@ -15,7 +15,7 @@ DistanceName = Literal["euclidean", "cosine"]
 
 
 class EmbeddingSettings(StrictModel):
-    """How a command that embeds faces runs the model: `facetool.embedder.embedder_for` reads these."""
+    """How a command that embeds faces runs the model: `facetool.inference.embedder_for` reads these."""
 
     flip: bool = Field(False, description="Add the mirrored face's embedding, then re-normalise.")
     batch_size: int = Field(256, ge=1, description="Faces per forward pass.")

@@ -10,12 +10,12 @@ import numpy as np
 
 from facetool.cache import FaceRecord, Failure
 from facetool.config.detect import DetectConfig
-from facetool.detect.crop import crop_face, resize_to_square
-from facetool.detect.images import ImageDecodeError, read_image
-from facetool.detect.model_files import resolve_model_files
-from facetool.detect.scan import ImageEntry
-from facetool.detect.select import select_face
-from facetool.detect.ssd import Detector
+from facetool.detection.crop import crop_face, resize_to_square
+from facetool.detection.images import ImageDecodeError, read_image
+from facetool.detection.model_files import resolve_model_files
+from facetool.detection.scan import ImageEntry
+from facetool.detection.select import select_face
+from facetool.detection.ssd import Detector
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from facetool.config.detect import DetectConfig
-from facetool.detect.runner import DetectProgress, DetectSummary, detect_directory
+from facetool.detection.runner import DetectProgress, DetectSummary, detect_directory
 from facetool.errors import FacetoolError, UsageError
 from facetool.files import make_dir
 

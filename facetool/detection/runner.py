@@ -26,10 +26,10 @@ from facetool import __version__
 from facetool.cache import CacheWriter, FaceRecord, Failure, open_cache
 from facetool.cache.origin import folder_conflict, recorded, setting_differences
 from facetool.config.detect import DetectConfig
-from facetool.detect.faces import process_entry
-from facetool.detect.model_files import ModelFiles, resolve_model_files
-from facetool.detect.scan import ImageEntry, ScanResult, scan_images, take_shard
-from facetool.detect.ssd import Detector, load_net
+from facetool.detection.faces import process_entry
+from facetool.detection.model_files import ModelFiles, resolve_model_files
+from facetool.detection.scan import ImageEntry, ScanResult, scan_images, take_shard
+from facetool.detection.ssd import Detector, load_net
 from facetool.errors import CacheError, FacetoolError, UsageError
 from facetool.files import check_output_not_input
 

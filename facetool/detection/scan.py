@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from facetool.cache import Failure
-from facetool.detect.images import is_image_name
+from facetool.detection.images import is_image_name
 from facetool.errors import UsageError
 from facetool.identities import normalize_identity
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import cv2
 import numpy as np
 
-from facetool.detect.model_files import ModelFiles
+from facetool.detection.model_files import ModelFiles
 from facetool.errors import ModelFileError
 
 INPUT_SIZE = (300, 300)

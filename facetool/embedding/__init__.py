@@ -13,15 +13,15 @@ from pathlib import Path
 
 from facetool import __version__
 from facetool.config.evaluate import EmbedConfig
-from facetool.detect.resolve import CACHE_SUFFIXES
-from facetool.embed.sources import (
+from facetool.detection.resolve import CACHE_SUFFIXES
+from facetool.embedding.sources import (
     CacheSource,
     FaceBatch,
     FaceSource,
     ImageSource,
     collect_sources,
 )
-from facetool.embed.writers import (
+from facetool.embedding.writers import (
     WRITERS,
     EmbeddingSet,
     EmbeddingWriter,
@@ -30,9 +30,9 @@ from facetool.embed.writers import (
     open_writer,
     write_embeddings,
 )
-from facetool.embedder import Embedder, crop_for, embedder_for
 from facetool.errors import FacetoolError
 from facetool.files import check_output_not_input
+from facetool.inference import Embedder, crop_for, embedder_for
 
 __all__ = [
     "CACHE_SUFFIXES",

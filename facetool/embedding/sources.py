@@ -11,9 +11,9 @@ import numpy as np
 
 from facetool.cache import open_cache
 from facetool.config.detect import DetectConfig
-from facetool.detect import crop_face_from_file, detector_from_config, scan_images
-from facetool.detect.images import is_image_name
-from facetool.detect.resolve import is_cache_path
+from facetool.detection import crop_face_from_file, detector_from_config, scan_images
+from facetool.detection.images import is_image_name
+from facetool.detection.resolve import is_cache_path
 from facetool.errors import FacetoolError, UsageError
 
 

@@ -2,7 +2,7 @@
 
 The data is a face cache, or an LFW-style image folder. For a folder only the images named by the pairs
 are detected: they are linked (symlinks, the same relative paths) into `<out>/pairs-images/`, and
-`facetool.detect.runner.detect_directory` crops that folder into `<out>/pairs-faces.h5`, at the detection
+`facetool.detection.runner.detect_directory` crops that folder into `<out>/pairs-faces.h5`, at the detection
 config's crop size (the size the training caches have; the model's input size is reached by resizing, as
 everywhere else). A rerun resumes the cache; an image named by the pairs but absent from the folder stops
 before any detection. `--out` never lies inside the data folder, the data never inside `<out>/pairs-images/`,
@@ -17,9 +17,9 @@ from pathlib import Path
 
 from facetool.cache import open_cache
 from facetool.config.detect import DetectConfig
-from facetool.detect.resolve import check_faces_input, is_cache_path, resolve_faces
+from facetool.detection.resolve import check_faces_input, is_cache_path, resolve_faces
 from facetool.errors import PairsError, UsageError
-from facetool.evaluate.pairs import MAX_LISTED, PairsFile
+from facetool.evaluation.pairs import MAX_LISTED, PairsFile
 from facetool.files import check_output_not_input, make_dir
 
 PAIRS_NAME = "pairs.txt"
@@ -91,7 +91,7 @@ def faces_for_pairs(
 ) -> Path:
     """The face cache to evaluate from: `data` itself, or the detection cache made from a folder's pair images.
 
-    `facetool.detect.resolve` decides what `data` is (a missing path or one of the wrong kind is a UsageError).
+    `facetool.detection.resolve` decides what `data` is (a missing path or one of the wrong kind is a UsageError).
     """
     if not check_faces_input(data, missing=UsageError):
         return data

@@ -1,7 +1,7 @@
 """The `facetool eval` command as a function: files in, files out.
 
 It resolves the files (model, face cache or image folder, pairs), refuses outputs that would touch an input,
-calls the core, `facetool.evaluate.run.evaluate_on_pairs` (model + cache + pairs -> EvalReport, no files
+calls the core, `facetool.evaluation.run.evaluate_on_pairs` (model + cache + pairs -> EvalReport, no files
 written), adds whether the pairs' people were held out of the model's training, and writes the report.
 """
 
@@ -13,14 +13,14 @@ from pathlib import Path
 
 from facetool.cache import open_cache
 from facetool.config.evaluate import EvalConfig
-from facetool.embedder import crop_for, embedder_for
 from facetool.errors import UsageError
-from facetool.evaluate.data import default_pairs, faces_for_pairs
-from facetool.evaluate.pairs import PairsFile, read_pairs
-from facetool.evaluate.report import REPORT_FILES, write_report
-from facetool.evaluate.run import EvalReport, Progress, evaluate_on_pairs
+from facetool.evaluation.data import default_pairs, faces_for_pairs
+from facetool.evaluation.pairs import PairsFile, read_pairs
+from facetool.evaluation.report import REPORT_FILES, write_report
+from facetool.evaluation.run import EvalReport, Progress, evaluate_on_pairs
 from facetool.files import check_output_not_input, make_dir
 from facetool.identities import identity_digests
+from facetool.inference import crop_for, embedder_for
 from facetool.models import ModelInfo
 
 
@@ -80,7 +80,7 @@ def evaluate_checkpoint(
 ) -> EvalOutcome:
     """Load `checkpoint`, get faces for the pairs (detecting a folder if needed), evaluate, write the files.
 
-    Several checkpoints are evaluated as one ensemble (`facetool.embedder.EnsembleEmbedder`).
+    Several checkpoints are evaluated as one ensemble (`facetool.inference.EnsembleEmbedder`).
     """
     if config.data is None:
         raise UsageError("no data given: pass --data with a face cache (.h5) or an LFW image folder")

@@ -8,8 +8,8 @@ from rich.console import Console
 from rich.table import Table
 
 from facetool.errors import FacetoolError
-from facetool.evaluate.roc import plot_roc
-from facetool.evaluate.run import EvalReport
+from facetool.evaluation.roc import plot_roc
+from facetool.evaluation.run import EvalReport
 from facetool.files import atomic_write_text, make_dir
 
 REPORT_FILES = ("report.json", "roc.png")

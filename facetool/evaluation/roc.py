@@ -7,7 +7,7 @@ from pathlib import Path
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from facetool.evaluate.run import EvalReport
+from facetool.evaluation.run import EvalReport
 from facetool.files import atomic_output
 
 

@@ -1,6 +1,6 @@
 """The core of evaluation: a model, a face cache and pairs files in, an EvalReport out (no files written).
 
-Used by `facetool eval` (through `facetool.evaluate.pipeline`, which handles the files), by training's
+Used by `facetool eval` (through `facetool.evaluation.pipeline`, which handles the files), by training's
 validation and by the protocol. It embeds the distinct images of the pairs, a batch at a time straight from
 the cache, and computes the LFW metrics.
 
@@ -27,9 +27,8 @@ from torch import nn
 
 from facetool.cache import FaceCache
 from facetool.data.transforms import embed_faces
-from facetool.embedder import Embedder
 from facetool.errors import PairsError, UsageError
-from facetool.evaluate.metrics import (
+from facetool.evaluation.metrics import (
     PairSplit,
     VerificationMetrics,
     evaluate_splits,
@@ -37,7 +36,8 @@ from facetool.evaluate.metrics import (
     get_distance,
     stratified_fold_ids,
 )
-from facetool.evaluate.pairs import PairsFile, check_images, read_pairs
+from facetool.evaluation.pairs import PairsFile, check_images, read_pairs
+from facetool.inference import Embedder
 
 DEFAULT_FOLDS = 10
 Progress = Callable[[int, int], None]

@@ -24,7 +24,7 @@ from facetool.miners import MiningResult
 
 
 class PlannedRound(Protocol):
-    """What a plan reads of a selection round (facetool.train.selection.Round is one)."""
+    """What a plan reads of a selection round (facetool.training.selection.Round is one)."""
 
     inputs: torch.Tensor
     mined: MiningResult | None

@@ -24,12 +24,12 @@ from facetool.config.base import StrictModel, format_validation_error
 from facetool.config.train import TrainConfig
 from facetool.errors import ConfigError, PluginError
 from facetool.plugins import CALLBACKS, call_plugin, load_plugin
-from facetool.train.distributed import Ranks
-from facetool.train.history import EpochRecord
+from facetool.training.distributed import Ranks
+from facetool.training.history import EpochRecord
 
 
 class Trainer(Protocol):
-    """What a callback may read of the run (facetool.train.loop.Trainer is one) and the one thing it may do.
+    """What a callback may read of the run (facetool.training.loop.Trainer is one) and the one thing it may do.
 
     `epoch` counts finished epochs; `history` holds their records; `engine` has the model, optimizer and loss;
     `validator.active` says whether epochs are validated; `log(text)` appends to train.log and shows it;
@@ -119,7 +119,7 @@ def callback_class(name: str) -> type[Callback]:
     target = load_plugin(CALLBACKS, name)
     if not (isinstance(target, type) and issubclass(target, Callback)):
         raise PluginError(
-            f"callback {name!r}: entry point gives {target!r}, not a facetool.train.callbacks.Callback subclass"
+            f"callback {name!r}: entry point gives {target!r}, not a facetool.training.callbacks.Callback subclass"
         )
     return target
 
@@ -149,7 +149,7 @@ class Callbacks:
         self.items = list(callbacks)
         for callback in self.items:
             if not isinstance(callback, Callback):
-                raise PluginError(f"{callback!r} is not a facetool.train.callbacks.Callback")
+                raise PluginError(f"{callback!r} is not a facetool.training.callbacks.Callback")
 
     def fire(self, event: str, *args: Any) -> None:
         """Call `event` on every callback; a failing one is a PluginError naming it and the event."""

@@ -6,8 +6,8 @@ from pathlib import Path
 
 from facetool.errors import FacetoolError
 from facetool.models.checkpoint import checkpoint_bytes
-from facetool.train.callbacks import Callback, Trainer
-from facetool.train.history import EpochRecord, best_epoch
+from facetool.training.callbacks import Callback, Trainer
+from facetool.training.history import EpochRecord, best_epoch
 
 
 class EpochLog(Callback):
@@ -55,7 +55,7 @@ class Plots(Callback):
     def on_train_end(self, trainer: Trainer) -> None:
         if trainer.failed or not trainer.ranks.main:
             return
-        from facetool.train.plots import plot_history
+        from facetool.training.plots import plot_history
 
         try:
             self.paths = plot_history([r.to_dict() for r in trainer.history], trainer.run_dir)

@@ -8,8 +8,8 @@ from pydantic import Field
 
 from facetool.config.base import StrictModel
 from facetool.errors import ConfigError
-from facetool.train.callbacks import Callback, Trainer
-from facetool.train.history import EpochRecord
+from facetool.training.callbacks import Callback, Trainer
+from facetool.training.history import EpochRecord
 
 HIGHER_IS_BETTER = {"val_accuracy": True, "val_loss": False, "train_loss": False}
 

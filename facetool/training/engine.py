@@ -24,8 +24,8 @@ from facetool.data.augment import prepare
 from facetool.device import autocast
 from facetool.losses import Loss, TripletLoss, get_loss
 from facetool.models import build_backbone
-from facetool.train.graph import FAST_STEPS
-from facetool.train.schedule import make_scheduler
+from facetool.training.graph import FAST_STEPS
+from facetool.training.schedule import make_scheduler
 
 FUSABLE = frozenset({"adam", "adamw", "sgd"})
 

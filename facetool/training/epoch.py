@@ -18,14 +18,14 @@ import torch
 from facetool.config.train import TrainConfig
 from facetool.errors import FacetoolError
 from facetool.miners import Miner
-from facetool.train.batch_plan import BatchPlan
-from facetool.train.callbacks import NonFinite, Step
-from facetool.train.distributed import Ranks, all_reduce_min, all_reduce_sum
-from facetool.train.engine import Engine
-from facetool.train.history import EpochRecord
-from facetool.train.schedule import miner_for_epoch
-from facetool.train.selection import Round, Selection
-from facetool.train.state import epoch_seeds
+from facetool.training.batch_plan import BatchPlan
+from facetool.training.callbacks import NonFinite, Step
+from facetool.training.distributed import Ranks, all_reduce_min, all_reduce_sum
+from facetool.training.engine import Engine
+from facetool.training.history import EpochRecord
+from facetool.training.schedule import miner_for_epoch
+from facetool.training.selection import Round, Selection
+from facetool.training.state import epoch_seeds
 
 PROGRESS_READ_S = 0.5
 

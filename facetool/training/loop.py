@@ -4,7 +4,7 @@ checkpoint files, the config's plugins, the caller's, the display, the plots) th
 
 Randomness: every epoch draws from generators seeded by (seed, epoch) (people sampling, augmentation,
 dropout, triplet order), so a run resumed at an epoch boundary repeats an uninterrupted one exactly on the
-CPU; checkpoints hold no RNG state (facetool.train.state).
+CPU; checkpoints hold no RNG state (facetool.training.state).
 """
 
 from __future__ import annotations
@@ -26,11 +26,10 @@ from facetool.errors import ConfigError, FacetoolError, UsageError
 from facetool.identities import identity_digests
 from facetool.miners import get_miner
 from facetool.models.checkpoint import load_checkpoint, make_checkpoint
-from facetool.train.batch_plan import plan_for
-from facetool.train.callbacks import Callback, Callbacks, NonFinite, callbacks_from_config
-from facetool.train.data import load_training_data
-from facetool.train.default_callbacks import Checkpoints, EpochLog, Plots
-from facetool.train.distributed import (
+from facetool.training.batch_plan import plan_for
+from facetool.training.callbacks import Callback, Callbacks, NonFinite, callbacks_from_config
+from facetool.training.default_callbacks import Checkpoints, EpochLog, Plots
+from facetool.training.distributed import (
     Ranks,
     all_reduce_min,
     broadcast_buffers,
@@ -40,23 +39,24 @@ from facetool.train.distributed import (
     rank_device,
     ranks_from_env,
 )
-from facetool.train.engine import STEP_NAMES, engine_from_config
-from facetool.train.epoch import EpochRunner, EpochSettings, NonFiniteError
-from facetool.train.history import EpochRecord, best_epoch
-from facetool.train.progress import TrainProgress
-from facetool.train.recipe import check_plugins
-from facetool.train.resume import resolve_resume
-from facetool.train.run_folder import (
+from facetool.training.engine import STEP_NAMES, engine_from_config
+from facetool.training.epoch import EpochRunner, EpochSettings, NonFiniteError
+from facetool.training.history import EpochRecord, best_epoch
+from facetool.training.progress import TrainProgress
+from facetool.training.recipe import check_plugins
+from facetool.training.resume import resolve_resume
+from facetool.training.run_folder import (
     LAST,
     RunFolder,
     RunLog,
     absolute_paths,
     check_fresh_start,
 )
-from facetool.train.schedule import restore_scheduler
-from facetool.train.selection import Selection
-from facetool.train.state import check_same_loss, check_training_fields, load_field
-from facetool.train.validate import Validator
+from facetool.training.schedule import restore_scheduler
+from facetool.training.selection import Selection
+from facetool.training.sources import load_training_data
+from facetool.training.state import check_same_loss, check_training_fields, load_field
+from facetool.training.validate import Validator
 
 __all__ = ["NonFiniteError", "TrainResult", "Trainer", "train"]
 
@@ -345,7 +345,7 @@ def train(
 
     `resume` is a checkpoint path or "auto"; a run folder that already holds a run is refused unless the call
     resumes it or `overwrite` replaces it. A start that fails leaves no folder behind it created. `progress`
-    is the display; `callbacks` (facetool.train.callbacks.Callback objects) see every event of the run and
+    is the display; `callbacks` (facetool.training.callbacks.Callback objects) see every event of the run and
     can stop it.
     """
     if config.data_dir is None:

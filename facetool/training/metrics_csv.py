@@ -10,8 +10,8 @@ from pydantic import Field
 
 from facetool.config.base import StrictModel
 from facetool.files import atomic_write_text
-from facetool.train.callbacks import Callback, Trainer
-from facetool.train.history import EpochRecord
+from facetool.training.callbacks import Callback, Trainer
+from facetool.training.history import EpochRecord
 
 COLUMNS = [f.name for f in fields(EpochRecord)]
 

@@ -15,7 +15,7 @@ from matplotlib.ticker import MaxNLocator
 
 from facetool.errors import FacetoolError
 from facetool.files import atomic_output, make_dir
-from facetool.train.history import load_history
+from facetool.training.history import load_history
 
 Series = list[tuple[str, str]]
 

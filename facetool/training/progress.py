@@ -7,8 +7,8 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from facetool.train.callbacks import Callback, Step, Trainer
-from facetool.train.history import EpochRecord
+from facetool.training.callbacks import Callback, Step, Trainer
+from facetool.training.history import EpochRecord
 
 
 class TrainProgress(Callback):

@@ -27,8 +27,8 @@ from facetool.files import (
     remove_stale_temp_files,
     unlock,
 )
-from facetool.train.history import save_history
-from facetool.train.progress import TrainProgress
+from facetool.training.history import save_history
+from facetool.training.progress import TrainProgress
 
 LOCK_NAME = "train.lock"
 CACHE_NAME = "faces.h5"

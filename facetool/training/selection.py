@@ -16,8 +16,8 @@ from facetool.data.augment import Augmenter
 from facetool.data.resized import ResizedFaces, resize_once
 from facetool.data.sampling import PeopleSampler
 from facetool.miners import Miner, MiningResult
-from facetool.train.data import TrainingData
-from facetool.train.engine import Engine
+from facetool.training.engine import Engine
+from facetool.training.sources import TrainingData
 
 
 @dataclass

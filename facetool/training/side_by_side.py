@@ -21,7 +21,7 @@ from typing import Any
 
 from facetool.config.train import TrainConfig
 from facetool.errors import FacetoolError
-from facetool.train.loop import TrainResult, train
+from facetool.training.loop import TrainResult, train
 
 POLL_S = 0.5
 

@@ -21,7 +21,7 @@ from facetool.data.choose import SourceChoice, open_face_source
 from facetool.data.source import FaceSource
 from facetool.data.split import drop_small_identities, split_identities
 from facetool.errors import FacetoolError
-from facetool.train.distributed import Ranks
+from facetool.training.distributed import Ranks
 
 TrainingData = FaceSource
 

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from facetool.config.train import LossConfig
 from facetool.errors import FacetoolError, UsageError
-from facetool.train.history import EpochRecord
+from facetool.training.history import EpochRecord
 
 
 def epoch_seeds(seed: int, epoch: int) -> tuple[np.random.Generator, list[int]]:

@@ -13,8 +13,8 @@ from pydantic import Field
 
 from facetool.config.base import StrictModel
 from facetool.errors import ConfigError
-from facetool.train.callbacks import Callback, Step, Trainer
-from facetool.train.history import EpochRecord
+from facetool.training.callbacks import Callback, Step, Trainer
+from facetool.training.history import EpochRecord
 
 EPOCH_SCALARS = {
     "train_loss": "epoch/train_loss",

@@ -1,7 +1,7 @@
 """Validation each epoch: triplet loss on fixed held-out triplets and verification accuracy on fixed pairs.
 
 The triplets and pairs are drawn once from a seeded generator, so every epoch is measured on the same data.
-With a pairs file, accuracy comes from `facetool.evaluate.run.evaluate_on_pairs`, the code `facetool eval`
+With a pairs file, accuracy comes from `facetool.evaluation.run.evaluate_on_pairs`, the code `facetool eval`
 runs, so both report the same number for the same checkpoint. Held-out faces come from a `FaceSource`, read
 `VAL_CHUNK` at a time (the next chunk while the current one embeds), so validation holds no whole set either.
 """
@@ -16,11 +16,11 @@ import torch
 
 from facetool.cache import open_cache
 from facetool.data.source import FaceSource
-from facetool.evaluate.metrics import verification_accuracy
-from facetool.evaluate.pairs import check_images, read_pairs
-from facetool.evaluate.run import evaluate_on_pairs
+from facetool.evaluation.metrics import verification_accuracy
+from facetool.evaluation.pairs import check_images, read_pairs
+from facetool.evaluation.run import evaluate_on_pairs
 from facetool.losses import triplet_loss
-from facetool.train.engine import Engine
+from facetool.training.engine import Engine
 
 VAL_CHUNK = 1024
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from detect_helpers import link_lfw_subset
 
-from facetool.detect.model_files import ModelFiles
+from facetool.detection.model_files import ModelFiles
 
 
 @pytest.fixture(scope="session")

@@ -15,9 +15,9 @@ from PIL import Image
 
 from facetool.cache import open_cache
 from facetool.config.detect import DetectConfig
-from facetool.detect.images import ImageDecodeError, decode_image, read_image
-from facetool.detect.runner import detect_directory
-from facetool.detect.scan import scan_images
+from facetool.detection.images import ImageDecodeError, decode_image, read_image
+from facetool.detection.runner import detect_directory
+from facetool.detection.scan import scan_images
 from facetool.errors import UsageError
 
 UNICODE_ID = "Zoë_Ångström"

@@ -11,7 +11,7 @@ from pathlib import Path
 SCRIPT = """
 import sys, cv2, numpy as np
 from facetool.config.detect import DetectConfig
-from facetool.detect.runner import detect_directory
+from facetool.detection.runner import detect_directory
 
 image = np.random.default_rng(0).integers(0, 255, (3000, 3000, 3), dtype=np.uint8)
 for _ in range(3):

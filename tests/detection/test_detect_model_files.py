@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from facetool.detect.model_files import package_model_dir, resolve_model_files, user_cache_dir
-from facetool.detect.ssd import Detector
+from facetool.detection.model_files import package_model_dir, resolve_model_files, user_cache_dir
+from facetool.detection.ssd import Detector
 from facetool.errors import ModelFileError
 
 TF = ("opencv_face_detector_uint8.pb", "opencv_face_detector.pbtxt")

@@ -12,7 +12,7 @@ from PIL import Image
 
 from facetool.cache import open_cache
 from facetool.config.detect import DetectConfig
-from facetool.detect.runner import detect_directory
+from facetool.detection.runner import detect_directory
 from facetool.errors import UsageError
 
 

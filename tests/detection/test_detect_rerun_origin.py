@@ -16,8 +16,8 @@ from detect_helpers import KNOWN_IMAGES, facetool_command, run_cli
 
 from facetool.cache import open_cache, write_selection
 from facetool.config.detect import DetectConfig
-from facetool.dataset import merge_caches
-from facetool.detect.runner import detect_directory
+from facetool.curation import merge_caches
+from facetool.detection.runner import detect_directory
 from facetool.errors import UsageError
 
 # Root ignores file modes through these two capabilities; without them a mode-000 folder is unreadable to it.

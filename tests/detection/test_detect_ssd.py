@@ -11,9 +11,15 @@ import pytest
 from detect_helpers import KNOWN_IMAGES, lfw_rgb
 
 from facetool.config.detect import DetectConfig
-from facetool.detect import Detector, ImageDecodeError, crop_face_from_file, crop_face_from_image, read_image
-from facetool.detect.crop import crop_face, expand_box, resize_to_square
-from facetool.detect.select import SELECTORS, select_face
+from facetool.detection import (
+    Detector,
+    ImageDecodeError,
+    crop_face_from_file,
+    crop_face_from_image,
+    read_image,
+)
+from facetool.detection.crop import crop_face, expand_box, resize_to_square
+from facetool.detection.select import SELECTORS, select_face
 from facetool.errors import ModelFileError
 
 
@@ -153,7 +159,7 @@ def test_degenerate_shapes_still_give_a_square(shape):
 
 
 def test_fallback_is_the_whole_image(tf_files):
-    from facetool.detect import crop_face_from_image
+    from facetool.detection import crop_face_from_image
 
     sky = np.zeros((120, 240, 3), np.uint8)
     sky[:, :, 2] = 200

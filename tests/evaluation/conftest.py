@@ -19,7 +19,7 @@ import torch
 
 from facetool.cache import CacheWriter, FaceRecord, open_cache
 from facetool.data.transforms import to_input
-from facetool.evaluate.pairs import read_pairs
+from facetool.evaluation.pairs import read_pairs
 from facetool.models import build_backbone
 from facetool.models.checkpoint import make_checkpoint, save_checkpoint
 

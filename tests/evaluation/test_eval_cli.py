@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from facetool.cache import open_cache
-from facetool.evaluate.run import evaluate_on_pairs
+from facetool.evaluation.run import evaluate_on_pairs
 from facetool.models import load_embedding_model
 
 

@@ -11,10 +11,10 @@ import torch
 
 from facetool.cache import open_cache
 from facetool.config.evaluate import EvalConfig
-from facetool.embedder import EnsembleEmbedder, embedder_for
-from facetool.evaluate.metrics import PairSplit, evaluate_splits
-from facetool.evaluate.pairs import read_pairs
+from facetool.evaluation.metrics import PairSplit, evaluate_splits
+from facetool.evaluation.pairs import read_pairs
 from facetool.identities import identity_digests
+from facetool.inference import EnsembleEmbedder, embedder_for
 from facetool.models import build_backbone
 from facetool.models.checkpoint import make_checkpoint, save_checkpoint
 

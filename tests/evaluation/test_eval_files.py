@@ -16,11 +16,11 @@ from facetool.config.detect import DetectConfig
 from facetool.config.evaluate import EvalConfig
 from facetool.data.transforms import embed_faces
 from facetool.errors import PairsError, UsageError
-from facetool.evaluate.data import faces_for_pairs, link_pair_images
-from facetool.evaluate.pairs import read_pairs
-from facetool.evaluate.pipeline import evaluate_checkpoint, with_training_overlap
-from facetool.evaluate.report import render_report, summary_line
-from facetool.evaluate.run import evaluate_on_pairs
+from facetool.evaluation.data import faces_for_pairs, link_pair_images
+from facetool.evaluation.pairs import read_pairs
+from facetool.evaluation.pipeline import evaluate_checkpoint, with_training_overlap
+from facetool.evaluation.report import render_report, summary_line
+from facetool.evaluation.run import evaluate_on_pairs
 from facetool.identities import identity_digests
 from facetool.models import ModelInfo, load_embedding_model
 from facetool.models.checkpoint import load_checkpoint, save_checkpoint

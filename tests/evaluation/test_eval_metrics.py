@@ -12,7 +12,7 @@ from sklearn.metrics import auc as sk_auc
 from sklearn.metrics import roc_auc_score, roc_curve
 from sklearn.model_selection import KFold
 
-from facetool.evaluate.metrics import (
+from facetool.evaluation.metrics import (
     PairSplit,
     equal_error_rate,
     evaluate_folds,

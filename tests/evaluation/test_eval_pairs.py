@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from facetool.errors import PairsError
-from facetool.evaluate.pairs import check_images, image_path, read_pairs
+from facetool.evaluation.pairs import check_images, image_path, read_pairs
 
 GOOD_VIEW2 = "2\t2\nA\t1\t2\nB\t1\t3\nA\t1\tC\t1\nB\t2\tD\t4\nE\t1\t2\nF\t3\t4\nE\t1\tG\t1\nF\t2\tH\t1\n"
 

@@ -11,11 +11,11 @@ import torch
 from facetool.cache import open_cache
 from facetool.config.detect import DetectConfig
 from facetool.errors import FacetoolError, PairsError, UsageError
-from facetool.evaluate.data import default_pairs, faces_for_pairs, pairs_candidates
-from facetool.evaluate.metrics import PairSplit, evaluate_folds, evaluate_splits, stratified_fold_ids
-from facetool.evaluate.pairs import read_pairs
-from facetool.evaluate.report import render_report, write_report
-from facetool.evaluate.run import evaluate_on_pairs
+from facetool.evaluation.data import default_pairs, faces_for_pairs, pairs_candidates
+from facetool.evaluation.metrics import PairSplit, evaluate_folds, evaluate_splits, stratified_fold_ids
+from facetool.evaluation.pairs import read_pairs
+from facetool.evaluation.report import render_report, write_report
+from facetool.evaluation.run import evaluate_on_pairs
 
 
 def expected_distances(pairs_path, embeddings, distance="euclidean"):

@@ -7,8 +7,8 @@ from collections import Counter
 import pytest
 
 from facetool.errors import UsageError
-from facetool.evaluate.holdout import hold_out_pairs, images_by_person
-from facetool.evaluate.pairs import image_path, parse_pairs
+from facetool.evaluation.holdout import hold_out_pairs, images_by_person
+from facetool.evaluation.pairs import image_path, parse_pairs
 
 
 def lfw_like(shared) -> dict[str, list[int]]:

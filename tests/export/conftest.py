@@ -19,7 +19,7 @@ import torch
 from facetool.cache import open_cache
 from facetool.config.detect import DetectConfig
 from facetool.config.train import TrainConfig
-from facetool.detect.runner import detect_directory
+from facetool.detection.runner import detect_directory
 from facetool.models.export import export_model, face_crop_from_meta
 
 CROP_SIZE = 64
@@ -87,7 +87,7 @@ def trained(lfw_dir: Path, ssd_dir: Path, tmp_path_factory: pytest.TempPathFacto
             "checkpoint_every": 10,
         }
     )
-    from facetool.train.loop import train
+    from facetool.training.loop import train
 
     result = train(config)
     return Trained(root / "data", cache, result.last_checkpoint, people)

@@ -165,7 +165,7 @@ def cached_face(cache_path: Path, relative: str) -> np.ndarray:
 
 def test_embed_of_photos_crops_as_the_card_says_unless_told_otherwise(trained, exported, photos, tmp_path):
     """The cache's face of a photo, embedded, is what `embed` gives for the photo itself: same crop settings."""
-    from facetool.embedder import load_embedder
+    from facetool.inference import load_embedder
 
     relative = photos[0].relative_to(trained.data_dir).as_posix()
     embedder, _card = load_embedder(exported["onnx"])

@@ -20,9 +20,9 @@ from facetool.cache import open_cache
 from facetool.config.evaluate import EmbedConfig
 from facetool.config.export import ExportConfig
 from facetool.data.transforms import embed_faces, to_input
-from facetool.embed import embed_paths
-from facetool.embedder import OnnxEmbedder, TorchEmbedder, load_embedder
+from facetool.embedding import embed_paths
 from facetool.errors import FacetoolError, ModelFileError, UsageError
+from facetool.inference import OnnxEmbedder, TorchEmbedder, load_embedder
 from facetool.models import build_backbone, load_embedding_model
 from facetool.models.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
 from facetool.models.export import export_model, export_onnx, onnx_bytes

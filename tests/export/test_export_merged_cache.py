@@ -12,8 +12,8 @@ from pathlib import Path
 from facetool.cache import open_cache
 from facetool.config.dataset import FilterSettings
 from facetool.config.export import VerifyConfig
-from facetool.dataset import filter_cache, merge_caches
-from facetool.verify import crop_settings
+from facetool.curation import filter_cache, merge_caches
+from facetool.verification import crop_settings
 
 
 def test_export_from_a_merged_cache_writes_the_training_crop_settings(trained, tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ from cache_helpers import write_cache
 from cli_helpers import facetool_in_process
 
 from facetool.cache import open_cache
-from facetool.embedder import OnnxEmbedder
+from facetool.inference import OnnxEmbedder
 from facetool.models.checkpoint import load_checkpoint
 from facetool.models.export import export_model
 from facetool.models.model_card import card_path

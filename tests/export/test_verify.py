@@ -20,7 +20,7 @@ from facetool.config.export import VerifyConfig
 from facetool.errors import UsageError
 from facetool.models import load_embedding_model
 from facetool.models.model_card import card_path
-from facetool.verify import verify_pair
+from facetool.verification import verify_pair
 
 
 def cli(*args: object, models: Path) -> subprocess.CompletedProcess:

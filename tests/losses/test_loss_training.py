@@ -19,8 +19,8 @@ from train_helpers import StopAfter, small_train_command
 from facetool.config.train import TrainConfig
 from facetool.models.checkpoint import load_checkpoint
 from facetool.models.loading import load_embedding_model
-from facetool.train.distributed import state_digest
-from facetool.train.loop import train
+from facetool.training.distributed import state_digest
+from facetool.training.loop import train
 
 NO_AUGMENT = {"random_crop": False, "flip": False, "color_jitter": False}
 

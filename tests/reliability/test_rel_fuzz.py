@@ -19,9 +19,9 @@ from facetool.config.base import dump_toml, load_config, parse_override
 from facetool.config.detect import DetectConfig
 from facetool.config.evaluate import EmbedConfig, EvalConfig
 from facetool.config.train import TrainConfig
-from facetool.dataset import read_identity_list
+from facetool.curation import read_identity_list
 from facetool.errors import ConfigError, FacetoolError, PairsError, UsageError
-from facetool.evaluate.pairs import parse_pairs, read_pairs
+from facetool.evaluation.pairs import parse_pairs, read_pairs
 
 FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 MODELS = [TrainConfig, DetectConfig, EvalConfig, EmbedConfig]

@@ -1,7 +1,7 @@
 """Bad image files in the data directory: `facetool detect` reports and skips each one and processes the rest.
 
 The bad-file corpus (truncated, zero-byte, non-image bytes, 16-bit, CMYK, palette, alpha...) is exercised by
-tests/detect/test_detect_files.py; this module adds decompression-bomb headers, wrong extensions, symlink loops
+tests/detection/test_detect_files.py; this module adds decompression-bomb headers, wrong extensions, symlink loops
 and files the process has no permission to read.
 """
 
@@ -108,7 +108,7 @@ def test_detect_reports_and_skips_each_bad_file(bad_dir: Path, ssd_dir: Path, tm
 
 _READ_ONE = (
     "import sys\n"
-    "from facetool.detect.images import ImageDecodeError, read_image\n"
+    "from facetool.detection.images import ImageDecodeError, read_image\n"
     "try:\n"
     "    read_image(sys.argv[1], int(sys.argv[2]))\n"
     "except ImageDecodeError as exc:\n"

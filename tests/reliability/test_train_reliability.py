@@ -23,7 +23,7 @@ from cache_helpers import write_people_cache
 
 from facetool.config.train import TrainConfig
 from facetool.models.checkpoint import load_checkpoint
-from facetool.train.loop import NonFiniteError, train
+from facetool.training.loop import NonFiniteError, train
 
 SIZE = 48
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from facetool.miners import MiningResult
-from facetool.train.batch_plan import GroupPlan, LabelPlan, TripletPlan, plan_for
+from facetool.training.batch_plan import GroupPlan, LabelPlan, TripletPlan, plan_for
 
 CPU = torch.device("cpu")
 

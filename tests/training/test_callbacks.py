@@ -12,16 +12,16 @@ from plugin_helpers import plugin_site
 
 from facetool.config.train import TrainConfig
 from facetool.errors import ConfigError, PluginError
-from facetool.train.callbacks import Callback
-from facetool.train.early_stopping import EarlyStopping, EarlyStoppingSettings
-from facetool.train.history import EpochRecord
-from facetool.train.loop import train
+from facetool.training.callbacks import Callback
+from facetool.training.early_stopping import EarlyStopping, EarlyStoppingSettings
+from facetool.training.history import EpochRecord
+from facetool.training.loop import train
 
 RECORDER = """
 import json
 from pathlib import Path
 from facetool.config.base import StrictModel
-from facetool.train.callbacks import Callback
+from facetool.training.callbacks import Callback
 
 class Settings(StrictModel):
     out: str

@@ -89,8 +89,8 @@ def test_config_errors_name_key_and_file(facetool_cli, tmp_path):
 
 def test_resumed_run_config_errors_name_the_checkpoint(small_cache, tmp_path):
     from facetool.errors import ConfigError, FacetoolError
-    from facetool.train.loop import train
-    from facetool.train.resume import load_train_config
+    from facetool.training.loop import train
+    from facetool.training.resume import load_train_config
 
     run = train(load_train_config(None, [(k, v) for k, v in _settings(small_cache, tmp_path / "run", 1)]))
     config = load_train_config(None, [("num_epochs", 3)], resume=str(run.last_checkpoint))

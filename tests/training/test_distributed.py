@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 from facetool.models.checkpoint import load_checkpoint
-from facetool.train.distributed import Ranks, rank_device, ranks_from_env, state_digest
+from facetool.training.distributed import Ranks, rank_device, ranks_from_env, state_digest
 
 
 def _args(cache, run_dir, epochs: int) -> list[str]:

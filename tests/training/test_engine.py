@@ -8,8 +8,8 @@ import torch
 from facetool.config.train import EngineConfig, TrainConfig
 from facetool.losses import TripletLoss
 from facetool.models import build_backbone
-from facetool.train.engine import OPTIMIZERS, Engine, plan_engine
-from facetool.train.graph import FAST_STEPS, StaticBatch
+from facetool.training.engine import OPTIMIZERS, Engine, plan_engine
+from facetool.training.graph import FAST_STEPS, StaticBatch
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 

@@ -14,9 +14,9 @@ from train_helpers import StopAfter, build_lfw_cache
 from facetool.config.train import TrainConfig
 from facetool.miners import Miner
 from facetool.models.checkpoint import load_checkpoint
-from facetool.train.data import load_training_data
-from facetool.train.loop import Trainer, train
-from facetool.train.progress import TrainProgress
+from facetool.training.loop import Trainer, train
+from facetool.training.progress import TrainProgress
+from facetool.training.sources import load_training_data
 
 NO_AUGMENT = {"random_crop": False, "flip": False, "color_jitter": False}
 

@@ -24,11 +24,11 @@ from facetool.errors import ConfigError, FacetoolError, ModelFileError, PluginEr
 from facetool.identities import identity_digests
 from facetool.models import load_embedding_model
 from facetool.models.checkpoint import load_checkpoint, save_checkpoint
-from facetool.train.loop import train
-from facetool.train.progress import TrainProgress
-from facetool.train.resume import load_train_config
-from facetool.train.run_folder import RunFolder
-from facetool.train.validate import draw_triplets
+from facetool.training.loop import train
+from facetool.training.progress import TrainProgress
+from facetool.training.resume import load_train_config
+from facetool.training.run_folder import RunFolder
+from facetool.training.validate import draw_triplets
 
 
 def tiny(cache: Path, run_dir: Path, **changes) -> TrainConfig:

@@ -15,8 +15,8 @@ from train_helpers import StepRates
 from facetool.config.base import load_config
 from facetool.config.train import TrainConfig
 from facetool.errors import ConfigError
-from facetool.train.loop import train
-from facetool.train.schedule import lr_factor, make_scheduler, miner_for_epoch, restore_scheduler
+from facetool.training.loop import train
+from facetool.training.schedule import lr_factor, make_scheduler, miner_for_epoch, restore_scheduler
 
 
 def lrs(config: TrainConfig, epochs: int) -> list[float]:

@@ -19,8 +19,8 @@ from process_helpers import children, is_running
 from facetool.config.train import TrainConfig
 from facetool.errors import FacetoolError
 from facetool.models.checkpoint import load_checkpoint
-from facetool.train.loop import train
-from facetool.train.side_by_side import scheduled_seconds, train_side_by_side
+from facetool.training.loop import train
+from facetool.training.side_by_side import scheduled_seconds, train_side_by_side
 
 
 def config(cache: Path, run_dir: Path, **changes: object) -> TrainConfig:
@@ -75,7 +75,7 @@ def test_members_end_with_their_parent_and_a_rerun_resumes_them(small_cache, tmp
     script = tmp_path / "side.py"  # Ctrl-C handled as the CLI does, even where a shell started us ignoring it
     script.write_text(
         "import signal, sys\nfrom pathlib import Path\nfrom facetool.config.train import TrainConfig\n"
-        "from facetool.train.side_by_side import train_side_by_side\n"
+        "from facetool.training.side_by_side import train_side_by_side\n"
         "if __name__ == '__main__':\n"
         "    signal.signal(signal.SIGINT, signal.default_int_handler)\n"
         "    lines = Path(sys.argv[1]).read_text().splitlines()\n"

@@ -17,11 +17,11 @@ from facetool.data.source import PreloadedSource
 from facetool.data.stream import StreamedSource
 from facetool.errors import FacetoolError
 from facetool.models.checkpoint import load_checkpoint
-from facetool.train.data import load_training_data
-from facetool.train.distributed import Ranks
-from facetool.train.loop import Trainer, train
-from facetool.train.progress import TrainProgress
-from facetool.train.state import epoch_seeds
+from facetool.training.distributed import Ranks
+from facetool.training.loop import Trainer, train
+from facetool.training.progress import TrainProgress
+from facetool.training.sources import load_training_data
+from facetool.training.state import epoch_seeds
 
 
 def config(cache: Path, run_dir: Path, preload: str, **changes: object) -> TrainConfig:

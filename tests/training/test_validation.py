@@ -8,9 +8,9 @@ import pytest
 
 from facetool.cache import open_cache
 from facetool.config.train import TrainConfig
-from facetool.evaluate.run import evaluate_on_pairs
+from facetool.evaluation.run import evaluate_on_pairs
 from facetool.models import load_embedding_model
-from facetool.train.loop import train
+from facetool.training.loop import train
 
 PEOPLE = (
     "Abdullah_Gul",
@@ -45,7 +45,7 @@ def write_pairs(path: Path) -> Path:
 
 def test_folder_input_and_pairs_file_validation_match_eval(image_dir, tmp_path):
     from facetool.config.detect import DetectConfig
-    from facetool.detect.resolve import resolve_faces
+    from facetool.detection.resolve import resolve_faces
 
     pairs = write_pairs(tmp_path / "pairs.txt")
     faces = resolve_faces(image_dir, tmp_path / "run" / "faces.h5", DetectConfig(image_size=48)).cache
