@@ -1,8 +1,9 @@
 """Entry-point registries for miners, backbones, losses and training callbacks: one lookup for every group, filterable listings.
 
 Built-in plugins register through facetool's own `pyproject.toml` in the same groups a third-party package
-uses, so there is one lookup path for all. `BUILTINS` holds the same names, so facetool's own plugins also
-resolve where its install metadata is missing (a source tree on `PYTHONPATH`); a test keeps the two equal.
+uses, so there is one lookup path for all. `BUILTINS` holds the same names and is what facetool's own names
+resolve to, so they work where the install metadata is missing or stale (a source tree on `PYTHONPATH`, an
+editable install of an older checkout); a test keeps the two equal.
 A group is one row of `GROUPS`; adding a group adds no code.
 
 A name is either plain (`semihard`) or qualified by the distribution that provides it (`facetool:semihard`);
@@ -110,10 +111,10 @@ def _normalized(package: str) -> str:
 def _entry_points(group: str) -> dict[str, tuple[metadata.EntryPoint, ...]]:
     found: dict[str, list[metadata.EntryPoint]] = {}
     for ep in metadata.entry_points(group=group):
-        found.setdefault(ep.name, []).append(ep)
+        if _normalized(_dist_name(ep)[0]) != OWN:  # facetool's own come from BUILTINS, whatever is installed
+            found.setdefault(ep.name, []).append(ep)
     for name, value in BUILTINS.get(group, {}).items():
-        if not any(_normalized(_dist_name(ep)[0]) == OWN for ep in found.get(name, ())):
-            found.setdefault(name, []).append(metadata.EntryPoint(name=name, value=value, group=group))
+        found.setdefault(name, []).append(metadata.EntryPoint(name=name, value=value, group=group))
     return {name: tuple(eps) for name, eps in sorted(found.items())}
 
 
