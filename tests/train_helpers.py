@@ -1,16 +1,13 @@
-"""Helpers shared by the training tests (tests/train, tests/losses)."""
+"""Helpers shared by the training tests (tests/training, tests/losses)."""
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-import torch
 from cache_helpers import write_people_cache
-from torch.optim.optimizer import register_optimizer_step_pre_hook
 
+from facetool.training.callbacks import Callback
 from facetool.training.progress import TrainProgress
 
 SIZE = 96
@@ -49,32 +46,21 @@ class StopAfter(TrainProgress):
             raise KeyboardInterrupt
 
 
-class StepRates(TrainProgress):
-    """The learning rate of every real optimizer step, per 1-based epoch: `rates[epoch]` lists the
-    `param_groups[0]["lr"]` that each `step()` of that epoch ran with.
+class StepRates(Callback):
+    """The learning rate of every training step, per 1-based epoch, as the step events of the callback protocol
+    report it: `rates[epoch]` lists the optimizer's `param_groups[0]["lr"]` that each step ran with.
+    `stop_after` interrupts the run (as Ctrl-C would) once that epoch has been checkpointed."""
 
-    Inside `observing()` every optimizer step is seen through torch's global step pre-hook. Once the training
-    loop has a per-step callback, that callback can call `stepped` instead. `stop_after` interrupts the run
-    (as Ctrl-C would) once that epoch has been checkpointed.
-    """
+    name = "step-rates"
 
     def __init__(self, stop_after: int | None = None) -> None:
+        super().__init__()
         self.stop_after = stop_after
         self.rates: dict[int, list[float]] = {}
-        self._steps: list[float] = []
 
-    def stepped(self, optimizer: torch.optim.Optimizer, *_: object) -> None:
-        self._steps.append(float(optimizer.param_groups[0]["lr"]))
+    def on_step(self, trainer, step) -> None:
+        self.rates.setdefault(step.epoch, []).append(step.lr)
 
-    @contextmanager
-    def observing(self) -> Iterator[StepRates]:
-        handle = register_optimizer_step_pre_hook(self.stepped)
-        try:
-            yield self
-        finally:
-            handle.remove()
-
-    def epoch_end(self, record) -> None:
-        self.rates[record.epoch], self._steps = self._steps, []
+    def on_epoch_end(self, trainer, record) -> None:
         if record.epoch == self.stop_after:
             raise KeyboardInterrupt

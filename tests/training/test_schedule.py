@@ -82,8 +82,8 @@ def assert_steps_ran_at(rates: dict[int, list[float]], expected: list[float]) ->
 
 
 def test_every_optimizer_step_runs_at_torch_steplr_rate(small_cache, tmp_path) -> None:
-    with StepRates().observing() as seen:
-        train(short_run(small_cache, tmp_path / "run", lr_step_size=2, lr_gamma=0.5), progress=seen)
+    seen = StepRates()
+    train(short_run(small_cache, tmp_path / "run", lr_step_size=2, lr_gamma=0.5), callbacks=[seen])
     expected = torch_lrs(lambda opt: torch.optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.5), 4)
     assert_steps_ran_at(seen.rates, expected)
 
@@ -92,10 +92,10 @@ def test_resumed_run_steps_at_torch_cosine_rate_with_warm_up(small_cache, tmp_pa
     """Warm-up then cosine, interrupted after epoch 2 and resumed: every step of the four epochs runs at the
     rate of torch's LinearLR chained with CosineAnnealingLR."""
     config = short_run(small_cache, tmp_path / "run", lr_schedule="cosine", warmup_epochs=1)
-    with StepRates(stop_after=2).observing() as before, pytest.raises(KeyboardInterrupt):
-        train(config, progress=before)
-    with StepRates().observing() as after:
-        train(config, resume="auto", progress=after)
+    before, after = StepRates(stop_after=2), StepRates()
+    with pytest.raises(KeyboardInterrupt):
+        train(config, callbacks=[before])
+    train(config, resume="auto", callbacks=[after])
     expected = torch_lrs(
         lambda opt: torch.optim.lr_scheduler.ChainedScheduler(
             [
