@@ -105,7 +105,9 @@ def run_demo(
         seed=config.seed,
         validation=ValidationConfig(fraction=0.2, num_pairs=40),
     )
-    say(f"training {config.backbone} for {counted(config.num_epochs, 'epoch')} of {counted(config.epoch_size, 'batch')}")
+    say(
+        f"training {config.backbone} for {counted(config.num_epochs, 'epoch')} of {counted(config.epoch_size, 'batch')}"
+    )
     training = train(settings, resume="auto", progress=train_progress)
 
     untrained = trained = None
