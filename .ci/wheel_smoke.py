@@ -95,12 +95,21 @@ def check_imports(venv: Path) -> str:
     return f"{count} modules"
 
 
-@step("facetool --version")
+@step("facetool --version and both packages' versions")
 def check_version(source: Path, bin_dir: Path, cwd: Path) -> str:
-    declared = tomllib.loads((source / "pyproject.toml").read_text())["project"]["version"]
+    declared = {
+        name: tomllib.loads((source / pyproject).read_text())["project"]["version"]
+        for name, pyproject in PYPROJECTS.items()
+    }
     shown = facetool(bin_dir, "--version", cwd=cwd).strip()
-    if shown != f"facetool {declared}" or metadata.version("facetool") != declared:
-        raise CheckFailed(f"facetool --version says {shown!r}; pyproject.toml says {declared}")
+    if shown != f"facetool {declared['facetool']}":
+        raise CheckFailed(f"facetool --version says {shown!r}; pyproject.toml says {declared['facetool']}")
+    for name, (_, package) in PACKAGES.items():
+        found = {metadata.version(name), importlib.import_module(package).__version__}
+        if found != {declared[name]}:
+            raise CheckFailed(
+                f"{name}: installed {sorted(found)}, but its pyproject.toml says {declared[name]}"
+            )
     return shown
 
 

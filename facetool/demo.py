@@ -43,11 +43,10 @@ class DemoResult:
     report_path: Path | None
 
 
-def counted(count: int, noun: str) -> str:
-    """`count` and `noun`, plural unless the count is one: "1 epoch", "5 epochs", "2 batches"."""
-    if count == 1:
-        return f"{count} {noun}"
-    return f"{count} {noun}{'es' if noun.endswith(('ch', 'sh', 's', 'x')) else 's'}"
+def counted(count: int, noun: str, plural: str | None = None) -> str:
+    """`count` and `noun`, in the plural (`plural`, else `noun` + "s") unless the count is one: "1 epoch",
+    "5 epochs", "2 batches"."""
+    return f"{count} {noun if count == 1 else plural or noun + 's'}"
 
 
 def run_demo(
@@ -105,7 +104,9 @@ def run_demo(
         seed=config.seed,
         validation=ValidationConfig(fraction=0.2, num_pairs=40),
     )
-    say(f"training {config.backbone} for {counted(config.num_epochs, 'epoch')} of {counted(config.epoch_size, 'batch')}")
+    say(
+        f"training {config.backbone} for {counted(config.num_epochs, 'epoch')} of {counted(config.epoch_size, 'batch', 'batches')}"
+    )
     training = train(settings, resume="auto", progress=train_progress)
 
     untrained = trained = None

@@ -8,7 +8,7 @@ from rich.console import Console
 from facetool.cache import open_cache
 from facetool.cli.demo import _summary
 from facetool.config.demo import DemoConfig
-from facetool.demo import run_demo
+from facetool.demo import counted, run_demo
 
 
 def test_demo_runs_every_step_and_keeps_test_people_out_of_training(tmp_path: Path):
@@ -51,3 +51,8 @@ def test_demo_cli_rejects_a_missing_data_folder(facetool_cli, tmp_path: Path):
     result = facetool_cli("demo", "--data", tmp_path / "nowhere", "--out", tmp_path / "out")
     assert result.returncode == 2
     assert "nowhere" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_counted_says_one_in_the_singular_and_more_in_the_plural():
+    assert [counted(n, "epoch") for n in (0, 1, 5)] == ["0 epochs", "1 epoch", "5 epochs"]
+    assert [counted(n, "batch", "batches") for n in (1, 2)] == ["1 batch", "2 batches"]

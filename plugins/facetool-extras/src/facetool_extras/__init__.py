@@ -1,3 +1,8 @@
 """Extra facetool plugins: the `distance-weighted` miner, the `tiny-cnn`/`tiny-cnn-gdc`/`small-cnn` backbones, margin-softmax losses."""
 
-__version__ = "0.1.0"
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("facetool-extras")  # one source of truth: `version` in its pyproject.toml
+except PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0.0.0+unknown"
