@@ -61,7 +61,8 @@ def render_reasons(title: str, kept: list[tuple[str, Any]], report: Any, console
 
 def register(app: typer.Typer) -> None:
     sub = typer.Typer(
-        help="Inspect, filter and merge face caches; import and export the field's formats.", no_args_is_help=True
+        help="Inspect, filter and merge face caches; import and export the field's formats.",
+        no_args_is_help=True,
     )
     app.add_typer(sub, name="dataset")
     interchange.register(sub)
@@ -161,7 +162,10 @@ def register(app: typer.Typer) -> None:
         ]
         render_reasons(f"filter {cache}", kept, report, literal_console())
 
-    @sub.command(name="merge", help="Merge face caches of the same image size, encoding, detector and crop settings into one.")
+    @sub.command(
+        name="merge",
+        help="Merge face caches of the same image size, encoding, detector and crop settings into one.",
+    )
     def merge_command(
         caches: Annotated[
             list[Path], typer.Argument(metavar="CACHE", help="Input face caches (two or more).")
