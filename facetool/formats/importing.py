@@ -25,7 +25,7 @@ from facetool.cache import write_payloads
 from facetool.cache.records import CacheFormat, FaceColumns
 from facetool.config.dataset import CACHE_DEFAULTS
 from facetool.errors import FacetoolError, UsageError
-from facetool.files import check_output_not_input, read_regular_file
+from facetool.files import atomic_write_text, check_output_not_input, read_regular_file
 from facetool.formats.images import image_shape, jpeg_header
 from facetool.formats.packs import read_pack
 from facetool.formats.recordio import RecordIOError
@@ -270,8 +270,6 @@ def pack_pairs_path(output: Path) -> Path:
 def import_pack(source: str | os.PathLike[str], output: str | os.PathLike[str]) -> ImportReport:
     """Import a verification pack into a face cache plus a pairs file (`path1,path2,same,fold`, the pack's
     10 contiguous folds), so `facetool eval --pairs` scores it on the cache as `--pack` scores the pack."""
-    from facetool.files import atomic_write_text
-
     source, output = Path(source), Path(output)
     _check_output(output, [source])
     pairs_file = pack_pairs_path(output)

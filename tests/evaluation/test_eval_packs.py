@@ -162,3 +162,30 @@ def test_malformed_csv_pairs_name_the_line(tmp_path: Path, text: str, message: s
 @pytest.fixture(scope="module")
 def formats_pack(shared: Path) -> Path:
     return shared / "formats" / "packs"
+
+
+def test_an_imported_pack_scores_on_its_cache_as_the_pack_does(
+    shared: Path, checkpoint: Path, tmp_path: Path
+) -> None:
+    """`dataset import lfw.bin` gives a cache and a CSV with the pack's folds: eval --pairs on them equals --pack."""
+    pack = shared / "formats" / "real" / "insightface" / "small_lfw.bin"
+    imported = facetool_in_process("dataset", "import", pack, "-o", tmp_path / "faces.h5")
+    assert imported.returncode == 0, imported.stderr
+    on_pack = facetool_in_process(
+        "eval", checkpoint, "--pack", pack, "--out", tmp_path / "p", "--device", "cpu"
+    )
+    args = (
+        "--data",
+        tmp_path / "faces.h5",
+        "--pairs",
+        tmp_path / "faces.pairs.csv",
+        "--flip",
+        "--device",
+        "cpu",
+    )
+    on_cache = facetool_in_process("eval", checkpoint, *args, "--out", tmp_path / "c")
+    assert on_pack.returncode == 0 and on_cache.returncode == 0, on_pack.stderr + on_cache.stderr
+    [a] = json.loads((tmp_path / "p" / "packs.json").read_text())
+    b = json.loads((tmp_path / "c" / "report.json").read_text())
+    for key in SCORES:
+        assert a[key] == pytest.approx(b[key], abs=1e-9), key

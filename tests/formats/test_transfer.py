@@ -13,7 +13,7 @@ from cache_helpers import some_identities, write_people_cache
 from facetool.cache import open_cache
 from facetool.errors import FacetoolError
 from facetool.formats.exporting import export_recordio
-from facetool.formats.importing import import_pack, import_recordio
+from facetool.formats.importing import import_list, import_pack, import_recordio
 from facetool.formats.recordio import RecordIOError
 from facetool.formats.recset import RecordSet
 
@@ -147,3 +147,21 @@ def test_a_pack_imports_into_a_cache_and_a_pairs_file(
         assert bool(int(same)) == expected["issame"][i]
         assert int(fold) == i // 5 + 1
         assert (first.split("/")[0] == second.split("/")[0]) == expected["issame"][i]
+
+
+def test_an_im2rec_list_imports_its_image_files_as_they_are(
+    formats_dir: Path, lfw_dir: Path, tmp_path: Path
+) -> None:
+    lst = formats_dir / "im2rec" / "train.lst"
+    report = import_list(lst, lfw_dir, tmp_path / "faces.h5")
+    rows = [line.split("\t") for line in lst.read_text().splitlines()]
+    assert report.images == len(rows) == 55 and report.identities == 12
+    expected = {(f"{int(float(label)):02d}", _sha((lfw_dir / rel).read_bytes())) for _, label, rel in rows}
+    assert {(identity, sha) for _, identity, sha in _faces(tmp_path / "faces.h5")} == expected
+    assert report.image_size == 250  # LFW's own files: stored, not resized
+
+
+def test_a_list_naming_a_missing_image_is_one_line(formats_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(FacetoolError, match=r"man/man_1\.jpg: image not found"):
+        import_list(formats_dir / "real" / "adaface" / "train.lst", None, tmp_path / "faces.h5")
+    assert not (tmp_path / "faces.h5").exists()
