@@ -40,7 +40,6 @@ INSIGHTFACE_TEMPLATE_112 = [
     [70.7299, 92.2041],
 ]
 MAX_LISTED_IMAGE_BYTES = 64 * 1024 * 1024
-Progress = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
@@ -164,9 +163,7 @@ def _write(
     return fmt
 
 
-def import_recordio(
-    source: str | os.PathLike[str], output: str | os.PathLike[str], progress: Progress | None = None
-) -> ImportReport:
+def import_recordio(source: str | os.PathLike[str], output: str | os.PathLike[str]) -> ImportReport:
     """Import a RecordIO set (the `.rec` or its folder; header-record or flat layout) into a face cache."""
     output = Path(output)
     with RecordSet(source) as records:
@@ -175,22 +172,17 @@ def import_recordio(
         expected = records.property[1:] if records.property else None
         shape = _Shape(expected)
         keys, offsets, labels, sizes = [], [], [], []
-        total = len(records.image_keys())
         for entry, record in records.images():
             shape.check(record.image, f"{records.rec}: key {entry.key}")
             keys.append(entry.key)
             offsets.append(entry.offset)
             labels.append(entry.label)
             sizes.append(entry.nbytes)
-            if progress is not None and len(keys) % 1024 == 0:
-                progress(len(keys), 2 * total)
         if not keys:
             raise RecordIOError(f"{records.rec}: holds no image records")
         key_arr = np.array(keys, np.int64)
 
         def read_key(i: int) -> bytes:
-            if progress is not None and i % 1024 == 0:
-                progress(total + i, 2 * total)
             return records.reader.read_record(offsets[i], keys[i]).image
 
         meta = aligned_meta(
