@@ -19,11 +19,11 @@ from typing import Any
 
 import numpy as np
 
-from facetool.cache import open_cache
+from facetool.cache import FaceCache, open_cache
 from facetool.cache.codec import encode_face
 from facetool.cache.records import CacheFormat
 from facetool.config.dataset import CACHE_DEFAULTS
-from facetool.errors import UsageError
+from facetool.errors import FacetoolError, UsageError
 from facetool.files import atomic_outputs, check_output_not_input
 from facetool.formats.packs import write_pack
 from facetool.formats.recordio import ImageRecord, RecordWriter, pack
@@ -56,6 +56,28 @@ def rec_outputs(output: Path) -> tuple[Path, Path, Path]:
     return rec, rec.with_suffix(".idx"), rec.parent / "property"
 
 
+def _write_records(
+    cache: FaceCache, order: np.ndarray, jpeg: CacheFormat | None, writer: RecordWriter
+) -> None:
+    """Images at keys 1..N in `order`, one identity record per class, record 0 last (module doc)."""
+    n, k = len(order), len(cache.identities)
+    labels = cache.labels[order]
+    for start in range(0, n, _BLOCK):
+        rows = order[start : start + _BLOCK]
+        if jpeg is None:
+            images = [p.tobytes() for p in cache.payloads(rows)]
+        else:
+            images = [encode_face(face, jpeg).tobytes() for face in cache.read_faces(rows)]
+        for j, image in enumerate(images):
+            key = start + j + 1
+            writer.write(key, pack(ImageRecord(0, float(labels[start + j]), key, 0, image)))
+    bounds = np.searchsorted(labels, np.arange(k + 1)) + 1
+    for c in range(k):
+        key = n + 1 + c
+        writer.write(key, pack(ImageRecord(2, (float(bounds[c]), float(bounds[c + 1])), key, 0, b"")))
+    writer.write(0, pack(ImageRecord(2, (float(n + 1), float(n + k + 1)), 0, 1, b"")))
+
+
 def export_recordio(cache_path: str | os.PathLike[str], output: str | os.PathLike[str]) -> ExportReport:
     """Write the faces of a cache as a header-record RecordIO set (module doc)."""
     cache_path, output = Path(cache_path), Path(output)
@@ -69,28 +91,14 @@ def export_recordio(cache_path: str | os.PathLike[str], output: str | os.PathLik
         if n == 0:
             raise UsageError(f"{cache_path}: holds no faces to export")
         order = np.argsort(cache.labels, kind="stable")
-        labels = cache.labels[order]
         jpeg = None if cache.encoding == "jpeg" else CacheFormat(s, "jpeg", CACHE_DEFAULTS.jpeg_quality)
-        with atomic_outputs([prop, idx, rec]) as (t_prop, t_idx, t_rec):
-            with open(t_rec, "wb") as rec_handle, open(t_idx, "wb") as idx_handle:
-                writer = RecordWriter(rec_handle, idx_handle)
-                for start in range(0, n, _BLOCK):
-                    rows = order[start : start + _BLOCK]
-                    if jpeg is None:
-                        images = [p.tobytes() for p in cache.payloads(rows)]
-                    else:
-                        images = [encode_face(face, jpeg).tobytes() for face in cache.read_faces(rows)]
-                    for j, image in enumerate(images):
-                        key = start + j + 1
-                        writer.write(key, pack(ImageRecord(0, float(labels[start + j]), key, 0, image)))
-                bounds = np.searchsorted(labels, np.arange(k + 1)) + 1
-                for c in range(k):
-                    key = n + 1 + c
-                    writer.write(
-                        key, pack(ImageRecord(2, (float(bounds[c]), float(bounds[c + 1])), key, 0, b""))
-                    )
-                writer.write(0, pack(ImageRecord(2, (float(n + 1), float(n + k + 1)), 0, 1, b"")))
-            t_prop.write_text(f"{k},{s},{s}\n", encoding="ascii")
+        try:
+            with atomic_outputs([prop, idx, rec]) as (t_prop, t_idx, t_rec):
+                with open(t_rec, "wb") as rec_handle, open(t_idx, "wb") as idx_handle:
+                    _write_records(cache, order, jpeg, RecordWriter(rec_handle, idx_handle))
+                t_prop.write_text(f"{k},{s},{s}\n", encoding="ascii")
+        except OSError as exc:
+            raise FacetoolError(f"{rec}: cannot write the RecordIO set ({exc.strerror or exc})") from None
     return ExportReport(rec, n, k, (rec, idx, prop))
 
 

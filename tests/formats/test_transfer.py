@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from cache_helpers import some_identities, write_people_cache
+from process_helpers import file_size_limit
 
 from facetool.cache import open_cache
 from facetool.errors import FacetoolError
@@ -165,3 +166,19 @@ def test_a_list_naming_a_missing_image_is_one_line(formats_dir: Path, tmp_path: 
     with pytest.raises(FacetoolError, match=r"man/man_1\.jpg: image not found"):
         import_list(formats_dir / "real" / "adaface" / "train.lst", None, tmp_path / "faces.h5")
     assert not (tmp_path / "faces.h5").exists()
+
+
+def test_a_full_disk_during_export_keeps_the_previous_set_whole(formats_dir: Path, tmp_path: Path) -> None:
+    """A real EFBIG halfway through the .rec: the earlier export's three files stay as they were, no temporary."""
+    import_recordio(formats_dir / "recbuilder", tmp_path / "big.h5")
+    import_recordio(formats_dir / "face2rec2", tmp_path / "small.h5")
+    out = tmp_path / "out"
+    out.mkdir()
+    export_recordio(tmp_path / "small.h5", out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    with (
+        file_size_limit(100_000),
+        pytest.raises(FacetoolError, match=r"train\.rec: cannot write the RecordIO set"),
+    ):
+        export_recordio(tmp_path / "big.h5", out)  # the big set's .rec is 224 KB
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
