@@ -24,7 +24,8 @@ FLAT_LAYOUT = "flat"
 
 
 def rec_files(source: str | os.PathLike[str]) -> tuple[Path, Path | None]:
-    """The `.rec` a source names (the file, or `train.rec` / the only `.rec` of a folder) and its `.idx`."""
+    """The `.rec` a source names (the file or its `.idx`, or `train.rec` / the only `.rec` of a folder) and its
+    `.idx`."""
     source = Path(source)
     if source.is_dir():
         candidates = sorted(source.glob("*.rec"))
@@ -39,7 +40,7 @@ def rec_files(source: str | os.PathLike[str]) -> tuple[Path, Path | None]:
                 f"{source}: expected train.rec or a single .rec file in the folder (found {found})"
             )
     elif source.is_file():
-        rec = source
+        rec = source.with_suffix(".rec") if source.suffix == ".idx" else source
     else:
         raise RecordIOError(f"{source}: no such file or folder")
     idx = rec.with_suffix(".idx")
