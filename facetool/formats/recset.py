@@ -90,12 +90,27 @@ class RecordSet:
             if self.idx is not None:
                 self.index = read_index(self.idx, self.reader.size)
             else:
-                self.index = [(key, offset) for key, offset in self.reader.scan()]
+                self.index = self._keys_from_headers()
             self._offsets = dict(self.index)
             self.layout, self._image_keys = self._detect_layout()
         except BaseException:
             self.reader.close()
             raise
+
+    def _keys_from_headers(self) -> list[tuple[int, int]]:
+        """(key, offset) of a `.rec` without `.idx`: the key is each record's header id, as im2rec and
+        RecBuilder write it (id = key), so a header record written last is still key 0."""
+        out: list[tuple[int, int]] = []
+        seen: set[int] = set()
+        for position, offset in self.reader.scan():
+            key = self.reader.read_record(offset, f"{position} (no .idx)").id
+            if key in seen:
+                raise RecordIOError(
+                    f"{self.rec}: record {position}: id {key} appears twice (and there is no .idx)"
+                )
+            seen.add(key)
+            out.append((key, offset))
+        return out
 
     def _detect_layout(self) -> tuple[str, range | None]:
         offsets = self._offsets
