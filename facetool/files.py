@@ -173,6 +173,28 @@ def atomic_output(path: Path | str, *, make_parent: bool = True) -> Iterator[Pat
     fsync_path(path.parent)
 
 
+@contextmanager
+def atomic_outputs(paths: Sequence[Path | str]) -> Iterator[list[Path]]:
+    """`atomic_output` for files that belong together (a `.rec`, its `.idx`, `property`): temporaries renamed
+    in the order given (the one readers check first last), signals held across the renames; none on error."""
+    finals, temps = [Path(p) for p in paths], []
+    try:
+        for path in finals:
+            with stop_signals_held():
+                temps.append(temp_path_for(path))
+        yield list(temps)
+        for tmp in temps:
+            fsync_path(tmp)
+        with stop_signals_held():
+            for tmp, path in zip(temps, finals, strict=True):
+                os.replace(tmp, path)
+    except BaseException:
+        _ = [tmp.unlink(missing_ok=True) for tmp in temps]
+        raise
+    for folder in {path.parent for path in finals}:
+        fsync_path(folder)
+
+
 def atomic_write(path: Path | str, write: Callable[[IO[bytes]], Any], *, make_parent: bool = True) -> None:
     """Call `write(handle)` on a temporary binary file beside `path`, fsync it, then rename it over `path`."""
     with atomic_output(path, make_parent=make_parent) as tmp, open(tmp, "wb") as handle:

@@ -53,6 +53,7 @@ BUILTINS: dict[str, dict[str, str]] = {
         "csv": "facetool.training.metrics_csv:CsvLogger",
         "tensorboard": "facetool.training.tensorboard_log:TensorBoardLogger",
         "early-stopping": "facetool.training.early_stopping:EarlyStopping",
+        "verification": "facetool.training.verification_sets:VerificationSets",
     },
 }
 

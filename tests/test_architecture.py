@@ -23,6 +23,7 @@ LAYERS: dict[str, int] = {
     "embedding": 50,
     "inference": 45,
     "detection": 40,
+    "formats": 35,
     "data": 40,
     "cache": 30,
     "models": 30,

@@ -8,11 +8,11 @@ The layout is documented in docs/cache-format.md.
 
 Modules: `records` (records, failures, format, metadata columns), `codec` (JPEG/raw payloads), `store`
 (the HDF5 file), `journal` (segments), `merge` (file + journal), `reader` (`FaceCache`, `open_cache`),
-`writer` (lock, `CacheWriter`, consolidation), `copy` (`write_selection`), `origin` (the folder, shard,
+`writer` (lock, `CacheWriter`, consolidation), `copy` (`write_selection`, `write_payloads`), `origin` (the folder, shard,
 detector and crop settings a cache's meta records: checked on resume, carried through merges).
 """
 
-from facetool.cache.copy import check_combinable, write_selection
+from facetool.cache.copy import check_combinable, write_payloads, write_selection
 from facetool.cache.reader import FaceCache, open_cache
 from facetool.cache.records import (
     ENCODINGS,
@@ -41,5 +41,6 @@ __all__ = [
     "journal_dir",
     "lock_path",
     "open_cache",
+    "write_payloads",
     "write_selection",
 ]

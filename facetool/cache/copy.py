@@ -16,7 +16,7 @@ from facetool.cache.journal import clear_journal, last_segment
 from facetool.cache.lock import CacheLock
 from facetool.cache.reader import FaceCache
 from facetool.cache.records import CacheFormat, FaceColumns, Failure, FailureColumns
-from facetool.cache.store import write_file
+from facetool.cache.store import PayloadSource, write_file
 from facetool.errors import CacheError, UsageError
 from facetool.files import check_output_not_input
 
@@ -123,10 +123,27 @@ def write_selection(
         None if jpeg_quality is None else out_fmt,
     )
     failures = FailureColumns.from_items(sorted((f for _, _, fs in parts for f in fs), key=lambda f: f.path))
+    write_payloads(path, out_fmt, meta, faces, selection, failures)
+
+
+def write_payloads(
+    path: Path,
+    fmt: CacheFormat,
+    meta: dict[str, Any],
+    faces: FaceColumns,
+    source: PayloadSource,
+    failures: FailureColumns | None = None,
+) -> None:
+    """Write a new consolidated cache whose faces (sorted by path) have the stored payloads `source` gives,
+    under the output's lock; the old file is replaced whole and a journal left beside it is deleted.
+
+    For writers that already hold encoded images (`write_selection`, `facetool.formats` imports): payloads
+    are copied as they are, block by block, so memory stays bounded by one block.
+    """
     lock = CacheLock(path)
     try:
         through = last_segment(path)
-        write_file(path, out_fmt, meta, through, faces, failures, selection)
+        write_file(path, fmt, meta, through, faces, failures or FailureColumns(), source)
         clear_journal(path, through)
     finally:
         lock.release(remove=True)

@@ -1,4 +1,4 @@
-"""`facetool dataset stats | filter | merge`: parse options, call facetool.curation, render with rich."""
+"""`facetool dataset stats | filter | merge` (import | export: facetool.cli.interchange): parse options, call facetool.curation, render with rich."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from facetool.cli import interchange
 from facetool.cli.output import labelled, literal_console
 from facetool.config.base import build_config, field_help
 from facetool.config.dataset import FilterSettings
@@ -59,8 +60,12 @@ def render_reasons(title: str, kept: list[tuple[str, Any]], report: Any, console
 
 
 def register(app: typer.Typer) -> None:
-    sub = typer.Typer(help="Inspect, filter and merge face caches.", no_args_is_help=True)
+    sub = typer.Typer(
+        help="Inspect, filter and merge face caches; import and export the field's formats.",
+        no_args_is_help=True,
+    )
     app.add_typer(sub, name="dataset")
+    interchange.register(sub)
 
     @sub.command(name="stats", help="Statistics of a face cache or of an LFW-style image directory.")
     def stats_command(
@@ -157,7 +162,10 @@ def register(app: typer.Typer) -> None:
         ]
         render_reasons(f"filter {cache}", kept, report, literal_console())
 
-    @sub.command(name="merge", help="Merge face caches of the same image size, encoding, detector and crop settings into one.")
+    @sub.command(
+        name="merge",
+        help="Merge face caches of the same image size, encoding, detector and crop settings into one.",
+    )
     def merge_command(
         caches: Annotated[
             list[Path], typer.Argument(metavar="CACHE", help="Input face caches (two or more).")

@@ -24,6 +24,9 @@ HELP = "\n\n".join(
         "Without --pairs, pairs.txt is looked for in the data folder and beside it (for a cache: beside it, "
         "then in and beside the image folder it was made from). With --train-pairs (View 1: "
         "pairsDevTrain.txt) thresholds are chosen on those pairs and --pairs is scored.",
+        "--pack PACK (repeatable) scores insightface verification packs (lfw.bin, cfp_fp.bin, ...) instead, "
+        "one table row each, as insightface scores them (flip sum, 10 contiguous folds); writes packs.json. "
+        "--pairs also takes a CSV `path1,path2,same[,fold]` of one's own photos under --data.",
         "Several CKPTs are evaluated as one ensemble: each face's embeddings from every model, concatenated "
         "(the squared distance is the mean of the models'), flip applied to each.",
         "Writes report.json and roc.png into --out, which never lies inside an input. When the checkpoint "
@@ -48,6 +51,9 @@ def register(app: typer.Typer) -> None:
         ],
         data: Annotated[Path | None, typer.Option("--data", help=_help("data"))] = None,
         pairs: Annotated[Path | None, typer.Option("--pairs", help=_help("pairs"))] = None,
+        packs: Annotated[
+            list[Path] | None, typer.Option("--pack", metavar="PACK", help=_help("packs") + " Repeatable.")
+        ] = None,
         train_pairs: Annotated[Path | None, typer.Option("--train-pairs", help=_help("train_pairs"))] = None,
         fold: Annotated[int | None, typer.Option("--fold", metavar="K", help=_help("fold"))] = None,
         flip: Annotated[bool | None, typer.Option("--flip/--no-flip", help=_help("flip"))] = None,
@@ -66,6 +72,7 @@ def register(app: typer.Typer) -> None:
         given = {
             "data": data,
             "pairs": pairs,
+            "packs": packs,
             "train_pairs": train_pairs,
             "fold": fold,
             "flip": flip,
@@ -77,6 +84,14 @@ def register(app: typer.Typer) -> None:
         }
         config = build_config(EvalConfig, None, sets, given)
         console = literal_console()
+        if config.packs:
+            from facetool.evaluation.pipeline import evaluate_packs
+            from facetool.evaluation.report import pack_table
+
+            reports, written = evaluate_packs(checkpoints, config)
+            console.print(pack_table(reports))
+            console.print(f"wrote {written}", highlight=False)
+            return
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
         with Progress(*columns, console=console, transient=True) as bar:
             tasks: dict[str, Any] = {}

@@ -104,7 +104,12 @@ def set_dotted(data: dict[str, Any], key: str, value: Any, named: Iterable[str] 
         node = child
     last = parts[-1]
     table = node.get(last)
-    if key in named and isinstance(value, str) and isinstance(table, dict) and table.get("name", value) == value:
+    if (
+        key in named
+        and isinstance(value, str)
+        and isinstance(table, dict)
+        and table.get("name", value) == value
+    ):
         node[last] = {**table, "name": value}
     else:
         node[last] = value
@@ -260,7 +265,11 @@ def _toml_value(value: Any) -> str:
     if isinstance(value, list | tuple):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     if isinstance(value, Mapping):
-        return "{" + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items() if v is not None) + "}"
+        return (
+            "{"
+            + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items() if v is not None)
+            + "}"
+        )
     raise TypeError(f"cannot write {type(value).__name__} as TOML")
 
 

@@ -28,7 +28,14 @@ class EvalConfig(EmbeddingSettings):
 
     data: Path | None = Field(None, description="Face cache (.h5) or LFW-style image directory.")
     pairs: Path | None = Field(
-        None, description="Pairs file (default: pairs.txt beside the data, see `facetool eval --help`)."
+        None,
+        description="Pairs file: LFW's format, or CSV `path1,path2,same[,fold]` relative to --data "
+        "(default: pairs.txt beside the data, see `facetool eval --help`).",
+    )
+    packs: list[Path] = Field(
+        default_factory=list,
+        description="insightface verification packs (.bin) to score instead of --data: one row each, flip sum, "
+        "10 contiguous folds, as insightface scores them.",
     )
     train_pairs: Path | None = Field(
         None, description="View 1: choose thresholds on these pairs, score --pairs (e.g. pairsDevTrain.txt)."

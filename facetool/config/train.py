@@ -228,7 +228,7 @@ class TrainConfig(StrictModel):
 
     callbacks: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
-        description='Training callbacks by name (facetool plugins list --kind callback), e.g. callbacks = '
+        description="Training callbacks by name (facetool plugins list --kind callback), e.g. callbacks = "
         '["csv"], or a [callbacks.tensorboard] table holding the plugin\'s own settings.',
     )
 

@@ -5,6 +5,10 @@ Two layouts exist. View 2 (`pairs.txt`): a header `folds<TAB>pairs_per_fold`, th
 `name1 i name2 j`; folds are these contiguous blocks. View 1 (`pairsDevTrain.txt`, `pairsDevTest.txt`): a
 single count N, then N matched and N mismatched lines, no folds. Image i of name is `name/name_{i:04d}.jpg`,
 relative to the data directory (the way face caches store paths).
+
+A third, for one's own data: CSV with the header `path1,path2,same` and an optional `fold` column, one pair a
+row, paths relative to the data directory (`folder/image`, POSIX separators), `same` 1/0 (or true/false), folds
+numbered from 1 (`dataset import` of a verification pack writes this, with the pack's 10 contiguous folds).
 """
 
 from __future__ import annotations
@@ -45,6 +49,9 @@ class PairsFile:
     pairs: tuple[Pair, ...]
     n_folds: int | None
     pairs_per_fold: int
+    folds: tuple[int, ...] | None = (
+        None  # a CSV's own fold column (1-based), else folds are contiguous blocks
+    )
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -56,6 +63,8 @@ class PairsFile:
     @property
     def fold_ids(self) -> np.ndarray | None:
         """Fold of each pair (contiguous blocks of 2 * pairs_per_fold), or None without folds."""
+        if self.folds is not None:
+            return np.array(self.folds, dtype=np.int64) - 1
         if self.n_folds is None:
             return None
         return np.arange(len(self.pairs)) // (2 * self.pairs_per_fold)
@@ -156,6 +165,46 @@ def parse_pairs(lines: Iterable[str], source: str | Path = "<pairs>") -> PairsFi
     return PairsFile(path=Path(source), pairs=tuple(pairs), n_folds=n_folds, pairs_per_fold=per_block)
 
 
+CSV_HEADER = ("path1", "path2", "same")
+_TRUTH = {"1": True, "0": False, "true": True, "false": False}
+
+
+def _csv_path(text: str, where: str) -> str:
+    text = text.strip()
+    parts = text.split("/")
+    if text.startswith("/") or "\\" in text or len(parts) < 2 or any(p in ("", ".", "..") for p in parts):
+        raise PairsError(
+            f"{where}: {text!r} must be a relative `folder/image` path inside the data directory"
+        )
+    return text
+
+
+def parse_csv_pairs(lines: list[str], source: str | Path = "<pairs>") -> PairsFile:
+    """Parse a CSV pairs file (`path1,path2,same[,fold]`, module doc)."""
+    header = [field.strip().lower() for field in lines[0].split(",")] if lines else []
+    if tuple(header[:3]) != CSV_HEADER or header[3:] not in ([], ["fold"]):
+        raise PairsError(f"{source}:1: CSV header must be `path1,path2,same` or `path1,path2,same,fold`")
+    pairs, folds = [], []
+    for number, text in enumerate(lines[1:], start=2):
+        if not text.strip():
+            continue
+        where = f"{source}:{number}"
+        fields = text.split(",")
+        if len(fields) != len(header):
+            raise PairsError(f"{where}: expected {len(header)} comma-separated fields, got {len(fields)}")
+        same = _TRUTH.get(fields[2].strip().lower())
+        if same is None:
+            raise PairsError(f"{where}: same must be 1, 0, true or false, got {fields[2].strip()!r}")
+        pairs.append(Pair(_csv_path(fields[0], where), _csv_path(fields[1], where), same, number))
+        if len(header) == 4:
+            folds.append(_positive_int(fields[3].strip(), "fold", where))
+    if not pairs:
+        raise PairsError(f"{source}: no pairs")
+    matched = sum(p.issame for p in pairs)
+    n_folds = max(folds) if folds else None
+    return PairsFile(Path(source), tuple(pairs), n_folds, matched, tuple(folds) if folds else None)
+
+
 def read_pairs(path: str | Path) -> PairsFile:
     """Read and parse a pairs file (at most `MAX_PAIRS_BYTES`, so an endless stream stops at once); a
     missing, unreadable, oversized or non-UTF-8 file is a PairsError naming it."""
@@ -167,7 +216,10 @@ def read_pairs(path: str | Path) -> PairsFile:
             raise PairsError(f"{path}: pairs file not found") from None
         reason = str(exc).removeprefix(str(path)).lstrip(":").strip()
         raise PairsError(f"{path}: cannot read pairs file ({reason})") from None
-    return parse_pairs(text.splitlines(), path)
+    lines = text.splitlines()
+    if path.suffix.lower() == ".csv" or (lines and lines[0].startswith("path1,")):
+        return parse_csv_pairs(lines, path)
+    return parse_pairs(lines, path)
 
 
 def check_images(pairs: PairsFile, available: Collection[str], where: str) -> None:

@@ -15,8 +15,9 @@ from facetool.cache import open_cache
 from facetool.config.evaluate import EvalConfig
 from facetool.errors import UsageError
 from facetool.evaluation.data import default_pairs, faces_for_pairs
+from facetool.evaluation.packs import evaluate_pack
 from facetool.evaluation.pairs import PairsFile, read_pairs
-from facetool.evaluation.report import REPORT_FILES, write_report
+from facetool.evaluation.report import PACKS_REPORT, REPORT_FILES, write_pack_reports, write_report
 from facetool.evaluation.run import EvalReport, Progress, evaluate_on_pairs
 from facetool.files import check_output_not_input, make_dir
 from facetool.identities import identity_digests
@@ -126,3 +127,31 @@ def evaluate_checkpoint(
     )
     report_path, roc_path = write_report(report, config.out)
     return EvalOutcome(report, embedder.info, cache_path, report_path, roc_path)
+
+
+def evaluate_packs(
+    checkpoint: str | Path | Sequence[str | Path],
+    config: EvalConfig,
+    *,
+    embed_progress: Progress | None = None,
+) -> tuple[list[EvalReport], Path]:
+    """Score each of `config.packs` as insightface does (flip sum always: it is the protocol) and write
+    packs.json into `config.out`; returns the reports in the order given and the file written."""
+    if config.data is not None or config.pairs is not None or config.train_pairs is not None:
+        raise UsageError(
+            "--pack scores verification packs on their own; leave out --data, --pairs, --train-pairs"
+        )
+    checkpoints = [Path(checkpoint)] if isinstance(checkpoint, str | Path) else [Path(c) for c in checkpoint]
+    if not checkpoints:
+        raise UsageError("no model given")
+    inputs = [*checkpoints, *config.packs]
+    if config.out.exists():
+        make_dir(config.out)
+    check_output_not_input(config.out, inputs, option="--out")
+    check_output_not_input(config.out / PACKS_REPORT, inputs, option="--out")
+    embedder, _card = embedder_for(checkpoints, config.model_copy(update={"flip": True}))
+    reports = [
+        evaluate_pack(embedder, pack, distance=config.distance, progress=embed_progress)
+        for pack in config.packs
+    ]
+    return reports, write_pack_reports(reports, config.out)

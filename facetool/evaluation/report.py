@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from rich.console import Console
@@ -13,6 +14,7 @@ from facetool.evaluation.run import EvalReport
 from facetool.files import atomic_write_text, make_dir
 
 REPORT_FILES = ("report.json", "roc.png")
+PACKS_REPORT = "packs.json"
 
 
 def warning_line(report: EvalReport) -> str:
@@ -80,3 +82,31 @@ def write_report(report: EvalReport, out_dir: str | Path) -> tuple[Path, Path]:
         return json_path, plot_roc(report, out_dir / REPORT_FILES[1])
     except OSError as exc:
         raise FacetoolError(f"{out_dir}: cannot write the report ({exc.strerror or exc})") from None
+
+
+def pack_table(reports: list[EvalReport]) -> Table:
+    """One row per verification pack, as arcface_torch prints its validation sets."""
+    table = Table(title=f"verification packs: {reports[0].protocol}, {reports[0].distance} distance, flip")
+    for name in ("pack", "pairs", "accuracy", f"VAL@FAR={reports[0].far_target:g}", "AUC", "EER"):
+        table.add_column(name, justify="left" if name == "pack" else "right")
+    for r in reports:
+        table.add_row(
+            Path(r.pairs_file).name,
+            f"{r.num_pairs:,}",
+            f"{r.accuracy:.4f} ± {r.accuracy_std:.4f}",
+            f"{r.val:.4f} ± {r.val_std:.4f}",
+            f"{r.auc:.4f}",
+            f"{r.eer:.4f}",
+        )
+    return table
+
+
+def write_pack_reports(reports: list[EvalReport], out_dir: str | Path) -> Path:
+    """Write packs.json (a list of reports, one per pack) into `out_dir`."""
+    out_dir = make_dir(out_dir)
+    path = out_dir / PACKS_REPORT
+    try:
+        atomic_write_text(path, json.dumps([r.to_dict() for r in reports], indent=2) + "\n")
+    except OSError as exc:
+        raise FacetoolError(f"{out_dir}: cannot write the report ({exc.strerror or exc})") from None
+    return path

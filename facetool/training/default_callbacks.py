@@ -26,14 +26,16 @@ class EpochLog(Callback):
 
 
 class Checkpoints(Callback):
-    """last.pth every epoch, best.pth when the score improved, the periodic copy, history.json (rank 0)."""
+    """last.pth every epoch, best.pth when the score improved (unless a callback with `chooses_best` keeps it,
+    as `verification` with `best_by` does), the periodic copy, history.json (rank 0)."""
 
     name = "checkpoints"
 
     def on_epoch_end(self, trainer: Trainer, record: EpochRecord) -> None:
         if not trainer.ranks.main:
             return
-        best = best_epoch(trainer.history, trainer.score_key) == record.epoch
+        chosen_elsewhere = any(getattr(cb, "chooses_best", False) for cb in trainer.callbacks.items)
+        best = not chosen_elsewhere and best_epoch(trainer.history, trainer.score_key) == record.epoch
         trainer.folder.save_epoch(
             checkpoint_bytes(trainer.checkpoint()),
             trainer.epoch,

@@ -206,7 +206,8 @@ class Trainer:
         load_field(path, "scheduler", lambda s: restore_scheduler(self.scheduler, s), ck["scheduler"])
         self.history, self.epoch = records, epoch
         if self.ranks.main and Path(path).resolve() == (self.run_dir / LAST).resolve():
-            best = best_epoch(records, self.score_key)
+            chosen_elsewhere = any(getattr(cb, "chooses_best", False) for cb in self.callbacks.items)
+            best = None if chosen_elsewhere else best_epoch(records, self.score_key)
             repaired = self.folder.repair(epoch, records, best, self.config.checkpoint_every)
             if repaired:
                 self.log(
