@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from facetool.cli.clean import register_clean
 from facetool.cli.output import labelled, literal_console
 from facetool.config.base import build_config, field_help
 from facetool.config.dataset import FilterSettings
@@ -59,8 +60,9 @@ def render_reasons(title: str, kept: list[tuple[str, Any]], report: Any, console
 
 
 def register(app: typer.Typer) -> None:
-    sub = typer.Typer(help="Inspect, filter and merge face caches.", no_args_is_help=True)
+    sub = typer.Typer(help="Inspect, filter, merge and clean face caches.", no_args_is_help=True)
     app.add_typer(sub, name="dataset")
+    register_clean(sub)
 
     @sub.command(name="stats", help="Statistics of a face cache or of an LFW-style image directory.")
     def stats_command(
