@@ -67,6 +67,7 @@ err_console = literal_console(stderr=True)
 
 def _register_commands() -> None:
     from facetool.cli import (
+        cluster,
         dataset,
         demo,
         detect,
@@ -92,6 +93,7 @@ def _register_commands() -> None:
         export,
         verify,
         identify,
+        cluster,
         plot,
         plugins,
         demo,

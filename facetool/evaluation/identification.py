@@ -36,6 +36,7 @@ def _merge(
     cand_d = cand_d.copy()
     np.minimum.at(cand_d, (rows[0], pos[rows]), best_d[rows])
     best_d = np.where(seen, np.inf, best_d)
+    best_l = np.where(seen, -1, best_l)
     all_d = np.concatenate([best_d, cand_d], axis=1)
     all_l = np.concatenate([best_l, np.broadcast_to(cand_l, cand_d.shape)], axis=1)
     take = np.argsort(all_d, axis=1, kind="stable")[:, :k]

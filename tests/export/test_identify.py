@@ -13,11 +13,9 @@ import cv2
 import h5py
 import numpy as np
 import pytest
-import torch
-import torch.nn.functional as F
+from model_helpers import plain_embeddings
 
-from facetool.cache import CacheWriter, open_cache
-from facetool.models import load_embedding_model
+from facetool.cache import CacheWriter
 from facetool.models.model_card import card_path
 
 KNOWN = 8
@@ -27,17 +25,6 @@ def cli(*args: object, models: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "COLUMNS": "200", "FACETOOL_MODELS": str(models)}
     return subprocess.run([sys.executable, "-m", "facetool", *map(str, args)], capture_output=True, text=True,
                           env=env, timeout=300)  # fmt: skip
-
-
-def plain_embeddings(checkpoint: Path, cache_path: Path) -> dict[str, np.ndarray]:
-    """Every cached crop embedded by one plain forward pass of the checkpoint's network: path -> unit vector."""
-    model, info = load_embedding_model(checkpoint)
-    with open_cache(cache_path) as cache:
-        faces, paths = cache.read_faces(), cache.paths
-    x = (torch.from_numpy(faces).permute(0, 3, 1, 2).float() - 127.5) / 128.0
-    x = F.interpolate(x, size=(info.image_size, info.image_size), mode="bilinear", antialias=True)
-    with torch.no_grad():
-        return dict(zip(paths, F.normalize(model(x), dim=1).numpy(), strict=True))
 
 
 def brute_force(probe: np.ndarray, gallery: dict[str, np.ndarray]) -> list[tuple[str, float]]:
