@@ -8,14 +8,16 @@ metric: squared Euclidean (2 - 2 cos, 0..4) or cosine (1 - cos, 0..2).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
+from facetool.cache import FaceCache
 from facetool.errors import UsageError
+from facetool.identities import normalize_identity
 
 MIN_GALLERY_IMAGES = 2
 
@@ -239,3 +241,48 @@ def cluster_scores(truth: list[str] | np.ndarray, found: list[int] | np.ndarray)
         f_measure=f,
         nmi=nmi,
     )
+
+
+def agglomerate(embeddings: np.ndarray, cut: float, metric: str, linkage: str) -> np.ndarray:
+    """Cluster number of each unit embedding, cut at distance `cut` of `metric`; clusters numbered by size
+    (largest first), ties by first face."""
+    try:
+        from sklearn.cluster import AgglomerativeClustering
+    except ImportError:
+        raise UsageError("clustering needs scikit-learn: pip install 'facetool[cluster]'") from None
+    if len(embeddings) < 2:
+        return np.zeros(len(embeddings), np.int64)
+    cosine_cut = cut / 2 if metric == "euclidean" else cut
+    found = AgglomerativeClustering(
+        n_clusters=None, metric="cosine", linkage=linkage, distance_threshold=cosine_cut
+    ).fit_predict(embeddings.astype(np.float64))
+    sizes = np.bincount(found)
+    first = {k: int(np.nonzero(found == k)[0][0]) for k in range(len(sizes))}
+    order = sorted(range(len(sizes)), key=lambda k: (-sizes[k], first[k]))
+    renumber = np.empty(len(sizes), np.int64)
+    renumber[order] = np.arange(len(sizes))
+    return renumber[found]
+
+
+def people_scores(
+    embed: Callable[[np.ndarray], np.ndarray],
+    cache: FaceCache,
+    people: set[str],
+    *,
+    batch_size: int,
+    metric: str,
+    far: float,
+    cut: float,
+) -> tuple[IdentificationScores, ClusterScores]:
+    """Identification and clustering scores of every cached face of `people` (the scored pairs' people):
+    `identification_scores`, and agglomerative clustering cut at `cut` against the true identities."""
+    names = [normalize_identity(cache.identities[label]) for label in cache.labels]
+    rows = np.array([i for i, name in enumerate(names) if name in people], np.int64)
+    if len(rows) == 0:
+        raise UsageError(f"{cache.path}: no faces of the scored people to identify")
+    emb = np.concatenate(
+        [embed(cache.read_faces(rows[s : s + batch_size])) for s in range(0, len(rows), batch_size)]
+    )
+    identities = [names[i] for i in rows]
+    found = agglomerate(emb, cut, metric, "average")
+    return identification_scores(emb, identities, metric=metric, far=far), cluster_scores(identities, found)

@@ -25,6 +25,7 @@ import numpy as np
 
 from facetool.config.recognition import ClusterConfig
 from facetool.errors import FacetoolError, UsageError
+from facetool.evaluation.identification import agglomerate
 from facetool.files import check_output_not_input, fsync_path, make_dir, temp_path_for
 from facetool.recognition import pages
 from facetool.recognition.faces import embed_inputs, load_model
@@ -42,27 +43,6 @@ class ClusterResult:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def agglomerate(embeddings: np.ndarray, cut: float, metric: str, linkage: str) -> np.ndarray:
-    """Cluster number of each unit embedding, cut at distance `cut` of `metric`; clusters numbered by size
-    (largest first), ties by first face."""
-    try:
-        from sklearn.cluster import AgglomerativeClustering
-    except ImportError:
-        raise UsageError("clustering needs scikit-learn: pip install 'facetool[cluster]'") from None
-    if len(embeddings) < 2:
-        return np.zeros(len(embeddings), np.int64)
-    cosine_cut = cut / 2 if metric == "euclidean" else cut
-    found = AgglomerativeClustering(
-        n_clusters=None, metric="cosine", linkage=linkage, distance_threshold=cosine_cut
-    ).fit_predict(embeddings.astype(np.float64))
-    sizes = np.bincount(found)
-    first = {k: int(np.nonzero(found == k)[0][0]) for k in range(len(sizes))}
-    order = sorted(range(len(sizes)), key=lambda k: (-sizes[k], first[k]))
-    renumber = np.empty(len(sizes), np.int64)
-    renumber[order] = np.arange(len(sizes))
-    return renumber[found]
 
 
 def _csv(paths: list[str], labels: np.ndarray, missed: list[tuple[str, str]]) -> str:

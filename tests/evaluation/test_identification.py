@@ -4,6 +4,7 @@ one probe or one pair at a time (and scikit-learn's NMI as an independent refere
 from __future__ import annotations
 
 import itertools
+import json
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from sklearn.cluster import AgglomerativeClustering
 from sklearn.metrics import normalized_mutual_info_score
 
 from facetool.evaluation.identification import (
+    agglomerate,
     cluster_scores,
     identification_scores,
     in_chunks,
@@ -18,6 +20,7 @@ from facetool.evaluation.identification import (
     split_gallery,
     threshold_at_far,
 )
+from facetool.evaluation.pairs import read_pairs
 
 
 @pytest.fixture(scope="module")
@@ -118,3 +121,27 @@ def test_cluster_scores_match_pair_counting_and_sklearn_nmi(faces):
     assert scores.clusters == len(set(found)) and scores.identities == len(set(names))
     perfect = cluster_scores(names, [sorted(set(names)).index(n) for n in names])
     assert (perfect.precision, perfect.recall, perfect.nmi) == (1.0, 1.0, pytest.approx(1.0))
+
+
+def test_eval_reports_identification_and_clustering(
+    facetool_cli, checkpoint, pair_cache, small_pairs, reference_embeddings, tmp_path
+):
+    out = tmp_path / "eval"
+    args = ["eval", checkpoint, "--data", pair_cache, "--pairs", small_pairs.view2, "--out", out]
+    done = facetool_cli(*args, "--identification", "--device", "cpu")
+    assert done.returncode == 0, done.stderr
+    assert "identification: rank-1" in done.stdout and "clustering: precision" in done.stdout
+    report = json.loads((out / "report.json").read_text())
+    people = set(read_pairs(small_pairs.view2).people)
+    paths = sorted(p for p in reference_embeddings if p.split("/")[0] in people)
+    emb = np.stack([reference_embeddings[p] for p in paths])
+    names = [p.split("/")[0] for p in paths]
+    expected = identification_scores(emb, names)
+    got = report["identification"]
+    assert (got["rank1"], got["rank5"], got["probes"]) == (expected.rank1, expected.rank5, expected.probes)
+    cut = float(np.mean(report["fold_threshold"]))
+    clusters = cluster_scores(names, agglomerate(emb, cut, "euclidean", "average"))
+    assert report["clustering"] == pytest.approx(clusters.to_dict())
+    plain = facetool_cli(*args[:-1], tmp_path / "plain", "--device", "cpu")
+    assert plain.returncode == 0, plain.stderr
+    assert json.loads((tmp_path / "plain" / "report.json").read_text())["identification"] is None
