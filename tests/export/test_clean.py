@@ -8,10 +8,12 @@ import hashlib
 import itertools
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from model_helpers import plain_embeddings
@@ -176,3 +178,31 @@ def test_clean_errors_are_one_line(trained, noisy, tmp_path):
     done = cli("dataset", "clean", noisy, "--model", trained.checkpoint, "--threshold", 1, "-o", noisy)
     assert done.returncode == 2 and "names an input" in done.stderr
     assert not (tmp_path / "o.h5").exists()
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="no chromium to render the report with")
+def test_report_renders_in_headless_chromium(trained, noisy, tmp_path):
+    html, shot = tmp_path / "report.html", tmp_path / "report.png"
+    args = [
+        "dataset",
+        "clean",
+        noisy,
+        "--model",
+        trained.checkpoint,
+        "--threshold",
+        0.5,
+        "-o",
+        tmp_path / "c.h5",
+    ]
+    done = cli(*args, "--report", html, "--device", "cpu")
+    assert done.returncode == 0, done.stderr
+    flags = json.loads((tmp_path / "c.h5.flags.json").read_text())["flags"]
+    assert flags and html.read_text().count("<section>") == len(flags)
+    browser = [shutil.which("chromium"), "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars"]
+    shown = subprocess.run([*browser, f"--screenshot={shot}", "--window-size=1200,900", html.as_uri()],
+                           capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    image = cv2.imread(str(shot))
+    assert image is not None and image.shape[:2] == (900, 1200)
+    thumbnails = image[120:, :, :]
+    assert thumbnails.std() > 20  # faces drawn, not a blank or error page
