@@ -227,10 +227,9 @@ def clean_cache(
 
 
 def _typical(cache: FaceCache, embeddings: np.ndarray, labels: np.ndarray, k: int, skip: set[str]) -> str:
-    """Figures of the TYPICAL faces of identity `k` nearest its centre, flagged faces left out."""
-    rows = [i for i in np.nonzero(labels == k)[0] if cache.paths[i] not in skip]
-    if not rows:
-        return ""
+    """Figures of the TYPICAL faces of identity `k` nearest its centre, flagged faces left out (unless all are)."""
+    members = np.nonzero(labels == k)[0]
+    rows = [i for i in members if cache.paths[i] not in skip] or list(members)
     centre = _unit(embeddings[rows].sum(axis=0))
     rows = sorted(rows, key=lambda i: -float(embeddings[i] @ centre))[:TYPICAL]
     faces = cache.read_faces(np.array(sorted(rows)))
