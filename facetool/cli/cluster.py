@@ -29,7 +29,7 @@ def register(app: typer.Typer) -> None:
     def cluster_command(
         model: Annotated[Path, typer.Argument(metavar="MODEL", help="Checkpoint, .safetensors or .onnx.")],
         photos: Annotated[
-            list[Path], typer.Argument(metavar="PHOTOS...", help="Photos or folders of photos.")
+            list[Path], typer.Argument(metavar="PHOTO", help="Photos or folders of photos.")
         ],
         output: Annotated[Path, typer.Option("--output", "-o", metavar="OUT", help="New folder to write.")],
         threshold: Annotated[

@@ -77,7 +77,7 @@ def register(app: typer.Typer) -> None:
     @app.command(name="identify", help=IDENTIFY_HELP)
     def identify_command(
         model: Annotated[Path, typer.Argument(metavar="MODEL", help=MODEL_HELP)],
-        probes: Annotated[list[Path], typer.Argument(metavar="PROBE...", help="Probe photos or folders.")],
+        probes: Annotated[list[Path], typer.Argument(metavar="PROBE", help="Probe photos or folders.")],
         gallery: Annotated[
             Path, typer.Option("--gallery", metavar="GALLERY", help="Gallery index, folder or face cache.")
         ],

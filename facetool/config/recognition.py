@@ -36,7 +36,7 @@ class GalleryConfig(RecognitionSettings):
 
     top_k: int = Field(5, ge=1, description="Nearest identities reported per probe.")
     chunk_faces: int = Field(
-        65536, ge=1, description="Gallery faces compared at once (memory: probes x chunk x 4 bytes)."
+        65536, ge=1, description="Gallery faces compared at once (memory: chunk x (4 D + 8 probes) bytes)."
     )
 
 
