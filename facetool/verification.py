@@ -76,15 +76,23 @@ def _face(path: Path, detector: Any, detect: DetectConfig) -> tuple[np.ndarray, 
     return crop.face, FaceFound(str(path), False, None, None, note)
 
 
-def verify_pair(
-    model: Path | str, image_a: Path | str, image_b: Path | str, config: VerifyConfig | None = None
-) -> VerifyResult:
-    """Compare the faces of two image files with `model` (.pth, .safetensors + card, or .onnx + card)."""
-    config = config or VerifyConfig()
-    embedder, card = load_embedder(model, runtime=config.runtime, device=config.device)
+@dataclass(frozen=True)
+class Decision:
+    """The threshold a model decides "same person" by, where it came from, and the distance and flip it
+    was measured with."""
+
+    threshold: float
+    source: str
+    metric: str
+    flip: bool
+
+
+def decision_threshold(model: Path | str, card: dict[str, Any] | None, given: float | None) -> Decision:
+    """The threshold given on the command line, else the model card's; UsageError naming the model when it has
+    none or when it lies beyond the distance's range (every pair would match)."""
     verification = (card or {}).get("verification") or {}
-    if config.threshold is not None:
-        threshold, source = config.threshold, "--threshold"
+    if given is not None:
+        threshold, source = given, "--threshold"
     elif "threshold" in verification:
         threshold = float(verification["threshold"])
         source = (
@@ -101,7 +109,18 @@ def verify_pair(
             f"{source}: threshold {threshold:g} is beyond the largest {metric} distance "
             f"({DISTANCE_MAX[metric]:g}): every pair would be the same person"
         )
-    embedder.flip = bool(verification.get("flip", False))
+    return Decision(threshold, source, metric, bool(verification.get("flip", False)))
+
+
+def verify_pair(
+    model: Path | str, image_a: Path | str, image_b: Path | str, config: VerifyConfig | None = None
+) -> VerifyResult:
+    """Compare the faces of two image files with `model` (.pth, .safetensors + card, or .onnx + card)."""
+    config = config or VerifyConfig()
+    embedder, card = load_embedder(model, runtime=config.runtime, device=config.device)
+    decision = decision_threshold(model, card, config.threshold)
+    threshold, source, metric = decision.threshold, decision.source, decision.metric
+    embedder.flip = decision.flip
     detect = crop_for(embedder, config.detect)
     detector = detector_from_config(detect)
     faces, found = [], []

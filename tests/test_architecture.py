@@ -14,6 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "facetool"
 LAYERS: dict[str, int] = {
     "cli": 90,
     "__main__": 95,
+    "recognition": 85,
     "protocol": 80,
     "demo": 80,
     "verification": 80,

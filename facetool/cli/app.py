@@ -67,12 +67,14 @@ err_console = literal_console(stderr=True)
 
 def _register_commands() -> None:
     from facetool.cli import (
+        cluster,
         dataset,
         demo,
         detect,
         embed,
         evaluate,
         export,
+        identify,
         info,
         plot,
         plugins,
@@ -90,6 +92,8 @@ def _register_commands() -> None:
         embed,
         export,
         verify,
+        identify,
+        cluster,
         plot,
         plugins,
         demo,

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from facetool.cli import interchange
+from facetool.cli.clean import register_clean
 from facetool.cli.output import labelled, literal_console
 from facetool.config.base import build_config, field_help
 from facetool.config.dataset import FilterSettings
@@ -61,11 +62,12 @@ def render_reasons(title: str, kept: list[tuple[str, Any]], report: Any, console
 
 def register(app: typer.Typer) -> None:
     sub = typer.Typer(
-        help="Inspect, filter and merge face caches; import and export the field's formats.",
+        help="Inspect, filter, merge and clean face caches; import and export the field's formats.",
         no_args_is_help=True,
     )
     app.add_typer(sub, name="dataset")
     interchange.register(sub)
+    register_clean(sub)
 
     @sub.command(name="stats", help="Statistics of a face cache or of an LFW-style image directory.")
     def stats_command(

@@ -62,6 +62,9 @@ def register(app: typer.Typer) -> None:
         device: Annotated[str | None, typer.Option("--device", help=_help("device"))] = None,
         runtime: Annotated[str | None, typer.Option("--runtime", help=_help("runtime"))] = None,
         out: Annotated[Path | None, typer.Option("--out", help=_help("out"))] = None,
+        identification: Annotated[
+            bool, typer.Option("--identification", help=_help("identification"))
+        ] = False,
         sets: Annotated[
             list[str] | None, typer.Option("--set", help="Any EvalConfig setting as key=value (repeatable).")
         ] = None,
@@ -81,6 +84,7 @@ def register(app: typer.Typer) -> None:
             "device": device,
             "runtime": runtime,
             "out": out,
+            "identification": identification or None,
         }
         config = build_config(EvalConfig, None, sets, given)
         console = literal_console()

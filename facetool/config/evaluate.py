@@ -51,6 +51,14 @@ class EvalConfig(EmbeddingSettings):
     )
     out: Path = Field(Path("runs/eval"), description="Folder for report.json, roc.png and a detection cache.")
     detect: DetectConfig = Field(default_factory=DetectConfig, description="Detection when data is a folder.")
+    identification: bool = Field(
+        False,
+        description="Also score 1:N search (rank-1/5, open-set DIR) and clustering (pairwise F, NMI) on every "
+        "cached face of the scored pairs' people (clustering needs scikit-learn).",
+    )
+    identification_far: float = Field(
+        0.01, gt=0, lt=1, description="False-alarm rate of the open-set detection-and-identification rate."
+    )
 
 
 class EmbedConfig(EmbeddingSettings):

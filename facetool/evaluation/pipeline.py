@@ -11,17 +11,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from facetool.cache import open_cache
+from facetool.cache import FaceCache, open_cache
 from facetool.config.evaluate import EvalConfig
 from facetool.errors import UsageError
 from facetool.evaluation.data import default_pairs, faces_for_pairs
+from facetool.evaluation.identification import people_scores
 from facetool.evaluation.packs import evaluate_pack
 from facetool.evaluation.pairs import PairsFile, read_pairs
 from facetool.evaluation.report import PACKS_REPORT, REPORT_FILES, write_pack_reports, write_report
 from facetool.evaluation.run import EvalReport, Progress, evaluate_on_pairs
 from facetool.files import check_output_not_input, make_dir
-from facetool.identities import identity_digests
-from facetool.inference import crop_for, embedder_for
+from facetool.identities import identity_digests, normalize_identity
+from facetool.inference import Embedder, crop_for, embedder_for
 from facetool.models import ModelInfo
 
 
@@ -72,6 +73,23 @@ def with_training_overlap(
     )
 
 
+def with_people_scores(
+    report: EvalReport, embedder: Embedder, cache: FaceCache, pairs: PairsFile, config: EvalConfig
+) -> EvalReport:
+    """The report with identification and clustering scores of the scored pairs' people; clusters are cut at
+    the mean fold threshold, as `facetool cluster` cuts at the card's."""
+    identification, clustering = people_scores(
+        embedder,
+        cache,
+        {normalize_identity(name) for name in pairs.people},
+        batch_size=config.batch_size,
+        metric=config.distance,
+        far=config.identification_far,
+        cut=sum(report.fold_threshold) / len(report.fold_threshold),
+    )
+    return replace(report, identification=identification.to_dict(), clustering=clustering.to_dict())
+
+
 def evaluate_checkpoint(
     checkpoint: str | Path | Sequence[str | Path],
     config: EvalConfig,
@@ -118,6 +136,8 @@ def evaluate_checkpoint(
             progress=embed_progress,
             fold=config.fold,
         )
+        if config.identification:
+            report = with_people_scores(report, embedder, cache, test_pairs, config)
     report = with_training_overlap(
         report,
         test_pairs,

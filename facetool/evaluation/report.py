@@ -71,6 +71,21 @@ def render_report(report: EvalReport, console: Console) -> None:
     """Print the fold table and the summary line."""
     console.print(fold_table(report))
     console.print(summary_line(report), highlight=False)
+    if report.identification is not None and report.clustering is not None:
+        ident, clus = report.identification, report.clustering
+        dir_text = "-" if ident["dir_at_far"] is None else f"{ident['dir_at_far']:.4f}"
+        console.print(
+            f"identification: rank-1 {ident['rank1']:.4f}, rank-5 {ident['rank5']:.4f} "
+            f"({ident['probes']} probes, {ident['gallery_identities']} identities); "
+            f"DIR {dir_text} at FAR {ident['far']:g} ({ident['impostor_probes']} impostor probes)",
+            highlight=False,
+        )
+        console.print(
+            f"clustering: precision {clus['precision']:.4f}, recall {clus['recall']:.4f}, "
+            f"F {clus['f_measure']:.4f}, NMI {clus['nmi']:.4f} ({clus['clusters']} clusters of "
+            f"{clus['faces']} faces, {clus['identities']} people)",
+            highlight=False,
+        )
 
 
 def write_report(report: EvalReport, out_dir: str | Path) -> tuple[Path, Path]:

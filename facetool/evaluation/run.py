@@ -81,6 +81,8 @@ class EvalReport:
     held_out: bool | None = None
     trained_identities_in_pairs: int | None = None
     threshold_identities_trained: int | None = None
+    identification: dict[str, Any] | None = None
+    clustering: dict[str, Any] | None = None
 
     @classmethod
     def from_metrics(cls, metrics: VerificationMetrics, **settings: Any) -> EvalReport:
