@@ -98,8 +98,9 @@ def test_built_in_table_is_the_pyproject_entry_points_and_resolves_without_metad
         "rows = plugins.list_plugins()\n"
         "print(sorted((r.kind, r.name, r.package, r.status) for r in rows))\n"
     )
-    # a source tree on PYTHONPATH, with no facetool install metadata anywhere on the path
-    env = {"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"}
+    # the package alone on PYTHONPATH (a link to it: the checkout may hold an egg-info beside it), site off
+    (tmp_path / "facetool").symlink_to(root / "facetool")
+    env = {"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"}
     out = subprocess.run(
         [sys.executable, "-S", "-c", code], env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path
     )

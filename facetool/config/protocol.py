@@ -133,7 +133,8 @@ def recipe_settings(config: ProtocolConfig) -> dict[str, Any]:
     if config.train.lr_cycles == 1:
         data["train"].pop("lr_cycles")
     data["detect"].pop("workers", None)
-    data["train"]["data"].pop("resize_once", None)
+    for key in ("resize_once", "worker_timeout_s"):  # how faces are read, not what is trained
+        data["train"]["data"].pop(key, None)
     return data
 
 

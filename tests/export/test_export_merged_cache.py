@@ -13,7 +13,7 @@ from facetool.cache import open_cache
 from facetool.config.dataset import FilterSettings
 from facetool.config.export import VerifyConfig
 from facetool.curation import filter_cache, merge_caches
-from facetool.verification import crop_settings
+from facetool.models.model_card import crop_config
 
 
 def test_export_from_a_merged_cache_writes_the_training_crop_settings(trained, tmp_path: Path) -> None:
@@ -38,5 +38,5 @@ def test_export_from_a_merged_cache_writes_the_training_crop_settings(trained, t
     for key in ("threshold", "select", "margin", "image_size"):
         assert crop[key] == training[key], key
     assert crop["model_format"] == "caffe" and crop["detector"]["weights"] == training["detector"]["weights"]
-    used = crop_settings({"face_crop": crop}, VerifyConfig())
+    used = crop_config(crop, VerifyConfig().detect)
     assert (used.image_size, used.margin, used.model_format) == (64, training["margin"], "caffe")

@@ -84,7 +84,8 @@ def test_members_end_with_their_parent_and_a_rerun_resumes_them(small_cache, tmp
     proc = subprocess.Popen(
         [sys.executable, str(script), str(listed)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
-    wait_until(lambda: all((c.checkpoint_dir / "last.pth").is_file() for c in configs))
+    # history.json is the last file an epoch writes: a signal before it would leave a first epoch unrecorded
+    wait_until(lambda: all((c.checkpoint_dir / "history.json").is_file() for c in configs))
     members = children(proc.pid)
     assert len(members) >= 2
     proc.send_signal(how)
