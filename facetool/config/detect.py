@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from facetool.config.base import ImageSize, NamedTable, StrictModel
 
@@ -15,6 +15,7 @@ FaceSelection = Literal["largest", "center", "score"]
 Encoding = Literal["jpeg", "raw"]
 Alignment = Literal["none", "five-point"]
 DEFAULT_DETECTOR = "ssd"
+ALIGNED_SIZE = 112  # insightface's aligned face, the size its template is drawn for
 
 
 class DetectorConfig(NamedTable):
@@ -50,7 +51,9 @@ class DetectConfig(StrictModel):
     threshold: float = Field(0.5, gt=0, lt=1, description="minimum detector confidence of a face")
     select: FaceSelection = Field("largest", description="which face to keep when several pass")
     margin: float = Field(0.2, ge=0, description="context around the box: pixels if >= 1, fraction if < 1")
-    image_size: ImageSize = Field(160, description="side of the square face crop")
+    image_size: ImageSize = Field(
+        160, description=f"side of the square face crop ({ALIGNED_SIZE} when align = five-point and it is not set)"
+    )
     encoding: Encoding = Field("jpeg", description="how the cache stores crops")
     workers: int | None = Field(None, ge=1, description="worker processes; None means all usable cores")
     batch_size: int = Field(16, ge=1, le=4096, description="images per worker task")
@@ -78,6 +81,12 @@ class DetectConfig(StrictModel):
             if count < 1 or index >= count:
                 raise ValueError(f"shard {value}: expected i/n with 0 <= i < n")
         return value
+
+    @model_validator(mode="after")
+    def _aligned_size(self) -> DetectConfig:
+        if self.align == "five-point" and "image_size" not in self.model_fields_set:
+            self.__dict__["image_size"] = ALIGNED_SIZE  # a default, not a setting the user gave
+        return self
 
     @property
     def shard_parts(self) -> tuple[int, int] | None:

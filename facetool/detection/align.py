@@ -54,10 +54,10 @@ def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     u, singular, vt = np.linalg.svd(covariance)
     rotation = u @ np.diag(signs) @ vt
     variance = src_c.var(axis=0).sum()
-    scale = float(singular @ signs) / variance if variance > 0 else 1.0
+    scale = 1.0 / variance * (singular @ signs) if variance > 0 else 1.0
     matrix = np.empty((2, 3))
-    matrix[:, :2] = scale * rotation
-    matrix[:, 2] = dst_mean - scale * rotation @ src_mean
+    matrix[:, 2] = dst_mean - scale * (rotation @ src_mean)
+    matrix[:, :2] = rotation * scale
     return matrix
 
 

@@ -13,9 +13,9 @@ from detect_helpers import KNOWN_IMAGES, lfw_rgb
 from facetool.config.detect import DetectConfig
 from facetool.detection import (
     Detector,
+    ImageDecodeError,
     SsdNet,
     create_detector,
-    ImageDecodeError,
     crop_face_from_file,
     crop_face_from_image,
     read_image,
