@@ -52,7 +52,8 @@ class DetectConfig(StrictModel):
     select: FaceSelection = Field("largest", description="which face to keep when several pass")
     margin: float = Field(0.2, ge=0, description="context around the box: pixels if >= 1, fraction if < 1")
     image_size: ImageSize = Field(
-        160, description=f"side of the square face crop ({ALIGNED_SIZE} when align = five-point and it is not set)"
+        160,
+        description=f"side of the square face crop ({ALIGNED_SIZE} when align = five-point and it is not set)",
     )
     encoding: Encoding = Field("jpeg", description="how the cache stores crops")
     workers: int | None = Field(None, ge=1, description="worker processes; None means all usable cores")

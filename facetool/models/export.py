@@ -87,7 +87,9 @@ def face_crop_from_meta(meta: Mapping[str, Any], source: str) -> dict[str, Any]:
             crop[key] = meta[key]
     detector = meta.get("detector")
     if isinstance(detector, Mapping):
-        crop["detector"] = {key: detector[key] for key in ("name", "format", "weights", "settings") if key in detector}
+        crop["detector"] = {
+            key: detector[key] for key in ("name", "format", "weights", "settings") if key in detector
+        }
         if detector.get("format") in ("tensorflow", "caffe"):
             crop["model_format"] = detector["format"]
     crop["align"] = meta.get("align", "none")
