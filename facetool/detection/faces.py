@@ -17,6 +17,7 @@ from facetool.detection.detectors import Detections, Detector, create_detector
 from facetool.detection.images import ImageDecodeError, read_image
 from facetool.detection.scan import ImageEntry
 from facetool.detection.select import select_face
+from facetool.errors import FacetoolError
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,8 @@ def process_batch(
     """The cache records of scanned images, the detector run on the readable ones together (`detect_batch`).
 
     Any problem with one file (unreadable, an OpenCV error) becomes a Failure with the reason; when the batch
-    call fails, each image is detected alone so the error stays with the image that causes it.
+    call fails, each image is detected alone so the error stays with the image that causes it. A FacetoolError
+    from the detector (its device is missing) is raised: it concerns the run.
     """
     out: list[FaceRecord | Failure | None] = [None] * len(entries)
     images: list[tuple[int, np.ndarray]] = []
@@ -110,11 +112,15 @@ def process_batch(
             out[i] = _failure(entry, exc)
     try:
         found: list[Detections | Exception] = list(detector.detect_batch([rgb for _, rgb in images]))
+    except FacetoolError:
+        raise  # the detector's own one-line error (a device that is not there) is about the run, not an image
     except Exception:  # retried one image at a time below, so the error stays with its image
         found = []
         for _, rgb in images:
             try:
                 found.append(detector.detect(rgb))
+            except FacetoolError:
+                raise
             except Exception as exc:  # one odd image must not stop a run
                 found.append(exc)
     for (i, rgb), result in zip(images, found, strict=True):

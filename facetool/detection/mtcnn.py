@@ -12,13 +12,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from facetool.config.base import StrictModel
 from facetool.config.detect import DetectConfig
 from facetool.detection.detectors import Detections, Detector
 from facetool.device import resolve_device
-from facetool.errors import ModelFileError
+from facetool.errors import ModelFileError, UsageError
 
 MIN_FACE_FLOOR = 12  # MTCNN's first network looks at 12 x 12 windows
 
@@ -33,9 +33,22 @@ class MtcnnSettings(StrictModel):
     factor: float = Field(0.709, gt=0.1, lt=1, description="scale step of the image pyramid")
     device: str = Field("cpu", min_length=1, description="cpu, cuda, cuda:N or auto")
 
-    def model_post_init(self, _context: Any) -> None:
-        if not all(0 < t < 1 for t in self.stage_thresholds):
-            raise ValueError(f"stage_thresholds {list(self.stage_thresholds)}: each must lie in (0, 1)")
+    @field_validator("device")
+    @classmethod
+    def _a_device(cls, value: str) -> str:
+        if value != "auto":
+            try:
+                torch.device(value)
+            except RuntimeError:
+                raise ValueError(f"expected auto, cpu, cuda or cuda:N, got {value!r}") from None
+        return value
+
+    @field_validator("stage_thresholds")
+    @classmethod
+    def _in_unit_interval(cls, value: tuple[float, float, float]) -> tuple[float, float, float]:
+        if not all(0 < t < 1 for t in value):
+            raise ValueError(f"each must lie in (0, 1), got {list(value)}")
+        return value
 
 
 def _plain(values: Any, shape: tuple[int, ...]) -> np.ndarray:
@@ -84,7 +97,13 @@ class MtcnnDetector(Detector):
 
     def _net(self) -> Any:
         if self.device is None:  # resolved and moved on first use: the parent that forks the workers never
-            self.device = resolve_device(self.settings.device)  # type: ignore[attr-defined]  # touches CUDA
+            spec = self.settings.device  # type: ignore[attr-defined]  # touches CUDA
+            try:
+                self.device = resolve_device(spec)
+            except UsageError:
+                raise UsageError(
+                    f"detect.detector.device = {spec!r}: CUDA is not available on this machine (use cpu)"
+                ) from None
             self.net.to(self.device)
             self.net.device = self.device
         return self.net

@@ -139,7 +139,11 @@ def _worker_main(config: DetectConfig, data_dir: str, tasks: Any, results: Any) 
             return
         if not batch:
             continue
-        results.put(("batch", process_batch(batch, root, detector, config)))
+        try:
+            results.put(("batch", process_batch(batch, root, detector, config)))
+        except FacetoolError as exc:
+            results.put(("error", str(exc)))
+            return
 
 
 @contextmanager

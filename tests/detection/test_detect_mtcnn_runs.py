@@ -151,3 +151,17 @@ def test_five_point_with_the_ssd_is_a_one_line_error(data: Path, tmp_path: Path)
         and "detect.detector = 'ssd'" in lines[0]
     )
     assert not (tmp_path / "x.h5").exists()
+
+
+def test_mtcnn_on_a_missing_gpu_is_one_line_not_a_failure_per_image(data: Path, tmp_path: Path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    args = ("detect", data, "--set", "detect.detector=mtcnn", "--set", "detect.detector.device=cuda")
+    result = run_cli(*args, "-o", tmp_path / "gpu.h5", "--no-progress", "-j", "1")
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines == ["error: detect.detector.device = 'cuda': CUDA is not available on this machine (use cpu)"]
+    with open_cache(tmp_path / "gpu.h5") as cache:
+        assert len(cache) == 0 and not cache.failures
