@@ -87,13 +87,6 @@ def _record(entry: ImageEntry, crop: FaceCrop) -> FaceRecord:
     )
 
 
-def process_entry(
-    entry: ImageEntry, data_dir: Path, detector: Detector, config: DetectConfig
-) -> FaceRecord | Failure:
-    """The cache record of one scanned image; any problem with the file becomes a Failure with the reason."""
-    return process_batch([entry], data_dir, detector, config)[0]
-
-
 def process_batch(
     entries: Sequence[ImageEntry], data_dir: Path, detector: Detector, config: DetectConfig
 ) -> list[FaceRecord | Failure]:
