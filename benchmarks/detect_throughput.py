@@ -26,7 +26,7 @@ from facetool.config.detect import DetectConfig
 from facetool.detection.images import read_image
 from facetool.detection.model_files import resolve_model_files
 from facetool.detection.runner import DetectProgress, detect_directory, usable_cores
-from facetool.detection.ssd import Detector
+from facetool.detection.ssd import SsdNet
 
 
 def link_images(lfw: Path, target: Path, count: int) -> int:
@@ -45,7 +45,7 @@ def link_images(lfw: Path, target: Path, count: int) -> int:
 def forward_ms(files, image: Path, repeats: int = 20) -> float:
     """Median milliseconds of one detector call (blob + forward) on one OpenCV thread."""
     cv2.setNumThreads(1)
-    detector = Detector(files)
+    detector = SsdNet(files)
     rgb = read_image(image, 10**8)
     detector.detect(rgb)
     times = []

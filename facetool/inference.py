@@ -174,7 +174,10 @@ class EnsembleEmbedder(Embedder):
 
 
 def _crop_key(crop: dict[str, Any] | None) -> tuple[Any, ...]:
-    return tuple((crop or {}).get(key) for key in (*CROP_KEYS, "model_format"))
+    crop = crop or {}
+    detector = crop.get("detector") or {}
+    named = (detector.get("name", "ssd"), repr(sorted((detector.get("settings") or {}).items())))
+    return (*(crop.get(key) for key in (*CROP_KEYS, "model_format")), crop.get("align", "none"), *named)
 
 
 def crop_for(embedder: Embedder, detect: DetectConfig | None) -> DetectConfig:

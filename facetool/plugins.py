@@ -1,4 +1,4 @@
-"""Entry-point registries for miners, backbones, losses and training callbacks: one lookup for every group, filterable listings.
+"""Entry-point registries for miners, backbones, losses, training callbacks and face detectors: one lookup for every group, filterable listings.
 
 Built-in plugins register through facetool's own `pyproject.toml` in the same groups a third-party package
 uses, so there is one lookup path for all. `BUILTINS` holds the same names and is what facetool's own names
@@ -36,7 +36,14 @@ MINERS = "facetool.miners"
 BACKBONES = "facetool.backbones"
 LOSSES = "facetool.losses"
 CALLBACKS = "facetool.callbacks"
-GROUPS: dict[str, str] = {MINERS: "miner", BACKBONES: "backbone", LOSSES: "loss", CALLBACKS: "callback"}
+DETECTORS = "facetool.detectors"
+GROUPS: dict[str, str] = {
+    MINERS: "miner",
+    BACKBONES: "backbone",
+    LOSSES: "loss",
+    CALLBACKS: "callback",
+    DETECTORS: "detector",
+}
 QUALIFIER = ":"
 OWN = "facetool"
 
@@ -54,6 +61,10 @@ BUILTINS: dict[str, dict[str, str]] = {
         "tensorboard": "facetool.training.tensorboard_log:TensorBoardLogger",
         "early-stopping": "facetool.training.early_stopping:EarlyStopping",
         "verification": "facetool.training.verification_sets:VerificationSets",
+    },
+    DETECTORS: {
+        "ssd": "facetool.detection.ssd:SsdDetector",
+        "mtcnn": "facetool.detection.mtcnn:MtcnnDetector",
     },
 }
 

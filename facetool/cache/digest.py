@@ -1,6 +1,7 @@
 """A digest of what a face cache holds, so a rerun can tell the same faces from other ones wherever they lie.
 
-It covers the format and, per face, the image path, identity, source size, box, score, detected flag and the
+It covers the format and, per face, the image path, identity, source size, box, score, detected flag, landmarks
+(when any face has them; older caches keep their digest) and the
 stored bytes' length (a face cropped or encoded otherwise changes it), and each failure's path and reason; not
 the cache's own path or times, its metadata (which names local folders and the facetool version), nor the
 source images' mtimes. Reading it costs the metadata columns only: no image is decoded.
@@ -30,4 +31,6 @@ def content_digest(path: str | os.PathLike[str]) -> str:
         stored = cache.payload_sizes(np.arange(len(cache)))
         for array in (cache.sizes, cache.boxes, cache.scores, cache.detected, stored):
             digest.update(np.ascontiguousarray(array).tobytes())
+        if np.isfinite(cache.landmarks).any():  # caches without landmarks keep the digest they always had
+            digest.update(np.ascontiguousarray(cache.landmarks).tobytes())
     return digest.hexdigest()

@@ -70,6 +70,8 @@ def write_segment(directory: Path, seq: int, fmt: CacheFormat, entries: Sequence
             item |= {"mtime_ns": entry.mtime_ns, "detected": bool(entry.detected), "nbytes": payload.nbytes}
             item["box"] = None if entry.box is None else [float(v) for v in entry.box]
             item["score"] = None if math.isnan(entry.score) else float(entry.score)
+            if entry.landmarks is not None:
+                item["landmarks"] = [[float(v) for v in point] for point in np.asarray(entry.landmarks)]
             blobs.append(payload.tobytes())
         header["entries"].append(item)
     head = json.dumps(header).encode("utf-8")
@@ -121,6 +123,8 @@ def _read_segment(path: Path) -> Segment:
             payloads.append(raw.reshape(s, s, 3) if fmt.encoding == "raw" else raw)
             box = None if item["box"] is None else tuple(item["box"])
             score = math.nan if item["score"] is None else item["score"]
+            marks = item.get("landmarks")
+            landmarks = None if marks is None else np.array(marks, np.float32).reshape(5, 2)
             records.append(
                 FaceRecord(
                     item["path"],
@@ -131,6 +135,7 @@ def _read_segment(path: Path) -> Segment:
                     box,
                     score,
                     item["detected"],
+                    landmarks,
                 )
             )
     except (ValueError, KeyError, TypeError) as exc:

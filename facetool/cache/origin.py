@@ -1,4 +1,4 @@
-"""What a cache's faces were made from, as its meta records it: folder, shard, detector and crop settings.
+"""What a cache's faces were made from, as its meta records it: folder, shard, detector, alignment and crop settings.
 
 `facetool detect` writes these keys. A detect rerun resumes a cache only when they match (`folder_conflict`,
 `setting_differences`): otherwise it would drop the faces of another folder or shard, or mix two crop
@@ -15,34 +15,60 @@ from facetool.errors import UsageError
 
 CROP_SETTINGS = ("threshold", "select", "margin", "image_size")
 DETECTOR = "detector"
-CHECKED = (*CROP_SETTINGS, DETECTOR)
+ALIGN = "align"
+CHECKED = (*CROP_SETTINGS, ALIGN, DETECTOR)
+# What a cache made by `facetool detect` before the key existed means by its absence: the SSD, box crops.
+IMPLIED = {ALIGN: "none"}
+IMPLIED_DETECTOR = "ssd"
 _WHOLE = "the whole folder"
 _ABSENT = "(not recorded)"
 
 
 def _comparable(key: str, value: Any) -> Any:
-    """The part of a setting that decides the crops: a detector by format and weights file, not where it was
-    found on one machine."""
+    """The part of a setting that decides the crops: a detector by name, format, weights and its own settings,
+    not where it was found on one machine nor the device it ran on."""
     if key == DETECTOR and isinstance(value, Mapping):
-        return {"format": value.get("format"), "weights": value.get("weights")}
+        return {
+            "name": value.get("name", IMPLIED_DETECTOR),
+            "format": value.get("format"),
+            "weights": value.get("weights"),
+            "settings": value.get("settings") or {},
+        }
     return value
 
 
 def _shown(key: str, value: Any) -> str:
     value = _comparable(key, value)
     if key == DETECTOR and isinstance(value, Mapping):
-        return f"{value['format']} {value['weights']}"
+        words = [value["name"], *(str(value[k]) for k in ("format", "weights") if value[k] is not None)]
+        words += [f"{k}={v!r}" for k, v in sorted(value["settings"].items())]
+        return " ".join(words)
     return repr(value)
 
 
+def _setting(meta: Mapping[str, Any], key: str) -> Any:
+    """The value of `key` in a cache's meta; a key added later reads as what its absence meant in a cache that
+    `detect` made (it records its detector), `_ABSENT` otherwise."""
+    if key in meta:
+        return meta[key]
+    if key in IMPLIED and DETECTOR in meta:
+        return IMPLIED[key]
+    return _ABSENT
+
+
+def _shown_or_absent(key: str, value: Any) -> str:
+    return _ABSENT if value is _ABSENT else _shown(key, value)
+
+
 def setting_differences(stored: Mapping[str, Any], requested: Mapping[str, Any]) -> list[str]:
-    """`key stored (cache) vs requested (this run)` for each crop or detector setting the cache records
+    """`key stored (cache) vs requested (this run)` for each crop, alignment or detector setting the cache records
     and this run changes."""
-    return [
-        f"{key} {_shown(key, stored[key])} (cache) vs {_shown(key, requested.get(key))} (this run)"
-        for key in CHECKED
-        if key in stored and _comparable(key, stored[key]) != _comparable(key, requested.get(key))
-    ]
+    found = []
+    for key in CHECKED:
+        have = _setting(stored, key)
+        if have is not _ABSENT and _comparable(key, have) != _comparable(key, requested.get(key)):
+            found.append(f"{key} {_shown(key, have)} (cache) vs {_shown(key, requested.get(key))} (this run)")
+    return found
 
 
 def _shard_cover(value: Any) -> Any:
@@ -125,16 +151,18 @@ def merged_meta(inputs: Sequence[tuple[str, Mapping[str, Any]]]) -> dict[str, An
     merged: dict[str, Any] = {}
     first_path, first = settings[0]
     for key in CHECKED:
+        mine = _setting(first, key)
         for path, meta in settings[1:]:
-            if _comparable(key, first.get(key, _ABSENT)) != _comparable(key, meta.get(key, _ABSENT)):
-                mine = _shown(key, first[key]) if key in first else _ABSENT
-                theirs = _shown(key, meta[key]) if key in meta else _ABSENT
+            theirs = _setting(meta, key)
+            if _comparable(key, mine) != _comparable(key, theirs):
                 raise UsageError(
-                    f"{first_path}: {key} {mine} vs {path}: {theirs}; caches cropped with other settings "
-                    "do not merge (one cache, one crop geometry)"
+                    f"{first_path}: {key} {_shown_or_absent(key, mine)} vs {path}: {_shown_or_absent(key, theirs)}; "
+                    "caches cropped with other settings do not merge (one cache, one crop geometry)"
                 )
-        if key in first:
-            merged[key] = first[key]
+        if mine is not _ABSENT:
+            merged[key] = mine
+    if "template" in first:
+        merged["template"] = first["template"]
     pixel_limits = {repr(meta.get("max_pixels")) for _, meta in settings}
     if len(pixel_limits) == 1 and "max_pixels" in first:
         merged["max_pixels"] = first["max_pixels"]

@@ -21,7 +21,7 @@ class FaceCache:
     """A face cache opened for reading: metadata in numpy arrays, paths and images read on demand.
 
     Cheap without decoding anything: `labels` (int64 per face), `identities` (sorted names), `image_size`,
-    `sizes`, `boxes`, `scores`, `detected`, `len()`. `paths` reads the path strings on first use.
+    `sizes`, `boxes`, `scores`, `detected`, `landmarks` ((n, 5, 2), NaN where the detector gave none), `len()`. `paths` reads the path strings on first use.
     `read_faces(indices)` decodes the faces of the given rows in the order given; faces of one identity are
     adjacent (rows are sorted by path, which starts with the identity folder), so a batch of a few identities
     is a few contiguous reads. Open a cache in each worker process, or let a forked worker use an inherited
@@ -42,6 +42,7 @@ class FaceCache:
         self.boxes: np.ndarray = merged.faces.boxes
         self.scores: np.ndarray = merged.faces.scores
         self.detected: np.ndarray = merged.faces.detected
+        self.landmarks: np.ndarray = merged.faces.landmarks
         self.failures: list[Failure] = merged.failures.items()
 
     @property
@@ -110,6 +111,7 @@ class FaceCache:
     def record(self, i: int) -> FaceRecord:
         """The full record of face `i` (decodes its image)."""
         box = None if np.isnan(self.boxes[i]).any() else tuple(float(v) for v in self.boxes[i])
+        landmarks = None if np.isnan(self.landmarks[i]).any() else self.landmarks[i].copy()
         return FaceRecord(
             self.paths[i],
             self.identities[self.labels[i]],
@@ -119,6 +121,7 @@ class FaceCache:
             box,  # type: ignore[arg-type]
             float(self.scores[i]),
             bool(self.detected[i]),
+            landmarks,
         )
 
     def read_faces(self, indices: Sequence[int] | np.ndarray | None = None) -> np.ndarray:

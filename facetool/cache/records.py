@@ -28,6 +28,7 @@ class FaceRecord:
     box: tuple[float, float, float, float] | None
     score: float
     detected: bool
+    landmarks: np.ndarray | None = None  # (5, 2) pixels of the upright image, when the detector gave them
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,14 @@ def lock_path(path: str | os.PathLike[str]) -> Path:
     return path.with_name(path.name + ".lock")
 
 
+LANDMARK_SHAPE = (5, 2)
+
+
+def no_landmarks(n: int) -> np.ndarray:
+    """The landmarks column of `n` faces whose detector gave none: NaN."""
+    return np.full((n, *LANDMARK_SHAPE), np.nan, np.float32)
+
+
 class FaceColumns:
     """Metadata of face records in numpy columns; identities as `labels` into the sorted `names`.
 
@@ -94,6 +103,7 @@ class FaceColumns:
         boxes: np.ndarray | None = None,
         scores: np.ndarray | None = None,
         detected: np.ndarray | None = None,
+        landmarks: np.ndarray | None = None,
         *,
         paths: list[str] | None = None,
         load_paths: Callable[[], list[str]] | None = None,
@@ -108,6 +118,9 @@ class FaceColumns:
         )
         self.scores = np.zeros(n, np.float32) if scores is None else np.asarray(scores, np.float32)
         self.detected = np.zeros(n, bool) if detected is None else np.asarray(detected, bool)
+        self.landmarks = (
+            no_landmarks(n) if landmarks is None else np.asarray(landmarks, np.float32).reshape(-1, *LANDMARK_SHAPE)
+        )
         self._paths = paths
         self._load_paths = load_paths
 
@@ -150,6 +163,7 @@ class FaceColumns:
             self.boxes[idx],
             self.scores[idx],
             self.detected[idx],
+            self.landmarks[idx],
             paths=paths,
             load_paths=load,
         )
@@ -168,6 +182,7 @@ class FaceColumns:
             np.concatenate([part.boxes for part in parts]).reshape(-1, 4),
             np.concatenate([part.scores for part in parts]),
             np.concatenate([part.detected for part in parts]),
+            np.concatenate([part.landmarks for part in parts]).reshape(-1, *LANDMARK_SHAPE),
             paths=[p for part in parts for p in part.paths],
         )
 
@@ -185,6 +200,9 @@ class FaceColumns:
             ),
             np.array([r.score for r in records], np.float32),
             np.array([r.detected for r in records], bool),
+            np.array(
+                [r.landmarks if r.landmarks is not None else no_landmarks(1)[0] for r in records], np.float32
+            ).reshape(-1, *LANDMARK_SHAPE),
             paths=[r.path for r in records],
         )
 

@@ -146,6 +146,7 @@ class FileStore:
                 _member(g, "box")[:].astype(np.float32).reshape(-1, 4),
                 _member(g, "score")[:].astype(np.float32),
                 _member(g, "detected")[:].astype(bool),
+                g["landmarks"][:].astype(np.float32) if "landmarks" in g else None,  # older caches have none
                 load_paths=lambda: self._read_strings("faces/path"),
             )
             self.failures = FailureColumns(
@@ -157,6 +158,7 @@ class FileStore:
             )
             columns = [path_column.shape[0], len(self.faces.sizes), len(self.faces.mtimes)]
             columns += [len(self.faces.boxes), len(self.faces.scores), len(self.faces.detected)]
+            columns += [len(self.faces.landmarks)]
             if self.format.encoding == "jpeg":
                 self.offsets = _member(g, "jpeg_offset")[:].astype(np.int64)
                 blob = _member(g, "jpeg")
@@ -325,6 +327,7 @@ def write_file(
             g.create_dataset("box", data=faces.boxes.reshape(-1, 4))
             g.create_dataset("score", data=faces.scores)
             g.create_dataset("detected", data=faces.detected)
+            g.create_dataset("landmarks", data=faces.landmarks)
             _write_images(g, fmt, n, selection)
             f = h5.create_group("failures")
             f.create_dataset("path", data=np.array(failures.paths, dtype=object), dtype=strings)

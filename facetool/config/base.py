@@ -150,7 +150,9 @@ def load_config(
     """Build `model` from an optional TOML file and overrides.
 
     With `section`, the file's `[section]` table is read when it has one, else its top level, so one file
-    can hold the settings of several commands and a file of one command's keys works too.
+    can hold the settings of several commands and a file of one command's keys works too; likewise an override
+    may spell its key with the section in front (`detect.align=five-point` for `facetool detect`, as for the
+    commands whose `detect` settings are a nested section).
 
     Overrides win over the file; dotted keys reach nested sections. Any problem raises ConfigError
     naming the file (or "command line") and the key.
@@ -167,8 +169,12 @@ def load_config(
     items = overrides.items() if isinstance(overrides, Mapping) else overrides
     from_cli = False
     named = named_tables(model)
+    prefix = f"{section}." if section is not None else None
     for key, value in items:
-        set_dotted(data, key.replace("-", "_"), value, named)
+        key = key.replace("-", "_")
+        if prefix is not None and key.startswith(prefix) and section not in model.model_fields:
+            key = key[len(prefix) :]
+        set_dotted(data, key, value, named)
         from_cli = True
     try:
         return model.model_validate(data)

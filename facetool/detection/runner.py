@@ -26,10 +26,10 @@ from facetool import __version__
 from facetool.cache import CacheWriter, FaceRecord, Failure, open_cache
 from facetool.cache.origin import folder_conflict, recorded, setting_differences
 from facetool.config.detect import DetectConfig
-from facetool.detection.faces import process_entry
-from facetool.detection.model_files import ModelFiles, resolve_model_files
+from facetool.detection.align import TEMPLATE_NAME, has_landmarks, template
+from facetool.detection.detectors import Detector, check_alignment, create_detector
+from facetool.detection.faces import process_batch
 from facetool.detection.scan import ImageEntry, ScanResult, scan_images, take_shard
-from facetool.detection.ssd import Detector, load_net
 from facetool.errors import CacheError, FacetoolError, UsageError
 from facetool.files import check_output_not_input
 
@@ -69,6 +69,8 @@ class DetectSummary:
     faces: int = 0
     fallbacks: int = 0
     failures: int = 0
+    unaligned: int = 0  # faces five-point alignment could not place (no landmarks): box crops instead
+    aligning: bool = False
     empty_identities: list[str] = field(default_factory=list)
     problems: list[Failure] = field(default_factory=list)
     failed: list[Failure] = field(default_factory=list)
@@ -88,6 +90,7 @@ class DetectSummary:
             self.failed.append(item)
         elif item.detected:
             self.faces += 1
+            self.unaligned += self.aligning and not has_landmarks(item.landmarks)
         else:
             self.fallbacks += 1
 
@@ -111,13 +114,14 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def _worker_main(files: ModelFiles, config: DetectConfig, data_dir: str, tasks: Any, results: Any) -> None:
-    """Worker process: own network, one OpenCV thread; exits on a None task or when the parent is gone."""
+def _worker_main(config: DetectConfig, data_dir: str, tasks: Any, results: Any) -> None:
+    """Worker process: own detector, one OpenCV thread; exits on a None task or when the parent is gone."""
     for sig in _STOP_SIGNALS:  # a signal to the whole process group is for the parent to handle
         signal.signal(sig, signal.SIG_IGN)
     cv2.setNumThreads(1)
     try:
-        detector = Detector(files, config.threshold)
+        check_alignment(config).prepare_worker()
+        detector = create_detector(config)
     except FacetoolError as exc:
         results.put(("error", str(exc)))
         return
@@ -135,7 +139,11 @@ def _worker_main(files: ModelFiles, config: DetectConfig, data_dir: str, tasks: 
             return
         if not batch:
             continue
-        results.put(("batch", [process_entry(entry, root, detector, config) for entry in batch]))
+        try:
+            results.put(("batch", process_batch(batch, root, detector, config)))
+        except FacetoolError as exc:
+            results.put(("error", str(exc)))
+            return
 
 
 @contextmanager
@@ -171,14 +179,14 @@ def _without_opencv_threads() -> Iterator[None]:
 class _Pool:
     """The worker processes and their two queues."""
 
-    def __init__(self, files: ModelFiles, config: DetectConfig, data_dir: Path, workers: int) -> None:
+    def __init__(self, config: DetectConfig, data_dir: Path, workers: int) -> None:
         context = mp.get_context(_START_METHOD)
         self.tasks = context.Queue()
         self.results = context.Queue()
         self.processes = [
             context.Process(
                 target=_worker_main,
-                args=(files, config, str(data_dir), self.tasks, self.results),
+                args=(config, str(data_dir), self.tasks, self.results),
                 name=f"facetool-detect-{i}",
                 daemon=True,
             )
@@ -230,11 +238,16 @@ def _batches(entries: list[ImageEntry], size: int) -> list[list[ImageEntry]]:
     return [entries[i : i + size] for i in range(0, len(entries), size)]
 
 
-def _cache_meta(files: ModelFiles, config: DetectConfig, data_dir: Path) -> dict[str, Any]:
+def _cache_meta(detector: Detector, config: DetectConfig, data_dir: Path) -> dict[str, Any]:
+    aligned = config.align == "five-point"
     return {
         "producer": f"facetool {__version__} detect",
         "data_dir": str(data_dir.resolve()),
-        "detector": {"format": files.format, "weights": files.weights.name, "source": files.source},
+        "detector": detector.record(),
+        "align": config.align,
+        "template": (
+            {"name": TEMPLATE_NAME, "points": template(config.image_size).round(4).tolist()} if aligned else None
+        ),
         "threshold": config.threshold,
         "select": config.select,
         "margin": config.margin,
@@ -288,25 +301,25 @@ def detect_directory(
         scan = take_shard(scan, *config.shard_parts)
     if not scan.images and not scan.problems:
         raise FacetoolError(f"{data_dir}: no images found (expected DATA_DIR/<identity>/<image>)")
-    files = resolve_model_files(
-        config.model_format, config.model_dir, config.model_weights, config.model_graph
-    )
-    load_net(files)
+    detector = create_detector(config)
     workers = min(config.workers or usable_cores(), max(1, -(-len(scan.images) // config.batch_size)))
+    workers = min(workers, detector.max_workers or workers)
     summary = DetectSummary(
         str(data_dir),
         str(cache_path),
-        f"{files.format} ({files.source})",
+        detector.summary(),
         workers,
+        aligning=config.align == "five-point",
         images=len(scan.images),
         empty_identities=list(scan.empty_identities),
         problems=list(scan.problems),
     )
     stop = threading.Event()
-    meta = _cache_meta(files, config, data_dir)
+    meta = _cache_meta(detector, config, data_dir)
+    del detector  # each worker builds its own
     _check_resumable(Path(cache_path), meta)
     with _stop_signals_set(stop):
-        pool = _Pool(files, config, data_dir, workers)  # before the cache is opened: no inherited lock
+        pool = _Pool(config, data_dir, workers)  # before the cache is opened: no inherited lock
         try:
             with CacheWriter(cache_path, config.image_size, config.encoding, meta) as writer:
                 _run(pool, scan, config, writer, summary, progress, stop)

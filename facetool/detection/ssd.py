@@ -1,4 +1,5 @@
-"""The OpenCV SSD ResNet-10 300x300 face detector run through cv2.dnn, in either published format."""
+"""The OpenCV SSD ResNet-10 300x300 face detector run through cv2.dnn, in either published format: the network
+(`SsdNet`) and the `ssd` detector plugin, facetool's default (boxes and scores, no landmarks)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ from collections.abc import Callable
 import cv2
 import numpy as np
 
-from facetool.detection.model_files import ModelFiles
+from facetool.config.detect import DetectConfig
+from facetool.detection.detectors import Detections, Detector, NoSettings
+from facetool.detection.model_files import ModelFiles, resolve_model_files
 from facetool.errors import ModelFileError
 
 INPUT_SIZE = (300, 300)
@@ -58,7 +61,7 @@ def parse_detections(
     return boxes[order], scores[order]
 
 
-class Detector:
+class SsdNet:
     """One loaded network. `detect(rgb)` gives the faces above the threshold.
 
     Not thread-safe (cv2.dnn nets keep state); give each worker process its own.
@@ -78,3 +81,33 @@ class Detector:
         """Boxes (K, 4) float32 in pixels (x1, y1, x2, y2) and scores (K,) float32, best first."""
         height, width = rgb.shape[:2]
         return parse_detections(self.raw_output(rgb), width, height, self.threshold)
+
+
+class SsdDetector(Detector):
+    """OpenCV's SSD ResNet-10 face detector (boxes and scores, no landmarks); the default.
+
+    Its files are found as `detect.model_format`, `detect.model_dir`, `detect.model_weights` and
+    `detect.model_graph` say (`facetool.detection.model_files`); faces below `detect.threshold` are dropped.
+    """
+
+    description = "OpenCV SSD ResNet-10 face detector (boxes, no landmarks); the default"
+    Settings = NoSettings
+
+    def __init__(self, settings: NoSettings | None, config: DetectConfig) -> None:
+        super().__init__(settings, config)
+        self.files = resolve_model_files(
+            config.model_format, config.model_dir, config.model_weights, config.model_graph
+        )
+        self.net = SsdNet(self.files, config.threshold)
+
+    def detect(self, rgb: np.ndarray) -> Detections:
+        boxes, scores = self.net.detect(rgb)
+        return Detections(boxes, scores)
+
+    def record(self) -> dict[str, object]:
+        """The network by format and weights file name (never the folder it lay in), and where it was found."""
+        files = self.files
+        return {"name": self.name, "format": files.format, "weights": files.weights.name, "source": files.source}
+
+    def summary(self) -> str:
+        return f"{self.files.format} ({self.files.source})"

