@@ -225,7 +225,7 @@ def load_embedder(
     card = read_card(path) if card_path(path).is_file() else None
     embedder = TorchEmbedder(model, info, device=device, flip=flip, batch_size=batch_size)
     embedder.label = str(path)
-    embedder.face_crop = card["face_crop"] if card is not None else None
+    embedder.face_crop = card["face_crop"] if card is not None else info.face_crop
     return embedder, card
 
 

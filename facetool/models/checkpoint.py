@@ -13,10 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from pydantic import ValidationError
 
 from facetool import __version__
+from facetool.config.base import format_validation_error
 from facetool.errors import FacetoolError
 from facetool.files import atomic_write_bytes
+from facetool.models.card_schema import FaceCrop
 
 FORMAT = "facetool-checkpoint"
 FORMAT_VERSION = 1
@@ -36,6 +39,7 @@ def make_checkpoint(
     scheduler: dict[str, Any] | None = None,
     train_identities: list[str] | None = None,
     loss: dict[str, torch.Tensor] | None = None,
+    face_crop: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Assemble the checkpoint dict with the format markers, in the one layout every reader expects.
 
@@ -43,7 +47,9 @@ def make_checkpoint(
     needed to resume and is never part of an exported embedding model, which takes `model` alone.
 
     `train_identities` are the digests (facetool.identities.identity_digests) of the people the model was
-    trained on, so an evaluation can tell when its pairs show people the model has seen.
+    trained on, so an evaluation can tell when its pairs show people the model has seen. `face_crop` is how
+    the training cache's faces were detected, cropped and aligned (a model card's `face_crop`), so a command
+    that crops photos for the checkpoint crops them as training did.
     """
     return {
         "format": FORMAT,
@@ -54,6 +60,7 @@ def make_checkpoint(
         "config": config,
         "epoch": int(epoch),
         "history": history,
+        "face_crop": face_crop,
         "optimizer": optimizer,
         "scheduler": scheduler,
         "train_identities": train_identities,
@@ -91,6 +98,17 @@ def read_train_identities(path: Path | str, obj: dict[str, Any]) -> tuple[str, .
             f"{path}: checkpoint field 'train_identities' is not a list of {DIGEST_LENGTH}-hex-digit digests"
         )
     return tuple(value)
+
+
+def read_face_crop(path: Path | str, obj: dict[str, Any]) -> dict[str, Any] | None:
+    """The checkpoint's crop settings, checked as a model card's are; None when it has none (older ones)."""
+    value = obj.get("face_crop")
+    if value is None:
+        return None
+    try:
+        return FaceCrop.model_validate(value).model_dump(mode="json", exclude_none=True)
+    except ValidationError as exc:
+        raise FacetoolError(format_validation_error(exc, f"{path}: checkpoint field 'face_crop'")) from None
 
 
 def load_checkpoint(path: Path | str, map_location: str | torch.device = "cpu") -> dict[str, Any]:

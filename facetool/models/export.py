@@ -34,6 +34,7 @@ from facetool.config.export import ExportConfig
 from facetool.config.train import TrainConfig
 from facetool.errors import FacetoolError, ModelFileError, UsageError
 from facetool.files import atomic_write_together, check_output_not_input, make_dir, read_text_limited
+from facetool.models.checkpoint import read_face_crop
 from facetool.models.loading import load_checkpoint, load_embedding_model
 from facetool.models.model_card import (
     CROP_KEYS,
@@ -167,7 +168,7 @@ def _source_recipe(
         raise ModelFileError(f"{source}: checkpoint field 'epoch' is {type(epoch).__name__}, not a count")
     return (
         {"epochs": epoch, "config": training_recipe(ckpt["config"], source), "checkpoint": source.name},
-        None,
+        read_face_crop(source, ckpt),
         None,
     )
 

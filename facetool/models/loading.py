@@ -15,7 +15,7 @@ from facetool.config.base import format_validation_error
 from facetool.config.train import TrainConfig
 from facetool.errors import FacetoolError, ModelFileError, PluginError
 from facetool.models.backbone import build_backbone
-from facetool.models.checkpoint import load_checkpoint, read_train_identities
+from facetool.models.checkpoint import load_checkpoint, read_face_crop, read_train_identities
 from facetool.models.inception import NATIVE_DIM, load_facenet_weights, read_state_dict
 from facetool.models.model_card import load_safetensors_model
 
@@ -37,6 +37,7 @@ class ModelInfo:
     image_size: int
     source: str
     train_identities: tuple[str, ...] | None = None
+    face_crop: dict[str, Any] | None = None
 
 
 def _strip_wrappers(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -68,6 +69,7 @@ def _backbone_spec(path: Path, spec: Any) -> tuple[str, int, int, float]:
 def _from_checkpoint(path: Path, ckpt: dict[str, Any]) -> tuple[nn.Module, ModelInfo]:
     name, dim, size, dropout = _backbone_spec(path, ckpt["backbone"])
     identities = read_train_identities(path, ckpt)
+    face_crop = read_face_crop(path, ckpt)
     try:
         model = build_backbone(name, embedding_dim=dim, dropout=dropout, pretrained="none", image_size=size)
     except PluginError as exc:
@@ -79,7 +81,7 @@ def _from_checkpoint(path: Path, ckpt: dict[str, Any]) -> tuple[nn.Module, Model
     except (RuntimeError, AttributeError, TypeError) as exc:
         first = str(exc).strip().splitlines()[0]
         raise ModelFileError(f"{path}: checkpoint weights do not fit backbone {name!r} ({first})") from None
-    return model, ModelInfo(name, dim, size, CHECKPOINT, identities)
+    return model, ModelInfo(name, dim, size, CHECKPOINT, identities, face_crop)
 
 
 def _from_facenet(path: Path) -> tuple[nn.Module, ModelInfo]:

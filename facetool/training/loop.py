@@ -54,7 +54,7 @@ from facetool.training.run_folder import (
 )
 from facetool.training.schedule import restore_scheduler
 from facetool.training.selection import Selection
-from facetool.training.sources import load_training_data
+from facetool.training.sources import load_training_data, training_face_crop
 from facetool.training.state import check_same_loss, check_training_fields, load_field
 from facetool.training.validate import Validator
 
@@ -124,6 +124,7 @@ class Trainer:
             raise FacetoolError(f"{config.data_dir}: face cache not found")
         if self.ranks.distributed:
             torch.distributed.barrier()
+        self.face_crop = training_face_crop(Path(config.data_dir))
         notes: list[str] = []  # logged once the model is built, so a bad setting fails in one line
         data = load_training_data(Path(config.data_dir), config, self.device, notes.append, self.ranks)
         self.prepared = data
@@ -250,6 +251,7 @@ class Trainer:
             loss=self.engine.criterion.state_dict(),
             scheduler=self.scheduler.state_dict(),
             train_identities=self.train_identity_digests(),
+            face_crop=self.face_crop,
         )
 
     def _check_finite_weights(self) -> None:

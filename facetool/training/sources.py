@@ -16,11 +16,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from facetool.cache import open_cache
+from facetool.cache.origin import recorded
 from facetool.config.train import TrainConfig
 from facetool.data.choose import SourceChoice, open_face_source
 from facetool.data.source import FaceSource
 from facetool.data.split import drop_small_identities, split_identities
 from facetool.errors import FacetoolError
+from facetool.models.export import face_crop_from_meta
 from facetool.training.distributed import Ranks
 
 TrainingData = FaceSource
@@ -106,3 +109,10 @@ def load_training_data(
         if view is not train_set and view is not val_set:
             view.close()
     return PreparedData(train_set, val_set, dropped, choice, everyone, classes)
+
+
+def training_face_crop(cache_path: Path) -> dict:
+    """How the training cache's faces were detected, cropped and aligned, as a model card's `face_crop`: kept
+    in every checkpoint, so commands that crop photos for it crop them as training did."""
+    with open_cache(cache_path) as cache:
+        return face_crop_from_meta(recorded(cache.meta), f"face cache {cache_path.name}")
