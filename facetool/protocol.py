@@ -287,7 +287,7 @@ def run_split(
     ]
     recipe = recipes[0]
     say(
-        f"{split.name}: training {recipe.backbone} for {recipe.num_epochs} epochs of {recipe.epoch_size} steps"
+        f"{split.name}: training {recipe.backbone.label} for {recipe.num_epochs} epochs of {recipe.epoch_size} steps"
         + (
             f", {len(recipes)} models side by side"
             + (f", {config.jobs} at a time" if 0 < config.jobs < len(recipes) else "")

@@ -116,7 +116,7 @@ def test_dump_toml_round_trips_a_train_recipe_with_miner_stages(tmp_path: Path):
     path = tmp_path / "train.toml"
     path.write_text(dump_toml(config.model_dump(mode="json")))
     assert (
-        'miner_stages = [{epoch = 10, miner = "hard"}, {epoch = 20, miner = "semihard-strict"}]'
+        'miner_stages = [{epoch = 10, miner = {name = "hard"}}, {epoch = 20, miner = {name = "semihard-strict"}}]'
         in path.read_text()
     )
     assert load_config(TrainConfig, path) == config
@@ -312,8 +312,8 @@ def test_a_loss_named_in_the_file_takes_table_keys_from_the_command_line(tmp_pat
 def test_a_plain_value_is_still_not_a_section():
     from facetool.config.train import TrainConfig
 
-    with pytest.raises(ConfigError, match="'miner' is not a section"):
-        build_config(TrainConfig, None, ["miner=hard", "miner.x=1"])
+    with pytest.raises(ConfigError, match="'optimizer' is not a section"):
+        build_config(TrainConfig, None, ["optimizer=sgd", "optimizer.x=1"])
 
 
 def test_train_prints_the_table_a_loss_name_and_its_keys_make():

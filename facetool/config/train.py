@@ -114,11 +114,31 @@ class DataConfig(StrictModel):
         return "preload" if value in ("device", "host") else value
 
 
+class MinerConfig(NamedTable):
+    """The triplet miner: `name` picks the plugin; every other key is its own setting, validated by its plugin.
+
+    Written as `miner = "semihard"` or as a table, `[miner]` with `name = "distance-weighted"` and e.g.
+    `cutoff = 0.5`.
+    """
+
+    name: str = Field("semihard", min_length=1, description="Miner plugin (facetool plugins list).")
+
+
+class BackboneConfig(NamedTable):
+    """The embedding network: `name` picks the plugin; every other key is its own setting, validated by its
+    plugin.
+
+    Written as `backbone = "tiny-cnn"` or as a table, `[backbone]` with `name = "tiny-cnn"` and `head = "gdc"`.
+    """
+
+    name: str = Field("inception_resnet_v1", min_length=1, description="Backbone plugin (facetool plugins list).")
+
+
 class MinerStage(StrictModel):
     """From epoch `epoch` (1-based) on, `miner` chooses the triplets."""
 
     epoch: int = Field(ge=1, description="First epoch (1-based) of this miner.")
-    miner: str = Field(min_length=1, description="Triplet miner (facetool plugins list).")
+    miner: MinerConfig = Field(description="Triplet miner: a name or a table with its settings.")
 
 
 class LossConfig(NamedTable):
@@ -184,7 +204,10 @@ class TrainConfig(StrictModel):
         allow_inf_nan=True,
         description="Triplet-loss margin on squared L2 distances (inf makes every loss infinite: a fault drill).",
     )
-    miner: str = Field("semihard", min_length=1, description="Triplet miner (facetool plugins list).")
+    miner: MinerConfig = Field(
+        default_factory=MinerConfig,
+        description='Triplet miner, e.g. "semihard" (facetool plugins list); its settings in a [miner] table.',
+    )
     miner_stages: list[MinerStage] = Field(
         default_factory=list,
         description='Later miners, e.g. [{epoch = 30, miner = "hard"}]: semi-hard first, then harder.',
@@ -196,7 +219,11 @@ class TrainConfig(StrictModel):
         "its settings in a [loss] table.",
     )
 
-    backbone: str = Field("inception_resnet_v1", min_length=1, description="Embedding network.")
+    backbone: BackboneConfig = Field(
+        default_factory=BackboneConfig,
+        description='Embedding network, e.g. "inception_resnet_v1" (facetool plugins list); its settings in a '
+        "[backbone] table.",
+    )
     embedding_dim: int = Field(512, ge=2, le=65536, description="Embedding size.")
     dropout_prob: float = Field(
         0.6, allow_inf_nan=False, ge=0.0, lt=1.0, description="Dropout before the embedding layer."

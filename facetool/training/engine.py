@@ -273,7 +273,8 @@ def engine_from_config(
     """
     torch.manual_seed(config.seed)
     model = build_backbone(
-        config.backbone,
+        config.backbone.name,
+        config.backbone.settings,
         embedding_dim=config.embedding_dim,
         dropout=config.dropout_prob,
         pretrained=config.pretrained,

@@ -1,3 +1,3 @@
-"""Extra facetool plugins: the `distance-weighted` miner, the `tiny-cnn`/`tiny-cnn-gdc`/`small-cnn` backbones, margin-softmax losses."""
+"""Extra facetool plugins: the `distance-weighted` miner, the `tiny-cnn` and `small-cnn` backbones (`head = "avg" | "gdc"`), margin-softmax losses."""
 
 __version__ = "0.1.0"
