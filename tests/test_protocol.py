@@ -1,4 +1,4 @@
-"""The LFW protocol end to end on a small real LFW folder: the real detector, tiny-cnn training, evaluation."""
+"""The LFW protocol end to end on a small real LFW folder: the real detector, test-cnn training, evaluation."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def mini_lfw(tmp_path_factory, lfw_dir: Path, shared: Path) -> Path:
 
 def recipe(**changes) -> TrainConfig:
     settings = {
-        "backbone": "tiny-cnn",
+        "backbone": "test-cnn",
         "image_size": 48,
         "embedding_dim": 16,
         "num_epochs": 1,
@@ -105,7 +105,7 @@ def test_view2_trains_one_model_per_fold_without_its_people(
         assert report["accuracy"] == pytest.approx(split.accuracy) and report["folds"] == [split.fold]
     record = json.loads(result.path.read_text())
     assert record["result"]["accuracy"] == pytest.approx(statistics.fmean(s.accuracy for s in result.splits))
-    assert record["config"]["train"]["backbone"] == "tiny-cnn" and record["config"]["view"] == 2
+    assert record["config"]["train"]["backbone"] == {"name": "test-cnn"} and record["config"]["view"] == 2
     assert any("fold-02: accuracy" in line for line in said)
 
     last = Path(result.splits[0].checkpoint)
@@ -239,7 +239,7 @@ def test_protocol_command_runs_a_toml_recipe(mini_lfw: Path, tmp_path: Path, fac
     config = tmp_path / "lfw.toml"
     config.write_text(
         f'lfw_dir = "{mini_lfw / "lfw-deepfunneled"}"\nview = 2\n\n[train]\n'
-        'backbone = "tiny-cnn"\nimage_size = 48\nembedding_dim = 16\nnum_epochs = 1\nepoch_size = 2\n'
+        'backbone = "test-cnn"\nimage_size = 48\nembedding_dim = 16\nnum_epochs = 1\nepoch_size = 2\n'
         'batch_size = 12\npeople_per_batch = 6\nimages_per_person = 3\ndevice = "cpu"\n'
         "validation.fraction = 0.0\n"
     )
@@ -374,9 +374,9 @@ def test_a_refused_snapshot_says_which_epochs_are_saved(
     ("changes", "error", "message"),
     [
         (
-            {"loss": {"name": "arcface", "scal": 3.0}},
+            {"backbone": {"name": "test-cnn", "hed": "gdc"}},
             ConfigError,
-            r"train\.loss\.scal: unknown key \(loss 'arcface'\)",
+            r"train\.backbone\.hed: unknown key \(backbone 'test-cnn'\)",
         ),
         ({"loss": "arcfase"}, PluginError, r"train\.loss: unknown loss 'arcfase'"),
         ({"miner": "semihardd"}, PluginError, r"train\.miner: unknown miner 'semihardd'"),
@@ -385,7 +385,7 @@ def test_a_refused_snapshot_says_which_epochs_are_saved(
             PluginError,
             r"train\.miner_stages\.0\.miner: unknown",
         ),
-        ({"backbone": "tiny-cnnn"}, PluginError, r"train\.backbone: unknown backbone 'tiny-cnnn'"),
+        ({"backbone": "test-cnnn"}, PluginError, r"train\.backbone: unknown backbone 'test-cnnn'"),
     ],
 )
 def test_a_recipe_a_plugin_refuses_stores_and_detects_nothing(
