@@ -333,3 +333,46 @@ def test_another_plugin_named_over_a_table_leaves_the_old_plugins_keys(tmp_path:
     path.write_text('[loss]\nname = "arcface"\nscale = 16.0\n')
     assert build_config(TrainConfig, path, ["loss=triplet"]).loss.settings == {}
     assert build_config(TrainConfig, path, ["loss=arcface"]).loss.settings == {"scale": 16.0}
+
+
+def leaf_keys(model: type, prefix: str = "") -> list[str]:
+    """Every setting of `model` a user can write, nested sections spelt out; plugin tables (a name and the
+    plugin's own keys) are one choice each and not counted."""
+    from pydantic import BaseModel
+
+    from facetool.config.base import NamedTable
+
+    keys = []
+    for name, field in model.model_fields.items():
+        kind = field.annotation
+        if isinstance(kind, type) and issubclass(kind, NamedTable):
+            continue
+        if isinstance(kind, type) and issubclass(kind, BaseModel):
+            keys += leaf_keys(kind, f"{prefix}{name}.")
+        else:
+            keys.append(prefix + name)
+    return keys
+
+
+def test_train_config_has_at_most_45_settings_besides_plugin_tables():
+    from facetool.config.train import TrainConfig
+
+    keys = leaf_keys(TrainConfig)
+    assert len(keys) <= 45, keys
+    for internal in ("embed_batch_size", "engine.channels_last", "engine.fused_optimizer", "data.resize_once"):
+        assert internal not in keys
+
+
+def test_configs_written_before_the_internal_knobs_became_constants_still_load(tmp_path: Path):
+    """A run folder's config.toml (or a checkpoint's config) of an older version holds the retired keys and the
+    older preload values; they load, the retired keys ignored."""
+    from facetool.config.train import TrainConfig
+
+    path = tmp_path / "config.toml"
+    path.write_text(
+        'embed_batch_size = 128\n\n[engine]\ncompile = "none"\nchannels_last = true\nfused_optimizer = "auto"\n\n'
+        '[data]\npreload = "host"\nresize_once = false\n'
+    )
+    config = load_config(TrainConfig, path)
+    assert (config.engine.compile, config.data.preload) == ("none", "preload")
+    assert "resize_once" not in config.model_dump()["data"] and "embed_batch_size" not in config.model_dump()

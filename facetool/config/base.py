@@ -244,6 +244,11 @@ def field_default(model: type[BaseModel], key: str) -> Any:
     return field.default
 
 
+def model_field(model: type[BaseModel], key: str) -> FieldInfo:
+    """The field of setting `key` (dotted for nested models); KeyError when there is none."""
+    return _field(model, key)
+
+
 def _field(model: type[BaseModel], key: str) -> FieldInfo:
     owner: type[BaseModel] = model
     *parents, name = key.split(".")

@@ -133,7 +133,6 @@ def recipe_settings(config: ProtocolConfig) -> dict[str, Any]:
     if config.train.lr_cycles == 1:
         data["train"].pop("lr_cycles")
     data["detect"].pop("workers", None)
-    data["train"]["data"].pop("resize_once", None)
     return data
 
 

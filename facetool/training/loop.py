@@ -159,7 +159,7 @@ class Trainer:
         self.selection = Selection(
             self.data, self.engine, sampler, augment, mine=self.plan.mines, classes=data.classes
         )
-        self.log(self.selection.resize_once(config.data.resize_once))
+        self.log(self.selection.resize_once())
         self.validator = Validator(
             self.val_set,
             num_pairs=config.validation.num_pairs,
@@ -353,7 +353,7 @@ def train(
     can stop it.
     """
     if config.data_dir is None:
-        raise ConfigError("data_dir: not set (give --data_dir or data_dir in the config file)")
+        raise ConfigError("data_dir: not set (give --data or data_dir in the config file)")
     config = absolute_paths(config)
     if config.data_dir.is_dir():
         raise UsageError(
