@@ -209,6 +209,29 @@ def test_several_models_train_side_by_side_and_score_as_one(
     assert report["held_out"] is True
 
 
+def test_a_recipe_stored_before_plugin_tables_and_retired_knobs_takes_a_rerun(tmp_path: Path) -> None:
+    """An output folder's recipe.json from before miners and backbones had tables, and before the internal knobs
+    became constants, names plugins by plain names and holds those knobs: the same recipe today is no change."""
+    from facetool.config.protocol import changed_keys, upgraded_recipe
+
+    config = ProtocolConfig(
+        lfw_dir=tmp_path / "lfw",
+        out=tmp_path / "out",
+        view=1,
+        train=recipe(miner="hard", miner_stages=[{"epoch": 2, "miner": "random"}]),
+    )
+    today = recipe_settings(config)
+    old = json.loads(json.dumps(today))
+    old["train"] |= {"backbone": "test-cnn", "miner": "hard", "embed_batch_size": 256}
+    old["train"]["miner_stages"] = [{"epoch": 2, "miner": "random"}]
+    old["train"]["engine"] |= {"channels_last": "auto", "fused_optimizer": "auto"}
+    old["train"]["data"]["resize_once"] = True
+    assert changed_keys(old, today)  # the stored spelling differs ...
+    assert changed_keys(upgraded_recipe(old), today) == []  # ... the recipe does not
+    old["train"]["backbone"] = "other-cnn"
+    assert changed_keys(upgraded_recipe(old), today) == ["train.backbone.name"]
+
+
 def test_a_folder_recorded_before_faces_were_resized_once_takes_a_rerun(tmp_path: Path) -> None:
     """Resizing once changes no bit of a run, so it is not part of the recipe a rerun must keep."""
     config = ProtocolConfig(lfw_dir=tmp_path / "lfw", out=tmp_path / "out", view=1, train=recipe())
