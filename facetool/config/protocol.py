@@ -133,6 +133,7 @@ def recipe_settings(config: ProtocolConfig) -> dict[str, Any]:
     if config.train.lr_cycles == 1:
         data["train"].pop("lr_cycles")
     data["detect"].pop("workers", None)
+    data["train"]["data"].pop("worker_timeout_s", None)
     return data
 
 
