@@ -125,6 +125,7 @@ class OnnxEmbedder(Embedder):
             image_size=backbone["image_size"],
             source="onnx",
             train_identities=tuple(people) if isinstance(people, list) else None,
+            backbone_settings=backbone["settings"],
         )
         self.session = onnx_session(self.path)
         side, dim = onnx_input_shape(self.session)

@@ -6,6 +6,11 @@ resolve to, so they work where the install metadata is missing or stale (a sourc
 editable install of an older checkout); a test keeps the two equal.
 A group is one row of `GROUPS`; adding a group adds no code.
 
+Every kind has one shape: the entry point gives a class (or factory) whose pydantic `Settings` model checks the
+plugin's own table (`[loss]`, `[miner]`, `[backbone]`, `[callbacks.NAME]`), and `resolve` turns a name and its
+table into the object to call and the settings to call it with. A `PluginAlias` keeps an older name working
+as another plugin with some settings (`tiny-cnn-gdc` is `tiny-cnn` with `head = "gdc"`).
+
 A name is either plain (`semihard`) or qualified by the distribution that provides it (`facetool:semihard`);
 the qualified form resolves a name clash between two installed packages without uninstalling either. Loading
 a plugin runs its code: whatever it raises, `sys.exit()` and other BaseExceptions included (Ctrl-C excepted),
@@ -25,8 +30,8 @@ import importlib
 import importlib.metadata as metadata
 import re
 import sys
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -241,6 +246,44 @@ def _describe(obj: Any) -> str:
         return ""
     lines = text.strip().splitlines()
     return lines[0].strip() if lines else ""
+
+
+@dataclass(frozen=True)
+class PluginAlias:
+    """A name kept for plugin `target` with `settings`: what an entry point gives for an older name.
+
+    `tiny-cnn-gdc = "facetool_extras.tiny_cnn:TINY_CNN_GDC"` with `TINY_CNN_GDC = PluginAlias("tiny-cnn", {"head":
+    "gdc"})` makes configs, recipes and checkpoints that say `tiny-cnn-gdc` build exactly what they built before.
+    A plain `target` means the alias's own package's plugin.
+    """
+
+    target: str
+    settings: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def description(self) -> str:
+        """What `facetool plugins list` shows for the alias."""
+        given = ", ".join(f"{key} = {value!r}" for key, value in self.settings.items())
+        return f"alias of {self.target}" + (f" with {given}" if given else "")
+
+
+def resolve(group: str, name: str, settings: Mapping[str, Any] | None = None) -> tuple[str, Any, dict[str, Any]]:
+    """The plugin `name` means in `group` with its table `settings`: (name, loaded object, settings).
+
+    An alias gives its target's name and object, and its own settings under the ones given (a key the user
+    writes wins). PluginError as `load_plugin`, and for an alias whose target is another alias.
+    """
+    table = dict(settings or {})
+    found = load_plugin(group, name)
+    if not isinstance(found, PluginAlias):
+        return name, found, table
+    target = found.target
+    package = _dist_name(lookup(group, name))[0]
+    qualified = target if QUALIFIER in target or package == "?" else f"{package}{QUALIFIER}{target}"
+    obj = load_plugin(group, qualified)
+    if isinstance(obj, PluginAlias):
+        raise PluginError(f"{kind_of(group)} {name!r} is an alias of {target!r}, itself an alias")
+    return target, obj, {**found.settings, **table}
 
 
 def list_plugins(

@@ -28,7 +28,7 @@ from facetool.cache import lock_path, open_cache
 from facetool.cache.digest import content_digest
 from facetool.config.base import CONFIG_READ_LIMIT, format_validation_error
 from facetool.config.dataset import FilterSettings
-from facetool.config.protocol import ProtocolConfig, changed_keys, recipe_settings
+from facetool.config.protocol import ProtocolConfig, changed_keys, recipe_settings, upgraded_recipe
 from facetool.curation import filter_cache, select_faces
 from facetool.detection.resolve import resolve_faces
 from facetool.device import resolve_device
@@ -164,7 +164,7 @@ def _check_recipe(config: ProtocolConfig, out: Path, stored: dict[str, Any] | No
     if stored is None:
         return
     before = {key: value for key, value in stored.items() if key != FACES_KEY}
-    changed = sorted(changed_keys(before, recipe_settings(config)))
+    changed = sorted(changed_keys(upgraded_recipe(before), recipe_settings(config)))
     if changed:
         raise ConfigError(
             f"{out}: holds a run with other settings ({', '.join(changed[:5])} differ); "
@@ -287,7 +287,7 @@ def run_split(
     ]
     recipe = recipes[0]
     say(
-        f"{split.name}: training {recipe.backbone} for {recipe.num_epochs} epochs of {recipe.epoch_size} steps"
+        f"{split.name}: training {recipe.backbone.label} for {recipe.num_epochs} epochs of {recipe.epoch_size} steps"
         + (
             f", {len(recipes)} models side by side"
             + (f", {config.jobs} at a time" if 0 < config.jobs < len(recipes) else "")

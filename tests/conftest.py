@@ -2,12 +2,71 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from plugin_helpers import install_test_backbone
+
+from facetool import plugins
+
+
+@pytest.fixture(scope="session", autouse=True)
+def core_test_backbone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The `test-cnn` backbone installed for the session, in this process (sys.path) and in every subprocess a
+    test starts (PYTHONPATH), so the core suite needs no facetool-extras (see plugin_helpers.install_test_backbone).
+
+    To check that with an environment where facetool-extras is installed (editable), run the tests in a
+    second virtual environment that links every entry of the first one's site-packages except the extras'
+    (its `.pth` file and its dist-info), so that neither `import facetool_extras` nor its entry points exist,
+    in this process or in the subprocesses it starts (`sys.executable` is that environment's python):
+
+        python3.11 -m venv --without-pip /tmp/noextras
+        for e in .venv/lib/python3.11/site-packages/*; do case $(basename $e) in
+            facetool_extras*|__editable__.facetool_extras*) ;; *) ln -s $PWD/$e /tmp/noextras/lib/python3.11/site-packages/;;
+        esac; done
+        sed '1s|.*|#!/tmp/noextras/bin/python|' .venv/bin/facetool > /tmp/noextras/bin/facetool  # the CLI tests run
+        chmod +x /tmp/noextras/bin/facetool
+        PYTHONPATH=$PWD /tmp/noextras/bin/python -m pytest -n 0 tests/...
+
+    The tests of the extras' own plugins (marked `extras`) are then skipped.
+    """
+    root = tmp_path_factory.mktemp("test-backbone")
+    install_test_backbone(root)
+    sys.path.insert(0, str(root))
+    old = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(root), *([old] if old else [])])
+    plugins.clear_cache()
+    yield root
+    sys.path.remove(str(root))
+    if old is None:
+        os.environ.pop("PYTHONPATH", None)
+    else:
+        os.environ["PYTHONPATH"] = old
+    plugins.clear_cache()
+
+
+EXTRAS = importlib.util.find_spec("facetool_extras") is not None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "extras: uses a facetool-extras plugin; skipped where it is not installed"
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Without facetool-extras the core suite still runs: the tests of the extras' losses are skipped."""
+    if EXTRAS:
+        return
+    skip = pytest.mark.skip(reason="facetool-extras is not installed")
+    for item in items:
+        if "extras" in item.keywords:
+            item.add_marker(skip)
 
 
 def shared_dir() -> Path | None:

@@ -54,3 +54,69 @@ def plugin_site(root: Path) -> Iterator[Install]:
             if getattr(sys.modules[module], "__file__", "") and str(root) in sys.modules[module].__file__:
                 del sys.modules[module]
         plugins.clear_cache()
+
+
+TEST_BACKBONE = "test-cnn"
+TEST_BACKBONES = """
+import itertools
+
+import torch
+from pydantic import BaseModel, ConfigDict
+from typing import Literal
+from torch import nn
+from torch.nn import functional as F
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    head: Literal["avg", "gdc"] = "avg"
+
+
+def block(c_in, c_out):
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, kernel_size=3, padding=1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(2),
+    )
+
+
+class TestCNN(nn.Module):
+    "Four conv-BN-ReLU-pool blocks of 16-128 channels, a pooling head, dropout, linear; L2-normalised."
+
+    Settings = Settings
+
+    def __init__(self, settings, *, embedding_dim, dropout, pretrained, image_size):
+        super().__init__()
+        widths = (16, 32, 64, 128)
+        self.features = nn.Sequential(*(block(a, b) for a, b in itertools.pairwise((3, *widths))))
+        width, side = widths[-1], image_size // 16
+        if settings.head == "gdc":
+            self.pool = nn.Sequential(
+                nn.Conv2d(width, width, kernel_size=side, groups=width, bias=False), nn.BatchNorm2d(width), nn.Flatten()
+            )
+        else:
+            self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(width, embedding_dim)
+        if pretrained != "none":
+            self.load_state_dict(torch.load(pretrained, map_location="cpu", weights_only=True))
+
+    def forward(self, x):
+        return F.normalize(self.head(self.dropout(self.pool(self.features(x)))), p=2, dim=1)
+"""
+
+
+def install_test_backbone(root: Path) -> None:
+    """Install the `test-cnn` backbone distribution under `root` (put `root` on sys.path or PYTHONPATH).
+
+    The core suite trains this small CNN instead of facetool-extras' `test-cnn`, so it passes without the extras
+    installed. It is the same network, layer for layer and in the same order (`head` "avg" or "gdc" included),
+    so its weights from a given seed, and every number a test compares, are those `test-cnn` gave.
+    """
+    make_distribution(
+        root,
+        "facetool-test-backbones",
+        {"facetool.backbones": {TEST_BACKBONE: "facetool_test_backbones:TestCNN"}},
+        {"facetool_test_backbones": TEST_BACKBONES},
+    )

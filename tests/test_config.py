@@ -116,7 +116,7 @@ def test_dump_toml_round_trips_a_train_recipe_with_miner_stages(tmp_path: Path):
     path = tmp_path / "train.toml"
     path.write_text(dump_toml(config.model_dump(mode="json")))
     assert (
-        'miner_stages = [{epoch = 10, miner = "hard"}, {epoch = 20, miner = "semihard-strict"}]'
+        'miner_stages = [{epoch = 10, miner = {name = "hard"}}, {epoch = 20, miner = {name = "semihard-strict"}}]'
         in path.read_text()
     )
     assert load_config(TrainConfig, path) == config
@@ -312,8 +312,8 @@ def test_a_loss_named_in_the_file_takes_table_keys_from_the_command_line(tmp_pat
 def test_a_plain_value_is_still_not_a_section():
     from facetool.config.train import TrainConfig
 
-    with pytest.raises(ConfigError, match="'miner' is not a section"):
-        build_config(TrainConfig, None, ["miner=hard", "miner.x=1"])
+    with pytest.raises(ConfigError, match="'optimizer' is not a section"):
+        build_config(TrainConfig, None, ["optimizer=sgd", "optimizer.x=1"])
 
 
 def test_train_prints_the_table_a_loss_name_and_its_keys_make():
@@ -333,3 +333,46 @@ def test_another_plugin_named_over_a_table_leaves_the_old_plugins_keys(tmp_path:
     path.write_text('[loss]\nname = "arcface"\nscale = 16.0\n')
     assert build_config(TrainConfig, path, ["loss=triplet"]).loss.settings == {}
     assert build_config(TrainConfig, path, ["loss=arcface"]).loss.settings == {"scale": 16.0}
+
+
+def leaf_keys(model: type, prefix: str = "") -> list[str]:
+    """Every setting of `model` a user can write, nested sections spelt out; plugin tables (a name and the
+    plugin's own keys) are one choice each and not counted."""
+    from pydantic import BaseModel
+
+    from facetool.config.base import NamedTable
+
+    keys = []
+    for name, field in model.model_fields.items():
+        kind = field.annotation
+        if isinstance(kind, type) and issubclass(kind, NamedTable):
+            continue
+        if isinstance(kind, type) and issubclass(kind, BaseModel):
+            keys += leaf_keys(kind, f"{prefix}{name}.")
+        else:
+            keys.append(prefix + name)
+    return keys
+
+
+def test_train_config_has_at_most_45_settings_besides_plugin_tables():
+    from facetool.config.train import TrainConfig
+
+    keys = leaf_keys(TrainConfig)
+    assert len(keys) <= 45, keys
+    for internal in ("embed_batch_size", "engine.channels_last", "engine.fused_optimizer", "data.resize_once"):
+        assert internal not in keys
+
+
+def test_configs_written_before_the_internal_knobs_became_constants_still_load(tmp_path: Path):
+    """A run folder's config.toml (or a checkpoint's config) of an older version holds the retired keys and the
+    older preload values; they load, the retired keys ignored."""
+    from facetool.config.train import TrainConfig
+
+    path = tmp_path / "config.toml"
+    path.write_text(
+        'embed_batch_size = 128\n\n[engine]\ncompile = "none"\nchannels_last = true\nfused_optimizer = "auto"\n\n'
+        '[data]\npreload = "host"\nresize_once = false\n'
+    )
+    config = load_config(TrainConfig, path)
+    assert (config.engine.compile, config.data.preload) == ("none", "preload")
+    assert "resize_once" not in config.model_dump()["data"] and "embed_batch_size" not in config.model_dump()

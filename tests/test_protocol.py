@@ -1,4 +1,4 @@
-"""The LFW protocol end to end on a small real LFW folder: the real detector, tiny-cnn training, evaluation."""
+"""The LFW protocol end to end on a small real LFW folder: the real detector, test-cnn training, evaluation."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def mini_lfw(tmp_path_factory, lfw_dir: Path, shared: Path) -> Path:
 
 def recipe(**changes) -> TrainConfig:
     settings = {
-        "backbone": "tiny-cnn",
+        "backbone": "test-cnn",
         "image_size": 48,
         "embedding_dim": 16,
         "num_epochs": 1,
@@ -105,7 +105,7 @@ def test_view2_trains_one_model_per_fold_without_its_people(
         assert report["accuracy"] == pytest.approx(split.accuracy) and report["folds"] == [split.fold]
     record = json.loads(result.path.read_text())
     assert record["result"]["accuracy"] == pytest.approx(statistics.fmean(s.accuracy for s in result.splits))
-    assert record["config"]["train"]["backbone"] == "tiny-cnn" and record["config"]["view"] == 2
+    assert record["config"]["train"]["backbone"] == {"name": "test-cnn"} and record["config"]["view"] == 2
     assert any("fold-02: accuracy" in line for line in said)
 
     last = Path(result.splits[0].checkpoint)
@@ -209,6 +209,29 @@ def test_several_models_train_side_by_side_and_score_as_one(
     assert report["held_out"] is True
 
 
+def test_a_recipe_stored_before_plugin_tables_and_retired_knobs_takes_a_rerun(tmp_path: Path) -> None:
+    """An output folder's recipe.json from before miners and backbones had tables, and before the internal knobs
+    became constants, names plugins by plain names and holds those knobs: the same recipe today is no change."""
+    from facetool.config.protocol import changed_keys, upgraded_recipe
+
+    config = ProtocolConfig(
+        lfw_dir=tmp_path / "lfw",
+        out=tmp_path / "out",
+        view=1,
+        train=recipe(miner="hard", miner_stages=[{"epoch": 2, "miner": "random"}]),
+    )
+    today = recipe_settings(config)
+    old = json.loads(json.dumps(today))
+    old["train"] |= {"backbone": "test-cnn", "miner": "hard", "embed_batch_size": 256}
+    old["train"]["miner_stages"] = [{"epoch": 2, "miner": "random"}]
+    old["train"]["engine"] |= {"channels_last": "auto", "fused_optimizer": "auto"}
+    old["train"]["data"]["resize_once"] = True
+    assert changed_keys(old, today)  # the stored spelling differs ...
+    assert changed_keys(upgraded_recipe(old), today) == []  # ... the recipe does not
+    old["train"]["backbone"] = "other-cnn"
+    assert changed_keys(upgraded_recipe(old), today) == ["train.backbone.name"]
+
+
 def test_a_folder_recorded_before_faces_were_resized_once_takes_a_rerun(tmp_path: Path) -> None:
     """Resizing once changes no bit of a run, so it is not part of the recipe a rerun must keep."""
     config = ProtocolConfig(lfw_dir=tmp_path / "lfw", out=tmp_path / "out", view=1, train=recipe())
@@ -239,7 +262,7 @@ def test_protocol_command_runs_a_toml_recipe(mini_lfw: Path, tmp_path: Path, fac
     config = tmp_path / "lfw.toml"
     config.write_text(
         f'lfw_dir = "{mini_lfw / "lfw-deepfunneled"}"\nview = 2\n\n[train]\n'
-        'backbone = "tiny-cnn"\nimage_size = 48\nembedding_dim = 16\nnum_epochs = 1\nepoch_size = 2\n'
+        'backbone = "test-cnn"\nimage_size = 48\nembedding_dim = 16\nnum_epochs = 1\nepoch_size = 2\n'
         'batch_size = 12\npeople_per_batch = 6\nimages_per_person = 3\ndevice = "cpu"\n'
         "validation.fraction = 0.0\n"
     )
@@ -374,9 +397,9 @@ def test_a_refused_snapshot_says_which_epochs_are_saved(
     ("changes", "error", "message"),
     [
         (
-            {"loss": {"name": "arcface", "scal": 3.0}},
+            {"backbone": {"name": "test-cnn", "hed": "gdc"}},
             ConfigError,
-            r"train\.loss\.scal: unknown key \(loss 'arcface'\)",
+            r"train\.backbone\.hed: unknown key \(backbone 'test-cnn'\)",
         ),
         ({"loss": "arcfase"}, PluginError, r"train\.loss: unknown loss 'arcfase'"),
         ({"miner": "semihardd"}, PluginError, r"train\.miner: unknown miner 'semihardd'"),
@@ -385,7 +408,7 @@ def test_a_refused_snapshot_says_which_epochs_are_saved(
             PluginError,
             r"train\.miner_stages\.0\.miner: unknown",
         ),
-        ({"backbone": "tiny-cnnn"}, PluginError, r"train\.backbone: unknown backbone 'tiny-cnnn'"),
+        ({"backbone": "test-cnnn"}, PluginError, r"train\.backbone: unknown backbone 'test-cnnn'"),
     ],
 )
 def test_a_recipe_a_plugin_refuses_stores_and_detects_nothing(

@@ -25,9 +25,9 @@ def build_lfw_cache(
 
 
 def small_train_command(cache: Path, run_dir: Path, *options: str, settings: dict[str, str]) -> list[str]:
-    """`python -m facetool train` on a small people cache: tiny-cnn at 48 px, 16-d embeddings, batches of 24, no
+    """`python -m facetool train` on a small people cache: test-cnn at 48 px, 16-d embeddings, batches of 24, no
     validation people, one thread; `options` are further flags, `settings` further `--set KEY=VALUE`s."""
-    sets = {"backbone": "tiny-cnn", "image_size": "48", "embedding_dim": "16", "validation.fraction": "0.0"}
+    sets = {"backbone": "test-cnn", "image_size": "48", "embedding_dim": "16", "validation.fraction": "0.0"}
     return [
         sys.executable, "-m", "facetool", "train", "--data", str(cache), "--checkpoint-dir", str(run_dir),
         "--batch-size", "24", "--images-per-person", "6", "--device", "cpu", "--threads", "1", *options,

@@ -58,6 +58,12 @@ def _consolidate(path: Path, meta: dict[str, Any] | None) -> tuple[CacheFormat, 
     return cache.format, through, path.stat().st_size
 
 
+CONSOLIDATE_BYTES = 64 * 1024 * 1024
+CONSOLIDATE_FRACTION = 0.5
+"""The journal is folded into the cache file once it holds this fraction of the file's bytes (and at least
+CONSOLIDATE_BYTES): the file then grows geometrically, so a run copies O(final size) bytes in all."""
+
+
 class CacheWriter:
     """Adds face records and failures to a cache; `commit()` makes the added ones durable.
 
@@ -77,8 +83,8 @@ class CacheWriter:
         meta: dict[str, Any] | None = None,
         *,
         jpeg_quality: int = CACHE_DEFAULTS.jpeg_quality,
-        consolidate_bytes: int = CACHE_DEFAULTS.consolidate_bytes,
-        consolidate_fraction: float = CACHE_DEFAULTS.consolidate_fraction,
+        consolidate_bytes: int = CONSOLIDATE_BYTES,
+        consolidate_fraction: float = CONSOLIDATE_FRACTION,
     ) -> None:
         if encoding not in ENCODINGS:
             raise UsageError(f"cache encoding {encoding!r}: expected one of {', '.join(ENCODINGS)}")

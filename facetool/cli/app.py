@@ -60,6 +60,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # help texts are literal: `[train]` is a TOML table, not a style
 )
 
 err_console = literal_console(stderr=True)

@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -73,7 +72,7 @@ def render_summary(summary: DetectSummary, console: Console) -> None:
 
 
 def _help(key: str, text: str | None = None) -> str:
-    return escape(field_help(DetectConfig, key, text))
+    return field_help(DetectConfig, key, text)
 
 
 DETECT_HELP = (
@@ -133,7 +132,7 @@ def register(app: typer.Typer) -> None:
             ),
         ] = None,
         config_file: Annotated[
-            Path | None, typer.Option("--config", help="TOML settings: a \\[detect] table or top-level keys.")
+            Path | None, typer.Option("--config", help="TOML settings: a [detect] table or top-level keys.")
         ] = None,
         sets: Annotated[
             list[str] | None, typer.Option("--set", help="Override one setting, key=value (repeatable).")

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
 from facetool.cli.output import labelled, literal_console
@@ -76,11 +75,11 @@ def result_table(result: ProtocolResult) -> Table:
 
 
 def register(app: typer.Typer) -> None:
-    @app.command(name="protocol", help=escape(HELP))
+    @app.command(name="protocol", help=HELP)
     def protocol_command(
         config: Annotated[
             Path | None,
-            typer.Option("--config", "-c", help=escape("TOML file of protocol settings and [train].")),
+            typer.Option("--config", "-c", help="TOML file of protocol settings and [train]."),
         ] = None,
         lfw_dir: Annotated[
             Path | None, typer.Option("--lfw-dir", help=field_help(ProtocolConfig, "lfw_dir"))

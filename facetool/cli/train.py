@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
+from facetool.cli.options import command_with, given, setting_options
 from facetool.cli.output import literal_console
 from facetool.config.base import collect_overrides, dump_toml, field_help
 from facetool.config.train import TrainConfig
@@ -52,119 +54,123 @@ def summary_table(result: TrainResult) -> Table:
     return table
 
 
-def _setting(*names: str, key: str) -> Any:
-    return typer.Option(*names, help=field_help(TrainConfig, key), show_default=False)
+OPTIONS = (
+    "data_dir",
+    "num_epochs",
+    "learning_rate",
+    "batch_size",
+    "alpha",
+    "people_per_batch",
+    "images_per_person",
+    "pretrained",
+    "checkpoint_dir",
+    "device",
+    "seed",
+    "threads",
+)
+"""The settings `facetool train` takes as options (every other one: `--set key=value` or the config file)."""
+NAMES = {"data_dir": "--data"}
+HELPS = {
+    "checkpoint_dir": field_help(TrainConfig, "checkpoint_dir").replace(
+        ". (default", "; with --resume FILE: the folder of FILE (default"
+    )
+}
+
+
+def _params() -> list[inspect.Parameter]:
+    def option(name: str, kind: Any, default: Any, *flags: str, **info: Any) -> inspect.Parameter:
+        return inspect.Parameter(
+            name,
+            inspect.Parameter.KEYWORD_ONLY,
+            default=default,
+            annotation=Annotated[kind, typer.Option(*flags, **info)],
+        )
+
+    return [
+        option(
+            "config",
+            Path | None,
+            None,
+            "--config",
+            "-c",
+            help="TOML file of TrainConfig settings: top level or a [train] table (a protocol recipe).",
+        ),
+        *setting_options(TrainConfig, OPTIONS, names=NAMES, helps=HELPS),
+        option(
+            "settings",
+            list[str] | None,
+            None,
+            "--set",
+            metavar="KEY=VALUE",
+            help="Any setting, e.g. --set backbone.head=gdc (repeatable).",
+        ),
+        option(
+            "resume",
+            str | None,
+            None,
+            "--resume",
+            help="Checkpoint to continue from, or auto (the run folder's newest).",
+        ),
+        option(
+            "overwrite",
+            bool,
+            False,
+            "--overwrite",
+            help="Replace the run already in the run folder (its checkpoints and history).",
+        ),
+        option(
+            "nproc",
+            int,
+            1,
+            "--nproc",
+            min=1,
+            help="Processes to train with DistributedDataParallel on this machine (like torchrun).",
+        ),
+        option(
+            "print_config",
+            bool,
+            False,
+            "--print-config",
+            help="Print the resolved configuration as TOML and exit.",
+        ),
+    ]
+
+
+def train_command(**options: Any) -> None:
+    """Train an embedding with the FaceNet triplet loop."""
+    resume, overwrite, nproc = options["resume"], options["overwrite"], options["nproc"]
+    overrides = collect_overrides(options["settings"], given(options, OPTIONS))
+    from facetool.training.resume import load_train_config
+
+    resolved = load_train_config(options["config"], overrides, resume)
+    if options["print_config"]:
+        typer.echo(dump_toml(resolved.model_dump(mode="json")), nl=False)
+        return
+    from facetool.training.recipe import check_plugins
+
+    check_plugins(resolved)
+    resolved = _resolve_data(resolved, resume, overwrite)
+    if nproc > 1:
+        from facetool.training.distributed import launch, write_launch_config
+
+        launch(write_launch_config(resolved), nproc, resume, overwrite)
+        return
+    console = literal_console(stderr=True)
+    try:
+        from facetool.training.loop import train
+
+        result = train(resolved, resume=resume, overwrite=overwrite, progress=RichProgress(console))
+    except KeyboardInterrupt:
+        raise FacetoolError(
+            f"interrupted; continue with --resume auto --checkpoint-dir {resolved.checkpoint_dir}"
+        ) from None
+    literal_console().print(summary_table(result))
 
 
 def register(app: typer.Typer) -> None:
-    @app.command(name="train", help="Train an embedding with the FaceNet triplet loop.")
-    def train_command(
-        config: Annotated[
-            Path | None,
-            typer.Option(
-                "--config",
-                "-c",
-                help="TOML file of TrainConfig settings: top level or a [train] table (a protocol recipe).",
-            ),
-        ] = None,
-        data_dir: Annotated[
-            Path | None, _setting("--data_dir", "--data-dir", "--data", key="data_dir")
-        ] = None,
-        num_epochs: Annotated[int | None, _setting("--num_epochs", "--num-epochs", key="num_epochs")] = None,
-        learning_rate: Annotated[
-            float | None, _setting("--learning_rate", "--learning-rate", key="learning_rate")
-        ] = None,
-        batch_size: Annotated[int | None, _setting("--batch_size", "--batch-size", key="batch_size")] = None,
-        alpha: Annotated[float | None, _setting("--alpha", key="alpha")] = None,
-        people_per_batch: Annotated[
-            int | None, _setting("--people_per_batch", "--people-per-batch", key="people_per_batch")
-        ] = None,
-        images_per_person: Annotated[
-            int | None, _setting("--images_per_person", "--images-per-person", key="images_per_person")
-        ] = None,
-        pretrained: Annotated[str | None, _setting("--pretrained", key="pretrained")] = None,
-        checkpoint_dir: Annotated[
-            Path | None,
-            typer.Option(
-                "--checkpoint_dir",
-                "--checkpoint-dir",
-                help=field_help(TrainConfig, "checkpoint_dir").replace(
-                    ". (default", "; with --resume FILE: the folder of FILE (default"
-                ),
-                show_default=False,
-            ),
-        ] = None,
-        device: Annotated[str | None, _setting("--device", key="device")] = None,
-        seed: Annotated[int | None, _setting("--seed", key="seed")] = None,
-        settings: Annotated[
-            list[str] | None, typer.Option("--set", help="Any setting as key=value (repeatable).")
-        ] = None,
-        resume: Annotated[
-            str | None,
-            typer.Option("--resume", help="Checkpoint to continue from, or auto (the run folder's newest)."),
-        ] = None,
-        overwrite: Annotated[
-            bool,
-            typer.Option(
-                "--overwrite", help="Replace the run already in the run folder (its checkpoints and history)."
-            ),
-        ] = False,
-        threads: Annotated[int | None, _setting("--threads", key="threads")] = None,
-        nproc: Annotated[
-            int,
-            typer.Option(
-                "--nproc",
-                min=1,
-                help="Processes to train with DistributedDataParallel on this machine (like torchrun).",
-            ),
-        ] = 1,
-        print_config: Annotated[
-            bool,
-            typer.Option(
-                "--print-config", "--print_config", help="Print the resolved configuration as TOML and exit."
-            ),
-        ] = False,
-    ) -> None:
-        named = {
-            "data_dir": data_dir,
-            "num_epochs": num_epochs,
-            "learning_rate": learning_rate,
-            "batch_size": batch_size,
-            "alpha": alpha,
-            "people_per_batch": people_per_batch,
-            "images_per_person": images_per_person,
-            "pretrained": pretrained,
-            "checkpoint_dir": checkpoint_dir,
-            "device": device,
-            "seed": seed,
-            "threads": threads,
-        }
-        overrides = collect_overrides(settings, named)
-        from facetool.training.resume import load_train_config
-
-        resolved = load_train_config(config, overrides, resume)
-        if print_config:
-            typer.echo(dump_toml(resolved.model_dump(mode="json")), nl=False)
-            return
-        from facetool.training.recipe import check_plugins
-
-        check_plugins(resolved)
-        resolved = _resolve_data(resolved, resume, overwrite)
-        if nproc > 1:
-            from facetool.training.distributed import launch, write_launch_config
-
-            launch(write_launch_config(resolved), nproc, resume, overwrite)
-            return
-        console = literal_console(stderr=True)
-        try:
-            from facetool.training.loop import train
-
-            result = train(resolved, resume=resume, overwrite=overwrite, progress=RichProgress(console))
-        except KeyboardInterrupt:
-            raise FacetoolError(
-                f"interrupted; continue with --resume auto --checkpoint-dir {resolved.checkpoint_dir}"
-            ) from None
-        literal_console().print(summary_table(result))
+    app.command(name="train", help="Train an embedding with the FaceNet triplet loop.")(
+        command_with(train_command, _params())
+    )
 
 
 def _resolve_data(config: TrainConfig, resume: str | None, overwrite: bool) -> TrainConfig:
@@ -177,7 +183,7 @@ def _resolve_data(config: TrainConfig, resume: str | None, overwrite: bool) -> T
     from facetool.training.run_folder import CACHE_NAME, check_fresh_start
 
     if config.data_dir is None:
-        raise ConfigError("data_dir: not set (give --data_dir or data_dir in the config file)")
+        raise ConfigError("data_dir: not set (give --data or data_dir in the config file)")
     run_dir = Path(config.checkpoint_dir)
     check_fresh_start(run_dir, resume=resume is not None, overwrite=overwrite)
     resolved = resolve_faces(

@@ -37,6 +37,24 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False, allow_inf_nan=False)
 
 
+class NoSettings(StrictModel):
+    """The settings model of a plugin without settings of its own: any key is an error."""
+
+
+def plugin_settings(model: type[M], settings: Mapping[str, Any] | None, *, key: str, plugin: str) -> M:
+    """A plugin's table (`[loss]`, `[miner]`, `[backbone]`, `[callbacks.NAME]`) validated by the plugin's own
+    `Settings` model.
+
+    A bad key is one ConfigError naming `key.KEY` and the plugin, e.g.
+    `loss.scale: Input should be greater than 0 (loss 'arcface')`.
+    """
+    try:
+        return model.model_validate(dict(settings or {}))
+    except ValidationError as exc:
+        message = format_validation_error(exc, "settings").replace("settings: ", f"{key}.")
+        raise ConfigError(f"{message} ({plugin})") from None
+
+
 class NamedTable(StrictModel):
     """A setting that picks a plugin by `name` and holds the plugin's own keys beside it, for the plugin to check.
 
@@ -57,6 +75,13 @@ class NamedTable(StrictModel):
     def settings(self) -> dict[str, Any]:
         """The plugin's own settings: every key of the table but `name`."""
         return dict(self.model_extra or {})
+
+    @property
+    def label(self) -> str:
+        """The name, with the settings given in parentheses when there are any (`distance-weighted(cutoff=0.7)`),
+        as logs and histories show the choice."""
+        given = ",".join(f"{key}={value}" for key, value in sorted(self.settings.items()))
+        return f"{self.name}({given})" if given else self.name
 
 
 def named_tables(model: type[BaseModel], prefix: str = "") -> set[str]:
@@ -228,6 +253,11 @@ def field_default(model: type[BaseModel], key: str) -> Any:
     if field.default is PydanticUndefined:
         raise KeyError(f"{key}: {model.__name__} gives it no default")
     return field.default
+
+
+def model_field(model: type[BaseModel], key: str) -> FieldInfo:
+    """The field of setting `key` (dotted for nested models); KeyError when there is none."""
+    return _field(model, key)
 
 
 def _field(model: type[BaseModel], key: str) -> FieldInfo:

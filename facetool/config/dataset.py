@@ -11,19 +11,12 @@ from facetool.config.base import StrictModel
 
 
 class CacheSettings(StrictModel):
-    """How faces are stored in a cache and when the writer folds its journal into the cache file."""
+    """How faces are stored in a cache."""
 
     model_config = StrictModel.model_config | {"frozen": True}
 
     encoding: Literal["jpeg", "raw"] = "jpeg"
     jpeg_quality: int = Field(95, ge=1, le=100)
-    consolidate_bytes: int = Field(64 * 1024 * 1024, ge=0)
-    consolidate_fraction: float = Field(
-        0.5,
-        gt=0,
-        description="fold the journal once it holds this fraction of the cache file's bytes (and at least "
-        "consolidate_bytes): the file then grows geometrically, so a run copies O(final size) bytes in all",
-    )
 
 
 class FilterSettings(StrictModel):

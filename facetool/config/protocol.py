@@ -10,7 +10,7 @@ from pydantic import Field, field_validator, model_validator
 from facetool.config.base import StrictModel
 from facetool.config.detect import DetectConfig
 from facetool.config.evaluate import DistanceName
-from facetool.config.train import TrainConfig
+from facetool.config.train import RETIRED, TrainConfig
 
 ALL_FOLDS = list(range(1, 11))
 
@@ -136,6 +136,29 @@ def recipe_settings(config: ProtocolConfig) -> dict[str, Any]:
     for key in ("resize_once", "worker_timeout_s"):  # how faces are read, not what is trained
         data["train"]["data"].pop(key, None)
     return data
+
+
+def upgraded_recipe(stored: dict[str, Any]) -> dict[str, Any]:
+    """A recipe an older version stored, spelt as `recipe_settings` spells it today: a plugin named by a plain
+    name is a table (`miner = "hard"` is `{name = "hard"}`), and the settings that became constants are gone."""
+    train = stored.get("train")
+    if not isinstance(train, dict):
+        return stored
+    train = {key: value for key, value in train.items() if key not in RETIRED[""]}
+    for section, keys in RETIRED.items():
+        if section and isinstance(train.get(section), dict):
+            train[section] = {key: value for key, value in train[section].items() if key not in keys}
+    for key in ("miner", "backbone", "loss"):
+        if isinstance(train.get(key), str):
+            train[key] = {"name": train[key]}
+    if isinstance(train.get("miner_stages"), list):
+        train["miner_stages"] = [
+            {**stage, "miner": {"name": stage["miner"]}}
+            if isinstance(stage, dict) and isinstance(stage.get("miner"), str)
+            else stage
+            for stage in train["miner_stages"]
+        ]
+    return {**stored, "train": train}
 
 
 def changed_keys(before: Any, after: Any, prefix: str = "") -> list[str]:

@@ -67,17 +67,16 @@ class EngineConfig(StrictModel):
         "reduce-overhead (torch.compile of the forward) or cuda-graph (the whole step captured once and "
         "replayed). CUDA-only modes fall back to eager on a CPU.",
     )
-    channels_last: bool | Literal["auto"] = Field(
-        "auto", description="NHWC memory layout of model and inputs (auto: on CUDA only)."
-    )
-    fused_optimizer: bool | Literal["auto"] = Field(
-        "auto",
-        description="Fused optimizer kernels; they also skip a non-finite step on the device without a "
-        "host round trip (auto: on).",
-    )
 
 
 WORKER_TIMEOUT_S = 300.0
+RETIRED: dict[str, tuple[str, ...]] = {
+    "": ("embed_batch_size",),
+    "engine": ("channels_last", "fused_optimizer"),
+    "data": ("resize_once",),
+}
+"""Settings that became module constants (facetool.training.engine, facetool.training.selection): read from
+older configs and checkpoints, and ignored."""
 
 
 class DataConfig(StrictModel):
@@ -87,8 +86,7 @@ class DataConfig(StrictModel):
         "auto",
         description="preload: decode every face once (into accelerator memory when it fits, else host "
         "memory); stream: worker processes read each round's faces while the previous round trains; auto: "
-        "preload when the decoded faces take at most half the memory available, else stream. The older "
-        "values device and host both mean preload.",
+        "preload when the decoded faces take at most half the memory available, else stream.",
     )
     workers: int | None = Field(
         None, ge=1, le=64, description="Reading worker processes when streaming (none: usable cores but one)."
@@ -101,24 +99,37 @@ class DataConfig(StrictModel):
         "stops with an error naming it (a stopped or hung worker); a chunk normally takes milliseconds, so the "
         "default leaves room for a slow or swapping machine.",
     )
-    resize_once: bool = Field(
-        True,
-        description="Resize preloaded faces to the training input size (before crops) once, as float32, when "
-        "that takes at most half the memory left where they live, instead of in every round: the same inputs, "
-        "bit for bit, in less time when the network's input is smaller than the cache's faces.",
-    )
-
     @field_validator("preload", mode="before")
     @classmethod
     def _older_preload_values(cls, value: object) -> object:
         return "preload" if value in ("device", "host") else value
 
 
+class MinerConfig(NamedTable):
+    """The triplet miner: `name` picks the plugin; every other key is its own setting, validated by its plugin.
+
+    Written as `miner = "semihard"` or as a table, `[miner]` with `name = "distance-weighted"` and e.g.
+    `cutoff = 0.5`.
+    """
+
+    name: str = Field("semihard", min_length=1, description="Miner plugin (facetool plugins list).")
+
+
+class BackboneConfig(NamedTable):
+    """The embedding network: `name` picks the plugin; every other key is its own setting, validated by its
+    plugin.
+
+    Written as `backbone = "tiny-cnn"` or as a table, `[backbone]` with `name = "tiny-cnn"` and `head = "gdc"`.
+    """
+
+    name: str = Field("inception_resnet_v1", min_length=1, description="Backbone plugin (facetool plugins list).")
+
+
 class MinerStage(StrictModel):
     """From epoch `epoch` (1-based) on, `miner` chooses the triplets."""
 
     epoch: int = Field(ge=1, description="First epoch (1-based) of this miner.")
-    miner: str = Field(min_length=1, description="Triplet miner (facetool plugins list).")
+    miner: MinerConfig = Field(description="Triplet miner: a name or a table with its settings.")
 
 
 class LossConfig(NamedTable):
@@ -182,9 +193,12 @@ class TrainConfig(StrictModel):
         0.2,
         gt=0.0,
         allow_inf_nan=True,
-        description="Triplet-loss margin on squared L2 distances (inf makes every loss infinite: a fault drill).",
+        description="Triplet-loss margin on squared L2 distances.",
     )
-    miner: str = Field("semihard", min_length=1, description="Triplet miner (facetool plugins list).")
+    miner: MinerConfig = Field(
+        default_factory=MinerConfig,
+        description='Triplet miner, e.g. "semihard" (facetool plugins list); its settings in a [miner] table.',
+    )
     miner_stages: list[MinerStage] = Field(
         default_factory=list,
         description='Later miners, e.g. [{epoch = 30, miner = "hard"}]: semi-hard first, then harder.',
@@ -196,7 +210,11 @@ class TrainConfig(StrictModel):
         "its settings in a [loss] table.",
     )
 
-    backbone: str = Field("inception_resnet_v1", min_length=1, description="Embedding network.")
+    backbone: BackboneConfig = Field(
+        default_factory=BackboneConfig,
+        description='Embedding network, e.g. "inception_resnet_v1" (facetool plugins list); its settings in a '
+        "[backbone] table.",
+    )
     embedding_dim: int = Field(512, ge=2, le=65536, description="Embedding size.")
     dropout_prob: float = Field(
         0.6, allow_inf_nan=False, ge=0.0, lt=1.0, description="Dropout before the embedding layer."
@@ -213,17 +231,13 @@ class TrainConfig(StrictModel):
     threads: int | None = Field(
         None,
         ge=1,
-        description="Torch intra-op CPU threads (unset: torch's default, one per core). On a machine shared "
-        "with other jobs, fewer threads than cores avoids oversubscription, which made steps 3-6x slower.",
+        description="Torch intra-op CPU threads (unset: torch's default, one per core); fewer than the cores "
+        "on a machine shared with other jobs.",
     )
     on_nonfinite: Literal["stop", "skip"] = Field(
         "stop",
         description="A NaN or infinite loss or gradient: stop (the run ends with an error; the last "
         "checkpoint, always finite, stays) or skip (that batch makes no update and is counted).",
-    )
-
-    embed_batch_size: int = Field(
-        256, ge=2, description="Images per gradient-free forward pass (mining and validation)."
     )
 
     callbacks: dict[str, dict[str, Any]] = Field(
@@ -236,6 +250,18 @@ class TrainConfig(StrictModel):
     data: DataConfig = Field(default_factory=DataConfig)
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _retired_settings(cls, data: Any) -> Any:
+        """Configs and checkpoints written before the internal tuning knobs became constants still load."""
+        if not isinstance(data, dict):
+            return data
+        data = {key: value for key, value in data.items() if key not in RETIRED.get("", ())}
+        for section, keys in RETIRED.items():
+            if section and isinstance(data.get(section), dict):
+                data[section] = {key: value for key, value in data[section].items() if key not in keys}
+        return data
 
     @field_validator("callbacks", mode="before")
     @classmethod

@@ -6,7 +6,7 @@ preloaded source it can be done once for every face; rounds then take their rows
 augment. The inputs are bit for bit those of resizing in every round, so a run's numbers do not change, only its
 time. The float faces live where the decoded ones do (host memory or the accelerator) and are made only when
 they take at most `MEMORY_SHARE` of the memory available there once the decoded faces are in; a streamed
-source, a cache already at the working size, or `data.resize_once = false` keep resizing in every round.
+source, a cache already at the working size, or `enabled=False` keep resizing in every round.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def resize_once(
     size = augment.working_size(source.image_size)
     every_round = f"faces resized to {size} px in every round"
     if not enabled:
-        return None, f"{every_round}: data.resize_once is off"
+        return None, f"{every_round}: resizing once is off"
     if not isinstance(source, PreloadedSource):
         return None, f"{every_round}: they are streamed"
     if size == source.image_size:

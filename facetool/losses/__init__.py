@@ -2,32 +2,36 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from pydantic import ValidationError
-
-from facetool.config.base import StrictModel, format_validation_error
-from facetool.errors import ConfigError, PluginError
-from facetool.losses.base import NEEDS, Loss, Needs, NoSettings
+from facetool.config.base import NoSettings, StrictModel, plugin_settings
+from facetool.errors import PluginError
+from facetool.losses.base import NEEDS, Loss, Needs
 from facetool.losses.triplet import TripletLoss, triplet_loss, triplet_losses
-from facetool.plugins import LOSSES, available, load_plugin
+from facetool.plugins import LOSSES, available, resolve
 
 DEFAULT_LOSS = "triplet"
 
 
 def loss_class(name: str) -> type[Loss]:
-    """The Loss subclass registered as `name`; PluginError when the entry point gives anything else."""
-    target = load_plugin(LOSSES, name)
+    """The Loss subclass registered as `name` (an alias's target); PluginError when the entry point gives
+    anything else."""
+    return _resolved(name)[0]
+
+
+def _resolved(name: str, settings: Mapping[str, Any] | None = None) -> tuple[type[Loss], dict[str, Any]]:
+    _, target, table = resolve(LOSSES, name, settings)
     if not (isinstance(target, type) and issubclass(target, Loss)):
         raise PluginError(f"loss {name!r}: entry point gives {target!r}, not a facetool.losses.Loss subclass")
     if target.needs not in NEEDS:
         raise PluginError(f"loss {name!r}: needs is {target.needs!r}, not one of {', '.join(NEEDS)}")
-    return target
+    return target, table
 
 
 def get_loss(
     name: str = DEFAULT_LOSS,
-    settings: dict[str, Any] | None = None,
+    settings: Mapping[str, Any] | None = None,
     *,
     num_classes: int,
     embedding_dim: int,
@@ -45,15 +49,11 @@ def get_loss(
         raise PluginError(f"loss {name!r} could not be created: {type(exc).__name__}: {exc}") from exc
 
 
-def loss_settings(name: str, settings: dict[str, Any] | None = None) -> StrictModel:
+def loss_settings(name: str, settings: Mapping[str, Any] | None = None) -> StrictModel:
     """The `[loss]` table validated by loss `name`'s own `Settings` model; a bad key is a ConfigError naming
     `loss.KEY` and the value given."""
-    cls = loss_class(name)
-    try:
-        return cls.Settings.model_validate(settings or {})
-    except ValidationError as exc:
-        message = format_validation_error(exc, "loss settings").replace("loss settings: ", "loss.")
-        raise ConfigError(f"{message} (loss {name!r})") from None
+    cls, table = _resolved(name, settings)
+    return plugin_settings(cls.Settings, table, key="loss", plugin=f"loss {name!r}")
 
 
 def available_losses() -> list[str]:

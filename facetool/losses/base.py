@@ -22,16 +22,12 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import Tensor, nn
 
-from facetool.config.base import StrictModel
+from facetool.config.base import NoSettings, StrictModel
 from facetool.errors import ConfigError, PluginError
 from facetool.plugins import call_plugin
 
 Needs = Literal["triplets", "labels", "groups"]
 NEEDS: tuple[Needs, ...] = ("triplets", "labels", "groups")
-
-
-class NoSettings(StrictModel):
-    """A loss without settings of its own."""
 
 
 class Loss(nn.Module, ABC):

@@ -14,6 +14,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
+from facetool.config.base import NoSettings, StrictModel
 from facetool.errors import PluginError
 from facetool.plugins import call_plugin
 
@@ -129,13 +130,22 @@ class Miner(ABC):
     (anchor and positive share a label and differ, the negative has another label), raising PluginError naming
     the miner otherwise; an exception or `sys.exit()` inside `mine` is a PluginError naming it too. Randomness
     comes from `generator` (per call, else the one given at construction, else the global torch RNG), so seeded
-    runs are reproducible.
+    runs are reproducible. A miner's own settings are its pydantic `Settings` model, filled from the `[miner]`
+    table of the training config.
     """
 
     name: ClassVar[str] = "miner"
     description: ClassVar[str] = ""
+    Settings: ClassVar[type[StrictModel]] = NoSettings
 
-    def __init__(self, generator: torch.Generator | None = None, name: str | None = None) -> None:
+    def __init__(
+        self,
+        settings: StrictModel | None = None,
+        *,
+        generator: torch.Generator | None = None,
+        name: str | None = None,
+    ) -> None:
+        self.settings = settings if settings is not None else type(self).Settings()
         self.generator = generator
         self.plugin_name = name or type(self).name
 

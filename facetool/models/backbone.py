@@ -2,40 +2,44 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
+from pydantic import BaseModel
 from torch import nn
 
-from facetool.config.base import field_default
-from facetool.config.train import TrainConfig
-from facetool.errors import PluginError
-from facetool.plugins import BACKBONES, available, call_plugin, load_plugin
+from facetool.config.base import NoSettings, StrictModel, field_default, plugin_settings
+from facetool.config.train import BackboneConfig, TrainConfig
+from facetool.errors import FacetoolError, PluginError
+from facetool.plugins import BACKBONES, available, call_plugin, resolve
 
-DEFAULT_BACKBONE: str = field_default(TrainConfig, "backbone")
+DEFAULT_BACKBONE: str = field_default(BackboneConfig, "name")
 NORM_TOLERANCE = 1e-3
 
 
 def build_backbone(
     name: str = DEFAULT_BACKBONE,
+    settings: Mapping[str, Any] | None = None,
     *,
     embedding_dim: int = field_default(TrainConfig, "embedding_dim"),
     dropout: float = field_default(TrainConfig, "dropout_prob"),
     pretrained: str = field_default(TrainConfig, "pretrained"),
     image_size: int = field_default(TrainConfig, "image_size"),
 ) -> nn.Module:
-    """Build the backbone registered as `name` in `facetool.backbones`.
+    """Build the backbone registered as `name` in `facetool.backbones`, with its `[backbone]` settings.
 
-    The factory is called with keyword arguments embedding_dim, dropout, pretrained and image_size. The module
-    it returns is run once in eval mode on a batch of 2 images of `image_size`; its output must be
-    (2, embedding_dim) with unit L2 norms, else PluginError naming the plugin. facetool errors raised by the
-    factory (a missing weights file, a bad image size) pass through unchanged. The defaults are TrainConfig's.
+    The factory is called as `factory(settings, embedding_dim=, dropout=, pretrained=, image_size=)`, the
+    settings validated by its `Settings` model (ConfigError naming `backbone.KEY`). The module it returns is run
+    once in eval mode on a batch of 2 images of `image_size`; its output must be (2, embedding_dim) with unit
+    L2 norms, else PluginError naming the plugin. facetool errors raised by the factory (a missing weights
+    file, a bad image size) pass through unchanged. The defaults are TrainConfig's.
     """
-    factory = backbone_factory(name)
+    factory, parsed = backbone_plugin(name, settings)
     model = call_plugin(
         f"backbone {name!r} could not be built",
         factory,
+        parsed,
         embedding_dim=embedding_dim,
         dropout=dropout,
         pretrained=pretrained,
@@ -45,19 +49,48 @@ def build_backbone(
         raise PluginError(
             f"backbone {name!r}: factory returned {type(model).__name__}, not a torch.nn.Module"
         )
-    check_backbone(model, name, embedding_dim, image_size)
+    check_output(model, name, embedding_dim, image_size)
     return model
 
 
-def backbone_factory(name: str) -> Callable[..., Any]:
-    """The factory registered as backbone `name`, loaded but not called; PluginError when it is not callable."""
-    factory = load_plugin(BACKBONES, name)
+def settings_model(factory: Any, what: str) -> type[StrictModel]:
+    """A plugin's `Settings` model (NoSettings when it declares none); PluginError when it is not a pydantic model."""
+    model = getattr(factory, "Settings", NoSettings)
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        raise PluginError(f"{what}: Settings is {model!r}, not a pydantic model")
+    return model
+
+
+def backbone_plugin(name: str, settings: Mapping[str, Any] | None = None) -> tuple[Callable[..., Any], StrictModel]:
+    """The factory backbone `name` means (an alias's target) and its `[backbone]` table validated by the
+    factory's `Settings` model; ConfigError naming `backbone.KEY`, PluginError when the factory is not callable."""
+    _, factory, table = resolve(BACKBONES, name, settings)
     if not callable(factory):
         raise PluginError(f"backbone {name!r}: entry point gives {factory!r}, which is not callable")
-    return factory
+    model = settings_model(factory, f"backbone {name!r}")
+    return factory, plugin_settings(model, table, key="backbone", plugin=f"backbone {name!r}")
 
 
-def check_backbone(model: nn.Module, name: str, embedding_dim: int, image_size: int) -> None:
+def backbone_identity(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """What a backbone entry (`name`, optional `settings`, sizes) builds, with aliases resolved and every
+    setting spelt out: two entries that build the same network compare equal (`tiny-cnn-gdc` and `tiny-cnn`
+    with `head = "gdc"`)."""
+    plugin = resolve(BACKBONES, str(spec["name"]), spec.get("settings"))[0]
+    _, parsed = backbone_plugin(str(spec["name"]), spec.get("settings"))
+    return {**spec, "name": plugin, "settings": parsed.model_dump(mode="json")}
+
+
+def same_backbone(first: Mapping[str, Any], second: Mapping[str, Any]) -> bool:
+    """Whether two backbone entries (a checkpoint's, a configuration's) build the same network."""
+    if dict(first) == dict(second):
+        return True
+    try:
+        return backbone_identity(first) == backbone_identity(second)
+    except (FacetoolError, KeyError):
+        return False
+
+
+def check_output(model: nn.Module, name: str, embedding_dim: int, image_size: int) -> None:
     """Run a (2, 3, S, S) batch in eval mode; the output must be (2, embedding_dim), finite, L2-normalised."""
     was_training = model.training
     param = next(model.parameters(), None)

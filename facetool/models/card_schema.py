@@ -32,7 +32,10 @@ class Section(BaseModel):
 
 
 class Backbone(Section):
+    """The backbone plugin, its own settings (its `[backbone]` table; cards before them have none) and sizes."""
+
     name: Name
+    settings: dict[str, object] = Field(default_factory=dict)
     embedding_dim: int = Field(ge=1, le=65536)
     image_size: ImageSize
 

@@ -325,7 +325,7 @@ def export_model(
     _check_outputs(output)
     training, known_crop, verification = _source_recipe(source)
     model, info = load_embedding_model(source, "cpu")
-    backbone = {"name": info.backbone, "embedding_dim": info.embedding_dim, "image_size": info.image_size}
+    backbone = info.backbone_entry
     if report is not None:
         verification = verification_from_report(read_report(Path(report)), str(report))
     crop = dict(face_crop or known_crop or default_face_crop())

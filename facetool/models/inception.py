@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from facetool.config.base import StrictModel
 from facetool.errors import ModelFileError, UsageError
 
 NATIVE_DIM = 512
@@ -87,6 +88,8 @@ def load_facenet_weights(model: nn.Module, state: Mapping[str, torch.Tensor], pa
 
 
 def build_inception_resnet_v1(
+    settings: StrictModel | None = None,
+    *,
     embedding_dim: int = NATIVE_DIM,
     dropout: float = 0.6,
     pretrained: str = NO_PRETRAINED,

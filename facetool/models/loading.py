@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +13,7 @@ from torch import nn
 
 from facetool.config.base import format_validation_error
 from facetool.config.train import TrainConfig
-from facetool.errors import FacetoolError, ModelFileError, PluginError
+from facetool.errors import ConfigError, FacetoolError, ModelFileError, PluginError
 from facetool.models.backbone import build_backbone
 from facetool.models.checkpoint import load_checkpoint, read_face_crop, read_train_identities
 from facetool.models.inception import NATIVE_DIM, load_facenet_weights, read_state_dict
@@ -30,7 +30,8 @@ WRAPPER_PREFIXES = ("_orig_mod.", "module.")
 class ModelInfo:
     """What was loaded: backbone name, embedding size, input image size, `source`, the kind of file
     (`facetool-checkpoint`, `facenet-pytorch`, `safetensors`, or `onnx` for an ONNX file's card), and `train_identities`, the digests of the people a
-    facetool checkpoint was trained on (None for facenet-pytorch weights and older checkpoints)."""
+    facetool checkpoint was trained on (None for facenet-pytorch weights and older checkpoints).
+    `backbone_settings` is the backbone plugin's own settings (its `[backbone]` table; empty for none)."""
 
     backbone: str
     embedding_dim: int
@@ -38,6 +39,17 @@ class ModelInfo:
     source: str
     train_identities: tuple[str, ...] | None = None
     face_crop: dict[str, Any] | None = None
+    backbone_settings: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def backbone_entry(self) -> dict[str, Any]:
+        """The backbone as a model card records it: name, settings, embedding and input size."""
+        return {
+            "name": self.backbone,
+            "settings": dict(self.backbone_settings),
+            "embedding_dim": self.embedding_dim,
+            "image_size": self.image_size,
+        }
 
 
 def _strip_wrappers(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -49,8 +61,9 @@ def _strip_wrappers(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor
     return out
 
 
-def _backbone_spec(path: Path, spec: Any) -> tuple[str, int, int, float]:
-    """The checkpoint's backbone entry, checked against the bounds of the training configuration."""
+def _backbone_spec(path: Path, spec: Any) -> tuple[str, dict[str, Any], int, int, float]:
+    """The checkpoint's backbone entry, checked against the bounds of the training configuration: name,
+    settings (absent in older checkpoints: none), embedding size, image size, dropout."""
     if not isinstance(spec, dict):
         raise ModelFileError(f"{path}: checkpoint field 'backbone' is {type(spec).__name__}, not a table")
     fields = {"backbone": "name", "embedding_dim": "embedding_dim", "image_size": "image_size"}
@@ -59,21 +72,28 @@ def _backbone_spec(path: Path, spec: Any) -> tuple[str, int, int, float]:
         raise ModelFileError(f"{path}: checkpoint 'backbone' entry is incomplete (no {', '.join(missing)})")
     data = {setting: spec[key] for setting, key in fields.items()}
     data["dropout_prob"] = spec.get("dropout", 0.0)
+    settings = spec.get("settings", {})
+    if not isinstance(settings, dict):
+        raise ModelFileError(f"{path}: checkpoint 'backbone' settings are {type(settings).__name__}, not a table")
     try:
         checked = TrainConfig.model_validate(data, strict=True)
     except ValidationError as exc:
         raise ModelFileError(format_validation_error(exc, f"{path}: checkpoint backbone")) from None
-    return checked.backbone, checked.embedding_dim, checked.image_size, checked.dropout_prob
+    return checked.backbone.name, settings, checked.embedding_dim, checked.image_size, checked.dropout_prob
 
 
 def _from_checkpoint(path: Path, ckpt: dict[str, Any]) -> tuple[nn.Module, ModelInfo]:
-    name, dim, size, dropout = _backbone_spec(path, ckpt["backbone"])
+    name, settings, dim, size, dropout = _backbone_spec(path, ckpt["backbone"])
     identities = read_train_identities(path, ckpt)
     face_crop = read_face_crop(path, ckpt)
     try:
-        model = build_backbone(name, embedding_dim=dim, dropout=dropout, pretrained="none", image_size=size)
+        model = build_backbone(
+            name, settings, embedding_dim=dim, dropout=dropout, pretrained="none", image_size=size
+        )
     except PluginError as exc:
         raise PluginError(f"{path}: checkpoint backbone cannot be built: {exc}") from None
+    except ConfigError as exc:
+        raise ModelFileError(f"{path}: checkpoint backbone settings: {exc}") from None
     if not isinstance(ckpt["model"], Mapping):
         raise ModelFileError(f"{path}: checkpoint field 'model' is not a table of weights")
     try:
@@ -81,7 +101,9 @@ def _from_checkpoint(path: Path, ckpt: dict[str, Any]) -> tuple[nn.Module, Model
     except (RuntimeError, AttributeError, TypeError) as exc:
         first = str(exc).strip().splitlines()[0]
         raise ModelFileError(f"{path}: checkpoint weights do not fit backbone {name!r} ({first})") from None
-    return model, ModelInfo(name, dim, size, CHECKPOINT, identities, face_crop)
+    return model, ModelInfo(
+        name, dim, size, CHECKPOINT, identities, face_crop=face_crop, backbone_settings=settings
+    )
 
 
 def _from_facenet(path: Path) -> tuple[nn.Module, ModelInfo]:
@@ -120,6 +142,7 @@ def load_embedding_model(path: Path | str, device: str | torch.device = "cpu") -
             int(spec["image_size"]),
             SAFETENSORS,
             tuple(str(d) for d in identities) if isinstance(identities, list) else None,
+            backbone_settings=dict(spec.get("settings") or {}),
         )
         check_finite_weights(model, path)
         return model.to(device).eval(), info

@@ -24,7 +24,7 @@ from torch import nn
 from facetool import __version__
 from facetool.config.base import format_validation_error
 from facetool.config.detect import DetectConfig
-from facetool.errors import FacetoolError, ModelFileError, UsageError
+from facetool.errors import ConfigError, FacetoolError, ModelFileError, UsageError
 from facetool.files import read_text_limited
 from facetool.models.backbone import build_backbone
 from facetool.models.card_schema import CARD_FORMAT, CARD_VERSION, ModelCard, Resize, Verification
@@ -222,7 +222,7 @@ def load_safetensors_model(path: Path | str) -> tuple[nn.Module, dict[str, Any]]
     path = Path(path)
     card = read_card(path)
     spec = card["backbone"]
-    name, dim, size = spec["name"], spec["embedding_dim"], spec["image_size"]
+    name, dim, size, settings = spec["name"], spec["embedding_dim"], spec["image_size"], spec["settings"]
     try:
         with safe_open(path, framework="pt") as handle:
             meta = handle.metadata() or {}
@@ -232,7 +232,10 @@ def load_safetensors_model(path: Path | str) -> tuple[nn.Module, dict[str, Any]]
         raise ModelFileError(f"{path}: not a readable safetensors file ({first})") from None
     recorded = {key: int(meta[key]) if str(meta.get(key, "")).isdigit() else None for key in SAFETENSORS_META}
     check_card_input(card, path, what="the metadata", **recorded)
-    model = build_backbone(name, embedding_dim=dim, dropout=0.0, pretrained="none", image_size=size)
+    try:
+        model = build_backbone(name, settings, embedding_dim=dim, dropout=0.0, pretrained="none", image_size=size)
+    except ConfigError as exc:
+        raise ModelFileError(f"{card_path(path)}: backbone settings: {exc}") from None
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:

@@ -18,11 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
-from pydantic import ValidationError
-
-from facetool.config.base import StrictModel, format_validation_error
+from facetool.config.base import NoSettings, StrictModel, plugin_settings
 from facetool.config.train import TrainConfig
-from facetool.errors import ConfigError, PluginError
+from facetool.errors import PluginError
 from facetool.plugins import CALLBACKS, call_plugin, load_plugin
 from facetool.training.distributed import Ranks
 from facetool.training.history import EpochRecord
@@ -77,10 +75,6 @@ class NonFinite:
     policy: str
 
 
-class NoSettings(StrictModel):
-    """A callback without settings of its own."""
-
-
 class Callback:
     """Hooks into a training run; every method is a no-op, so a subclass overrides what it needs.
 
@@ -127,11 +121,7 @@ def callback_class(name: str) -> type[Callback]:
 def create_callback(name: str, settings: Mapping[str, Any] | None = None) -> Callback:
     """The callback registered as `name`, its `[callbacks.NAME]` settings validated by its own model."""
     cls = callback_class(name)
-    try:
-        parsed = cls.Settings.model_validate(dict(settings or {}))
-    except ValidationError as exc:
-        message = format_validation_error(exc, "settings").replace("settings: ", f"callbacks.{name}.")
-        raise ConfigError(f"{message} (callback {name!r})") from None
+    parsed = plugin_settings(cls.Settings, settings, key=f"callbacks.{name}", plugin=f"callback {name!r}")
     callback = call_plugin(f"callback {name!r} could not be created", cls, parsed)
     callback.name = name
     return callback

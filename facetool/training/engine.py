@@ -27,6 +27,9 @@ from facetool.models import build_backbone
 from facetool.training.graph import FAST_STEPS
 from facetool.training.schedule import make_scheduler
 
+EMBED_BATCH_SIZE = 256
+"""Images per gradient-free forward pass (mining and validation)."""
+
 FUSABLE = frozenset({"adam", "adamw", "sgd"})
 
 
@@ -62,7 +65,13 @@ class EnginePlan:
 
 
 def plan_engine(
-    settings: EngineConfig, device: torch.device, optimizer: str, world_size: int = 1
+    settings: EngineConfig,
+    device: torch.device,
+    optimizer: str,
+    world_size: int = 1,
+    *,
+    channels_last: bool | None = None,
+    fused: bool | None = None,
 ) -> EnginePlan:
     """Pick the step's execution from the settings, the device and the run's shape.
 
@@ -72,7 +81,7 @@ def plan_engine(
     """
     cuda = device.type == "cuda"
     notes: list[str] = []
-    fused = optimizer in FUSABLE if settings.fused_optimizer == "auto" else bool(settings.fused_optimizer)
+    fused = optimizer in FUSABLE if fused is None else fused
     if fused and optimizer not in FUSABLE:
         notes.append(f"optimizer {optimizer} has no fused kernel; using the plain one")
         fused = False
@@ -88,7 +97,7 @@ def plan_engine(
     if mode == "cuda-graph" and not fused:
         notes.append("engine.compile=cuda-graph needs a fused optimizer; running eagerly")
         mode = "none"
-    channels_last = cuda if settings.channels_last == "auto" else bool(settings.channels_last)
+    channels_last = cuda if channels_last is None else channels_last
     return EnginePlan(mode, channels_last, fused, tuple(notes))
 
 
@@ -273,7 +282,8 @@ def engine_from_config(
     """
     torch.manual_seed(config.seed)
     model = build_backbone(
-        config.backbone,
+        config.backbone.name,
+        config.backbone.settings,
         embedding_dim=config.embedding_dim,
         dropout=config.dropout_prob,
         pretrained=config.pretrained,
@@ -302,7 +312,7 @@ def engine_from_config(
         device,
         dtype,
         config.image_size,
-        config.embed_batch_size,
+        EMBED_BATCH_SIZE,
         plan=plan,
         train_model=train_model,
         guard_buffers=config.on_nonfinite == "skip",

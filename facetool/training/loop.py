@@ -25,6 +25,7 @@ from facetool.device import resolve_device, resolve_precision
 from facetool.errors import ConfigError, FacetoolError, UsageError
 from facetool.identities import identity_digests
 from facetool.miners import get_miner
+from facetool.models.backbone import same_backbone
 from facetool.models.checkpoint import load_checkpoint, make_checkpoint
 from facetool.training.batch_plan import plan_for
 from facetool.training.callbacks import Callback, Callbacks, NonFinite, callbacks_from_config
@@ -112,10 +113,13 @@ class Trainer:
         init_process_group(self.ranks, self.device)
         dtype = resolve_precision(config.precision, self.device)
         self.miner_generator = torch.Generator(device=self.device)
-        names = [config.miner, *(stage.miner for stage in config.miner_stages)]
-        self.miners = {name: get_miner(name, generator=self.miner_generator) for name in names}
+        chosen = [config.miner, *(stage.miner for stage in config.miner_stages)]
+        self.miners = {
+            miner.label: get_miner(miner.name, miner.settings, generator=self.miner_generator) for miner in chosen
+        }
         self.backbone = {
-            "name": config.backbone,
+            "name": config.backbone.name,
+            **({"settings": config.backbone.settings} if config.backbone.settings else {}),
             "embedding_dim": config.embedding_dim,
             "dropout": config.dropout_prob,
             "image_size": config.image_size,
@@ -156,7 +160,7 @@ class Trainer:
         self.selection = Selection(
             self.data, self.engine, sampler, augment, mine=self.plan.mines, classes=data.classes
         )
-        self.log(self.selection.resize_once(config.data.resize_once))
+        self.log(self.selection.resize_once())
         self.validator = Validator(
             self.val_set,
             num_pairs=config.validation.num_pairs,
@@ -195,7 +199,7 @@ class Trainer:
         kill may have left behind it (history.json, the periodic and best copies).
         """
         ck = load_checkpoint(path)
-        if ck["backbone"] != self.backbone:
+        if not isinstance(ck["backbone"], dict) or not same_backbone(ck["backbone"], self.backbone):
             raise FacetoolError(
                 f"{path}: checkpoint backbone {ck['backbone']} differs from the configured {self.backbone}"
             )
@@ -352,7 +356,7 @@ def train(
     can stop it.
     """
     if config.data_dir is None:
-        raise ConfigError("data_dir: not set (give --data_dir or data_dir in the config file)")
+        raise ConfigError("data_dir: not set (give --data or data_dir in the config file)")
     config = absolute_paths(config)
     if config.data_dir.is_dir():
         raise UsageError(

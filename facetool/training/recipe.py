@@ -11,34 +11,30 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from facetool.config.base import NamedTable
 from facetool.config.train import TrainConfig
 from facetool.errors import ConfigError, FacetoolError
 from facetool.losses import loss_settings
-from facetool.miners import get_miner
-from facetool.models.backbone import backbone_factory
+from facetool.miners import miner_settings
+from facetool.models.backbone import backbone_plugin
 
 
 def check_plugins(config: TrainConfig, prefix: str = "") -> None:
-    """Load the recipe's backbone, miners and loss, and validate its `[loss]` table with the loss's own model.
+    """Load the recipe's backbone, miners and loss, and validate their tables with each plugin's own model.
 
     Errors keep their class and name the key, after `prefix` (`train.` in a protocol recipe).
     """
-    _named(prefix + "backbone", backbone_factory, config.backbone)
-    stages = [("miner", config.miner)] + [
-        (f"miner_stages.{i}.miner", stage.miner) for i, stage in enumerate(config.miner_stages)
+    tables: list[tuple[str, Callable[..., Any], NamedTable]] = [
+        ("backbone", backbone_plugin, config.backbone),
+        ("miner", miner_settings, config.miner),
+        *((f"miner_stages.{i}.miner", miner_settings, stage.miner) for i, stage in enumerate(config.miner_stages)),
+        ("loss", loss_settings, config.loss),
     ]
-    for key, name in stages:
-        _named(prefix + key, get_miner, name)
-    try:
-        loss_settings(config.loss.name, config.loss.settings)
-    except ConfigError as exc:
-        raise ConfigError(f"{prefix}{exc}") from None
-    except FacetoolError as exc:
-        raise type(exc)(f"{prefix}loss: {exc}") from None
-
-
-def _named(key: str, load: Callable[[str], Any], name: str) -> None:
-    try:
-        load(name)
-    except FacetoolError as exc:
-        raise type(exc)(f"{key}: {exc}") from None
+    for key, check, table in tables:
+        try:
+            check(table.name, table.settings)
+        except ConfigError as exc:
+            kind = key.rpartition(".")[2]
+            raise ConfigError(prefix + str(exc).replace(f"{kind}.", f"{key}.", 1)) from None
+        except FacetoolError as exc:
+            raise type(exc)(f"{prefix}{key}: {exc}") from None

@@ -72,9 +72,9 @@ def load_train_config(
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, f"{resume} (its stored config)")) from None
     installed = available_backbones()
-    if config.backbone not in installed:
+    if config.backbone.name not in installed:
         raise ConfigError(
-            f"{resume}: the checkpoint's backbone {config.backbone!r} is not installed "
+            f"{resume}: the checkpoint's backbone {config.backbone.name!r} is not installed "
             f"(installed: {', '.join(installed)})"
         )
     return config

@@ -58,9 +58,10 @@ def restore_scheduler(scheduler: torch.optim.lr_scheduler.LambdaLR, state: dict[
 
 
 def miner_for_epoch(config: TrainConfig, epoch: int) -> str:
-    """The miner of 0-based `epoch`: `miner`, or the last of `miner_stages` whose first epoch has come."""
-    name = config.miner
+    """The miner of 0-based `epoch` (its label: the name, with its settings if any): `miner`, or the last of
+    `miner_stages` whose first epoch has come."""
+    chosen = config.miner
     for stage in config.miner_stages:
         if epoch + 1 >= stage.epoch:
-            name = stage.miner
-    return name
+            chosen = stage.miner
+    return chosen.label

@@ -18,7 +18,7 @@ from facetool.cache import open_cache
 ROOT = Path(__file__).resolve().parents[2]
 RECIPE = (
     "flip = true\nthreshold_holdout = 0.3\nthreshold_pairs = 4\nmodels = 2\n\n[train]\n"
-    'backbone = "tiny-cnn"\nimage_size = 48\nembedding_dim = 16\nnum_epochs = 2\nepoch_size = 2\n'
+    'backbone = "test-cnn"\nimage_size = 48\nembedding_dim = 16\nnum_epochs = 2\nepoch_size = 2\n'
     'batch_size = 12\npeople_per_batch = 6\nimages_per_person = 3\ndevice = "cpu"\ncheckpoint_every = 1\n'
     "validation.fraction = 0.0\n"
 )

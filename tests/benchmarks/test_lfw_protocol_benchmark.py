@@ -24,7 +24,7 @@ def test_benchmark_script_records_recipe_and_result(mini_lfw: Path, tmp_path: Pa
     config.write_text(
         f'lfw_dir = "{mini_lfw / "lfw-deepfunneled"}"\nflip = true\nthreshold_holdout = 0.3\n'
         "threshold_pairs = 4\n\n[train]\n"
-        'backbone = "tiny-cnn"\nimage_size = 48\nembedding_dim = 16\nnum_epochs = 1\nepoch_size = 2\n'
+        'backbone = "test-cnn"\nimage_size = 48\nembedding_dim = 16\nnum_epochs = 1\nepoch_size = 2\n'
         'batch_size = 12\npeople_per_batch = 6\nimages_per_person = 3\ndevice = "cpu"\n'
         'lr_schedule = "cosine"\nvalidation.fraction = 0.0\n'
     )
@@ -42,9 +42,9 @@ def test_benchmark_script_records_recipe_and_result(mini_lfw: Path, tmp_path: Pa
     text = report.read_text()
     accuracy = json.loads((tmp_path / "out" / "view1" / "result.json").read_text())["accuracy"]
     assert (
-        "### LFW View 1: tiny-cnn at 48 px" in text and "python benchmarks/lfw_protocol.py --config" in text
+        "### LFW View 1: test-cnn at 48 px" in text and "python benchmarks/lfw_protocol.py --config" in text
     )
-    assert "backbone=tiny-cnn" in text and "lr_schedule=cosine" in text and "seed 0" in text
+    assert "backbone=test-cnn" in text and "lr_schedule=cosine" in text and "seed 0" in text
     assert "flip=True, threshold_holdout=0.3, threshold_pairs=4" in text
     assert "| view1 |" in text and f"{accuracy:.4f}" in text
     assert "view1" in result.stdout

@@ -67,6 +67,6 @@ def test_streamed_switched_off_or_same_size_sources_resize_every_round(cache: Pa
     source, _ = open_face_source(cache, mode="preload")
     with source:
         resized, note = resize_once(source, Augmenter(PLAIN, 32), enabled=False)
-        assert resized is None and note == "faces resized to 32 px in every round: data.resize_once is off"
+        assert resized is None and note == "faces resized to 32 px in every round: resizing once is off"
         resized, note = resize_once(source, Augmenter(PLAIN, SIZE))
         assert resized is None and note == f"faces used at the cache's {SIZE} px: nothing to resize"

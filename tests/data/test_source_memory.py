@@ -1,7 +1,7 @@
 """Streaming keeps memory flat: the peak RSS of a short streamed training does not grow with the cache's faces.
 
 Two caches of replicated LFW crops (40 images per identity), one five times the other, each trained on by a
-real `facetool train` process (tiny-cnn at 64 px on 128 px crops, three steps); its peak RSS (`resource.getrusage` of its parent) may
+real `facetool train` process (test-cnn at 64 px on 128 px crops, three steps); its peak RSS (`resource.getrusage` of its parent) may
 differ by far less than the larger cache's decoded size. The same run preloaded shows the test can fail.
 """
 
@@ -31,11 +31,11 @@ print(json.dumps({"peak": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
 
 
 def train_args(cache: Path, run_dir: Path, mode: str) -> list[str]:
-    """A short real `facetool train` of tiny-cnn at 64 px, reading faces as `mode` says."""
+    """A short real `facetool train` of test-cnn at 64 px, reading faces as `mode` says."""
     return [
         "train", "--data", str(cache), "--checkpoint-dir", str(run_dir), "--num-epochs", "1",
         "--batch-size", "30", "--people-per-batch", "10", "--images-per-person", "10", "--device", "cpu",
-        "--set", "backbone=tiny-cnn", "--set", f"image_size={INPUT}", "--set", "embedding_dim=16",
+        "--set", "backbone=test-cnn", "--set", f"image_size={INPUT}", "--set", "embedding_dim=16",
         "--set", "epoch_size=3", "--set", "validation.fraction=0.0", "--threads", "1",
         "--set", f"data.preload={mode}", "--set", "data.workers=1",
     ]  # fmt: skip

@@ -20,10 +20,10 @@ from facetool.models.checkpoint import make_checkpoint, save_checkpoint
 
 
 def tiny_checkpoint(path: Path, seed: int, people: list[str]) -> Path:
-    """An untrained tiny-cnn (48 px) that says it was trained on `people`."""
+    """An untrained test-cnn (48 px) that says it was trained on `people`."""
     torch.manual_seed(seed)
-    net = build_backbone("tiny-cnn", embedding_dim=16, image_size=48)
-    backbone = {"name": "tiny-cnn", "embedding_dim": 16, "dropout": 0.0, "image_size": 48}
+    net = build_backbone("test-cnn", embedding_dim=16, image_size=48)
+    backbone = {"name": "test-cnn", "embedding_dim": 16, "dropout": 0.0, "image_size": 48}
     checkpoint = make_checkpoint(
         model=net.state_dict(),
         backbone=backbone,

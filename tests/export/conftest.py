@@ -1,7 +1,7 @@
 """A tiny model trained for seconds on real LFW faces that the real SSD detector cropped, and its exports.
 
 Twelve LFW people (whole identity folders linked, never copied) go through `detect_directory` at 64 px, a
-tiny-cnn trains on that cache for a few epochs, and the exported files are made once per session.
+test-cnn trains on that cache for a few epochs, and the exported files are made once per session.
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ def trained(lfw_dir: Path, ssd_dir: Path, tmp_path_factory: pytest.TempPathFacto
         {
             "data_dir": cache,
             "checkpoint_dir": root / "run",
-            "backbone": "tiny-cnn",
+            "backbone": "test-cnn",
             "image_size": 48,
             "embedding_dim": 16,
             "batch_size": 30,

@@ -49,7 +49,7 @@ def test_safetensors_holds_only_the_embedding_weights_and_loads_without_unpickli
     assert not raw.startswith(b"PK") and b"optimizer" not in raw and b"pickle" not in raw
     model, loaded = load_embedding_model(path)
     assert (loaded.backbone, loaded.embedding_dim, loaded.image_size, loaded.source) == (
-        "tiny-cnn", 16, 48, "safetensors")  # fmt: skip
+        "test-cnn", 16, 48, "safetensors")  # fmt: skip
     for key, value in reference.state_dict().items():
         assert torch.equal(model.state_dict()[key], value), key
     expected = embed_faces(reference, cache_faces, image_size=info.image_size)
@@ -61,7 +61,7 @@ def test_card_says_how_to_feed_the_model_and_where_it_came_from(trained, exporte
     path = exported["onnx"]
     card = json.loads(card_path(path).read_text())
     assert card_path(path).name == "model.onnx.json"
-    assert card["backbone"] == {"name": "tiny-cnn", "embedding_dim": 16, "image_size": 48}
+    assert card["backbone"] == {"name": "test-cnn", "settings": {}, "embedding_dim": 16, "image_size": 48}
     resize = card["input"].pop("resize")
     assert card["input"] == {"layout": "NCHW", "channels": "RGB", "dtype": "float32", "image_size": 48,
                                   "normalization": "(x - 127.5) / 128", "mean": 127.5, "divisor": 128.0}  # fmt: skip
@@ -74,7 +74,7 @@ def test_card_says_how_to_feed_the_model_and_where_it_came_from(trained, exporte
     assert card["face_crop"]["model_format"] == "caffe"
     ckpt = load_checkpoint(trained.checkpoint)
     assert card["training"]["epochs"] == ckpt["epoch"] == 3
-    assert card["training"]["config"]["miner"] == "random"
+    assert card["training"]["config"]["miner"] == {"name": "random"}
     assert card["verification"] is None
     check = card["export_check"]
     assert check["opset"] == ExportConfig().opset and 0 <= check["max_abs_diff"] <= check["tolerance"]
@@ -100,7 +100,7 @@ def test_onnx_embedder_gives_the_torch_numbers_with_and_without_flip(trained, ex
         torch_embedder = TorchEmbedder(model, info, flip=flip, batch_size=7)
         assert np.array_equal(torch_embedder(cache_faces), expected)
     embedder, card = load_embedder(exported["onnx"])
-    assert embedder.runtime == "onnx" and card["backbone"]["name"] == "tiny-cnn"
+    assert embedder.runtime == "onnx" and card["backbone"]["name"] == "test-cnn"
     with pytest.raises(UsageError, match=r"needs an \.onnx file"):
         load_embedder(trained.checkpoint, runtime="onnx")
 

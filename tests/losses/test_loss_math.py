@@ -46,6 +46,7 @@ def arc(m: float):
     return target
 
 
+@pytest.mark.extras
 @pytest.mark.parametrize("scale,margin", [(64.0, 0.5), (8.0, 0.2), (30.0, 1.2)])
 def test_arcface_matches_cos_theta_plus_m(scale: float, margin: float) -> None:
     loss = get_loss("arcface", {"scale": scale, "margin": margin}, num_classes=5, embedding_dim=6)
@@ -61,6 +62,7 @@ def test_arcface_matches_cos_theta_plus_m(scale: float, margin: float) -> None:
     assert value == pytest.approx(cross_entropy(expected, labels.numpy()), rel=1e-4, abs=1e-4)
 
 
+@pytest.mark.extras
 def test_cosface_matches_cos_theta_minus_m() -> None:
     loss = get_loss("cosface", {"scale": 16.0, "margin": 0.35}, num_classes=4, embedding_dim=5)
     emb, labels = batch(8, 5, 4, seed=2)
@@ -85,6 +87,7 @@ def test_triplet_plugin_is_the_facenet_loss() -> None:
     assert list(loss.parameters()) == []
 
 
+@pytest.mark.extras
 @pytest.mark.parametrize("softmax", ["arcface", "cosface"])
 def test_combination_is_the_weighted_sum(softmax: str) -> None:
     settings = {
@@ -128,6 +131,7 @@ def batch_hard_reference(
     return (sum(per) / len(per) if per else 0.0), reached
 
 
+@pytest.mark.extras
 @pytest.mark.parametrize(
     "settings",
     [
@@ -159,6 +163,7 @@ def test_batch_hard_matches_its_hardest_pairs_found_by_loops(settings: dict, see
     assert set(torch.nonzero(emb.grad.abs().sum(dim=1)).flatten().tolist()) == reached
 
 
+@pytest.mark.extras
 def test_batch_hard_with_duplicate_faces_and_no_pairs_stays_finite() -> None:
     loss = get_loss("batch-hard", num_classes=0, embedding_dim=4)
     emb, _ = batch(6, 4, 1, seed=5)

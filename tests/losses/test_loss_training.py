@@ -29,7 +29,7 @@ def config(cache: Path, run_dir: Path, loss: dict, **changes) -> TrainConfig:
     settings = {
         "data_dir": cache,
         "checkpoint_dir": run_dir,
-        "backbone": "tiny-cnn",
+        "backbone": "test-cnn",
         "image_size": 48,
         "embedding_dim": 16,
         "batch_size": 24,
@@ -50,6 +50,7 @@ def config(cache: Path, run_dir: Path, loss: dict, **changes) -> TrainConfig:
     return TrainConfig.model_validate(settings)
 
 
+@pytest.mark.extras
 @pytest.mark.parametrize(
     "loss",
     [
@@ -74,6 +75,7 @@ def test_training_with_each_loss_lowers_it(people_cache: Path, tmp_path: Path, l
         assert all(r["miner"] == "none" and r["images"] > 0 for r in result.history)
 
 
+@pytest.mark.extras
 @pytest.mark.parametrize(
     ("loss", "state"),
     [
@@ -106,6 +108,7 @@ def test_resume_repeats_a_run_exactly(
             assert torch.equal(value, states_b[key][name]), (key, name)
 
 
+@pytest.mark.extras
 def test_export_of_an_arcface_model_has_no_loss_parameter(people_cache: Path, tmp_path: Path) -> None:
     run = train(config(people_cache, tmp_path / "run", {"name": "arcface"}, num_epochs=1, epoch_size=2))
     model, _ = load_embedding_model(run.last_checkpoint)
@@ -125,6 +128,7 @@ def test_export_of_an_arcface_model_has_no_loss_parameter(people_cache: Path, tm
     assert tensors.keys() == load_checkpoint(run.last_checkpoint)["model"].keys()
 
 
+@pytest.mark.extras
 def test_plugins_list_shows_every_group() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "facetool", "plugins", "list", "--json"],
@@ -141,6 +145,7 @@ def test_plugins_list_shows_every_group() -> None:
         assert losses[name]["package"] == "facetool-extras" and losses[name]["status"] == "ok"
 
 
+@pytest.mark.extras
 @pytest.mark.parametrize("loss", ["arcface", "batch-hard"])
 def test_two_processes_train_with_identical_weights_and_loss_state(
     people_cache: Path, tmp_path: Path, loss: str
@@ -164,6 +169,7 @@ def test_two_processes_train_with_identical_weights_and_loss_state(
         assert ck["loss"] == {} and "batches of whole people (no mining)" in log
 
 
+@pytest.mark.extras
 def test_batch_hard_training_lowers_its_loss_without_mining(people_cache: Path, tmp_path: Path) -> None:
     loss = {"name": "batch-hard", "margin": "hinge"}
     result = train(config(people_cache, tmp_path / "run", loss, alpha=0.5))
@@ -217,10 +223,11 @@ def test_a_groups_loss_gets_whole_people_and_a_labels_loss_shuffled_images(
         assert not any(grouped), batches
 
 
+@pytest.mark.extras
 @pytest.mark.parametrize("loss", ["batch-hard", "arcface"])
 def test_a_round_keeps_to_whole_batches_of_images(people_cache: Path, tmp_path: Path, loss: str) -> None:
     """16 images a round in batches of 15: one batch, not a second of one image (which batch norm refuses)."""
-    changes = {"backbone": "tiny-cnn-gdc", "batch_size": 15, "people_per_batch": 4, "images_per_person": 4}
+    changes = {"backbone": {"name": "test-cnn", "head": "gdc"}, "batch_size": 15, "people_per_batch": 4, "images_per_person": 4}
     result = train(config(people_cache, tmp_path / "run", loss, num_epochs=1, **changes))
     (record,) = result.history
     assert record["rounds"] == 5 and record["batches"] == 5 and record["images"] == 5 * 15
@@ -235,6 +242,7 @@ def _resume(run_dir: Path, *sets: str):
     )
 
 
+@pytest.mark.extras
 def test_a_run_resumes_only_with_its_own_loss(people_cache: Path, tmp_path: Path, lfw_dir: Path) -> None:
     """Another loss would take over the checkpoint's class centres (arcface -> cosface loads them silently) or
     not fit them; either is refused in one whole line, and the run folder's config.toml stays as it was."""
@@ -265,6 +273,7 @@ def test_a_run_resumes_only_with_its_own_loss(people_cache: Path, tmp_path: Path
     assert (run_dir / "config.toml").read_bytes() == saved and (run_dir / "last.pth").read_bytes() == last
 
 
+@pytest.mark.extras
 def test_a_loss_value_that_breaks_the_loss_is_named_as_the_users(people_cache: Path, tmp_path: Path) -> None:
     from cli_helpers import facetool_in_process
 

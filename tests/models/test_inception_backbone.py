@@ -106,7 +106,7 @@ def test_commands_that_build_no_inception_never_import_facenet_pytorch() -> None
         "from facetool.cli.app import main\n"
         "from facetool.models import build_backbone, load_embedding_model\n"
         "from facetool.training.loop import train\n"
-        "build_backbone('tiny-cnn', embedding_dim=8, image_size=32)\n"
+        "build_backbone('test-cnn', embedding_dim=8, image_size=32)\n"
         "print('facenet_pytorch' in sys.modules, 'torchvision' in sys.modules)\n"
         "build_backbone('inception_resnet_v1', embedding_dim=8, image_size=80)\n"
         "print('facenet_pytorch' in sys.modules)\n"

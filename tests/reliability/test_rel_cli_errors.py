@@ -205,7 +205,7 @@ def _no_final_files(folder: Path, *names: str) -> None:
 def test_ctrl_c_stops_train_in_one_line_without_a_checkpoint(inputs: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     args = ["train", "--data", inputs / "good.h5", "--checkpoint-dir", run, "--device", "cpu", "--num-epochs", 500,
-            "--set", "backbone=tiny-cnn", "--set", "image_size=80", "--set", "checkpoint_every=400"]  # fmt: skip
+            "--set", "backbone=test-cnn", "--set", "image_size=80", "--set", "checkpoint_every=400"]  # fmt: skip
     code, lines = _signalled(args, signal.SIGINT, lambda: (run / "train.log").is_file(), tmp_path)
     _assert_interrupted(code, lines, signal.SIGINT)
     assert "--resume auto" in lines[-1]
@@ -215,7 +215,7 @@ def test_ctrl_c_stops_train_in_one_line_without_a_checkpoint(inputs: Path, tmp_p
 def test_sigterm_stops_train_with_exit_143(inputs: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     args = ["train", "--data", inputs / "good.h5", "--checkpoint-dir", run, "--device", "cpu", "--num-epochs", 500,
-            "--set", "backbone=tiny-cnn", "--set", "image_size=80", "--set", "checkpoint_every=400"]  # fmt: skip
+            "--set", "backbone=test-cnn", "--set", "image_size=80", "--set", "checkpoint_every=400"]  # fmt: skip
     code, lines = _signalled(args, signal.SIGTERM, lambda: (run / "train.log").is_file(), tmp_path)
     _assert_interrupted(code, lines, signal.SIGTERM)
     _no_final_files(run, "last.pth", "best.pth")

@@ -1,7 +1,7 @@
 """Training under failure, for real: NaN/inf losses, a full disk or file-size limit, SIGKILL at random moments.
 
 Every run is a real `facetool train` (library call or subprocess) on a small cache of LFW crops with the
-tiny-cnn backbone; the failures are produced by real causes (a huge learning rate, an infinite margin, a
+test-cnn backbone; the failures are produced by real causes (a huge learning rate, an infinite margin, a
 tmpfs that is full, RLIMIT_FSIZE, SIGKILL), never by mocks.
 """
 
@@ -39,7 +39,7 @@ def cache(lfw_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def settings(cache: Path, run_dir: Path, **changes) -> dict:
     return {
-        "data_dir": str(cache), "checkpoint_dir": str(run_dir), "backbone": "tiny-cnn", "image_size": SIZE,
+        "data_dir": str(cache), "checkpoint_dir": str(run_dir), "backbone": "test-cnn", "image_size": SIZE,
         "embedding_dim": 16, "batch_size": 30, "epoch_size": 3, "num_epochs": 2, "people_per_batch": 5,
         "images_per_person": 4, "learning_rate": 0.01, "device": "cpu", "threads": 1,
         "validation": {"fraction": 0.25, "num_pairs": 40}, **changes,
@@ -137,7 +137,7 @@ def test_skip_with_every_loss_infinite_leaves_weights_untouched(cache, tmp_path)
     torch.manual_seed(config.seed)
     from facetool.models import build_backbone
 
-    fresh = build_backbone("tiny-cnn", embedding_dim=16, dropout=config.dropout_prob, image_size=SIZE)
+    fresh = build_backbone("test-cnn", embedding_dim=16, dropout=config.dropout_prob, image_size=SIZE)
     saved = load_checkpoint(result.last_checkpoint)["model"]
     assert all(torch.equal(saved[k], v) for k, v in fresh.state_dict().items())
     assert result.history[0]["nonfinite_batches"] == 3 and result.history[0]["train_loss"] is None

@@ -16,7 +16,7 @@ from cli_helpers import facetool_in_process
 
 from facetool.config.base import load_config
 from facetool.config.protocol import ProtocolConfig
-from facetool.config.train import TrainConfig
+from facetool.config.train import BackboneConfig, TrainConfig
 from facetool.models.checkpoint import load_checkpoint
 
 
@@ -32,7 +32,7 @@ def test_print_config_round_trips(facetool_cli, tmp_path):
         "augment.flip=false",
         "--set",
         "validation.fraction=0.25",
-        "--learning_rate",
+        "--learning-rate",
         "0.05",
         cwd=tmp_path,
     )
@@ -66,7 +66,8 @@ def test_a_protocol_recipe_trains_from_its_train_table(facetool_cli, tmp_path):
         assert shown.returncode == 0, f"{recipe.name}: {shown.stderr}"
         config = TrainConfig.model_validate(tomllib.loads(shown.stdout))
         table = tomllib.loads(recipe.read_text())["train"]
-        assert (config.backbone, config.num_epochs) == (table["backbone"], table["num_epochs"]), recipe.name
+        backbone = BackboneConfig.model_validate(table["backbone"])
+        assert (config.backbone, config.num_epochs) == (backbone, table["num_epochs"]), recipe.name
         ProtocolConfig.model_validate(tomllib.loads(recipe.read_text()))
 
 
@@ -94,7 +95,7 @@ def test_resumed_run_config_errors_name_the_checkpoint(small_cache, tmp_path):
 
     run = train(load_train_config(None, [(k, v) for k, v in _settings(small_cache, tmp_path / "run", 1)]))
     config = load_train_config(None, [("num_epochs", 3)], resume=str(run.last_checkpoint))
-    assert config.num_epochs == 3 and config.backbone == "tiny-cnn"
+    assert config.num_epochs == 3 and config.backbone.name == "test-cnn"
     with pytest.raises(ConfigError, match=r"last\.pth \(its stored config\): alpha"):
         load_train_config(None, [("alpha", -1)], resume=str(run.last_checkpoint))
     auto = load_train_config(None, [("checkpoint_dir", str(tmp_path / "run"))], resume="auto")
@@ -120,7 +121,7 @@ def test_not_a_checkpoint_to_resume_from(facetool_cli, tmp_path):
 def _settings(cache: Path, run_dir: Path, epochs: int) -> list[tuple[str, object]]:
     return [
         ("data_dir", str(cache)), ("checkpoint_dir", str(run_dir)), ("num_epochs", epochs), ("batch_size", 30),
-        ("people_per_batch", 6), ("images_per_person", 4), ("device", "cpu"), ("backbone", "tiny-cnn"),
+        ("people_per_batch", 6), ("images_per_person", 4), ("device", "cpu"), ("backbone", "test-cnn"),
         ("image_size", 48), ("embedding_dim", 16), ("epoch_size", 3), ("validation.num_pairs", 40),
         ("validation.fraction", 0.2), ("learning_rate", 0.01),
     ]  # fmt: skip
@@ -130,7 +131,7 @@ def _train_args(cache: Path, run_dir: Path, epochs: int) -> list[str]:
     return [
         "train", "--data", str(cache), "--checkpoint-dir", str(run_dir), "--num-epochs", str(epochs),
         "--batch-size", "30", "--people-per-batch", "6", "--images-per-person", "4", "--device", "cpu",
-        "--set", "backbone=tiny-cnn", "--set", "image_size=48", "--set", "embedding_dim=16",
+        "--set", "backbone=test-cnn", "--set", "image_size=48", "--set", "embedding_dim=16",
         "--set", "epoch_size=3", "--set", "validation.num_pairs=40", "--set", "validation.fraction=0.2",
         "--learning-rate", "0.01",
     ]  # fmt: skip
@@ -204,10 +205,31 @@ def test_an_image_folder_is_not_detected_for_a_recipe_a_plugin_refuses(tmp_path,
         (images / person.name / image.name).symlink_to(image)
     run_dir = tmp_path / "run"
     for sets, message in (
-        (["loss=arcface", "loss.scal=3"], "error: loss.scal: unknown key (loss 'arcface')"),
+        (["backbone=test-cnn", "backbone.hed=gdc"], "error: backbone.hed: unknown key (backbone 'test-cnn')"),
         (["miner=semihardd"], "error: miner: unknown miner 'semihardd'; available: "),
     ):
         args = [a for s in sets for a in ("--set", s)]
         result = facetool_in_process("train", "--data", images, "--checkpoint-dir", run_dir, *args)
         assert result.returncode in (1, 2) and result.stderr.startswith(message), result.stderr
         assert len(result.stderr.splitlines()) == 1 and not run_dir.exists()
+
+
+def test_train_help_shows_each_option_once_literally_and_without_lab_notes() -> None:
+    """One dashed spelling per option, generated from TrainConfig; `[train]` is not eaten as markup; no
+    underscore aliases, no truncated names, no notes from the lab in the texts."""
+    import re
+
+    done = facetool_in_process("train", "--help")
+    assert done.returncode == 0, done.stderr
+    text = done.stdout
+    listed = re.findall(r"^  (?:-\w, )?(--[a-z][a-z0-9-]*)", text, flags=re.MULTILINE)
+    assert len(listed) == len(set(listed)) and "--data" in listed and "--num-epochs" in listed, listed
+    assert not re.search(r"--[a-z]+_[a-z_]+", text), "an underscore spelling is listed"
+    assert "…" not in text and "," not in "".join(listed)
+    assert "[train] table" in text
+    for note in ("fault drill", "3-6x", "slower"):
+        assert note not in text
+    old = facetool_in_process("train", "--num_epochs", "3", "--print-config")
+    assert old.returncode == 2 and "No such option: --num_epochs" in old.stderr
+    new = facetool_in_process("train", "--num-epochs", "3", "--data", "x.h5", "--print-config")
+    assert new.returncode == 0 and "num_epochs = 3" in new.stdout and 'data_dir = "x.h5"' in new.stdout

@@ -14,7 +14,7 @@ def _args(cache, run_dir, epochs: int) -> list[str]:
     return [
         "train", "--data", str(cache), "--checkpoint-dir", str(run_dir), "--num-epochs", str(epochs),
         "--batch-size", "30", "--people-per-batch", "5", "--images-per-person", "4", "--device", "cpu",
-        "--set", "backbone=tiny-cnn", "--set", "image_size=48", "--set", "embedding_dim=16",
+        "--set", "backbone=test-cnn", "--set", "image_size=48", "--set", "embedding_dim=16",
         "--set", "epoch_size=3", "--set", "validation.fraction=0.0", "--learning-rate", "0.01",
         "--threads", "1", "--nproc", "2",
     ]  # fmt: skip

@@ -23,13 +23,14 @@ CPU, CUDA = torch.device("cpu"), torch.device("cuda")
         ({"compile": "cuda-graph"}, CPU, "adam", 1, ("none", False, True)),
         ({"compile": "reduce-overhead"}, CPU, "sgd", 1, ("none", False, True)),
         ({"compile": "reduce-overhead"}, CUDA, "sgd", 1, ("reduce-overhead", True, True)),
-        ({"compile": "cuda-graph", "fused_optimizer": False}, CUDA, "adam", 1, ("none", True, False)),
+        ({"compile": "cuda-graph", "fused": False}, CUDA, "adam", 1, ("none", True, False)),
         ({"compile": "none", "channels_last": True}, CPU, "adamw", 1, ("none", True, True)),
-        ({"channels_last": False, "fused_optimizer": False}, CUDA, "adam", 1, ("none", False, False)),
+        ({"channels_last": False, "fused": False}, CUDA, "adam", 1, ("none", False, False)),
     ],
 )
 def test_plan_engine_picks_fast_path_on_cuda_and_eager_on_cpu(settings, device, optimizer, world, expected):
-    plan = plan_engine(EngineConfig(**settings), device, optimizer, world)
+    knobs = {key: settings[key] for key in ("channels_last", "fused") if key in settings}
+    plan = plan_engine(EngineConfig(**{k: v for k, v in settings.items() if k not in knobs}), device, optimizer, world, **knobs)
     assert (plan.compile, plan.channels_last, plan.fused) == expected
     asked = settings.get("compile", "auto")
     assert bool(plan.notes) == (asked != "auto" and asked != plan.compile)
@@ -56,8 +57,8 @@ def test_static_batch_copies_in_place_and_keeps_its_layout():
 def _engine(fused: bool, margin: float, guard: bool = True) -> Engine:
     torch.manual_seed(0)
     config = TrainConfig(learning_rate=0.01)
-    model = build_backbone("tiny-cnn", embedding_dim=8, dropout=0.0, image_size=32)
-    plan = plan_engine(EngineConfig(compile="none", fused_optimizer=fused), CPU, "adam")
+    model = build_backbone("test-cnn", embedding_dim=8, dropout=0.0, image_size=32)
+    plan = plan_engine(EngineConfig(compile="none"), CPU, "adam", fused=fused)
     optimizer = OPTIMIZERS["adam"](model.parameters(), config, plan.fused)
     criterion = TripletLoss(num_classes=0, embedding_dim=8, margin=margin)
     return Engine(

@@ -14,6 +14,7 @@ from train_helpers import StopAfter, build_lfw_cache
 from facetool.config.train import TrainConfig
 from facetool.miners import Miner
 from facetool.models.checkpoint import load_checkpoint
+from facetool.training import selection
 from facetool.training.loop import Trainer, train
 from facetool.training.progress import TrainProgress
 from facetool.training.sources import load_training_data
@@ -25,7 +26,7 @@ def tiny_config(cache: Path, run_dir: Path, **changes) -> TrainConfig:
     settings = {
         "data_dir": cache,
         "checkpoint_dir": run_dir,
-        "backbone": "tiny-cnn",
+        "backbone": "test-cnn",
         "image_size": 48,
         "embedding_dim": 16,
         "batch_size": 30,
@@ -69,7 +70,7 @@ def test_training_loss_falls_and_run_dir_is_complete(small_cache, tmp_path):
     log = (tmp_path / "run" / "train.log").read_text()
     assert "left out 1 identities" in log and "anchor-positive pairs" in log
     ck = load_checkpoint(tmp_path / "run" / "last.pth")
-    assert ck["epoch"] == 5 and ck["backbone"]["name"] == "tiny-cnn" and ck["config"]["miner"] == "random"
+    assert ck["epoch"] == 5 and ck["backbone"]["name"] == "test-cnn" and ck["config"]["miner"] == {"name": "random"}
     run = tmp_path / "run"
     best = min(result.history, key=lambda r: r["train_loss"])["epoch"]
     assert load_checkpoint(run / "best.pth")["epoch"] == best
@@ -143,7 +144,7 @@ class NoTriplets(Miner):
 
 def test_rounds_without_triplets_are_skipped_and_counted(small_cache, tmp_path):
     trainer = Trainer(tiny_config(small_cache, tmp_path / "run", num_epochs=1), TrainProgress())
-    trainer.miners[trainer.config.miner] = NoTriplets()
+    trainer.miners[trainer.config.miner.label] = NoTriplets()
     trainer.run()
     record = trainer.history[0]
     assert record["skipped_batches"] == record["batches"] == 4
@@ -224,26 +225,22 @@ def test_extra_negatives_bring_in_single_image_people_and_leave_validation_alone
     assert "round 1: 28 images of 6 people" in log, "6 people x 4 images, and the 4 outside the round once"
 
 
-@pytest.mark.parametrize(("loss", "augment", "size"), [("triplet", {}, 54), ("batch-hard", NO_AUGMENT, 48)])
+@pytest.mark.parametrize(("loss", "augment", "size"), [("triplet", {}, 54), pytest.param("batch-hard", NO_AUGMENT, 48, marks=pytest.mark.extras)])
 def test_faces_resized_once_train_the_weights_of_faces_resized_every_round(
-    small_cache, tmp_path, loss, augment, size
+    small_cache, tmp_path, monkeypatch, loss, augment, size
 ):
     """96 px crops for a 48 px network, augmented (mining sees the same inputs) or not (the network gets the
     same memory layout: a convolution computes other bits from the same values laid out otherwise)."""
     checkpoints, logs = {}, {}
     for once in (True, False):
         run_dir = tmp_path / f"once-{once}"
-        settings = {
-            "loss": loss,
-            "augment": augment,
-            "data": {"resize_once": once},
-            "validation": {"fraction": 0.0},
-        }
+        settings = {"loss": loss, "augment": augment, "validation": {"fraction": 0.0}}
+        monkeypatch.setattr(selection, "RESIZE_ONCE", once)
         train(tiny_config(small_cache, run_dir, **settings))
         checkpoints[once] = load_checkpoint(run_dir / "last.pth")
         logs[once] = (run_dir / "train.log").read_text()
     assert f"faces resized once to {size} px: 0.00 GiB of float faces in host memory" in logs[True]
-    assert f"faces resized to {size} px in every round: data.resize_once is off" in logs[False]
+    assert f"faces resized to {size} px in every round: resizing once is off" in logs[False]
     once, every = checkpoints[True]["model"], checkpoints[False]["model"]
     assert once.keys() == every.keys() and all(torch.equal(once[k], every[k]) for k in once)
     drop = ("images_per_s", "time_s")

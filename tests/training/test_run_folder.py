@@ -33,7 +33,7 @@ from facetool.training.validate import draw_triplets
 
 def tiny(cache: Path, run_dir: Path, **changes) -> TrainConfig:
     settings = {
-        "data_dir": cache, "checkpoint_dir": run_dir, "backbone": "tiny-cnn", "image_size": 48,
+        "data_dir": cache, "checkpoint_dir": run_dir, "backbone": "test-cnn", "image_size": 48,
         "embedding_dim": 16, "batch_size": 30, "epoch_size": 2, "num_epochs": 1, "people_per_batch": 6,
         "images_per_person": 4, "learning_rate": 0.01, "device": "cpu", "threads": 1,
         "validation": {"fraction": 0.0}, **changes,

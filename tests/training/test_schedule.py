@@ -66,7 +66,7 @@ def test_cosine_restarts_equal_torch_sgdr() -> None:
 def short_run(cache: Path, run_dir: Path, **changes: Any) -> TrainConfig:
     """Four epochs of two SGD steps of the tiny backbone, no validation."""
     settings = {
-        "data_dir": cache, "checkpoint_dir": run_dir, "backbone": "tiny-cnn", "image_size": 48,
+        "data_dir": cache, "checkpoint_dir": run_dir, "backbone": "test-cnn", "image_size": 48,
         "embedding_dim": 16, "batch_size": 30, "epoch_size": 2, "num_epochs": 4, "people_per_batch": 6,
         "images_per_person": 4, "miner": "random", "optimizer": "sgd", "learning_rate": 0.1, "device": "cpu",
         "threads": 1, "validation": {"fraction": 0.0}, **changes,

@@ -53,7 +53,7 @@ def test_folder_input_and_pairs_file_validation_match_eval(image_dir, tmp_path):
         {
             "data_dir": faces,
             "checkpoint_dir": tmp_path / "run",
-            "backbone": "tiny-cnn",
+            "backbone": "test-cnn",
             "image_size": 48,
             "embedding_dim": 16,
             "batch_size": 12,
@@ -85,7 +85,7 @@ def test_pairs_file_naming_missing_images_fails_before_training(small_cache, tmp
         {
             "data_dir": small_cache,
             "checkpoint_dir": tmp_path / "run",
-            "backbone": "tiny-cnn",
+            "backbone": "test-cnn",
             "image_size": 48,
             "device": "cpu",
             "validation": {"fraction": 0.0, "pairs_file": pairs},
@@ -105,7 +105,7 @@ def test_train_command_detects_a_folder_into_the_run_folder_and_the_library_take
     run = tmp_path / "run"
     result = facetool_cli(
         "train", "--data", image_dir, "--checkpoint-dir", run, "--num-epochs", "1", "--batch-size", "12",
-        "--people-per-batch", "4", "--images-per-person", "3", "--device", "cpu", "--set", "backbone=tiny-cnn",
+        "--people-per-batch", "4", "--images-per-person", "3", "--device", "cpu", "--set", "backbone=test-cnn",
         "--set", "image_size=48", "--set", "embedding_dim=16", "--set", "epoch_size=1",
         "--set", "validation.fraction=0.0",
     )  # fmt: skip

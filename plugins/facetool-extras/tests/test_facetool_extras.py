@@ -121,7 +121,7 @@ def test_tiny_cnn_learns_from_triplets() -> None:
 
 
 def test_tiny_cnn_weights_round_trip_and_errors(tmp_path: Path) -> None:
-    trained = TinyCNN(8)
+    trained = TinyCNN(embedding_dim=8)
     path = tmp_path / "tiny.pt"
     torch.save(trained.state_dict(), path)
     model = build_backbone("tiny-cnn", embedding_dim=8, pretrained=str(path), image_size=32)

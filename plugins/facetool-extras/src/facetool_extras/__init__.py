@@ -1,4 +1,4 @@
-"""Extra facetool plugins: the `distance-weighted` miner, the `tiny-cnn`/`tiny-cnn-gdc`/`small-cnn` backbones, margin-softmax losses."""
+"""Extra facetool plugins: the `distance-weighted` miner, the `tiny-cnn` and `small-cnn` backbones (`head = "avg" | "gdc"`), margin-softmax losses."""
 
 from importlib.metadata import PackageNotFoundError, version
 
