@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,7 @@ from facetool.training.epoch import EpochRunner, EpochSettings, NonFiniteError
 from facetool.training.history import EpochRecord, best_epoch
 from facetool.training.progress import TrainProgress
 from facetool.training.recipe import check_plugins
+from facetool.training.result import TrainResult
 from facetool.training.resume import resolve_resume
 from facetool.training.run_folder import (
     LAST,
@@ -60,24 +61,6 @@ from facetool.training.state import check_same_loss, check_training_fields, load
 from facetool.training.validate import Validator
 
 __all__ = ["NonFiniteError", "TrainResult", "Trainer", "train"]
-
-
-@dataclass(frozen=True)
-class TrainResult:
-    """What a finished run left behind and how it went."""
-
-    run_dir: Path
-    epochs: int
-    history: list[dict[str, Any]]
-    last_checkpoint: Path
-    best_checkpoint: Path | None
-    train_identities: int
-    val_identities: int
-    dropped_identities: int
-    duration_s: float
-    resumed_from: Path | None = None
-    plots: list[Path] = field(default_factory=list)
-    stopped: str | None = None
 
 
 class Trainer:
