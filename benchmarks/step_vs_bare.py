@@ -35,8 +35,8 @@ from facetool.config.train import AugmentConfig, EngineConfig, TrainConfig
 from facetool.data.augment import Augmenter
 from facetool.device import resolve_device
 from facetool.losses import TripletLoss
-from facetool.training.allocator import set_kept
 from facetool.models import build_backbone
+from facetool.training.allocator import set_kept
 from facetool.training.engine import OPTIMIZERS, Engine, plan_engine
 
 CL, NCHW = torch.channels_last, torch.contiguous_format
@@ -96,7 +96,9 @@ def main() -> None:
     parser.add_argument("--optimizer", default="adam", choices=sorted(OPTIMIZERS))
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--layouts", nargs="+", default=list(LAYOUTS), choices=LAYOUTS)
-    parser.add_argument("--keep-memory", action="store_true", help="also time with the allocator's memory kept")
+    parser.add_argument(
+        "--keep-memory", action="store_true", help="also time with the allocator's memory kept"
+    )
     add_report_options(parser)
     args = parser.parse_args()
     if args.threads:
@@ -133,7 +135,7 @@ def main() -> None:
     times = alternate(variants, args.runs)
     rows = []
     for name, (seconds, faults) in times.items():
-        kind, rest = name.split(", ", 1)
+        rest = name.split(", ", 1)[1]
         bare = statistics.median(times[f"bare, {rest}"][0])
         median = statistics.median(seconds)
         rows.append(

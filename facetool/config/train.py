@@ -68,7 +68,9 @@ class EngineConfig(StrictModel):
         "replayed). CUDA-only modes fall back to eager on a CPU.",
     )
     channels_last: bool | Literal["auto"] = Field(
-        "auto", description="NHWC memory layout of model and inputs (auto: on CUDA only)."
+        "auto",
+        description="NHWC memory layout of model and inputs (auto: both on CUDA, the inputs only on a CPU; "
+        "false: NCHW).",
     )
     fused_optimizer: bool | Literal["auto"] = Field(
         "auto",

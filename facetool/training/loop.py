@@ -39,7 +39,7 @@ from facetool.training.distributed import (
     rank_device,
     ranks_from_env,
 )
-from facetool.training.engine import STEP_NAMES, engine_from_config
+from facetool.training.engine import LAYOUT_NAMES, STEP_NAMES, engine_from_config
 from facetool.training.epoch import EpochRunner, EpochSettings, NonFiniteError
 from facetool.training.history import EpochRecord, best_epoch
 from facetool.training.progress import TrainProgress
@@ -143,7 +143,7 @@ class Trainer:
                 else ""
             )
             + f"; device {self.device}, {str(dtype).removeprefix('torch.')}, faces {data.choice.kind}, "
-            f"{STEP_NAMES[plan.compile]}{', channels_last' if plan.channels_last else ''}"
+            f"{STEP_NAMES[plan.compile]}{LAYOUT_NAMES[plan.channels_last, plan.channels_last_inputs]}"
             f"{', fused optimizer' if plan.fused else ''}, {torch.get_num_threads()} CPU threads"
             + (f", {self.ranks.world_size} processes" if self.ranks.distributed else "")
         )
@@ -204,6 +204,7 @@ class Trainer:
         load_field(path, "loss", self.engine.criterion.load_state_dict, ck.get("loss") or {})
         load_field(path, "optimizer", self.engine.optimizer.load_state_dict, ck["optimizer"])
         load_field(path, "scheduler", lambda s: restore_scheduler(self.scheduler, s), ck["scheduler"])
+        self.epoch_runner.restore_carry(path, ck.get("carry"))
         self.history, self.epoch = records, epoch
         if self.ranks.main and Path(path).resolve() == (self.run_dir / LAST).resolve():
             best = best_epoch(records, self.score_key)
@@ -238,8 +239,8 @@ class Trainer:
         return identity_digests(self.prepared.train_identities)
 
     def checkpoint(self) -> dict[str, Any]:
-        """The checkpoint of the current state."""
-        return make_checkpoint(
+        """The checkpoint of the current state (with the mined triplets carried into the next epoch, if any)."""
+        checkpoint = make_checkpoint(
             model=self.engine.model.state_dict(),
             backbone=self.backbone,
             config=self.config.model_dump(mode="json"),
@@ -250,6 +251,8 @@ class Trainer:
             scheduler=self.scheduler.state_dict(),
             train_identities=self.train_identity_digests(),
         )
+        carry = self.epoch_runner.carry
+        return checkpoint | ({"carry": carry.state()} if carry is not None else {})
 
     def _check_finite_weights(self) -> None:
         """Never save a NaN model: non-finite weights or batch-norm statistics end the run here."""
