@@ -42,6 +42,8 @@ from facetool.training.engine import OPTIMIZERS, Engine, plan_engine
 CL, NCHW = torch.channels_last, torch.contiguous_format
 # layout name: (the model's weights, the input)
 LAYOUTS = {"contiguous": (NCHW, NCHW), "input-only": (NCHW, CL), "channels_last": (CL, CL)}
+# the engine setting that plans each layout on a CPU
+PLANNED: dict[str, bool | str] = {"contiguous": False, "input-only": "auto", "channels_last": True}
 
 
 def bare_step(
@@ -120,7 +122,7 @@ def main() -> None:
     for layout in args.layouts:
         fmt, input_fmt = LAYOUTS[layout]
         x = x0.contiguous(memory_format=input_fmt)
-        settings = EngineConfig(channels_last=layout == "channels_last")
+        settings = EngineConfig(channels_last=PLANNED[layout])
         plan = plan_engine(settings, device, args.optimizer)
         model = copy.deepcopy(base).to(memory_format=fmt)
         optimizer = OPTIMIZERS[args.optimizer](model.parameters(), config, plan.fused)

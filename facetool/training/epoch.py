@@ -20,6 +20,7 @@ import torch
 from facetool.config.train import TrainConfig
 from facetool.errors import FacetoolError
 from facetool.miners import Miner
+from facetool.training.allocator import keep_memory
 from facetool.training.batch_plan import BatchPlan
 from facetool.training.callbacks import NonFinite, Step
 from facetool.training.distributed import Ranks, all_reduce_min, all_reduce_sum
@@ -272,7 +273,15 @@ class EpochRunner:
         self.emit("on_round", stats)
 
     def __call__(self, epoch: int) -> EpochRecord:
-        """Train epoch `epoch` (0-based); its record has no validation figures yet (the loop adds them)."""
+        """Train epoch `epoch` (0-based); its record has no validation figures yet (the loop adds them).
+
+        The C allocator keeps the memory the steps free until the epoch ends (facetool.training.allocator),
+        so a step does not fault its buffers back in; at the end it is handed back to the OS.
+        """
+        with keep_memory():
+            return self._epoch(epoch)
+
+    def _epoch(self, epoch: int) -> EpochRecord:
         settings, plan = self.settings, self.plan
         device = self.engine.device
         rng, (torch_seed, aug_seed, miner_seed) = epoch_seeds(settings.seed + self.ranks.rank, epoch)
