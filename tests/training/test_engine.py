@@ -78,3 +78,26 @@ def test_non_finite_step_changes_nothing_and_finite_step_trains(fused):
     loss, flag = engine.step(x)
     assert torch.isfinite(loss) and flag.item() == 0.0
     assert not torch.equal(before["head.weight"], engine.model.state_dict()["head.weight"])
+
+
+@pytest.mark.parametrize(
+    ("setting", "weights", "inputs"),
+    [("auto", torch.contiguous_format, torch.channels_last), (True, torch.channels_last, torch.channels_last),
+     (False, torch.contiguous_format, torch.contiguous_format)],
+)  # fmt: skip
+def test_a_cpu_run_plans_its_layout_whatever_layout_its_batches_come_in(setting, weights, inputs):
+    """auto on a CPU: channels_last inputs (the fast CPU convolution) for NCHW batches too, weights as built."""
+    torch.manual_seed(0)
+    model = build_backbone("tiny-cnn-gdc", embedding_dim=8, dropout=0.0, image_size=32)
+    plan = plan_engine(EngineConfig(channels_last=setting), CPU, "adam")
+    engine = Engine(model, OPTIMIZERS["adam"](model.parameters(), TrainConfig(), True), CPU, torch.float32, 32, 64,
+                    plan=plan)  # fmt: skip
+    seen = []
+    first = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    first.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+    for layout in (torch.contiguous_format, torch.channels_last):
+        x = torch.randn(6, 3, 32, 32).contiguous(memory_format=layout)
+        engine.step(x)
+        engine.embed_inputs(x)
+    assert first.weight.is_contiguous(memory_format=weights)
+    assert len(seen) == 4 and all(x.is_contiguous(memory_format=inputs) for x in seen)
