@@ -79,6 +79,21 @@ class EngineConfig(StrictModel):
     )
 
 
+# pixels of one CPU embedding chunk: 128 faces at 64 px, 20 at 160 px (docs/benchmarks.md, issue 36)
+EMBED_CHUNK_PIXELS = 2**19
+
+
+def embed_batch_for(setting: int | str, image_size: int, device_type: str) -> int:
+    """The embedding pass's chunk: the setting, or for auto 256 on an accelerator and on a CPU as many faces as
+    make EMBED_CHUNK_PIXELS (16 to 256), whose activations stay in the caches: at 64 px a chunk of 256 embedded
+    1.9x slower per face than one of 128, at 160 px one of 128 1.5x slower than one of 16."""
+    if setting != "auto":
+        return int(setting)
+    if device_type != "cpu":
+        return 256
+    return max(16, min(256, EMBED_CHUNK_PIXELS // (image_size * image_size)))
+
+
 WORKER_TIMEOUT_S = 300.0
 
 
@@ -224,9 +239,18 @@ class TrainConfig(StrictModel):
         "checkpoint, always finite, stays) or skip (that batch makes no update and is counted).",
     )
 
-    embed_batch_size: int = Field(
-        256, ge=2, description="Images per gradient-free forward pass (mining and validation)."
+    embed_batch_size: int | Literal["auto"] = Field(
+        "auto",
+        description="Images per gradient-free forward pass (mining and validation); auto: 256 on an "
+        "accelerator, on a CPU 128 at 64 px and fewer for larger inputs (embed_batch_for).",
     )
+
+    @field_validator("embed_batch_size")
+    @classmethod
+    def _embed_batch_at_least_two(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 2:
+            raise ValueError("must be at least 2 (or auto)")
+        return value
 
     callbacks: dict[str, dict[str, Any]] = Field(
         default_factory=dict,

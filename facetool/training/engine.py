@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from facetool.config.train import EngineConfig, TrainConfig
+from facetool.config.train import EngineConfig, TrainConfig, embed_batch_for
 from facetool.data.augment import prepare
 from facetool.device import autocast
 from facetool.losses import Loss, TripletLoss, get_loss
@@ -313,7 +313,7 @@ def engine_from_config(
         device,
         dtype,
         config.image_size,
-        config.embed_batch_size,
+        embed_batch_for(config.embed_batch_size, config.image_size, device.type),
         plan=plan,
         train_model=train_model,
         guard_buffers=config.on_nonfinite == "skip",

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from facetool.config.train import EngineConfig, TrainConfig
+from facetool.config.train import EngineConfig, TrainConfig, embed_batch_for
 from facetool.losses import TripletLoss
 from facetool.models import build_backbone
-from facetool.training.engine import OPTIMIZERS, Engine, plan_engine
+from facetool.training.engine import OPTIMIZERS, Engine, engine_from_config, plan_engine
 from facetool.training.graph import FAST_STEPS, StaticBatch
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
@@ -101,3 +101,20 @@ def test_a_cpu_run_plans_its_layout_whatever_layout_its_batches_come_in(setting,
         engine.embed_inputs(x)
     assert first.weight.is_contiguous(memory_format=weights)
     assert len(seen) == 4 and all(x.is_contiguous(memory_format=inputs) for x in seen)
+
+
+@pytest.mark.parametrize(
+    ("setting", "size", "device", "expected"),
+    [("auto", 64, "cpu", 128), ("auto", 160, "cpu", 20), ("auto", 32, "cpu", 256), ("auto", 400, "cpu", 16),
+     ("auto", 160, "cuda", 256), (90, 64, "cpu", 90)],
+)  # fmt: skip
+def test_the_embedding_chunk_follows_the_input_size_on_a_cpu(setting, size, device, expected):
+    assert embed_batch_for(setting, size, device) == expected
+
+
+def test_a_cpu_engine_embeds_in_chunks_sized_for_its_input():
+    config = TrainConfig(backbone="tiny-cnn", image_size=64, embedding_dim=8)
+    engine, _ = engine_from_config(config, CPU, torch.float32)
+    assert engine.embed_batch_size == 128
+    with pytest.raises(ValueError, match="at least 2"):
+        TrainConfig(embed_batch_size=1)
