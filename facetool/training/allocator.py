@@ -1,10 +1,11 @@
 """Keep the C allocator's memory during training, so a step does not fault its buffers back in (issue 36).
 
 A training step frees and reallocates the same large activation buffers every time. glibc's malloc serves big
-blocks with mmap and returns freed memory at the heap's top to the OS (trim), so the next step page-faults all of
-it back in: 12,000-18,000 minor faults per step on the CPU against about 7,000 for a step whose memory stays.
+blocks with mmap and returns freed memory at the heap's top to the OS (trim), so a later step can page-fault all
+of it back in (tens of thousands of minor faults per step at 64 px, depending on glibc's own moving thresholds).
 `keep_memory` raises both thresholds for the duration of a block (only on glibc) and afterwards sets glibc's
-defaults again and trims, so the memory a run held is handed back when it ends.
+starting values again (its own adjustment of them stays off, as after any mallopt) and trims, so the memory
+held is handed back when the block ends.
 """
 
 from __future__ import annotations

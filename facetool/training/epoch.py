@@ -3,7 +3,9 @@
 Losses and non-finite flags stay on the device and are read once per round; the running loss a step event
 carries is read after every step on a CPU (free there) and at most twice a second on an accelerator. Under DDP
 every rank runs the same number of steps per round (the fewest any rank can fill), and the loss figures are
-summed over ranks. An epoch ends in its EpochRecord, whose validation figures the loop fills in.
+summed over ranks. An epoch ends in its EpochRecord, whose validation figures the loop fills in. The mined
+triplets its last round had left train first in the next epoch (`Carried`; single process). While the epoch
+runs, the C allocator keeps the memory the steps free (facetool.training.allocator).
 """
 
 from __future__ import annotations

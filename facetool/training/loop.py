@@ -4,7 +4,7 @@ checkpoint files, the config's plugins, the caller's, the display, the plots) th
 
 Randomness: every epoch draws from generators seeded by (seed, epoch) (people sampling, augmentation,
 dropout, triplet order), so a run resumed at an epoch boundary repeats an uninterrupted one exactly on the
-CPU; checkpoints hold no RNG state (facetool.training.state).
+CPU; checkpoints hold no RNG state of their own (facetool.training.state; a carried round's is in `carry`).
 """
 
 from __future__ import annotations
