@@ -4,8 +4,7 @@ Losses and non-finite flags stay on the device and are read once per round; the 
 carries is read after every step on a CPU (free there) and at most twice a second on an accelerator. Under DDP
 every rank runs the same number of steps per round (the fewest any rank can fill), and the loss figures are
 summed over ranks. An epoch ends in its EpochRecord, whose validation figures the loop fills in. The mined
-triplets its last round had left train first in the next epoch (`Carried`; single process). While the epoch
-runs, the C allocator keeps the memory the steps free (facetool.training.allocator).
+triplets its last round had left train first in the next epoch (`Carried`; single process).
 """
 
 from __future__ import annotations
@@ -22,7 +21,6 @@ import torch
 from facetool.config.train import TrainConfig
 from facetool.errors import FacetoolError
 from facetool.miners import Miner
-from facetool.training.allocator import keep_memory
 from facetool.training.batch_plan import BatchPlan
 from facetool.training.callbacks import NonFinite, Step
 from facetool.training.distributed import Ranks, all_reduce_min, all_reduce_sum
@@ -176,6 +174,10 @@ class EpochRunner:
         self.ranks = ranks
         self.carry: Carried | None = None
 
+    def carry_fields(self) -> dict[str, object]:
+        """The checkpoint's `carry` field, when triplets are carried into the next epoch."""
+        return {"carry": self.carry.state()} if self.carry is not None else {}
+
     def restore_carry(self, path: Path, state: object) -> None:
         """Take up the carried triplets of a checkpoint's `carry` field (none: nothing was carried)."""
         if state is not None and self.plan.mines and not self.ranks.distributed:
@@ -275,15 +277,7 @@ class EpochRunner:
         self.emit("on_round", stats)
 
     def __call__(self, epoch: int) -> EpochRecord:
-        """Train epoch `epoch` (0-based); its record has no validation figures yet (the loop adds them).
-
-        The C allocator keeps the memory the steps free until the epoch ends (facetool.training.allocator),
-        so a step does not fault its buffers back in; at the end it is handed back to the OS.
-        """
-        with keep_memory():
-            return self._epoch(epoch)
-
-    def _epoch(self, epoch: int) -> EpochRecord:
+        """Train epoch `epoch` (0-based); its record has no validation figures yet (the loop adds them)."""
         settings, plan = self.settings, self.plan
         device = self.engine.device
         rng, (torch_seed, aug_seed, miner_seed) = epoch_seeds(settings.seed + self.ranks.rank, epoch)

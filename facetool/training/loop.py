@@ -26,6 +26,7 @@ from facetool.errors import ConfigError, FacetoolError, UsageError
 from facetool.identities import identity_digests
 from facetool.miners import get_miner
 from facetool.models.checkpoint import load_checkpoint, make_checkpoint
+from facetool.training.allocator import keep_memory
 from facetool.training.batch_plan import plan_for
 from facetool.training.callbacks import Callback, Callbacks, NonFinite, callbacks_from_config
 from facetool.training.default_callbacks import Checkpoints, EpochLog, Plots
@@ -251,8 +252,7 @@ class Trainer:
             scheduler=self.scheduler.state_dict(),
             train_identities=self.train_identity_digests(),
         )
-        carry = self.epoch_runner.carry
-        return checkpoint | ({"carry": carry.state()} if carry is not None else {})
+        return checkpoint | self.epoch_runner.carry_fields()
 
     def _check_finite_weights(self) -> None:
         """Never save a NaN model: non-finite weights or batch-norm statistics end the run here."""
@@ -395,7 +395,8 @@ def train(
         except BaseException:
             folder.discard_if_new()
             raise
-        trainer.run()
+        with keep_memory():
+            trainer.run()
     finally:
         for running in opened:
             running.close()
