@@ -27,7 +27,17 @@ from facetool.models import build_backbone
 from facetool.training.graph import FAST_STEPS
 from facetool.training.schedule import make_scheduler
 
-EMBED_BATCH_SIZE = 256
+# pixels of one CPU embedding chunk: 128 faces at 64 px, 20 at 160 px (docs/benchmarks.md, issue 36)
+EMBED_CHUNK_PIXELS = 2**19
+
+
+def embed_batch_for(image_size: int, device_type: str) -> int:
+    """Faces per chunk of the gradient-free embedding pass: 256 on an accelerator; on a CPU as many as make
+    EMBED_CHUNK_PIXELS (16 to 256), whose activations stay in the caches: at 64 px a chunk of 256 embedded
+    1.9x slower per face than one of 128, at 160 px one of 128 1.5x slower than one of 16."""
+    if device_type != "cpu":
+        return 256
+    return max(16, min(256, EMBED_CHUNK_PIXELS // (image_size * image_size)))
 """Images per gradient-free forward pass (mining and validation)."""
 
 FUSABLE = frozenset({"adam", "adamw", "sgd"})
@@ -62,6 +72,7 @@ class EnginePlan:
     channels_last: bool
     fused: bool
     notes: tuple[str, ...] = field(default_factory=tuple)
+    channels_last_inputs: bool = False
 
 
 def plan_engine(
@@ -77,7 +88,9 @@ def plan_engine(
 
     auto means the fast path on CUDA (one CUDA graph per step; eager under DDP) and plain eager on a CPU.
     CUDA-only modes asked for on a CPU fall back to eager; a CUDA graph needs a fused optimizer and a
-    single process. Every fallback is stated in `notes`.
+    single process. Every fallback is stated in `notes`. The layout: channels_last model and inputs on CUDA;
+    on a CPU (auto) channels_last inputs only, which a CPU convolution runs as fast as channels_last weights
+    (1.3-1.4x faster than NCHW inputs, docs/benchmarks.md) and which leaves the weights' bits as they were.
     """
     cuda = device.type == "cuda"
     notes: list[str] = []
@@ -97,8 +110,10 @@ def plan_engine(
     if mode == "cuda-graph" and not fused:
         notes.append("engine.compile=cuda-graph needs a fused optimizer; running eagerly")
         mode = "none"
-    channels_last = cuda if channels_last is None else channels_last
-    return EnginePlan(mode, channels_last, fused, tuple(notes))
+    auto = channels_last is None
+    channels_last = cuda if auto else channels_last
+    inputs = channels_last or (auto and device.type == "cpu")
+    return EnginePlan(mode, channels_last, fused, tuple(notes), channels_last_inputs=inputs)
 
 
 def _average_over_ranks(criterion: Loss | None) -> None:
@@ -166,8 +181,10 @@ class Engine:
         return torch.cat(parts)
 
     def layout(self, x: torch.Tensor) -> torch.Tensor:
-        """`x` in the memory layout the model runs in (channels_last when planned)."""
-        return x.contiguous(memory_format=torch.channels_last) if self.plan.channels_last else x
+        """`x` in the memory layout the model runs in: channels_last when planned, else NCHW."""
+        planned = self.plan.channels_last or self.plan.channels_last_inputs
+        fmt = torch.channels_last if planned else torch.contiguous_format
+        return x.contiguous(memory_format=fmt) if x.dim() == 4 else x
 
     def loss(
         self, model: nn.Module, x: torch.Tensor, labels: torch.Tensor, *, cache: bool = True
@@ -260,6 +277,10 @@ class Engine:
         return self._fast(x, labels)
 
 
+# (model channels_last, inputs channels_last): how the run's log line names the layout
+LAYOUT_NAMES = {(True, True): ", channels_last", (False, True): ", channels_last inputs", (False, False): ""}
+LAYOUT_NAMES[True, False] = LAYOUT_NAMES[True, True]
+
 STEP_NAMES = {
     "none": "eager steps",
     "reduce-overhead": "torch.compile'd steps",
@@ -312,7 +333,7 @@ def engine_from_config(
         device,
         dtype,
         config.image_size,
-        EMBED_BATCH_SIZE,
+        embed_batch_for(config.image_size, device.type),
         plan=plan,
         train_model=train_model,
         guard_buffers=config.on_nonfinite == "skip",

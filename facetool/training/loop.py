@@ -4,7 +4,7 @@ checkpoint files, the config's plugins, the caller's, the display, the plots) th
 
 Randomness: every epoch draws from generators seeded by (seed, epoch) (people sampling, augmentation,
 dropout, triplet order), so a run resumed at an epoch boundary repeats an uninterrupted one exactly on the
-CPU; checkpoints hold no RNG state (facetool.training.state).
+CPU; checkpoints hold no RNG state of their own (facetool.training.state; a carried round's is in `carry`).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from facetool.identities import identity_digests
 from facetool.miners import get_miner
 from facetool.models.backbone import same_backbone
 from facetool.models.checkpoint import load_checkpoint, make_checkpoint
+from facetool.training.allocator import keep_memory
 from facetool.training.batch_plan import plan_for
 from facetool.training.callbacks import Callback, Callbacks, NonFinite, callbacks_from_config
 from facetool.training.default_callbacks import Checkpoints, EpochLog, Plots
@@ -40,7 +41,7 @@ from facetool.training.distributed import (
     rank_device,
     ranks_from_env,
 )
-from facetool.training.engine import STEP_NAMES, engine_from_config
+from facetool.training.engine import LAYOUT_NAMES, STEP_NAMES, engine_from_config
 from facetool.training.epoch import EpochRunner, EpochSettings, NonFiniteError
 from facetool.training.history import EpochRecord, best_epoch
 from facetool.training.progress import TrainProgress
@@ -131,7 +132,7 @@ class Trainer:
                 else ""
             )
             + f"; device {self.device}, {str(dtype).removeprefix('torch.')}, faces {data.choice.kind}, "
-            f"{STEP_NAMES[plan.compile]}{', channels_last' if plan.channels_last else ''}"
+            f"{STEP_NAMES[plan.compile]}{LAYOUT_NAMES[plan.channels_last, plan.channels_last_inputs]}"
             f"{', fused optimizer' if plan.fused else ''}, {torch.get_num_threads()} CPU threads"
             + (f", {self.ranks.world_size} processes" if self.ranks.distributed else "")
         )
@@ -192,6 +193,7 @@ class Trainer:
         load_field(path, "loss", self.engine.criterion.load_state_dict, ck.get("loss") or {})
         load_field(path, "optimizer", self.engine.optimizer.load_state_dict, ck["optimizer"])
         load_field(path, "scheduler", lambda s: restore_scheduler(self.scheduler, s), ck["scheduler"])
+        self.epoch_runner.restore_carry(path, ck.get("carry"))
         self.history, self.epoch = records, epoch
         if self.ranks.main and Path(path).resolve() == (self.run_dir / LAST).resolve():
             chosen_elsewhere = any(getattr(cb, "chooses_best", False) for cb in self.callbacks.items)
@@ -227,8 +229,8 @@ class Trainer:
         return identity_digests(self.prepared.train_identities)
 
     def checkpoint(self) -> dict[str, Any]:
-        """The checkpoint of the current state."""
-        return make_checkpoint(
+        """The checkpoint of the current state (with the mined triplets carried into the next epoch, if any)."""
+        checkpoint = make_checkpoint(
             model=self.engine.model.state_dict(),
             backbone=self.backbone,
             config=self.config.model_dump(mode="json"),
@@ -240,6 +242,7 @@ class Trainer:
             train_identities=self.train_identity_digests(),
             face_crop=self.face_crop,
         )
+        return checkpoint | self.epoch_runner.carry_fields()
 
     def _check_finite_weights(self) -> None:
         """Never save a NaN model: non-finite weights or batch-norm statistics end the run here."""
@@ -382,7 +385,8 @@ def train(
         except BaseException:
             folder.discard_if_new()
             raise
-        trainer.run()
+        with keep_memory():
+            trainer.run()
     finally:
         for running in opened:
             running.close()

@@ -27,12 +27,15 @@ where they live, instead of in every round: the same inputs, bit for bit, in les
 @dataclass
 class Round:
     """The augmented inputs of one round, their labels (on the device, and a host copy), and the triplets mined
-    among them (indices into `inputs`; None when the loss needs no triplets)."""
+    among them (indices into `inputs`; None when the loss needs no triplets). `rows` and `augment_state` (the
+    augmentation generator's state before the round) rebuild the same inputs (`Selection.rebuild`)."""
 
     inputs: torch.Tensor
     mined: MiningResult | None
     labels: torch.Tensor | None = None
     host_labels: np.ndarray | None = None
+    rows: np.ndarray | None = None
+    augment_state: torch.Tensor | None = None
 
     @property
     def images(self) -> int:
@@ -85,14 +88,29 @@ class Selection:
     ) -> Round:
         if rows is None:
             rows = self.sampler.sample(rng)
+        if not self.mine:
+            inputs, labels, host_labels = self._inputs(rows, generator)
+            return Round(inputs, None, labels, host_labels)
+        state = generator.get_state()
+        inputs, labels, host_labels = self._inputs(rows, generator)
+        mined = miner(self.engine.embed_inputs(inputs), labels, self.engine.criterion.margin)
+        return Round(inputs, mined, labels, host_labels, rows, state)
+
+    def _inputs(
+        self, rows: np.ndarray, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+        """The augmented faces of `rows`, their training-class labels on the device and on the host."""
         device = self.engine.device
         if self.resized is None:
             inputs = self.augment(self.data.fetch(rows, device), generator)
         else:
             inputs = self.augment.from_working(self.resized.fetch(rows, device), generator)
         host_labels = self.classes[self.data.labels[rows]]
-        labels = torch.as_tensor(host_labels, device=device)
-        if not self.mine:
-            return Round(inputs, None, labels, host_labels)
-        mined = miner(self.engine.embed_inputs(inputs), labels, self.engine.criterion.margin)
-        return Round(inputs, mined, labels, host_labels)
+        return inputs, torch.as_tensor(host_labels, device=device), host_labels
+
+    def rebuild(self, rows: np.ndarray, augment_state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The inputs and labels of an earlier round of `rows`, augmented from the generator state it began with."""
+        generator = torch.Generator(device=self.engine.device)
+        generator.set_state(augment_state)
+        inputs, labels, _ = self._inputs(np.asarray(rows), generator)
+        return inputs, labels

@@ -8,7 +8,7 @@ import torch
 from facetool.config.train import EngineConfig, TrainConfig
 from facetool.losses import TripletLoss
 from facetool.models import build_backbone
-from facetool.training.engine import OPTIMIZERS, Engine, plan_engine
+from facetool.training.engine import OPTIMIZERS, Engine, embed_batch_for, engine_from_config, plan_engine
 from facetool.training.graph import FAST_STEPS, StaticBatch
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
@@ -79,3 +79,40 @@ def test_non_finite_step_changes_nothing_and_finite_step_trains(fused):
     loss, flag = engine.step(x)
     assert torch.isfinite(loss) and flag.item() == 0.0
     assert not torch.equal(before["head.weight"], engine.model.state_dict()["head.weight"])
+
+
+@pytest.mark.parametrize(
+    ("setting", "weights", "inputs"),
+    [(None, torch.contiguous_format, torch.channels_last), (True, torch.channels_last, torch.channels_last),
+     (False, torch.contiguous_format, torch.contiguous_format)],
+)  # fmt: skip
+def test_a_cpu_run_plans_its_layout_whatever_layout_its_batches_come_in(setting, weights, inputs):
+    """Unset (auto) on a CPU: channels_last inputs (the fast CPU convolution) for NCHW batches too, weights as built."""
+    torch.manual_seed(0)
+    model = build_backbone("tiny-cnn-gdc", embedding_dim=8, dropout=0.0, image_size=32)
+    plan = plan_engine(EngineConfig(), CPU, "adam", channels_last=setting)
+    engine = Engine(model, OPTIMIZERS["adam"](model.parameters(), TrainConfig(), True), CPU, torch.float32, 32, 64,
+                    plan=plan)  # fmt: skip
+    seen = []
+    first = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    first.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+    for layout in (torch.contiguous_format, torch.channels_last):
+        x = torch.randn(6, 3, 32, 32).contiguous(memory_format=layout)
+        engine.step(x)
+        engine.embed_inputs(x)
+    assert first.weight.is_contiguous(memory_format=weights)
+    assert len(seen) == 4 and all(x.is_contiguous(memory_format=inputs) for x in seen)
+
+
+@pytest.mark.parametrize(
+    ("size", "device", "expected"),
+    [(64, "cpu", 128), (160, "cpu", 20), (32, "cpu", 256), (400, "cpu", 16), (160, "cuda", 256)],
+)  # fmt: skip
+def test_the_embedding_chunk_follows_the_input_size_on_a_cpu(size, device, expected):
+    assert embed_batch_for(size, device) == expected
+
+
+def test_a_cpu_engine_embeds_in_chunks_sized_for_its_input():
+    config = TrainConfig(backbone="tiny-cnn", image_size=64, embedding_dim=8)
+    engine, _ = engine_from_config(config, CPU, torch.float32)
+    assert engine.embed_batch_size == 128
