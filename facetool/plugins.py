@@ -229,6 +229,15 @@ def _load(group: str, name: str) -> Any:
     )
 
 
+def plugin_class(group: str, name: str, base: type[T], spelled: str) -> type[T]:
+    """The class registered as `name` in `group`, which must subclass `base` (`spelled` is how the error names
+    it); PluginError naming the plugin otherwise."""
+    target = load_plugin(group, name)
+    if not (isinstance(target, type) and issubclass(target, base)):
+        raise PluginError(f"{kind_of(group)} {name!r}: entry point gives {target!r}, not a {spelled} subclass")
+    return target
+
+
 def load_plugin(group: str, name: str) -> Any:
     """The object an entry point names (a Miner subclass, a backbone factory, a loss).
 

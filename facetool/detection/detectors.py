@@ -16,12 +16,11 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
-from pydantic import ValidationError
 
-from facetool.config.base import StrictModel, format_validation_error
+from facetool.config.base import StrictModel, plugin_settings
 from facetool.config.detect import DetectConfig
-from facetool.errors import ConfigError, PluginError, UsageError
-from facetool.plugins import DETECTORS, available, call_plugin, load_plugin
+from facetool.errors import UsageError
+from facetool.plugins import DETECTORS, available, call_plugin, plugin_class
 
 NO_LANDMARKS = np.zeros((0, 5, 2), np.float32)
 
@@ -93,23 +92,15 @@ class Detector(ABC):
 
 def detector_class(name: str) -> type[Detector]:
     """The Detector subclass registered as `name`; PluginError when the entry point gives anything else."""
-    target = load_plugin(DETECTORS, name)
-    if not (isinstance(target, type) and issubclass(target, Detector)):
-        raise PluginError(
-            f"detector {name!r}: entry point gives {target!r}, not a facetool.detection.Detector subclass"
-        )
-    return target
+    return plugin_class(DETECTORS, name, Detector, "facetool.detection.Detector")
 
 
 def detector_settings(name: str, settings: dict[str, Any] | None = None) -> StrictModel:
     """The `[detect.detector]` table validated by detector `name`'s `Settings` model; a bad key is a ConfigError
     naming `detect.detector.KEY`."""
-    cls = detector_class(name)
-    try:
-        return cls.Settings.model_validate(settings or {})
-    except ValidationError as exc:
-        message = format_validation_error(exc, "settings").replace("settings: ", "detect.detector.")
-        raise ConfigError(f"{message} (detector {name!r})") from None
+    return plugin_settings(
+        detector_class(name).Settings, settings, key="detect.detector", plugin=f"detector {name!r}"
+    )
 
 
 def check_alignment(config: DetectConfig) -> type[Detector]:

@@ -21,7 +21,7 @@ from typing import Any, ClassVar, Protocol
 from facetool.config.base import NoSettings, StrictModel, plugin_settings
 from facetool.config.train import TrainConfig
 from facetool.errors import PluginError
-from facetool.plugins import CALLBACKS, call_plugin, load_plugin
+from facetool.plugins import CALLBACKS, call_plugin, plugin_class
 from facetool.training.distributed import Ranks
 from facetool.training.history import EpochRecord
 
@@ -110,12 +110,7 @@ class Callback:
 
 def callback_class(name: str) -> type[Callback]:
     """The Callback subclass registered as `name`; PluginError when the entry point gives anything else."""
-    target = load_plugin(CALLBACKS, name)
-    if not (isinstance(target, type) and issubclass(target, Callback)):
-        raise PluginError(
-            f"callback {name!r}: entry point gives {target!r}, not a facetool.training.callbacks.Callback subclass"
-        )
-    return target
+    return plugin_class(CALLBACKS, name, Callback, "facetool.training.callbacks.Callback")
 
 
 def create_callback(name: str, settings: Mapping[str, Any] | None = None) -> Callback:
