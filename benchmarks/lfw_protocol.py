@@ -18,7 +18,7 @@ from report import add_report_options, append_section, report_file
 from rich.console import Console
 
 from facetool.cli.protocol import RESULT_HEADER, result_rows, result_table
-from facetool.config.base import build_config
+from facetool.config.base import build_config, named_tables
 from facetool.config.protocol import ProtocolConfig
 from facetool.config.train import TrainConfig
 from facetool.protocol import ProtocolResult, recipe_settings, run_protocol
@@ -48,7 +48,10 @@ def recipe_changes(config: ProtocolConfig) -> str:
     for key, value in chosen.items():
         if key in ("data_dir", "checkpoint_dir"):
             continue
-        if isinstance(value, dict):
+        if key in named_tables(TrainConfig):  # a plugin and its settings: `backbone=tiny-cnn(head=gdc)`
+            if default.get(key) != value:
+                items.append(f"{key}={getattr(config.train, key).label}")
+        elif isinstance(value, dict):
             items += [f"{key}.{k}={v}" for k, v in value.items() if default[key].get(k) != v]
         elif default.get(key) != value:
             items.append(f"{key}={value}")
@@ -78,7 +81,7 @@ def main(argv: list[str] | None = None) -> ProtocolResult:
     if report is not None:
         append_section(
             report,
-            f"LFW View {result.view}: {config.train.backbone} at {config.train.image_size} px",
+            f"LFW View {result.view}: {config.train.backbone.label} at {config.train.image_size} px",
             RESULT_HEADER,
             result_rows(result),
             script=__file__,

@@ -123,9 +123,13 @@ def test_clean_flags_by_the_rules_and_leaves_the_flagged_out(trained, noisy, tmp
     report = json.loads((tmp_path / "clean.h5.flags.json").read_text())
     expected = reference_flags(emb, t)
     got = {(f["rule"], f["path"], f["other"]): f["distance"] for f in report["flags"]}
-    assert set(got) == set(expected)
-    for key, d in expected.items():
-        assert got[key] == pytest.approx(d, abs=1e-4)
+    limits = {"far": t, "closer-to-other": t, "duplicate": 0.05 * t, "same-person": 0.5 * t}
+    # the command embeds in other chunks and layout than the plain pass: only a distance within float noise
+    # of its rule's limit may fall on the other side of it
+    for key in set(got) ^ set(expected):
+        assert got.get(key, expected.get(key)) == pytest.approx(limits[key[0]], abs=1e-5), key
+    for key in set(got) & set(expected):
+        assert got[key] == pytest.approx(expected[key], abs=1e-4)
     copy = f"{trained.people[2]}/{trained.people[2]}_copy.jpg"
     assert ("duplicate", copy, f"{trained.people[2]}/{trained.people[2]}_0001.jpg") in got
     assert report["limits"] == {"far": t, "closer-to-other": t, "duplicate": 0.05 * t, "same-person": 0.5 * t}

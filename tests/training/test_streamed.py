@@ -47,7 +47,7 @@ def test_streamed_and_preloaded_training_choose_the_same_and_end_equal(small_cac
             torch.manual_seed(torch_seed)
             trainer.miner_generator.manual_seed(miner_seed)
             chosen = trainer.selection(
-                trainer.miners[trainer.config.miner], rng, torch.Generator().manual_seed(aug_seed)
+                trainer.miners[trainer.config.miner.label], rng, torch.Generator().manual_seed(aug_seed)
             )
             names = [trainer.data.identities[i] for i in trainer.data.labels[rows]]
             rounds.append((rows, names, trainer.data.fetch(rows, "cpu"), chosen))
