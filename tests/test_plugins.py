@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from cli_helpers import facetool_in_process
 from plugin_helpers import Install, make_distribution, plugin_site
 
 import facetool
@@ -596,3 +597,10 @@ def test_cli_listings_survive_unruly_plugins_and_stdout_stays_json(unruly_site: 
     assert rows_by_name(json.loads(info.stdout)["plugins"])["raiser"]["status"] == "broken"
     info_table = run_facetool(["info"], unruly_site)
     assert info_table.returncode == 0 and "skipper" in info_table.stdout, info_table.stderr
+
+
+def test_the_plugins_command_help_names_every_kind() -> None:
+    """`facetool plugins --help` describes the group by the kinds it lists, every one of them."""
+    shown = " ".join(facetool_in_process("plugins", "--help").stdout.split())
+    missing = [kind for kind in plugins.GROUPS.values() if kind not in shown]
+    assert not missing, f"facetool plugins --help does not name {missing}: {shown}"

@@ -40,7 +40,10 @@ def render_plugins(rows: list[PluginInfo], console: Console) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    sub = typer.Typer(help="Plugins: miners, backbones and losses from entry points.", no_args_is_help=True)
+    sub = typer.Typer(
+        help="Plugins: miners, backbones, losses, training callbacks and face detectors from entry points.",
+        no_args_is_help=True,
+    )
     app.add_typer(sub, name="plugins")
 
     @sub.command(name="list", help="List plugins and the packages that provide them.")
