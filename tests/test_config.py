@@ -240,13 +240,6 @@ def test_image_sizes_are_bounded_with_a_message(model: type[StrictModel], name: 
     assert getattr(load_config(model, None, [(name, 160)]), name) == 160
 
 
-def test_demo_keeps_its_own_lower_image_size_bound():
-    from facetool.config.demo import DemoConfig
-
-    with pytest.raises(ConfigError, match="greater than or equal to 80"):
-        build_config(DemoConfig, None, ["image_size=64"])
-
-
 def test_build_config_layers_defaults_file_sets_and_options(tmp_path: Path):
     path = tmp_path / "c.toml"
     path.write_text('batch_size = 30\nname = "file"\n[inner]\nstrength = 0.5\n')

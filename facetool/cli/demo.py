@@ -12,6 +12,9 @@ from facetool.cli.output import labelled, literal_console
 from facetool.config.base import build_config, field_help
 from facetool.config.demo import DemoConfig
 
+LFW_RECIPE = "benchmarks/recipes/lfw-view1-cpu-batch-hard-snapshots.toml"
+"""The recommended CPU recipe for LFW, in facetool's repository."""
+
 if TYPE_CHECKING:
     from facetool.demo import DemoResult
 
@@ -39,9 +42,18 @@ def _summary(result: DemoResult) -> Table:
                 label,
                 f"accuracy {report.accuracy:.4f} ± {report.accuracy_std:.4f} on {report.num_pairs} pairs",
             )
-    table.add_row("run directory", str(result.training.run_dir))
+    run_dir = result.training.run_dir
+    table.add_row("run directory", str(run_dir))
+    plots = sorted(run_dir.glob("*.png"))
+    if plots:
+        table.add_row("plots", "\n".join(str(path) for path in plots))
     if result.report_path is not None:
-        table.add_row("report", str(result.report_path))
+        table.add_row("report", f"{result.report_path} (ROC curve beside it)")
+    table.add_row(
+        "next",
+        f"facetool eval {result.training.last_checkpoint} --data YOUR_FACES.h5, or the whole LFW protocol: "
+        f"facetool protocol --config {LFW_RECIPE} (docs/evaluation.md)",
+    )
     return table
 
 

@@ -140,6 +140,22 @@ def set_dotted(data: dict[str, Any], key: str, value: Any, named: Iterable[str] 
         node[last] = value
 
 
+def _name_defaults(data: dict[str, Any], model: type[BaseModel], named: set[str]) -> None:
+    """Give a plugin table that names no plugin the model's default table under its keys, so that
+    `--set loss.margin=soft` (or a `[loss]` table of settings alone) changes one key of a default
+    `{name = "batch-hard", margin = "hinge"}` instead of falling back to the table class's bare default."""
+    for table in sorted(named):
+        *parents, last = table.split(".")
+        node: Any = data
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if not (isinstance(node, dict) and isinstance(node.get(last), dict) and "name" not in node[last]):
+            continue
+        default = field_default(model, table)
+        if isinstance(default, NamedTable):
+            node[last] = {"name": default.name, **default.settings, **node[last]}
+
+
 def read_toml(path: Path) -> dict[str, Any]:
     """Read a TOML file of at most CONFIG_READ_LIMIT bytes (a UTF-8 BOM is dropped); errors name the file."""
     try:
@@ -201,6 +217,7 @@ def load_config(
             key = key[len(prefix) :]
         set_dotted(data, key, value, named)
         from_cli = True
+    _name_defaults(data, model, named)
     try:
         return model.model_validate(data)
     except ValidationError as exc:

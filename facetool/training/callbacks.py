@@ -30,6 +30,7 @@ class Trainer(Protocol):
     """What a callback may read of the run (facetool.training.loop.Trainer is one) and the one thing it may do.
 
     `epoch` counts finished epochs; `history` holds their records; `engine` has the model, optimizer and loss;
+    `plan` is the batch plan the loss chose (`plan.mines`: whether rounds are mined for triplets);
     `validator.active` says whether epochs are validated; `log(text)` appends to train.log and shows it;
     `failed` is set once the run raised.
     """
@@ -40,6 +41,7 @@ class Trainer(Protocol):
     run_dir: Path
     ranks: Ranks
     engine: Any
+    plan: Any
     validator: Any
     failed: bool
 

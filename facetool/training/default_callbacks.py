@@ -19,7 +19,7 @@ class EpochLog(Callback):
         trainer.log(
             f"epoch {record.epoch}/{trainer.config.num_epochs}: train loss {record.train_loss}, "
             f"val loss {record.val_loss}, val accuracy {record.val_accuracy}, "
-            f"lr {record.learning_rate:.4g}, {record.triplets} triplets, "
+            f"lr {record.learning_rate:.4g}, {record.selected_text}"
             f"{record.skipped_batches} skipped batches, {record.images_per_s:.1f} img/s",
             show=False,
         )

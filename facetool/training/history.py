@@ -48,6 +48,12 @@ class EpochRecord:
     active_triplets: int | None = None
     active_fraction: float | None = None
 
+    @property
+    def selected_text(self) -> str:
+        """"N triplets, " for an epoch whose miner chose triplets; nothing for a loss that mines none (labels,
+        groups), whose triplet count is always 0."""
+        return "" if self.miner == "none" else f"{self.triplets} triplets, "
+
     def to_dict(self) -> dict[str, Any]:
         """The record as JSON-ready values, the form history.json and checkpoints store."""
         return asdict(self)

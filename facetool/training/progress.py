@@ -63,7 +63,7 @@ class RichProgress(TrainProgress):
     def on_step(self, trainer: Trainer, step: Step) -> None:
         info = (
             f"loss {_fmt(step.loss, '.4f')}  {step.images_per_s:,.0f} img/s  "
-            f"triplets/round {self._triplets}  lr {step.lr:.3g}"
+            f"{f'triplets/round {self._triplets}  ' if trainer.plan.mines else ''}lr {step.lr:.3g}"
         )
         self._progress.update(
             self._batches, completed=step.batch, info=info, description=f"epoch {step.epoch}"
@@ -75,7 +75,7 @@ class RichProgress(TrainProgress):
         self.console.print(
             f"epoch {record.epoch}: train loss {_fmt(record.train_loss, '.4f')}, "
             f"val loss {_fmt(record.val_loss, '.4f')}, val accuracy {_fmt(record.val_accuracy, '.4f')}, "
-            f"lr {record.learning_rate:.3g}, {record.triplets} triplets, "
+            f"lr {record.learning_rate:.3g}, {record.selected_text}"
             f"{record.images_per_s:,.1f} img/s, {record.time_s:.1f} s",
             highlight=False,
             soft_wrap=True,
