@@ -24,11 +24,13 @@ class DemoConfig(StrictModel):
         96, description="Face crop side; small so a CPU trains quickly."
     )
     backbone: str = Field("inception_resnet_v1", description="Embedding network.")
-    num_epochs: int = Field(5, ge=1)
-    epoch_size: int = Field(8, ge=1)
-    people_per_batch: int = Field(10, ge=2)
-    images_per_person: int = Field(6, ge=2)
-    batch_size: int = Field(30, ge=3, multiple_of=3)
-    learning_rate: float = Field(0.001, gt=0)
-    device: str = "auto"
-    seed: int = 0
+    num_epochs: int = Field(5, ge=1, description="Training epochs.")
+    epoch_size: int = Field(8, ge=1, description="Training steps per epoch.")
+    people_per_batch: int = Field(10, ge=2, description="Identities sampled per selection round.")
+    images_per_person: int = Field(6, ge=2, description="Most images of each identity per round.")
+    batch_size: int = Field(
+        30, ge=3, multiple_of=3, description="Images per training step (a multiple of 3)."
+    )
+    learning_rate: float = Field(0.001, gt=0, description="Initial learning rate.")
+    device: str = Field("auto", description="auto, cpu, cuda or cuda:N.")
+    seed: int = Field(0, description="Seed of the synthetic data and the training run.")
