@@ -369,3 +369,20 @@ def test_configs_written_before_the_internal_knobs_became_constants_still_load(t
     config = load_config(TrainConfig, path)
     assert (config.engine.compile, config.data.preload) == ("none", "preload")
     assert "resize_once" not in config.model_dump()["data"] and "embed_batch_size" not in config.model_dump()
+
+
+@pytest.mark.parametrize("key", ["batch_size", "commit_images", "commit_seconds"])
+def test_detection_tuning_knobs_are_retired_with_a_reason(key: str, tmp_path: Path):
+    """How often detect commits and how many images a worker task holds are constants now: naming one is a
+    one-line error saying so, on the command line and in a config file's [detect] table."""
+    from cli_helpers import facetool_in_process
+
+    from facetool.config.protocol import ProtocolConfig
+
+    done = facetool_in_process("detect", tmp_path, "--set", f"{key}=3")
+    assert done.returncode == 2 and len(done.stderr.splitlines()) == 1, done.stderr
+    assert f"command line: {key}: retired: " in done.stderr and "facetool.detection.runner" in done.stderr
+    path = tmp_path / "protocol.toml"
+    path.write_text(f"[detect]\n{key} = 3\n")
+    with pytest.raises(ConfigError, match=rf"{path}: detect\.{key}: retired: .*; remove it"):
+        load_config(ProtocolConfig, path)

@@ -226,6 +226,7 @@ def test_a_recipe_stored_before_plugin_tables_and_retired_knobs_takes_a_rerun(tm
     old["train"]["miner_stages"] = [{"epoch": 2, "miner": "random"}]
     old["train"]["engine"] |= {"channels_last": "auto", "fused_optimizer": "auto"}
     old["train"]["data"]["resize_once"] = True
+    old["detect"] |= {"batch_size": 16, "commit_images": 256, "commit_seconds": 5.0}
     assert changed_keys(old, today)  # the stored spelling differs ...
     assert changed_keys(upgraded_recipe(old), today) == []  # ... the recipe does not
     old["train"]["backbone"] = "other-cnn"

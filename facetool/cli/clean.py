@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Any
 
 import typer
 
+from facetool.cli.options import argument, command_with, given, option, setting_options
 from facetool.cli.output import literal_console
-from facetool.config.base import build_config, field_help
+from facetool.config.base import build_config
 from facetool.config.recognition import CleanConfig
 
 HELP = "\n\n".join(
@@ -26,50 +28,53 @@ HELP = "\n\n".join(
 )
 
 
-def register_clean(sub: typer.Typer) -> None:
-    @sub.command(name="clean", help=HELP)
-    def clean_command(
-        cache: Annotated[Path, typer.Argument(metavar="CACHE", help="Input face cache.")],
-        model: Annotated[
-            Path, typer.Option("--model", metavar="MODEL", help="Checkpoint, .safetensors or .onnx.")
-        ],
-        output: Annotated[Path, typer.Option("--output", "-o", metavar="OUT", help="Face cache to write.")],
-        report: Annotated[
-            Path | None, typer.Option("--report", metavar="HTML", help="Write the HTML report here.")
-        ] = None,
-        mark_only: Annotated[
-            bool, typer.Option("--mark-only", help=field_help(CleanConfig, "mark_only"))
-        ] = False,
-        threshold: Annotated[
-            float | None, typer.Option("--threshold", help=field_help(CleanConfig, "threshold"))
-        ] = None,
-        device: Annotated[
-            str | None, typer.Option("--device", help=field_help(CleanConfig, "device"))
-        ] = None,
-        as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
-        sets: Annotated[
-            list[str] | None,
-            typer.Option("--set", help="Any CleanConfig setting as key=value (far_factor=1.2, ...)."),
-        ] = None,
-    ) -> None:
-        from facetool.recognition.clean import clean_cache, flags_paths
+OPTIONS = ("mark_only", "threshold", "device")
+"""The settings `facetool dataset clean` takes as options (every other one: `--set key=value`)."""
 
-        given = {"threshold": threshold, "device": device, "mark_only": mark_only or None}
-        config = build_config(CleanConfig, None, sets, given)
-        result = clean_cache(model, cache, output, config, report)
-        if as_json:
-            print(json.dumps(result.to_dict(), indent=2))
-            return
-        console = literal_console()
-        counts = ", ".join(f"{rule} {n}" for rule, n in result.counts().items())
-        console.print(
-            f"{result.faces} faces, {result.identities} identities; flags: {counts}",
-            highlight=False,
-            soft_wrap=True,
-        )
-        kept = result.faces - result.dropped
-        console.print(f"{kept} faces written to {output}", highlight=False, soft_wrap=True)
-        json_path, csv_path = flags_paths(output)
-        console.print(f"flags: {json_path}, {csv_path}", highlight=False, soft_wrap=True)
-        if report is not None:
-            console.print(f"report: {report}", highlight=False, soft_wrap=True)
+
+def _params() -> list[inspect.Parameter]:
+    return [
+        argument("cache", Path, metavar="CACHE", help="Input face cache."),
+        option(
+            "model", Path, "--model", default=..., metavar="MODEL", help="Checkpoint, .safetensors or .onnx."
+        ),
+        option("output", Path, "--output", "-o", default=..., metavar="OUT", help="Face cache to write."),
+        option("report", Path | None, "--report", metavar="HTML", help="Write the HTML report here."),
+        *setting_options(CleanConfig, OPTIONS),
+        option("as_json", bool, "--json", default=False, help="Print the report as JSON."),
+        option(
+            "sets",
+            list[str] | None,
+            "--set",
+            help="Any CleanConfig setting as key=value (far_factor=1.2, ...).",
+        ),
+    ]
+
+
+def register_clean(sub: typer.Typer) -> None:
+    sub.command(name="clean", help=HELP)(command_with(clean_command, _params()))
+
+
+def clean_command(**options: Any) -> None:
+    """Flag the doubtful faces, write the cleaned cache and the flags; print the counts."""
+    from facetool.recognition.clean import clean_cache, flags_paths
+
+    output, report = options["output"], options["report"]
+    config = build_config(CleanConfig, None, options["sets"], given(options, OPTIONS))
+    result = clean_cache(options["model"], options["cache"], output, config, report)
+    if options["as_json"]:
+        print(json.dumps(result.to_dict(), indent=2))
+        return
+    console = literal_console()
+    counts = ", ".join(f"{rule} {n}" for rule, n in result.counts().items())
+    console.print(
+        f"{result.faces} faces, {result.identities} identities; flags: {counts}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    kept = result.faces - result.dropped
+    console.print(f"{kept} faces written to {output}", highlight=False, soft_wrap=True)
+    json_path, csv_path = flags_paths(output)
+    console.print(f"flags: {json_path}, {csv_path}", highlight=False, soft_wrap=True)
+    if report is not None:
+        console.print(f"report: {report}", highlight=False, soft_wrap=True)

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Any
 
 import typer
 
+from facetool.cli.options import argument, command_with, given, option, setting_options
 from facetool.cli.output import labelled, literal_console
-from facetool.config.base import build_config, field_help
+from facetool.config.base import build_config
 from facetool.config.recognition import ClusterConfig
 
 HELP = "\n\n".join(
@@ -24,46 +26,47 @@ HELP = "\n\n".join(
 )
 
 
-def register(app: typer.Typer) -> None:
-    @app.command(name="cluster", help=HELP)
-    def cluster_command(
-        model: Annotated[Path, typer.Argument(metavar="MODEL", help="Checkpoint, .safetensors or .onnx.")],
-        photos: Annotated[
-            list[Path], typer.Argument(metavar="PHOTO", help="Photos or folders of photos.")
-        ],
-        output: Annotated[Path, typer.Option("--output", "-o", metavar="OUT", help="New folder to write.")],
-        threshold: Annotated[
-            float | None, typer.Option("--threshold", help=field_help(ClusterConfig, "threshold"))
-        ] = None,
-        linkage: Annotated[
-            str | None, typer.Option("--linkage", help=field_help(ClusterConfig, "linkage"))
-        ] = None,
-        device: Annotated[
-            str | None, typer.Option("--device", help=field_help(ClusterConfig, "device"))
-        ] = None,
-        as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
-        sets: Annotated[
-            list[str] | None,
-            typer.Option("--set", help="Any ClusterConfig setting as key=value (threshold_factor=0.8, ...)."),
-        ] = None,
-    ) -> None:
-        from facetool.recognition.cluster import cluster_photos
+OPTIONS = ("threshold", "linkage", "device")
+"""The settings `facetool cluster` takes as options (every other one: `--set key=value`)."""
 
-        given = {"threshold": threshold, "linkage": linkage, "device": device}
-        config = build_config(ClusterConfig, None, sets, given)
-        result = cluster_photos(model, photos, output, config)
-        if as_json:
-            print(json.dumps(result.to_dict(), indent=2))
-            return
-        console = literal_console()
-        console.print(
-            f"{result.faces} faces in {result.clusters} clusters ({result.singletons} alone), cut at "
-            f"{result.threshold:.4f} ({result.metric}); written to {output}",
-            highlight=False,
-            soft_wrap=True,
-        )
-        if result.missed:
-            note = f"{len(result.missed)} photo(s) without a face, listed in faces.csv"
-            literal_console(stderr=True).print(
-                labelled("note:", "yellow", note), highlight=False, soft_wrap=True
-            )
+
+def _params() -> list[inspect.Parameter]:
+    return [
+        argument("model", Path, metavar="MODEL", help="Checkpoint, .safetensors or .onnx."),
+        argument("photos", list[Path], metavar="PHOTO", help="Photos or folders of photos."),
+        option("output", Path, "--output", "-o", default=..., metavar="OUT", help="New folder to write."),
+        *setting_options(ClusterConfig, OPTIONS),
+        option("as_json", bool, "--json", default=False, help="Print the result as JSON."),
+        option(
+            "sets",
+            list[str] | None,
+            "--set",
+            help="Any ClusterConfig setting as key=value (threshold_factor=0.8, ...).",
+        ),
+    ]
+
+
+def register(app: typer.Typer) -> None:
+    app.command(name="cluster", help=HELP)(command_with(cluster_command, _params()))
+
+
+def cluster_command(**options: Any) -> None:
+    """Cluster the photos' faces into the output folder; print the counts."""
+    from facetool.recognition.cluster import cluster_photos
+
+    output = options["output"]
+    config = build_config(ClusterConfig, None, options["sets"], given(options, OPTIONS))
+    result = cluster_photos(options["model"], options["photos"], output, config)
+    if options["as_json"]:
+        print(json.dumps(result.to_dict(), indent=2))
+        return
+    console = literal_console()
+    console.print(
+        f"{result.faces} faces in {result.clusters} clusters ({result.singletons} alone), cut at "
+        f"{result.threshold:.4f} ({result.metric}); written to {output}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    if result.missed:
+        note = f"{len(result.missed)} photo(s) without a face, listed in faces.csv"
+        literal_console(stderr=True).print(labelled("note:", "yellow", note), highlight=False, soft_wrap=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
 from typing import Annotated, Any
@@ -12,8 +13,9 @@ from rich.table import Table
 
 from facetool.cli import interchange
 from facetool.cli.clean import register_clean
+from facetool.cli.options import argument, command_with, given, option, setting_options
 from facetool.cli.output import labelled, literal_console
-from facetool.config.base import build_config, field_help
+from facetool.config.base import build_config
 from facetool.config.dataset import FilterSettings
 
 
@@ -60,6 +62,58 @@ def render_reasons(title: str, kept: list[tuple[str, Any]], report: Any, console
     console.print(table)
 
 
+FILTER_OPTIONS = (
+    "min_images",
+    "max_images",
+    "exclude_pairs",
+    "fold",
+    "include",
+    "exclude",
+    "keep_pairs",
+    "jpeg_quality",
+)
+"""The settings of `dataset filter`, every one an option."""
+FILTER_METAVARS = {
+    "min_images": "N",
+    "max_images": "N",
+    "exclude_pairs": "FILE",
+    "fold": "K",
+    "include": "FILE",
+    "exclude": "FILE",
+    "keep_pairs": "FILE",
+    "jpeg_quality": "Q",
+}
+
+
+def _filter_params() -> list[inspect.Parameter]:
+    return [
+        argument("cache", Path, metavar="CACHE", help="Input face cache."),
+        option("output", Path, "--output", "-o", default=..., metavar="OUT", help="Face cache to write."),
+        *setting_options(FilterSettings, FILTER_OPTIONS, metavars=FILTER_METAVARS),
+        option("as_json", bool, "--json", default=False, help="Print the report as JSON."),
+    ]
+
+
+def filter_command(**options: Any) -> None:
+    """Write the filtered cache; print what was kept and dropped, and why."""
+    from facetool.curation import filter_cache
+
+    cache, output = options["cache"], options["output"]
+    settings = build_config(FilterSettings, None, None, given(options, FILTER_OPTIONS))
+    report = filter_cache(cache, output, settings)
+    if options["as_json"]:
+        typer.echo(json.dumps(report.to_dict(), indent=2))
+        return
+    kept = [
+        ("kept identities", f"{report.kept_identities:,}"),
+        ("kept images", f"{report.kept_images:,}"),
+        ("kept failures", f"{report.kept_failures:,}"),
+        ("kept only for a pairs file", f"{report.kept_for_pairs:,}"),
+        ("written to", str(output)),
+    ]
+    render_reasons(f"filter {cache}", kept, report, literal_console())
+
+
 def register(app: typer.Typer) -> None:
     sub = typer.Typer(
         help="Inspect, filter, merge and clean face caches; import and export the field's formats.",
@@ -85,84 +139,9 @@ def register(app: typer.Typer) -> None:
         else:
             render_stats(stats, literal_console())
 
-    @sub.command(
+    sub.command(
         name="filter", help="Write a filtered copy of a face cache (stored images copied unchanged)."
-    )
-    def filter_command(
-        cache: Annotated[Path, typer.Argument(metavar="CACHE", help="Input face cache.")],
-        output: Annotated[Path, typer.Option("--output", "-o", metavar="OUT", help="Face cache to write.")],
-        min_images: Annotated[
-            int | None,
-            typer.Option(
-                metavar="N",
-                help=field_help(FilterSettings, "min_images", "Drop identities with fewer images."),
-            ),
-        ] = None,
-        max_images: Annotated[
-            int | None,
-            typer.Option(metavar="N", help="Keep at most N images per identity, the first by path."),
-        ] = None,
-        exclude_pairs: Annotated[
-            list[Path] | None,
-            typer.Option(
-                metavar="FILE", help="Drop every identity named in this LFW pairs file (repeatable)."
-            ),
-        ] = None,
-        fold: Annotated[
-            int | None,
-            typer.Option(
-                metavar="K",
-                help="With --exclude-pairs: drop only the people of fold K (1-10) of View 2's pairs.txt.",
-            ),
-        ] = None,
-        include: Annotated[
-            list[Path] | None,
-            typer.Option(metavar="FILE", help="Keep only identities listed in this file (repeatable)."),
-        ] = None,
-        exclude: Annotated[
-            list[Path] | None,
-            typer.Option(metavar="FILE", help="Drop identities listed in this file (repeatable)."),
-        ] = None,
-        keep_pairs: Annotated[
-            list[Path] | None,
-            typer.Option(
-                metavar="FILE",
-                help="Also keep every image this pairs file names, whatever the other rules say (repeatable).",
-            ),
-        ] = None,
-        jpeg_quality: Annotated[
-            int | None,
-            typer.Option(
-                metavar="Q", help="Re-encode the faces as JPEG of quality Q (a smaller cache to carry)."
-            ),
-        ] = None,
-        as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
-    ) -> None:
-        from facetool.curation import filter_cache
-
-        given = {
-            "min_images": min_images,
-            "max_images": max_images,
-            "exclude_pairs": exclude_pairs,
-            "fold": fold,
-            "include": include,
-            "exclude": exclude,
-            "keep_pairs": keep_pairs,
-            "jpeg_quality": jpeg_quality,
-        }
-        settings = build_config(FilterSettings, None, None, given)
-        report = filter_cache(cache, output, settings)
-        if as_json:
-            typer.echo(json.dumps(report.to_dict(), indent=2))
-            return
-        kept = [
-            ("kept identities", f"{report.kept_identities:,}"),
-            ("kept images", f"{report.kept_images:,}"),
-            ("kept failures", f"{report.kept_failures:,}"),
-            ("kept only for a pairs file", f"{report.kept_for_pairs:,}"),
-            ("written to", str(output)),
-        ]
-        render_reasons(f"filter {cache}", kept, report, literal_console())
+    )(command_with(filter_command, _filter_params()))
 
     @sub.command(
         name="merge",

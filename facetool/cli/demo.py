@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import TYPE_CHECKING
+import inspect
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.table import Table
 
+from facetool.cli.options import command_with, given, option, setting_options
 from facetool.cli.output import labelled, literal_console
-from facetool.config.base import build_config, field_help
+from facetool.config.base import build_config
 from facetool.config.demo import DemoConfig
 
 LFW_RECIPE = "benchmarks/recipes/lfw-view1-cpu-batch-hard-snapshots.toml"
@@ -57,30 +58,39 @@ def _summary(result: DemoResult) -> Table:
     return table
 
 
-def register(app: typer.Typer) -> None:
-    @app.command(name="demo", help="Run detect → train → eval on a small synthetic data set (or --data DIR).")
-    def demo_command(
-        data: Path | None = typer.Option(None, "--data", help=field_help(DemoConfig, "data")),
-        out: Path | None = typer.Option(None, "--out", "-o", help=field_help(DemoConfig, "out")),
-        epochs: int | None = typer.Option(
-            None, "--epochs", help=field_help(DemoConfig, "num_epochs", "Training epochs.")
-        ),
-        device: str | None = typer.Option(
-            None, "--device", help=field_help(DemoConfig, "device", "auto, cpu, cuda or cuda:N.")
-        ),
-        sets: list[str] | None = typer.Option(
-            None, "--set", help="Any demo setting as key=value, e.g. identities=20 (repeatable)."
-        ),
-    ) -> None:
-        given = {"data": data, "out": out, "num_epochs": epochs, "device": device}
-        config = build_config(DemoConfig, None, sets, given)
-        from facetool.demo import run_demo
-        from facetool.training.progress import RichProgress
+OPTIONS = ("data", "out", "num_epochs", "device")
+"""The settings `facetool demo` takes as options (every other one: `--set key=value`)."""
+NAMES = {"out": ("--out", "-o"), "num_epochs": "--epochs"}
 
-        console = literal_console(stderr=True)
-        result = run_demo(
-            config,
-            say=lambda text: console.print(labelled("›", "bold", text)),
-            train_progress=RichProgress(console),
-        )
-        literal_console().print(_summary(result))
+
+def _params() -> list[inspect.Parameter]:
+    return [
+        *setting_options(DemoConfig, OPTIONS, names=NAMES),
+        option(
+            "sets",
+            list[str] | None,
+            "--set",
+            help="Any demo setting as key=value, e.g. identities=20 (repeatable).",
+        ),
+    ]
+
+
+def register(app: typer.Typer) -> None:
+    app.command(name="demo", help="Run detect → train → eval on a small synthetic data set (or --data DIR).")(
+        command_with(demo_command, _params())
+    )
+
+
+def demo_command(**options: Any) -> None:
+    """Run the demo; print its summary."""
+    config = build_config(DemoConfig, None, options["sets"], given(options, OPTIONS))
+    from facetool.demo import run_demo
+    from facetool.training.progress import RichProgress
+
+    console = literal_console(stderr=True)
+    result = run_demo(
+        config,
+        say=lambda text: console.print(labelled("›", "bold", text)),
+        train_progress=RichProgress(console),
+    )
+    literal_console().print(_summary(result))

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
@@ -20,8 +21,9 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from facetool.cli.options import argument, command_with, given, option, setting_options
 from facetool.cli.output import labelled, literal_console
-from facetool.config.base import build_config, field_help
+from facetool.config.base import build_config
 from facetool.config.detect import DetectConfig
 
 if TYPE_CHECKING:
@@ -71,10 +73,6 @@ def render_summary(summary: DetectSummary, console: Console) -> None:
     console.print(table)
 
 
-def _help(key: str, text: str | None = None) -> str:
-    return field_help(DetectConfig, key, text)
-
-
 DETECT_HELP = (
     "Detect faces in an LFW-style directory and cache the crops to HDF5.\n\n"
     "The detector is a plugin (`facetool plugins list`): ssd (the default) or mtcnn, chosen with "
@@ -95,118 +93,105 @@ DETECT_HELP = (
 )
 
 
+OPTIONS = (
+    "threshold",
+    "select",
+    "margin",
+    "image_size",
+    "encoding",
+    "workers",
+    "model_dir",
+    "model_format",
+    "model_weights",
+    "model_graph",
+    "max_pixels",
+    "shard",
+)
+"""The settings `facetool detect` takes as options (every other one: `--set key=value` or the config file)."""
+NAMES = {"workers": ("--workers", "-j"), "model_format": "--format"}
+
+
+def _params() -> list[inspect.Parameter]:
+    return [
+        argument("data_dir", Path, help="DATA_DIR/<identity>/<image> folder."),
+        option(
+            "output",
+            Path,
+            "--output",
+            "-o",
+            default=Path("faces.h5"),
+            help="Face cache (HDF5) to write or resume.",
+        ),
+        *setting_options(DetectConfig, OPTIONS, names=NAMES),
+        option(
+            "config_file", Path | None, "--config", help="TOML settings: a [detect] table or top-level keys."
+        ),
+        option("sets", list[str] | None, "--set", help="Override one setting, key=value (repeatable)."),
+        option("no_progress", bool, "--no-progress", default=False, help="Do not draw the progress bar."),
+    ]
+
+
 def register(app: typer.Typer) -> None:
-    @app.command(name="detect", help=DETECT_HELP)
-    def detect_command(
-        data_dir: Annotated[Path, typer.Argument(help="DATA_DIR/<identity>/<image> folder.")],
-        output: Annotated[
-            Path, typer.Option("--output", "-o", help="Face cache (HDF5) to write or resume.")
-        ] = Path("faces.h5"),
-        threshold: Annotated[float | None, typer.Option(help=_help("threshold"))] = None,
-        select: Annotated[
-            str | None, typer.Option(help=_help("select", "Face to keep: largest, center or score."))
-        ] = None,
-        margin: Annotated[float | None, typer.Option(help=_help("margin"))] = None,
-        image_size: Annotated[int | None, typer.Option(help=_help("image_size"))] = None,
-        encoding: Annotated[
-            str | None, typer.Option(help=_help("encoding", "Crop storage: jpeg or raw."))
-        ] = None,
-        workers: Annotated[
-            int | None, typer.Option("--workers", "-j", help="Worker processes (default: all usable cores).")
-        ] = None,
-        model_dir: Annotated[Path | None, typer.Option(help=_help("model_dir"))] = None,
-        model_format: Annotated[
-            str | None,
-            typer.Option(
-                "--format", help=_help("model_format", "Detector format: auto, tensorflow or caffe.")
-            ),
-        ] = None,
-        model_weights: Annotated[Path | None, typer.Option(help=_help("model_weights"))] = None,
-        model_graph: Annotated[Path | None, typer.Option(help=_help("model_graph"))] = None,
-        max_pixels: Annotated[int | None, typer.Option(help=_help("max_pixels"))] = None,
-        shard: Annotated[
-            str | None,
-            typer.Option(
-                help="i/n: only shard i of n (by identity), for several machines; merge with `dataset merge`. "
-                "Default under torchrun: RANK/WORLD_SIZE."
-            ),
-        ] = None,
-        config_file: Annotated[
-            Path | None, typer.Option("--config", help="TOML settings: a [detect] table or top-level keys.")
-        ] = None,
-        sets: Annotated[
-            list[str] | None, typer.Option("--set", help="Override one setting, key=value (repeatable).")
-        ] = None,
-        no_progress: Annotated[
-            bool, typer.Option("--no-progress", help="Do not draw the progress bar.")
-        ] = False,
-    ) -> None:
-        from facetool.detection.runner import DetectInterrupted, detect_directory
-        from facetool.detection.scan import launcher_shard, shard_output
+    app.command(name="detect", help=DETECT_HELP)(command_with(detect_command, _params()))
 
-        options = {
-            "threshold": threshold,
-            "select": select,
-            "margin": margin,
-            "image_size": image_size,
-            "encoding": encoding,
-            "workers": workers,
-            "model_dir": model_dir,
-            "model_format": model_format,
-            "model_weights": model_weights,
-            "model_graph": model_graph,
-            "max_pixels": max_pixels,
-            "shard": shard,
-        }
-        config = build_config(DetectConfig, config_file, sets, options, section="detect")
-        if config.shard is None and (env_shard := launcher_shard()) is not None:
-            config = config.model_copy(update={"shard": env_shard})
-            output = shard_output(output, env_shard)
-        out, err = literal_console(), literal_console(stderr=True)
-        columns = (
-            TextColumn("[bold]detect"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            _RateColumn(),
-            TimeElapsedColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
+
+def detect_command(**options: Any) -> None:
+    """Detect, crop and cache the faces of a folder; draw the progress, then the summary."""
+    from facetool.detection.runner import DetectInterrupted, detect_directory
+    from facetool.detection.scan import launcher_shard, shard_output
+
+    data_dir, output = options["data_dir"], options["output"]
+    config = build_config(
+        DetectConfig, options["config_file"], options["sets"], given(options, OPTIONS), section="detect"
+    )
+    if config.shard is None and (env_shard := launcher_shard()) is not None:
+        config = config.model_copy(update={"shard": env_shard})
+        output = shard_output(output, env_shard)
+    out, err = literal_console(), literal_console(stderr=True)
+    columns = (
+        TextColumn("[bold]detect"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        _RateColumn(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+    )
+    bar = Progress(*columns, console=err, disable=options["no_progress"])
+    task = bar.add_task("detect", total=None)
+
+    def on_progress(update: DetectProgress) -> None:
+        if not bar.live.is_started:  # start drawing only once the run is under way
+            bar.start()
+        bar.update(task, total=update.total, completed=update.done)
+
+    try:
+        summary = detect_directory(data_dir, output, config, progress=on_progress)
+    except DetectInterrupted as stopped:
+        summary = stopped.summary
+    except KeyboardInterrupt:  # before any image was processed: nothing to commit
+        err.print("interrupted")
+        raise typer.Exit(INTERRUPTED_EXIT) from None
+    finally:
+        bar.stop()
+    render_summary(summary, out)
+    skipped = [*summary.problems, *summary.failed]
+    for problem in skipped[:LISTED_FAILURES]:
+        reason = f"{problem.path}: {problem.reason}"
+        err.print(labelled("skipped", "yellow", reason), highlight=False, soft_wrap=True)
+    if len(skipped) > LISTED_FAILURES:
+        err.print(
+            f"... and {len(skipped) - LISTED_FAILURES} more; the cache records every one with its reason",
+            highlight=False,
         )
-        bar = Progress(*columns, console=err, disable=no_progress)
-        task = bar.add_task("detect", total=None)
-
-        def on_progress(update: DetectProgress) -> None:
-            if not bar.live.is_started:  # start drawing only once the run is under way
-                bar.start()
-            bar.update(task, total=update.total, completed=update.done)
-
-        try:
-            summary = detect_directory(data_dir, output, config, progress=on_progress)
-        except DetectInterrupted as stopped:
-            summary = stopped.summary
-        except KeyboardInterrupt:  # before any image was processed: nothing to commit
-            err.print("interrupted")
-            raise typer.Exit(INTERRUPTED_EXIT) from None
-        finally:
-            bar.stop()
-        render_summary(summary, out)
-        skipped = [*summary.problems, *summary.failed]
-        for problem in skipped[:LISTED_FAILURES]:
-            reason = f"{problem.path}: {problem.reason}"
-            err.print(labelled("skipped", "yellow", reason), highlight=False, soft_wrap=True)
-        if len(skipped) > LISTED_FAILURES:
-            err.print(
-                f"... and {len(skipped) - LISTED_FAILURES} more; the cache records every one with its reason",
-                highlight=False,
-            )
-        for path in summary.removed[:LISTED_FAILURES]:
-            err.print(
-                labelled("removed", "yellow", f"{path}: no longer in the folder"),
-                highlight=False,
-                soft_wrap=True,
-            )
-        if len(summary.removed) > LISTED_FAILURES:
-            err.print(f"... and {len(summary.removed) - LISTED_FAILURES} more removed", highlight=False)
-        if summary.interrupted:
-            err.print("interrupted: finished images are committed; rerun the same command to resume")
-            raise typer.Exit(INTERRUPTED_EXIT)
+    for path in summary.removed[:LISTED_FAILURES]:
+        err.print(
+            labelled("removed", "yellow", f"{path}: no longer in the folder"),
+            highlight=False,
+            soft_wrap=True,
+        )
+    if len(summary.removed) > LISTED_FAILURES:
+        err.print(f"... and {len(summary.removed) - LISTED_FAILURES} more removed", highlight=False)
+    if summary.interrupted:
+        err.print("interrupted: finished images are committed; rerun the same command to resume")
+        raise typer.Exit(INTERRUPTED_EXIT)

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
-from typing import Annotated
+from typing import Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from facetool.cli.options import argument, command_with, given, option, setting_options
 from facetool.cli.output import labelled, literal_console
-from facetool.config.base import build_config, field_help
+from facetool.config.base import build_config
 from facetool.config.evaluate import EmbedConfig
 
 HELP = "\n\n".join(
@@ -26,49 +28,41 @@ HELP = "\n\n".join(
 )
 
 
-def register(app: typer.Typer) -> None:
-    @app.command(name="embed", help=HELP)
-    def embed_command(
-        checkpoint: Annotated[
-            Path, typer.Argument(metavar="CKPT", help="facetool checkpoint or facenet-pytorch weights.")
-        ],
-        inputs: Annotated[
-            list[Path], typer.Argument(metavar="INPUTS...", help="Image files, folders and face caches.")
-        ],
-        output: Annotated[Path, typer.Option("--output", "-o", help="Output file: .h5, .npz or .csv.")],
-        flip: Annotated[
-            bool | None, typer.Option("--flip/--no-flip", help=field_help(EmbedConfig, "flip"))
-        ] = None,
-        batch_size: Annotated[
-            int | None, typer.Option("--batch-size", help=field_help(EmbedConfig, "batch_size"))
-        ] = None,
-        device: Annotated[
-            str | None, typer.Option("--device", help=field_help(EmbedConfig, "device"))
-        ] = None,
-        runtime: Annotated[
-            str | None, typer.Option("--runtime", help=field_help(EmbedConfig, "runtime"))
-        ] = None,
-        sets: Annotated[
-            list[str] | None, typer.Option("--set", help="Any EmbedConfig setting as key=value (repeatable).")
-        ] = None,
-    ) -> None:
-        from facetool.embedding import embed_paths
+OPTIONS = ("flip", "batch_size", "device", "runtime")
+"""The settings `facetool embed` takes as options (every other one: `--set key=value`)."""
 
-        given = {"flip": flip, "batch_size": batch_size, "device": device, "runtime": runtime}
-        config = build_config(EmbedConfig, None, sets, given)
-        console = literal_console()
-        columns = (TextColumn("embedding"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-        with Progress(*columns, console=console, transient=True) as bar:
-            task = bar.add_task("embedding", total=None)
-            summary, path = embed_paths(
-                checkpoint,
-                inputs,
-                output,
-                config,
-                progress=lambda done, total: bar.update(task, completed=done, total=total),
-            )
-        for failed, reason in summary.failures:
-            console.print(
-                labelled("skipped", "yellow", f"{failed}: {reason}"), highlight=False, soft_wrap=True
-            )
-        console.print(f"wrote {summary.count} embeddings of size {summary.dim} to {path}", highlight=False)
+
+def _params() -> list[inspect.Parameter]:
+    return [
+        argument("checkpoint", Path, metavar="CKPT", help="facetool checkpoint or facenet-pytorch weights."),
+        argument("inputs", list[Path], metavar="INPUTS...", help="Image files, folders and face caches."),
+        option("output", Path, "--output", "-o", default=..., help="Output file: .h5, .npz or .csv."),
+        *setting_options(EmbedConfig, OPTIONS),
+        option("sets", list[str] | None, "--set", help="Any EmbedConfig setting as key=value (repeatable)."),
+    ]
+
+
+def register(app: typer.Typer) -> None:
+    app.command(name="embed", help=HELP)(command_with(embed_command, _params()))
+
+
+def embed_command(**options: Any) -> None:
+    """Embed the inputs into the output file; list what was skipped."""
+    from facetool.embedding import embed_paths
+
+    checkpoint, inputs, output = options["checkpoint"], options["inputs"], options["output"]
+    config = build_config(EmbedConfig, None, options["sets"], given(options, OPTIONS))
+    console = literal_console()
+    columns = (TextColumn("embedding"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as bar:
+        task = bar.add_task("embedding", total=None)
+        summary, path = embed_paths(
+            checkpoint,
+            inputs,
+            output,
+            config,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )
+    for failed, reason in summary.failures:
+        console.print(labelled("skipped", "yellow", f"{failed}: {reason}"), highlight=False, soft_wrap=True)
+    console.print(f"wrote {summary.count} embeddings of size {summary.dim} to {path}", highlight=False)

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from facetool.cli.options import argument, command_with, given, option, setting_options
 from facetool.cli.output import literal_console
-from facetool.config.base import build_config, field_help
+from facetool.config.base import build_config
 from facetool.config.evaluate import EvalConfig
 
 INTERRUPTED_EXIT = 130
@@ -35,88 +37,79 @@ HELP = "\n\n".join(
 )
 
 
-def _help(key: str) -> str:
-    return field_help(EvalConfig, key)
+OPTIONS = (
+    "data",
+    "pairs",
+    "packs",
+    "train_pairs",
+    "fold",
+    "flip",
+    "distance",
+    "batch_size",
+    "device",
+    "runtime",
+    "out",
+    "identification",
+)
+"""The settings `facetool eval` takes as options (every other one: `--set key=value`)."""
+NAMES = {"packs": "--pack"}
+METAVARS = {"packs": "PACK", "fold": "K"}
+
+
+def _params() -> list[inspect.Parameter]:
+    return [
+        argument(
+            "checkpoints",
+            list[Path],
+            metavar="CKPT",
+            help="facetool checkpoint or facenet-pytorch weights; several are evaluated as one ensemble.",
+        ),
+        *setting_options(EvalConfig, OPTIONS, names=NAMES, metavars=METAVARS),
+        option("sets", list[str] | None, "--set", help="Any EvalConfig setting as key=value (repeatable)."),
+    ]
 
 
 def register(app: typer.Typer) -> None:
-    @app.command(name="eval", help=HELP)
-    def eval_command(
-        checkpoints: Annotated[
-            list[Path],
-            typer.Argument(
-                metavar="CKPT",
-                help="facetool checkpoint or facenet-pytorch weights; several are evaluated as one ensemble.",
-            ),
-        ],
-        data: Annotated[Path | None, typer.Option("--data", help=_help("data"))] = None,
-        pairs: Annotated[Path | None, typer.Option("--pairs", help=_help("pairs"))] = None,
-        packs: Annotated[
-            list[Path] | None, typer.Option("--pack", metavar="PACK", help=_help("packs") + " Repeatable.")
-        ] = None,
-        train_pairs: Annotated[Path | None, typer.Option("--train-pairs", help=_help("train_pairs"))] = None,
-        fold: Annotated[int | None, typer.Option("--fold", metavar="K", help=_help("fold"))] = None,
-        flip: Annotated[bool | None, typer.Option("--flip/--no-flip", help=_help("flip"))] = None,
-        distance: Annotated[str | None, typer.Option("--distance", help=_help("distance"))] = None,
-        batch_size: Annotated[int | None, typer.Option("--batch-size", help=_help("batch_size"))] = None,
-        device: Annotated[str | None, typer.Option("--device", help=_help("device"))] = None,
-        runtime: Annotated[str | None, typer.Option("--runtime", help=_help("runtime"))] = None,
-        out: Annotated[Path | None, typer.Option("--out", help=_help("out"))] = None,
-        identification: Annotated[
-            bool, typer.Option("--identification", help=_help("identification"))
-        ] = False,
-        sets: Annotated[
-            list[str] | None, typer.Option("--set", help="Any EvalConfig setting as key=value (repeatable).")
-        ] = None,
-    ) -> None:
-        from facetool.evaluation.pipeline import evaluate_checkpoint
-        from facetool.evaluation.report import render_report
+    app.command(name="eval", help=HELP)(command_with(eval_command, _params()))
 
-        given = {
-            "data": data,
-            "pairs": pairs,
-            "packs": packs,
-            "train_pairs": train_pairs,
-            "fold": fold,
-            "flip": flip,
-            "distance": distance,
-            "batch_size": batch_size,
-            "device": device,
-            "runtime": runtime,
-            "out": out,
-            "identification": identification or None,
-        }
-        config = build_config(EvalConfig, None, sets, given)
-        console = literal_console()
-        if config.packs:
-            from facetool.evaluation.pipeline import evaluate_packs
-            from facetool.evaluation.report import pack_table
 
-            reports, written = evaluate_packs(checkpoints, config)
-            console.print(pack_table(reports))
-            console.print(f"wrote {written}", highlight=False)
-            return
-        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-        with Progress(*columns, console=console, transient=True) as bar:
-            tasks: dict[str, Any] = {}
+def eval_command(**options: Any) -> None:
+    """Score the checkpoints (or packs), print the report and where it was written."""
+    from facetool.evaluation.pipeline import evaluate_checkpoint
+    from facetool.evaluation.report import render_report
 
-            def show(name: str, done: int, total: int) -> None:
-                if name not in tasks:
-                    tasks[name] = bar.add_task(name, total=total)
-                bar.update(tasks[name], completed=done, total=total)
+    checkpoints = options["checkpoints"]
+    config = build_config(EvalConfig, None, options["sets"], given(options, OPTIONS))
+    console = literal_console()
+    if config.packs:
+        from facetool.evaluation.pipeline import evaluate_packs
+        from facetool.evaluation.report import pack_table
 
-            try:
-                outcome = evaluate_checkpoint(
-                    checkpoints,
-                    config,
-                    detect_progress=lambda p: show("detecting faces", p.done, p.total),
-                    embed_progress=lambda done, total: show("embedding", done, total),
-                )
-            except KeyboardInterrupt:
-                bar.stop()
-                literal_console(stderr=True).print(
-                    "interrupted (detected faces stay in the cache; rerun to resume)"
-                )
-                raise typer.Exit(INTERRUPTED_EXIT) from None
-        render_report(outcome.report, console)
-        console.print(f"wrote {outcome.report_path} and {outcome.roc_path}", highlight=False)
+        reports, written = evaluate_packs(checkpoints, config)
+        console.print(pack_table(reports))
+        console.print(f"wrote {written}", highlight=False)
+        return
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as bar:
+        tasks: dict[str, Any] = {}
+
+        def show(name: str, done: int, total: int) -> None:
+            if name not in tasks:
+                tasks[name] = bar.add_task(name, total=total)
+            bar.update(tasks[name], completed=done, total=total)
+
+        try:
+            outcome = evaluate_checkpoint(
+                checkpoints,
+                config,
+                detect_progress=lambda p: show("detecting faces", p.done, p.total),
+                embed_progress=lambda done, total: show("embedding", done, total),
+            )
+        except KeyboardInterrupt:
+            bar.stop()
+            literal_console(stderr=True).print(
+                "interrupted (detected faces stay in the cache; rerun to resume)"
+            )
+            raise typer.Exit(INTERRUPTED_EXIT) from None
+    render_report(outcome.report, console)
+    console.print(f"wrote {outcome.report_path} and {outcome.roc_path}", highlight=False)

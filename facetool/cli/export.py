@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import numpy as np
 import typer
 
+from facetool.cli.options import argument, command_with, given, option, setting_options
 from facetool.cli.output import literal_console
-from facetool.config.base import build_config, field_help
+from facetool.config.base import build_config
 from facetool.config.export import ExportConfig
 
 HELP = "\n\n".join(
@@ -43,47 +45,49 @@ def _from_cache(path: Path, count: int) -> tuple[dict[str, Any], Callable[[int],
     return crop, lambda size: to_input(faces, "cpu", size).numpy()
 
 
+OPTIONS = ("opset", "tolerance")
+"""The settings `facetool export` takes as options (every other one: `--set key=value`)."""
+
+
+def _params() -> list[inspect.Parameter]:
+    return [
+        argument(
+            "checkpoint", Path, metavar="CKPT", help="Checkpoint, facenet-pytorch weights or .safetensors."
+        ),
+        option("output", Path, "--output", "-o", default=..., help="model.onnx or model.safetensors."),
+        option("report", Path | None, "--report", help="report.json of `facetool eval` for the threshold."),
+        option("cache", Path | None, "--cache", help="Training face cache: crop settings, check faces."),
+        *setting_options(ExportConfig, OPTIONS),
+        option("sets", list[str] | None, "--set", help="Any ExportConfig setting as key=value."),
+    ]
+
+
 def register(app: typer.Typer) -> None:
-    @app.command(name="export", help=HELP)
-    def export_command(
-        checkpoint: Annotated[
-            Path, typer.Argument(metavar="CKPT", help="Checkpoint, facenet-pytorch weights or .safetensors.")
-        ],
-        output: Annotated[Path, typer.Option("--output", "-o", help="model.onnx or model.safetensors.")],
-        report: Annotated[
-            Path | None, typer.Option("--report", help="report.json of `facetool eval` for the threshold.")
-        ] = None,
-        cache: Annotated[
-            Path | None, typer.Option("--cache", help="Training face cache: crop settings, check faces.")
-        ] = None,
-        opset: Annotated[int | None, typer.Option("--opset", help=field_help(ExportConfig, "opset"))] = None,
-        tolerance: Annotated[
-            float | None, typer.Option("--tolerance", help=field_help(ExportConfig, "tolerance"))
-        ] = None,
-        sets: Annotated[
-            list[str] | None, typer.Option("--set", help="Any ExportConfig setting as key=value.")
-        ] = None,
-    ) -> None:
-        from facetool.files import check_output_not_input
-        from facetool.models.export import export_model
-        from facetool.models.model_card import card_path
+    app.command(name="export", help=HELP)(command_with(export_command, _params()))
 
-        if cache is not None:
-            check_output_not_input(output, [cache])
-            check_output_not_input(card_path(output), [cache])
 
-        config = build_config(ExportConfig, None, sets, {"opset": opset, "tolerance": tolerance})
-        crop, inputs = _from_cache(cache, config.check_faces) if cache is not None else (None, None)
-        result = export_model(
-            checkpoint, output, config=config, report=report, face_crop=crop, check_inputs=inputs
-        )
-        console = literal_console()
+def export_command(**options: Any) -> None:
+    """Write the model file and its card; print the ONNX check's largest difference."""
+    from facetool.files import check_output_not_input
+    from facetool.models.export import export_model
+    from facetool.models.model_card import card_path
+
+    checkpoint, output, report, cache = (options[k] for k in ("checkpoint", "output", "report", "cache"))
+
+    if cache is not None:
+        check_output_not_input(output, [cache])
+        check_output_not_input(card_path(output), [cache])
+
+    config = build_config(ExportConfig, None, options["sets"], given(options, OPTIONS))
+    crop, inputs = _from_cache(cache, config.check_faces) if cache is not None else (None, None)
+    result = export_model(
+        checkpoint, output, config=config, report=report, face_crop=crop, check_inputs=inputs
+    )
+    console = literal_console()
+    console.print(f"wrote {result.path} ({result.model_format}) and its card {result.card}", highlight=False)
+    if result.max_abs_diff is not None:
         console.print(
-            f"wrote {result.path} ({result.model_format}) and its card {result.card}", highlight=False
+            f"onnxruntime vs torch: max abs difference {result.max_abs_diff:.3g} "
+            f"(tolerance {config.tolerance:g})",
+            highlight=False,
         )
-        if result.max_abs_diff is not None:
-            console.print(
-                f"onnxruntime vs torch: max abs difference {result.max_abs_diff:.3g} "
-                f"(tolerance {config.tolerance:g})",
-                highlight=False,
-            )

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.table import Table
 
+from facetool.cli.options import command_with, given, option, setting_options
 from facetool.cli.output import labelled, literal_console
-from facetool.config.base import build_config, field_help
+from facetool.config.base import build_config
 from facetool.config.protocol import ProtocolConfig
 
 if TYPE_CHECKING:
@@ -74,45 +76,43 @@ def result_table(result: ProtocolResult) -> Table:
     return table
 
 
-def register(app: typer.Typer) -> None:
-    @app.command(name="protocol", help=HELP)
-    def protocol_command(
-        config: Annotated[
-            Path | None,
-            typer.Option("--config", "-c", help="TOML file of protocol settings and [train]."),
-        ] = None,
-        lfw_dir: Annotated[
-            Path | None, typer.Option("--lfw-dir", help=field_help(ProtocolConfig, "lfw_dir"))
-        ] = None,
-        faces: Annotated[
-            Path | None, typer.Option("--faces", help=field_help(ProtocolConfig, "faces"))
-        ] = None,
-        view: Annotated[int | None, typer.Option("--view", help=field_help(ProtocolConfig, "view"))] = None,
-        folds: Annotated[
-            list[int] | None,
-            typer.Option("--fold", help="View 2: a fold to run, 1-10 (repeatable; default all)."),
-        ] = None,
-        out: Annotated[
-            Path | None, typer.Option("--out", "-o", help=field_help(ProtocolConfig, "out"))
-        ] = None,
-        sets: Annotated[
-            list[str] | None,
-            typer.Option("--set", help="Any setting as key=value, e.g. train.num_epochs=20 (repeatable)."),
-        ] = None,
-        as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
-    ) -> None:
-        given = {"lfw_dir": lfw_dir, "faces": faces, "view": view, "folds": folds, "out": out}
-        settings = build_config(ProtocolConfig, config, sets, given)
-        from facetool.protocol import run_protocol
-        from facetool.training.progress import RichProgress
+OPTIONS = ("lfw_dir", "faces", "view", "folds", "out")
+"""The settings `facetool protocol` takes as options (every other one: `--set key=value` or the config file)."""
+NAMES = {"folds": "--fold", "out": ("--out", "-o")}
+HELPS = {"folds": "View 2: a fold to run, 1-10 (default all)."}
 
-        console = literal_console(stderr=True)
-        result = run_protocol(
-            settings,
-            say=lambda text: console.print(labelled("›", "bold", text)),
-            train_progress=RichProgress(console),
-        )
-        if as_json:
-            typer.echo(json.dumps(result.to_dict(), indent=2))
-            return
-        literal_console().print(result_table(result))
+
+def _params() -> list[inspect.Parameter]:
+    return [
+        option("config", Path | None, "--config", "-c", help="TOML file of protocol settings and [train]."),
+        *setting_options(ProtocolConfig, OPTIONS, names=NAMES, helps=HELPS),
+        option(
+            "sets",
+            list[str] | None,
+            "--set",
+            help="Any setting as key=value, e.g. train.num_epochs=20 (repeatable).",
+        ),
+        option("as_json", bool, "--json", default=False, help="Print the result as JSON."),
+    ]
+
+
+def register(app: typer.Typer) -> None:
+    app.command(name="protocol", help=HELP)(command_with(protocol_command, _params()))
+
+
+def protocol_command(**options: Any) -> None:
+    """Run the protocol; print its table (or JSON)."""
+    settings = build_config(ProtocolConfig, options["config"], options["sets"], given(options, OPTIONS))
+    from facetool.protocol import run_protocol
+    from facetool.training.progress import RichProgress
+
+    console = literal_console(stderr=True)
+    result = run_protocol(
+        settings,
+        say=lambda text: console.print(labelled("›", "bold", text)),
+        train_progress=RichProgress(console),
+    )
+    if options["as_json"]:
+        typer.echo(json.dumps(result.to_dict(), indent=2))
+        return
+    literal_console().print(result_table(result))

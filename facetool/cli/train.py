@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import inspect
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.table import Table
 
-from facetool.cli.options import command_with, given, setting_options
+from facetool.cli.options import command_with, given, option, setting_options
 from facetool.cli.output import literal_console
 from facetool.config.base import collect_overrides, dump_toml, field_help
 from facetool.config.train import TrainConfig
@@ -78,19 +78,10 @@ HELPS = {
 
 
 def _params() -> list[inspect.Parameter]:
-    def option(name: str, kind: Any, default: Any, *flags: str, **info: Any) -> inspect.Parameter:
-        return inspect.Parameter(
-            name,
-            inspect.Parameter.KEYWORD_ONLY,
-            default=default,
-            annotation=Annotated[kind, typer.Option(*flags, **info)],
-        )
-
     return [
         option(
             "config",
             Path | None,
-            None,
             "--config",
             "-c",
             help="TOML file of TrainConfig settings: top level or a [train] table (a protocol recipe).",
@@ -99,7 +90,6 @@ def _params() -> list[inspect.Parameter]:
         option(
             "settings",
             list[str] | None,
-            None,
             "--set",
             metavar="KEY=VALUE",
             help="Any setting, e.g. --set backbone.head=gdc (repeatable).",
@@ -107,30 +97,29 @@ def _params() -> list[inspect.Parameter]:
         option(
             "resume",
             str | None,
-            None,
             "--resume",
             help="Checkpoint to continue from, or auto (the run folder's newest).",
         ),
         option(
             "overwrite",
             bool,
-            False,
             "--overwrite",
+            default=False,
             help="Replace the run already in the run folder (its checkpoints and history).",
         ),
         option(
             "nproc",
             int,
-            1,
             "--nproc",
+            default=1,
             min=1,
             help="Processes to train with DistributedDataParallel on this machine (like torchrun).",
         ),
         option(
             "print_config",
             bool,
-            False,
             "--print-config",
+            default=False,
             help="Print the resolved configuration as TOML and exit.",
         ),
     ]

@@ -12,7 +12,7 @@ from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.fields import FieldInfo
-from pydantic_core import PydanticUndefined
+from pydantic_core import PydanticCustomError, PydanticUndefined
 
 from facetool.errors import ConfigError, FacetoolError
 from facetool.files import read_text_limited
@@ -82,6 +82,16 @@ class NamedTable(StrictModel):
         as logs and histories show the choice."""
         given = ",".join(f"{key}={value}" for key, value in sorted(self.settings.items()))
         return f"{self.name}({given})" if given else self.name
+
+
+def refuse_retired(data: Any, retired: Mapping[str, str]) -> Any:
+    """A model's before-validator for the settings that became constants: naming one is an error that says it
+    was retired and why (`retired` maps each key to the reason), rather than a plain "unknown key"."""
+    if isinstance(data, dict):
+        for key, why in retired.items():
+            if key in data:
+                raise PydanticCustomError("retired", "retired: {why}; remove it", {"key": key, "why": why})
+    return data
 
 
 def named_tables(model: type[BaseModel], prefix: str = "") -> set[str]:
@@ -178,6 +188,8 @@ def format_validation_error(exc: ValidationError, source: str) -> str:
         message = err["msg"]
         if err["type"] == "extra_forbidden":
             message = "unknown key"
+        elif err["type"] == "retired":
+            key = ".".join([*(str(p) for p in err["loc"]), err["ctx"]["key"]])
         lines.append(f"{source}: {key}: {message}")
     return "; ".join(lines)
 
@@ -302,7 +314,7 @@ def field_help(model: type[BaseModel], key: str, text: str | None = None) -> str
         default = field.default_factory()  # type: ignore[call-arg]
     else:
         return words
-    if isinstance(default, BaseModel):
+    if isinstance(default, BaseModel) or (isinstance(default, list | dict | tuple) and not default):
         return words
     shown = str(default) if not isinstance(default, bool) else str(default).lower()
     return f"{words} (default: {shown})".strip()

@@ -22,14 +22,25 @@ class CacheSettings(StrictModel):
 class FilterSettings(StrictModel):
     """Which identities and images `dataset filter` keeps."""
 
-    min_images: int = Field(2, ge=1)
-    max_images: int | None = Field(None, ge=1)
-    exclude_pairs: list[Path] = Field(default_factory=list)
-    fold: int | None = Field(
-        None, ge=1, description="With exclude_pairs: drop only the people of this fold (1..n) of each file."
+    min_images: int = Field(2, ge=1, description="Drop identities with fewer images.")
+    max_images: int | None = Field(
+        None, ge=1, description="Keep at most this many images per identity, the first by path."
     )
-    include: list[Path] = Field(default_factory=list)
-    exclude: list[Path] = Field(default_factory=list)
+    exclude_pairs: list[Path] = Field(
+        default_factory=list, description="Drop every identity named in these LFW pairs files."
+    )
+    fold: int | None = Field(
+        None,
+        ge=1,
+        description="With excluded pairs files: drop only the people of this fold (1..n) of each, e.g. of "
+        "View 2's pairs.txt.",
+    )
+    include: list[Path] = Field(
+        default_factory=list, description="Keep only the identities listed in these files."
+    )
+    exclude: list[Path] = Field(
+        default_factory=list, description="Drop the identities listed in these files."
+    )
     keep_pairs: list[Path] = Field(
         default_factory=list,
         description="Also keep every image named in these pairs files, whatever the other rules say.",
@@ -38,7 +49,8 @@ class FilterSettings(StrictModel):
         None,
         ge=1,
         le=100,
-        description="Re-encode the kept faces as JPEG of this quality (default: copy bytes).",
+        description="Re-encode the kept faces as JPEG of this quality, a smaller cache to carry (unset: copy "
+        "the stored bytes).",
     )
 
 

@@ -40,7 +40,9 @@ class DemoConfig(StrictModel):
     epoch_size: int = Field(20, ge=1, description="Training steps (batches) per epoch.")
     people_per_batch: int = Field(45, ge=2, description="Identities sampled per selection round.")
     images_per_person: int = Field(8, ge=2, description="Most images of each identity per round.")
-    batch_size: int = Field(90, ge=3, multiple_of=3, description="Faces per training step.")
+    batch_size: int = Field(
+        90, ge=3, multiple_of=3, description="Images per training step (a multiple of 3)."
+    )
     learning_rate: float = Field(0.005, gt=0, allow_inf_nan=False, description="Peak learning rate (cosine).")
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N.")
     seed: int = Field(0, ge=0, description="Seed of the synthetic set and of training.")

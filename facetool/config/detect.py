@@ -4,11 +4,11 @@ bomb guard."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from facetool.config.base import ImageSize, NamedTable, StrictModel
+from facetool.config.base import ImageSize, NamedTable, StrictModel, refuse_retired
 
 ModelFormat = Literal["auto", "tensorflow", "caffe"]
 FaceSelection = Literal["largest", "center", "score"]
@@ -16,6 +16,15 @@ Encoding = Literal["jpeg", "raw"]
 Alignment = Literal["none", "five-point"]
 DEFAULT_DETECTOR = "ssd"
 ALIGNED_SIZE = 112  # insightface's aligned face, the size its template is drawn for
+RETIRED = {
+    "batch_size": "images per worker task is internal tuning, now facetool.detection.runner.BATCH_IMAGES",
+    "commit_images": "how often the cache commits is internal tuning (a Ctrl-C commits every finished image), "
+    "now facetool.detection.runner.COMMIT_IMAGES",
+    "commit_seconds": "how often the cache commits is internal tuning (a Ctrl-C commits every finished image), "
+    "now facetool.detection.runner.COMMIT_SECONDS",
+}
+"""Settings that became module constants: a config or --set naming one is an error saying so (no stored file
+is read back as a DetectConfig; older protocol recipes drop them in `upgraded_recipe`)."""
 
 
 class DetectorConfig(NamedTable):
@@ -49,21 +58,22 @@ class DetectConfig(StrictModel):
         'with landmarks); "none": crop the box',
     )
     threshold: float = Field(0.5, gt=0, lt=1, description="minimum detector confidence of a face")
-    select: FaceSelection = Field("largest", description="which face to keep when several pass")
+    select: FaceSelection = Field(
+        "largest", description="which face to keep when several pass: largest, center or score"
+    )
     margin: float = Field(0.2, ge=0, description="context around the box: pixels if >= 1, fraction if < 1")
     image_size: ImageSize = Field(
         160,
         description=f"side of the square face crop ({ALIGNED_SIZE} when align = five-point and it is not set)",
     )
-    encoding: Encoding = Field("jpeg", description="how the cache stores crops")
-    workers: int | None = Field(None, ge=1, description="worker processes; None means all usable cores")
-    batch_size: int = Field(16, ge=1, le=4096, description="images per worker task")
-    commit_images: int = Field(256, ge=1, description="commit the cache at least every this many images")
-    commit_seconds: float = Field(5.0, gt=0, description="... or every this many seconds")
+    encoding: Encoding = Field("jpeg", description="how the cache stores crops: jpeg or raw")
+    workers: int | None = Field(None, ge=1, description="worker processes (unset: all usable cores)")
     max_pixels: int = Field(
         50_000_000, ge=1, description="refuse images larger than this (decompression bombs)"
     )
-    model_format: ModelFormat = Field("auto", description="SSD detector format to look for")
+    model_format: ModelFormat = Field(
+        "auto", description="SSD detector format to look for: auto, tensorflow or caffe"
+    )
     model_dir: Path | None = Field(None, description="folder holding the SSD detector files (searched first)")
     model_weights: Path | None = Field(None, description="explicit SSD weights file (.pb or .caffemodel)")
     model_graph: Path | None = Field(None, description="explicit SSD graph file (.pbtxt or deploy.prototxt)")
@@ -71,8 +81,14 @@ class DetectConfig(StrictModel):
         None,
         pattern=r"^\d+/\d+$",
         description="i/n: detect only shard i (0-based) of n, identities dealt out in sorted order; "
-        "run each shard on its own machine, then `facetool dataset merge` the caches",
+        "run each shard on its own machine, then `facetool dataset merge` the caches (unset under torchrun: "
+        "RANK/WORLD_SIZE)",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _retired_settings(cls, data: Any) -> Any:
+        return refuse_retired(data, RETIRED)
 
     @field_validator("shard")
     @classmethod

@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from facetool.config.base import StrictModel
+from facetool.config.detect import RETIRED as DETECT_RETIRED
 from facetool.config.detect import DetectConfig
 from facetool.config.evaluate import DistanceName
 from facetool.config.train import RETIRED, TrainConfig
@@ -133,14 +134,19 @@ def recipe_settings(config: ProtocolConfig) -> dict[str, Any]:
     if config.train.lr_cycles == 1:
         data["train"].pop("lr_cycles")
     data["detect"].pop("workers", None)
-    for key in ("resize_once", "worker_timeout_s"):  # how faces are read, not what is trained
-        data["train"]["data"].pop(key, None)
+    data["train"]["data"].pop("worker_timeout_s", None)  # how faces are read, not what is trained
     return data
 
 
 def upgraded_recipe(stored: dict[str, Any]) -> dict[str, Any]:
     """A recipe an older version stored, spelt as `recipe_settings` spells it today: a plugin named by a plain
     name is a table (`miner = "hard"` is `{name = "hard"}`), and the settings that became constants are gone."""
+    detect = stored.get("detect")
+    if isinstance(detect, dict):
+        stored = {
+            **stored,
+            "detect": {key: value for key, value in detect.items() if key not in DETECT_RETIRED},
+        }
     train = stored.get("train")
     if not isinstance(train, dict):
         return stored

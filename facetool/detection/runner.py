@@ -34,6 +34,13 @@ from facetool.errors import CacheError, FacetoolError, UsageError
 from facetool.files import check_output_not_input
 
 _POLL_SECONDS = 0.25
+BATCH_IMAGES = 16
+"""Images per worker task: small enough to spread a small folder over the workers, large enough that the
+queues cost nothing."""
+COMMIT_IMAGES = 64
+COMMIT_SECONDS = 5.0
+"""The cache commits at least every COMMIT_IMAGES images or COMMIT_SECONDS seconds (one journal segment, one
+fsync): what a SIGKILL or a power cut can lose. A Ctrl-C or SIGTERM commits every finished image anyway."""
 # fork starts a worker in milliseconds; spawn would re-import the program's __main__ (the whole CLI, torch
 # included) in every worker. Workers touch nothing but OpenCV, PIL and their queues, so fork is safe here.
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -302,7 +309,7 @@ def detect_directory(
     if not scan.images and not scan.problems:
         raise FacetoolError(f"{data_dir}: no images found (expected DATA_DIR/<identity>/<image>)")
     detector = create_detector(config)
-    workers = min(config.workers or usable_cores(), max(1, -(-len(scan.images) // config.batch_size)))
+    workers = min(config.workers or usable_cores(), max(1, -(-len(scan.images) // BATCH_IMAGES)))
     workers = min(workers, detector.max_workers or workers)
     summary = DetectSummary(
         str(data_dir),
@@ -384,7 +391,7 @@ def _run(
     writer.commit()
     if progress is not None:
         progress(summary.progress(len(todo)))
-    batches = _batches(todo, config.batch_size)
+    batches = _batches(todo, BATCH_IMAGES)
     pool.submit(batches)
     remaining, uncommitted, last_commit = len(batches), 0, time.monotonic()
     try:
@@ -398,7 +405,7 @@ def _run(
                 summary.count(item)
             uncommitted += len(items)
             now = time.monotonic()
-            if uncommitted >= config.commit_images or now - last_commit >= config.commit_seconds:
+            if uncommitted >= COMMIT_IMAGES or now - last_commit >= COMMIT_SECONDS:
                 writer.commit()
                 last_commit, uncommitted = now, 0
             if progress is not None:

@@ -14,6 +14,7 @@ from detect_helpers import facetool_command, run_cli
 from process_helpers import children, is_running
 
 from facetool.cache import open_cache
+from facetool.detection.runner import COMMIT_IMAGES
 from facetool.errors import CacheError
 
 
@@ -88,26 +89,26 @@ def test_ctrl_c_then_sigkill_then_resume_equals_uninterrupted(
     data, _ = lfw_a_dir
     cache = tmp_path / "resumed.h5"
     args = ("detect", data, "-o", cache, "--model-dir", ssd_dir, "--format", "tensorflow", "--no-progress")
-    args += ("--set", "commit_images=32", "--workers", "2")
+    args += ("--workers", "2")
     env = {**os.environ, "COLUMNS": "200"}
 
     # Ctrl-C: everything finished is committed, exit code 130
     proc = subprocess.Popen(
         facetool_command(*args), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
-    wait_for_records(cache, proc, 32)
+    wait_for_records(cache, proc, COMMIT_IMAGES)
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
     assert "interrupted" in stdout and "rerun" in stderr
     with open_cache(cache) as c:
         after_ctrl_c = len(c)
-    assert 32 <= after_ctrl_c < count
+    assert COMMIT_IMAGES <= after_ctrl_c < count
     assert summary_value(stdout, "processed now") == str(after_ctrl_c)
 
     # SIGKILL of the parent mid-run: committed records survive, the orphaned workers exit by themselves
     proc = subprocess.Popen(facetool_command(*args), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    wait_for_records(cache, proc, after_ctrl_c + 64)
+    wait_for_records(cache, proc, after_ctrl_c + COMMIT_IMAGES)
     workers = children(proc.pid)
     assert len(workers) >= 1
     proc.kill()
@@ -118,7 +119,7 @@ def test_ctrl_c_then_sigkill_then_resume_equals_uninterrupted(
     assert not any(is_running(w) for w in workers), "worker processes outlived their killed parent"
     with open_cache(cache) as c:
         after_kill = len(c)
-    assert after_ctrl_c + 64 <= after_kill < count
+    assert after_ctrl_c + COMMIT_IMAGES <= after_kill < count
 
     # resume: only the rest is processed, and the cache equals the uninterrupted one
     result = run_cli(*args)

@@ -17,7 +17,7 @@ image = np.random.default_rng(0).integers(0, 255, (3000, 3000, 3), dtype=np.uint
 for _ in range(3):
     cv2.GaussianBlur(image, (31, 31), 0)
 assert cv2.getNumThreads() > 1
-summary = detect_directory(sys.argv[1], sys.argv[2], DetectConfig(workers=2, batch_size=1))
+summary = detect_directory(sys.argv[1], sys.argv[2], DetectConfig(workers=2))
 print(summary.faces, summary.images)
 assert cv2.getNumThreads() > 1
 """
@@ -25,9 +25,9 @@ assert cv2.getNumThreads() > 1
 
 def test_detect_after_opencv_ran_threads_in_the_parent(lfw_dir: Path, ssd_dir: Path, tmp_path: Path):
     data = tmp_path / "data"
-    for name in ("Aaron_Peirsol", "Abel_Pacheco"):
+    for name in ("Colin_Powell", "Tony_Blair"):  # 18 images: two tasks of BATCH_IMAGES, so both workers run
         (data / name).mkdir(parents=True)
-        for image in sorted((lfw_dir / name).glob("*.jpg"))[:2]:
+        for image in sorted((lfw_dir / name).glob("*.jpg"))[:9]:
             (data / name / image.name).symlink_to(image)
     result = subprocess.run(
         [sys.executable, "-c", SCRIPT, str(data), str(tmp_path / "faces.h5")],
@@ -37,4 +37,4 @@ def test_detect_after_opencv_ran_threads_in_the_parent(lfw_dir: Path, ssd_dir: P
         timeout=120,
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["4", "4"]
+    assert result.stdout.split() == ["18", "18"]
