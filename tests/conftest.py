@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from plugin_helpers import install_test_backbone
+from plugin_helpers import install_test_plugins
 
 from facetool import plugins
 
@@ -18,7 +18,7 @@ from facetool import plugins
 @pytest.fixture(scope="session", autouse=True)
 def core_test_backbone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """The `test-cnn` backbone installed for the session, in this process (sys.path) and in every subprocess a
-    test starts (PYTHONPATH), so the core suite needs no facetool-extras (see plugin_helpers.install_test_backbone).
+    test starts (PYTHONPATH), so the core suite needs no facetool-extras (see plugin_helpers.install_test_plugins).
 
     To check that with an environment where facetool-extras is installed (editable), run the tests in a
     second virtual environment that links every entry of the first one's site-packages except the extras'
@@ -36,7 +36,7 @@ def core_test_backbone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pat
     The tests of the extras' own plugins (marked `extras`) are then skipped.
     """
     root = tmp_path_factory.mktemp("test-backbone")
-    install_test_backbone(root)
+    install_test_plugins(root)
     sys.path.insert(0, str(root))
     old = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = os.pathsep.join([str(root), *([old] if old else [])])

@@ -107,8 +107,32 @@ class TestCNN(nn.Module):
 """
 
 
-def install_test_backbone(root: Path) -> None:
-    """Install the `test-cnn` backbone distribution under `root` (put `root` on sys.path or PYTHONPATH).
+TEST_OVERFLOW_LOSS = "test-overflow"
+TEST_LOSSES = """
+from pydantic import Field
+
+from facetool.config.base import StrictModel
+from facetool.losses.triplet import TripletLoss
+
+
+class OverflowTriplet(TripletLoss):
+    name = "test-overflow"
+    description = "the triplet loss plus `offset` (tests: offset = inf overflows every step's loss)"
+
+    class Settings(StrictModel):
+        offset: float = Field(0.0, allow_inf_nan=True)
+
+    def compute(self, embeddings, labels):
+        return super().compute(embeddings, labels) + self.settings.offset
+"""
+
+
+def install_test_plugins(root: Path) -> None:
+    """Install the `test-cnn` backbone and the `test-overflow` loss under `root` (put `root` on sys.path or
+    PYTHONPATH).
+
+    `test-overflow` is the triplet loss plus a settable `offset`: `--set loss.offset=inf` makes every step's loss
+    infinite, for the tests of the non-finite policies (the margin itself must be finite).
 
     The core suite trains this small CNN instead of facetool-extras' `test-cnn`, so it passes without the extras
     installed. It is the same network, layer for layer and in the same order (`head` "avg" or "gdc" included),
@@ -117,6 +141,9 @@ def install_test_backbone(root: Path) -> None:
     make_distribution(
         root,
         "facetool-test-backbones",
-        {"facetool.backbones": {TEST_BACKBONE: "facetool_test_backbones:TestCNN"}},
-        {"facetool_test_backbones": TEST_BACKBONES},
+        {
+            "facetool.backbones": {TEST_BACKBONE: "facetool_test_backbones:TestCNN"},
+            "facetool.losses": {TEST_OVERFLOW_LOSS: "facetool_test_losses:OverflowTriplet"},
+        },
+        {"facetool_test_backbones": TEST_BACKBONES, "facetool_test_losses": TEST_LOSSES},
     )

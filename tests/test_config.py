@@ -386,3 +386,11 @@ def test_detection_tuning_knobs_are_retired_with_a_reason(key: str, tmp_path: Pa
     path.write_text(f"[detect]\n{key} = 3\n")
     with pytest.raises(ConfigError, match=rf"{path}: detect\.{key}: retired: .*; remove it"):
         load_config(ProtocolConfig, path)
+
+
+def test_the_margin_must_be_finite():
+    """`alpha = inf` is no longer a way to force a non-finite loss (tests use the `test-overflow` loss)."""
+    from facetool.config.train import TrainConfig
+
+    with pytest.raises(ConfigError, match="command line: alpha: Input should be a finite number"):
+        build_config(TrainConfig, None, ["alpha=inf"])

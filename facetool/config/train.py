@@ -192,7 +192,7 @@ class TrainConfig(StrictModel):
     alpha: float = Field(
         0.2,
         gt=0.0,
-        allow_inf_nan=True,
+        allow_inf_nan=False,
         description="Triplet-loss margin on squared L2 distances.",
     )
     miner: MinerConfig = Field(

@@ -46,6 +46,10 @@ def settings(cache: Path, run_dir: Path, **changes) -> dict:
     }  # fmt: skip
 
 
+OVERFLOW = {"name": "test-overflow", "offset": float("inf")}
+"""The test suite's triplet loss plus infinity: every step's loss overflows."""
+
+
 def cli_args(values: dict) -> list[str]:
     """`train --set key=value ...` for a settings dict (one level of nesting)."""
     args = ["train"]
@@ -83,10 +87,10 @@ def error_lines(stderr: str) -> list[str]:
 
 def test_infinite_loss_stops_and_keeps_the_last_good_checkpoint(cache, tmp_path):
     run_dir = tmp_path / "run"
-    first = facetool(*cli_args(settings(cache, run_dir, num_epochs=2)))
+    first = facetool(*cli_args(settings(cache, run_dir, num_epochs=2, loss="test-overflow")))
     assert first.returncode == 0, first.stderr
     good = (run_dir / "last.pth").read_bytes()
-    result = facetool(*cli_args(settings(cache, run_dir, num_epochs=4, alpha="inf")), "--resume", "auto")
+    result = facetool(*cli_args(settings(cache, run_dir, num_epochs=4, loss=OVERFLOW)), "--resume", "auto")
     assert result.returncode == 1
     lines = error_lines(result.stderr)
     assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
@@ -131,7 +135,7 @@ def test_skip_counts_non_finite_batches_and_saves_only_finite_weights(cache, tmp
 
 def test_skip_with_every_loss_infinite_leaves_weights_untouched(cache, tmp_path):
     config = TrainConfig.model_validate(
-        settings(cache, tmp_path / "run", alpha=float("inf"), on_nonfinite="skip", num_epochs=1)
+        settings(cache, tmp_path / "run", loss=OVERFLOW, on_nonfinite="skip", num_epochs=1)
     )
     result = train(config)
     torch.manual_seed(config.seed)

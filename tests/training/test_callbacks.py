@@ -104,7 +104,7 @@ def test_a_callback_sees_nonfinite_batches_before_the_stop_policy(small_cache, t
     with plugin_site(tmp_path / "site") as install:
         install("recorder-cb", {"facetool.callbacks": {"recorder": "recorder_cb:Recorder"}}, {"recorder_cb": RECORDER})
         config = tiny(
-            small_cache, tmp_path / "run", alpha=float("inf"), callbacks={"recorder": {"out": str(events_file)}}
+            small_cache, tmp_path / "run", loss={"name": "test-overflow", "offset": float("inf")}, callbacks={"recorder": {"out": str(events_file)}}
         )
         with pytest.raises(Exception, match="non-finite"):
             train(config)
