@@ -86,7 +86,10 @@ class _Rows:
         return self._sizes
 
     def payloads(self, start: int, stop: int) -> list[np.ndarray]:
-        return [np.frombuffer(b, np.uint8) for b in self._read(range(start, stop))]
+        return [
+            b if isinstance(b, np.ndarray) else np.frombuffer(b, np.uint8)
+            for b in self._read(range(start, stop))
+        ]
 
 
 def _padded(values: np.ndarray) -> Callable[[int], str]:
@@ -181,7 +184,10 @@ def _write(
         np.full((len(order), 4), math.nan, np.float32),
         np.full(len(order), math.nan, np.float32),
         np.zeros(len(order), bool),
-        paths=[f"{name_of(int(labels[i]))}/{key_name(int(keys[i]))}.jpg" for i in order],
+        paths=[
+            f"{name_of(c)}/{key_name(k)}.jpg"
+            for c, k in zip(labels[order].tolist(), keys[order].tolist(), strict=True)
+        ],
     )
     fmt = shape.cache_format()
     write_payloads(output, fmt, meta, rows, _Rows(sizes[order], lambda r: read(order[r.start : r.stop])))

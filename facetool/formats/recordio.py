@@ -369,7 +369,7 @@ class RecordWriter:
         if n == 0:
             return
         width = heads.shape[1]
-        bodies = [np.frombuffer(b, np.uint8) if isinstance(b, bytes) else np.ravel(b) for b in bodies]
+        bodies = [np.frombuffer(b, np.uint8) if isinstance(b, bytes) else b.reshape(-1) for b in bodies]
         lengths = width + np.array([len(b) for b in bodies], np.int64)
         sizes = _PART.size + lengths + (-lengths % 4)
         at = np.concatenate([[0], np.cumsum(sizes)])
