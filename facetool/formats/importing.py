@@ -105,7 +105,6 @@ def _check_output(output: Path, inputs: Sequence[Path]) -> None:
     check_output_not_input(output, inputs)
 
 
-_PREFIX_ROWS = 256  # images compared with the known JPEG headers at once
 _PREFIXES = 8  # JPEG headers remembered (a set written by one encoder has one or a few)
 
 
@@ -122,17 +121,31 @@ class _Shape:
     ) -> None:
         """`check` of the images `data[starts[j] : starts[j] + sizes[j]]`, in order: an image that begins with the
         header bytes of a JPEG that passed has the same header, so it passes; the others are checked one by one
-        (`where(j)` names image j in an error)."""
-        for lo in range(0, len(starts), _PREFIX_ROWS):
-            at, size = starts[lo : lo + _PREFIX_ROWS], sizes[lo : lo + _PREFIX_ROWS]
-            same = np.zeros(len(at), bool)
-            for prefix in self._prefixes:
-                rows = np.flatnonzero(~same & (size >= len(prefix)))
-                if len(rows):
-                    same[rows] = (data[at[rows][:, None] + np.arange(len(prefix))] == prefix).all(axis=1)
-            for j in np.flatnonzero(~same).tolist():
-                start = int(at[j])
-                self.check(data[start : start + int(size[j])].tobytes(), where(lo + j))
+        (`where(j)` names image j in an error). Each comparison copies at most `len(data)` bytes."""
+        pending = np.arange(len(starts))
+        for prefix in self._prefixes:
+            pending = pending[~self._starts_with(data, starts, sizes, pending, prefix)]
+        learned = 0
+        while len(pending):
+            j, pending = int(pending[0]), pending[1:]
+            known = self._prefixes[0] if self._prefixes else None
+            start = int(starts[j])
+            self.check(data[start : start + int(sizes[j])].tobytes(), where(j))
+            if self._prefixes and self._prefixes[0] is not known and learned < _PREFIXES:
+                learned += 1  # a new header: the images after it may share it
+                pending = pending[~self._starts_with(data, starts, sizes, pending, self._prefixes[0])]
+
+    @staticmethod
+    def _starts_with(
+        data: np.ndarray, starts: np.ndarray, sizes: np.ndarray, rows: np.ndarray, prefix: np.ndarray
+    ) -> np.ndarray:
+        """Whether image `rows[k]` begins with `prefix`."""
+        out = np.zeros(len(rows), bool)
+        fits = np.flatnonzero(sizes[rows] >= len(prefix))
+        if len(fits) and len(data) >= len(prefix):
+            windows = np.lib.stride_tricks.sliding_window_view(data, len(prefix))
+            out[fits] = (windows[starts[rows[fits]]] == prefix).all(axis=1)
+        return out
 
     def check(self, data: bytes, where: str) -> None:
         header = jpeg_header(data)
