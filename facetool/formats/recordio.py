@@ -32,6 +32,7 @@ MAX_RECORD = 1 << 29
 _MAX_PARTS_BYTES = 1 << 31  # one record's parts together: a damaged length never makes us read gigabytes
 CHUNK_BYTES = 8 << 20  # bulk reads: one buffer of this size (a record larger than it is read alone)
 _GAP_BYTES = 1 << 14  # bulk reads of scattered records: records closer than this share one read
+_MAX_BULK_INDEX = 1 << 30  # a larger .idx is parsed line by line (its bytes are held while parsed in bulk)
 _PLAIN_INDEX = re.compile(rb"(?:-?[0-9]{1,18}\t[0-9]{1,18}\n)*(?:-?[0-9]{1,18}\t[0-9]{1,18})?")
 
 
@@ -99,10 +100,10 @@ def read_index_arrays(path: Path, rec_size: int) -> tuple[np.ndarray, np.ndarray
     is plain `key<TAB>offset`; anything else (or a broken index) goes through `read_index` and its errors."""
     try:
         with open(path, "rb") as handle:
-            data = handle.read(_MAX_PARTS_BYTES)
+            data = handle.read(_MAX_BULK_INDEX)
     except OSError as exc:
         raise RecordIOError(f"{path}: cannot read the index ({exc.strerror or exc})") from None
-    if len(data) < _MAX_PARTS_BYTES and _PLAIN_INDEX.fullmatch(data):
+    if len(data) < _MAX_BULK_INDEX and _PLAIN_INDEX.fullmatch(data):
         values = np.fromstring(data, dtype=np.int64, sep=" ") if data else np.zeros(0, np.int64)
         keys, offsets = values[0::2], values[1::2]
         if (
