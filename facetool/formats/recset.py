@@ -217,7 +217,8 @@ class RecordSet:
         headers parsed in bulk (memory: the columns and one `CHUNK_BYTES` buffer). `check(data, starts, sizes,
         keys)` sees every image's bytes (`data[starts[j] : starts[j] + sizes[j]]`) once, in file order. A record
         the bulk parse does not take (multi-part, damaged, a label that is no class) goes through `unpack` and
-        `image_class`: the same values, or the same one-line error, as `images()`."""
+        `image_class`: the same values, or the same one-line error, as `images()` (of several faults, the first in
+        the file is reported; `images()` reports the first in key order)."""
         keys, offsets = self.image_key_arrays()
         order = np.argsort(offsets, kind="stable")
         n = len(keys)
