@@ -29,6 +29,8 @@ from facetool.formats.packs import write_pack
 from facetool.formats.recordio import ImageRecord, RecordWriter, pack
 
 _BLOCK = 1024
+_IMAGE_HEAD = np.dtype([("flag", "<u4"), ("label", "<f4"), ("id", "<u8"), ("id2", "<u8")])  # recordio.HEADER
+_IDENTITY_HEAD = np.dtype([*_IMAGE_HEAD.descr, ("first", "<f4"), ("end", "<f4")])  # flag 2: two float labels
 PairsList = Sequence[tuple[str, str, bool]]
 
 
@@ -65,16 +67,18 @@ def _write_records(
     for start in range(0, n, _BLOCK):
         rows = order[start : start + _BLOCK]
         if jpeg is None:
-            images = [p.tobytes() for p in cache.payloads(rows)]
+            images = cache.payloads(rows)
         else:
-            images = [encode_face(face, jpeg).tobytes() for face in cache.read_faces(rows)]
-        for j, image in enumerate(images):
-            key = start + j + 1
-            writer.write(key, pack(ImageRecord(0, float(labels[start + j]), key, 0, image)))
+            images = [encode_face(face, jpeg) for face in cache.read_faces(rows)]
+        keys = np.arange(start + 1, start + len(rows) + 1, dtype=np.int64)
+        heads = np.zeros(len(rows), _IMAGE_HEAD)
+        heads["label"], heads["id"] = labels[start : start + len(rows)], keys
+        writer.write_batch(keys, heads.view(np.uint8).reshape(len(rows), -1), images)
     bounds = np.searchsorted(labels, np.arange(k + 1)) + 1
-    for c in range(k):
-        key = n + 1 + c
-        writer.write(key, pack(ImageRecord(2, (float(bounds[c]), float(bounds[c + 1])), key, 0, b"")))
+    keys = np.arange(n + 1, n + k + 1, dtype=np.int64)
+    heads = np.zeros(k, _IDENTITY_HEAD)
+    heads["flag"], heads["id"], heads["first"], heads["end"] = 2, keys, bounds[:-1], bounds[1:]
+    writer.write_batch(keys, heads.view(np.uint8).reshape(k, -1), [np.zeros(0, np.uint8)] * k)
     writer.write(0, pack(ImageRecord(2, (float(n + 1), float(n + k + 1)), 0, 1, b"")))
 
 

@@ -29,8 +29,8 @@ def _table_sum(quality: int) -> int:
 _SUMS = np.array([_table_sum(q) for q in range(1, 101)])
 
 
-def jpeg_header(data: bytes) -> tuple[int, int, int | None] | None:
-    """(height, width, libjpeg quality or None) read from a JPEG's markers; None when it is not a JPEG."""
+def _jpeg_walk(data: bytes) -> tuple[int, int, int | None, int] | None:
+    """`jpeg_header`'s answer and the number of leading bytes it depends on (through the SOF segment)."""
     if data[:2] != b"\xff\xd8":
         return None
     pos, quality, n = 2, None, len(data)
@@ -49,11 +49,24 @@ def jpeg_header(data: bytes) -> tuple[int, int, int | None] | None:
             quality = int(np.argmin(np.abs(_SUMS - int(table.sum())))) + 1 if len(table) == 64 else None
         elif marker in _SOF and len(body) >= 5:
             height, width = struct.unpack_from(">HH", body, 1)
-            return height, width, quality
+            return height, width, quality, min(n, pos + 2 + length)
         elif marker == 0xDA:
             return None
         pos += 2 + length
     return None
+
+
+def jpeg_header(data: bytes) -> tuple[int, int, int | None] | None:
+    """(height, width, libjpeg quality or None) read from a JPEG's markers; None when it is not a JPEG."""
+    walked = _jpeg_walk(data)
+    return None if walked is None else walked[:3]
+
+
+def jpeg_header_length(data: bytes) -> int | None:
+    """How many leading bytes `jpeg_header(data)` reads: every JPEG that starts with the same bytes has the same
+    header answer (a set written by one encoder shares them, so one comparison checks an image's size)."""
+    walked = _jpeg_walk(data)
+    return None if walked is None else walked[3]
 
 
 def image_shape(data: bytes) -> tuple[int, int] | None:

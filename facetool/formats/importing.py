@@ -26,7 +26,7 @@ from facetool.cache.records import CacheFormat, FaceColumns
 from facetool.config.dataset import CACHE_DEFAULTS
 from facetool.errors import FacetoolError, UsageError
 from facetool.files import atomic_write_text, check_output_not_input, read_regular_file
-from facetool.formats.images import image_shape, jpeg_header
+from facetool.formats.images import image_shape, jpeg_header, jpeg_header_length
 from facetool.formats.packs import read_pack
 from facetool.formats.recordio import RecordIOError
 from facetool.formats.recset import RecordSet
@@ -78,7 +78,7 @@ def aligned_meta(image_size: int, source: Path, kind: str, **details: Any) -> di
 class _Rows:
     """The payloads of an import in output order: `read(rows)` gives the bytes of those output rows."""
 
-    def __init__(self, sizes: np.ndarray, read: Callable[[Sequence[int]], list[bytes]]) -> None:
+    def __init__(self, sizes: np.ndarray, read: Callable[[range], Sequence[bytes | np.ndarray]]) -> None:
         self._sizes = sizes
         self._read = read
 
@@ -86,7 +86,10 @@ class _Rows:
         return self._sizes
 
     def payloads(self, start: int, stop: int) -> list[np.ndarray]:
-        return [np.frombuffer(b, np.uint8) for b in self._read(range(start, stop))]
+        return [
+            b if isinstance(b, np.ndarray) else np.frombuffer(b, np.uint8)
+            for b in self._read(range(start, stop))
+        ]
 
 
 def _padded(values: np.ndarray) -> Callable[[int], str]:
@@ -102,12 +105,47 @@ def _check_output(output: Path, inputs: Sequence[Path]) -> None:
     check_output_not_input(output, inputs)
 
 
+_PREFIXES = 8  # JPEG headers remembered (a set written by one encoder has one or a few)
+
+
 class _Shape:
     """Checks every image has the size of the first and remembers the first JPEG's quality."""
 
     def __init__(self, expected: tuple[int, int] | None) -> None:
         self.size = expected
         self.quality: int | None = None
+        self._prefixes: list[np.ndarray] = []  # header bytes of JPEGs that passed (`jpeg_header_length`)
+
+    def check_block(
+        self, data: np.ndarray, starts: np.ndarray, sizes: np.ndarray, where: Callable[[int], str]
+    ) -> None:
+        """`check` of the images `data[starts[j] : starts[j] + sizes[j]]`, in order: an image that begins with the
+        header bytes of a JPEG that passed has the same header, so it passes; the others are checked one by one
+        (`where(j)` names image j in an error). Each comparison copies at most `len(data)` bytes."""
+        pending = np.arange(len(starts))
+        for prefix in self._prefixes:
+            pending = pending[~self._starts_with(data, starts, sizes, pending, prefix)]
+        learned = 0
+        while len(pending):
+            j, pending = int(pending[0]), pending[1:]
+            known = self._prefixes[0] if self._prefixes else None
+            start = int(starts[j])
+            self.check(data[start : start + int(sizes[j])].tobytes(), where(j))
+            if self._prefixes and self._prefixes[0] is not known and learned < _PREFIXES:
+                learned += 1  # a new header: the images after it may share it
+                pending = pending[~self._starts_with(data, starts, sizes, pending, self._prefixes[0])]
+
+    @staticmethod
+    def _starts_with(
+        data: np.ndarray, starts: np.ndarray, sizes: np.ndarray, rows: np.ndarray, prefix: np.ndarray
+    ) -> np.ndarray:
+        """Whether image `rows[k]` begins with `prefix`."""
+        out = np.zeros(len(rows), bool)
+        fits = np.flatnonzero(sizes[rows] >= len(prefix))
+        if len(fits) and len(data) >= len(prefix):
+            windows = np.lib.stride_tricks.sliding_window_view(data, len(prefix))
+            out[fits] = (windows[starts[rows[fits]]] == prefix).all(axis=1)
+        return out
 
     def check(self, data: bytes, where: str) -> None:
         header = jpeg_header(data)
@@ -126,6 +164,10 @@ class _Shape:
             )
         if shape[0] != shape[1]:
             raise FacetoolError(f"{where}: image is {shape[1]}x{shape[0]}; a face cache holds square faces")
+        if header is not None:
+            prefix = np.frombuffer(data[: jpeg_header_length(data)], np.uint8)
+            if not any(np.array_equal(prefix, known) for known in self._prefixes):
+                self._prefixes = [prefix, *self._prefixes[: _PREFIXES - 1]]
 
     def cache_format(self) -> CacheFormat:
         side = self.size[0] if self.size else 112
@@ -138,10 +180,11 @@ def _write(
     keys: np.ndarray,
     labels: np.ndarray,
     sizes: np.ndarray,
-    read_key: Callable[[int], bytes],
+    read: Callable[[np.ndarray], Sequence[bytes | np.ndarray]],
     meta: dict[str, Any],
 ) -> CacheFormat:
-    """Write faces named `<class>/<key>.jpg` (sorted so, which is (class, key) order) with their bytes."""
+    """Write faces named `<class>/<key>.jpg` (sorted so, which is (class, key) order) with their bytes;
+    `read(i)` gives the bytes of the images at source positions `i`."""
     order = np.lexsort((keys, labels))
     name_of, key_name = _padded(labels), _padded(keys)
     used = np.unique(labels)
@@ -154,12 +197,13 @@ def _write(
         np.full((len(order), 4), math.nan, np.float32),
         np.full(len(order), math.nan, np.float32),
         np.zeros(len(order), bool),
-        paths=[f"{name_of(int(labels[i]))}/{key_name(int(keys[i]))}.jpg" for i in order],
+        paths=[
+            f"{name_of(c)}/{key_name(k)}.jpg"
+            for c, k in zip(labels[order].tolist(), keys[order].tolist(), strict=True)
+        ],
     )
     fmt = shape.cache_format()
-    write_payloads(
-        output, fmt, meta, rows, _Rows(sizes[order], lambda r: [read_key(int(order[i])) for i in r])
-    )
+    write_payloads(output, fmt, meta, rows, _Rows(sizes[order], lambda r: read(order[r.start : r.stop])))
     return fmt
 
 
@@ -171,28 +215,40 @@ def import_recordio(source: str | os.PathLike[str], output: str | os.PathLike[st
         _check_output(output, inputs)
         expected = records.property[1:] if records.property else None
         shape = _Shape(expected)
-        keys, offsets, labels, sizes = [], [], [], []
-        for entry, record in records.images():
-            shape.check(record.image, f"{records.rec}: key {entry.key}")
-            keys.append(entry.key)
-            offsets.append(entry.offset)
-            labels.append(entry.label)
-            sizes.append(entry.nbytes)
-        if not keys:
-            raise RecordIOError(f"{records.rec}: holds no image records")
-        key_arr = np.array(keys, np.int64)
 
-        def read_key(i: int) -> bytes:
-            return records.reader.read_record(offsets[i], keys[i]).image
+        def check(data: np.ndarray, starts: np.ndarray, sizes: np.ndarray, keys: np.ndarray) -> None:
+            shape.check_block(data, starts, sizes, lambda j: f"{records.rec}: key {int(keys[j])}")
+
+        cols = records.image_columns(check)
+        if not len(cols):
+            raise RecordIOError(f"{records.rec}: holds no image records")
+
+        def read(idx: np.ndarray) -> list[bytes | np.ndarray]:
+            out: list[bytes | np.ndarray] = [b""] * len(idx)
+            whole = np.flatnonzero(cols.starts[idx] >= 0)
+            at = idx[whole]
+            spans = records.reader.read_spans(
+                cols.offsets[at], cols.lrecords[at], cols.starts[at], cols.sizes[at], cols.keys[at]
+            )
+            for j, span in zip(whole.tolist(), spans, strict=True):
+                out[j] = span
+            for j in np.flatnonzero(cols.starts[idx] < 0).tolist():
+                i = int(idx[j])
+                out[j] = records.reader.read_record(int(cols.offsets[i]), int(cols.keys[i])).image
+            return out
 
         meta = aligned_meta(
-            (shape.size or (0, 0))[0], records.rec, "mxnet-recordio", layout=records.layout, records=len(keys)
+            (shape.size or (0, 0))[0], records.rec, "mxnet-recordio", layout=records.layout, records=len(cols)
         )
-        fmt = _write(
-            output, shape, key_arr, np.array(labels, np.int64), np.array(sizes, np.int64), read_key, meta
-        )
+        fmt = _write(output, shape, cols.keys, cols.labels, cols.sizes, read, meta)
     return ImportReport(
-        output, records.rec, "recordio", len(keys), len(set(labels)), fmt.image_size, fmt.jpeg_quality
+        output,
+        records.rec,
+        "recordio",
+        len(cols),
+        len(np.unique(cols.labels)),
+        fmt.image_size,
+        fmt.jpeg_quality,
     )
 
 
@@ -248,7 +304,9 @@ def import_list(
         return data
 
     meta = aligned_meta((shape.size or (0, 0))[0], lst, "im2rec-list", images=str(root.resolve()))
-    fmt = _write(output, shape, keys, labels, np.array(sizes, np.int64), read_key, meta)
+    fmt = _write(
+        output, shape, keys, labels, np.array(sizes, np.int64), lambda i: [read_key(int(k)) for k in i], meta
+    )
     return ImportReport(
         output, lst, "list", len(rows), len(np.unique(labels)), fmt.image_size, fmt.jpeg_quality
     )
@@ -276,7 +334,7 @@ def import_pack(source: str | os.PathLike[str], output: str | os.PathLike[str]) 
     keys = np.arange(2 * n, dtype=np.int64)
     sizes = np.array([len(b) for b in pack.images], np.int64)
     meta = aligned_meta((shape.size or (0, 0))[0], source, "verification-pack", pairs=n)
-    fmt = _write(output, shape, keys, labels, sizes, lambda i: pack.images[i], meta)
+    fmt = _write(output, shape, keys, labels, sizes, lambda i: [pack.images[int(k)] for k in i], meta)
     name_of, key_name = _padded(labels), _padded(keys)
     path = [f"{name_of(int(labels[i]))}/{key_name(i)}.jpg" for i in range(2 * n)]
     k = min(10, n)

@@ -13,11 +13,21 @@ An image's class is its scalar label, or `label[0]` for a list label (face2rec2'
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from facetool.formats.recordio import ImageRecord, RecordIOError, RecordReader, read_index
+import numpy as np
+
+from facetool.formats.recordio import (
+    HEADER,
+    ImageRecord,
+    PayloadBlock,
+    RecordIOError,
+    RecordReader,
+    read_index_arrays,
+    unpack,
+)
 
 HEADER_LAYOUT = "header record"
 FLAT_LAYOUT = "flat"
@@ -79,6 +89,28 @@ class ImageEntry:
     nbytes: int
 
 
+@dataclass(frozen=True)
+class ImageColumns:
+    """Every image record of a set in key order, without its bytes: where its image lies (`starts`: file position
+    of the image bytes, -1 for a multi-part record whose bytes are not contiguous) and the part header word
+    (`lrecords`) seen, so a copy can tell that the file changed meanwhile."""
+
+    keys: np.ndarray
+    offsets: np.ndarray
+    labels: np.ndarray
+    sizes: np.ndarray
+    starts: np.ndarray
+    lrecords: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+
+ImageCheck = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], None]
+_HEAD = np.dtype([("flag", "<u4"), ("label", "<f4"), ("id", "<u8"), ("id2", "<u8")])
+_CLASS_LIMIT = 1 << 31  # larger class numbers are left to the record-by-record path
+
+
 class RecordSet:
     """An opened RecordIO training set; `images()` lists its image records without keeping their bytes."""
 
@@ -88,10 +120,12 @@ class RecordSet:
         self.reader = RecordReader(self.rec)
         try:
             if self.idx is not None:
-                self.index = read_index(self.idx, self.reader.size)
+                self.keys, self.offsets = read_index_arrays(self.idx, self.reader.size)
             else:
-                self.index = self._keys_from_headers()
-            self._offsets = dict(self.index)
+                pairs = self._keys_from_headers()
+                self.keys = np.array([k for k, _ in pairs], np.int64)
+                self.offsets = np.array([o for _, o in pairs], np.int64)
+            self._by_key = np.argsort(self.keys, kind="stable")
             self.layout, self._image_keys = self._detect_layout()
         except BaseException:
             self.reader.close()
@@ -112,17 +146,28 @@ class RecordSet:
             out.append((key, offset))
         return out
 
+    @property
+    def index(self) -> list[tuple[int, int]]:
+        """(key, offset) of every record, in `.idx` order (file order without one)."""
+        return list(zip(self.keys.tolist(), self.offsets.tolist(), strict=True))
+
+    def _offset_of(self, key: int) -> int | None:
+        at = int(np.searchsorted(self.keys, key, sorter=self._by_key))
+        if at < len(self.keys) and self.keys[self._by_key[at]] == key:
+            return int(self.offsets[self._by_key[at]])
+        return None
+
     def _detect_layout(self) -> tuple[str, range | None]:
-        offsets = self._offsets
-        if 0 in offsets:
-            head = self.reader.read_record(offsets[0], 0)
+        head_offset = self._offset_of(0)
+        if head_offset is not None:
+            head = self.reader.read_record(head_offset, 0)
             if head.flag > 0 and not head.image:
                 end = int(head.label_values[0])
                 if end < 1:
                     raise RecordIOError(
                         f"{self.rec}: key 0: header record label {head.label!r} names no images"
                     )
-                missing = [key for key in (1, end - 1) if key not in offsets]
+                missing = [key for key in (1, end - 1) if self._offset_of(key) is None]
                 if missing:
                     raise RecordIOError(
                         f"{self.rec}: key {missing[0]}: named by the header record (images 1..{end - 1}) "
@@ -133,24 +178,30 @@ class RecordSet:
 
     def read(self, key: int) -> ImageRecord:
         """The record of `key`."""
-        offset = self._offsets.get(key)
+        offset = self._offset_of(key)
         if offset is None:
             raise RecordIOError(f"{self.rec}: key {key}: not in the index")
         return self.reader.read_record(offset, key)
 
+    def image_key_arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """Keys and offsets of every image record, in key order."""
+        sorted_keys = self.keys[self._by_key]
+        if self._image_keys is None:
+            return sorted_keys, self.offsets[self._by_key]
+        # a key missing from 1..n+1 exists when the header names more images than the index holds
+        wanted = np.arange(1, min(self._image_keys.stop, len(self.keys) + 2), dtype=np.int64)
+        at = np.minimum(np.searchsorted(sorted_keys, wanted), max(len(sorted_keys) - 1, 0))
+        absent = np.flatnonzero(sorted_keys[at] != wanted) if len(sorted_keys) else np.arange(len(wanted))
+        if len(absent):
+            raise RecordIOError(
+                f"{self.rec}: key {int(wanted[absent[0]])}: named by the header record but absent from the index"
+            )
+        return wanted, self.offsets[self._by_key[at]]
+
     def image_keys(self) -> list[tuple[int, int]]:
         """(key, offset) of every image record, in key order."""
-        if self._image_keys is None:
-            return sorted(self.index)
-        offsets = self._offsets
-        out = []
-        for key in self._image_keys:
-            if key not in offsets:
-                raise RecordIOError(
-                    f"{self.rec}: key {key}: named by the header record but absent from the index"
-                )
-            out.append((key, offsets[key]))
-        return out
+        keys, offsets = self.image_key_arrays()
+        return list(zip(keys.tolist(), offsets.tolist(), strict=True))
 
     def images(self) -> Iterator[tuple[ImageEntry, ImageRecord]]:
         """Every image record in key order with its class; one record in memory at a time."""
@@ -160,6 +211,82 @@ class RecordSet:
             if not record.image:
                 raise RecordIOError(f"{where}: image record without image bytes")
             yield ImageEntry(key, offset, image_class(record, where), len(record.image)), record
+
+    def image_columns(self, check: ImageCheck) -> ImageColumns:
+        """What `images()` gives, for every image record, read in file order by large sequential chunks with the
+        headers parsed in bulk (memory: the columns and one `CHUNK_BYTES` buffer). `check(data, starts, sizes,
+        keys)` sees every image's bytes (`data[starts[j] : starts[j] + sizes[j]]`) once, in file order. A record
+        the bulk parse does not take (multi-part, damaged, a label that is no class) goes through `unpack` and
+        `image_class`: the same values, or the same one-line error, as `images()` (of several faults, the first in
+        the file is reported; `images()` reports the first in key order)."""
+        keys, offsets = self.image_key_arrays()
+        order = np.argsort(offsets, kind="stable")
+        n = len(keys)
+        cols = ImageColumns(
+            keys,
+            offsets,
+            np.zeros(n, np.int64),
+            np.zeros(n, np.int64),
+            np.full(n, -1, np.int64),
+            np.zeros(n, np.int64),
+        )
+        for block in self.reader.payload_blocks(offsets[order], keys[order]):
+            rows = order[block.index]
+            cols.lrecords[rows] = block.lengths
+            if block.base < 0:
+                self._one(cols, block, 0, int(rows[0]), check)
+                continue
+            image_at, label, size, ok = self._parse(block)
+            cols.labels[rows[ok]] = label[ok]
+            cols.sizes[rows[ok]] = size[ok]
+            cols.starts[rows[ok]] = block.base + image_at[ok]
+            done = 0
+            for j in [*np.flatnonzero(~ok).tolist(), len(rows)]:
+                if j > done:
+                    check(block.data, image_at[done:j], size[done:j], keys[rows[done:j]])
+                if j < len(rows):
+                    self._one(cols, block, j, int(rows[j]), check)
+                done = j + 1
+        return cols
+
+    @staticmethod
+    def _parse(block: PayloadBlock) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Image position (in the block), class and size of each payload, and whether the bulk parse took it."""
+        p, length = block.starts, block.lengths
+        long = length >= HEADER.size
+        head = np.zeros(len(p), _HEAD)
+        if long.any():
+            raw = block.data[p[long][:, None] + np.arange(HEADER.size)]
+            head[long] = np.ascontiguousarray(raw).view(_HEAD).reshape(-1)
+        flag = head["flag"].astype(np.int64)
+        skip = HEADER.size + 4 * flag
+        size = length - skip
+        listed = long & (flag > 0) & (size >= 0)
+        value = head["label"].astype(np.float64)
+        if listed.any():
+            first = block.data[p[listed][:, None] + HEADER.size + np.arange(4)]
+            value[listed] = np.ascontiguousarray(first).view("<f4").reshape(-1)
+        finite = np.isfinite(value)
+        whole = finite & (value >= 0) & (value < _CLASS_LIMIT)
+        whole &= np.floor(np.where(finite, value, 0)) == value
+        ok = long & (size > 0) & whole
+        label = np.where(ok, value, 0).astype(np.int64)
+        return p + skip, label, size, ok
+
+    def _one(self, cols: ImageColumns, block: PayloadBlock, j: int, row: int, check: ImageCheck) -> None:
+        """Payload j of a block read record by record, as `images()` reads it (with its one-line error)."""
+        key = int(cols.keys[row])
+        where = f"{self.rec}: key {key}"
+        start, length = int(block.starts[j]), int(block.lengths[j])
+        record = unpack(block.data[start : start + length].tobytes(), where)
+        if not record.image:
+            raise RecordIOError(f"{where}: image record without image bytes")
+        cols.labels[row] = image_class(record, where)
+        cols.sizes[row] = len(record.image)
+        image_at = start + length - len(record.image)
+        if block.base >= 0:
+            cols.starts[row] = block.base + image_at
+        check(block.data, np.array([image_at]), np.array([len(record.image)]), np.array([key]))
 
     def close(self) -> None:
         self.reader.close()
