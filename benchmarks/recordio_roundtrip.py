@@ -54,7 +54,7 @@ def same_faces(a: Path, b: Path) -> bool:
 def train_command(config: Path, data: Path, run_dir: Path, sets: list[str]) -> list[str]:
     """`facetool train` of the recipe's [train] table on `data` into `run_dir`, one thread (as the recipes)."""
     extra = [arg for text in sets for arg in ("--set", text)]
-    return [sys.executable, "-m", "facetool", "train", "--config", str(config), "--data-dir", str(data),
+    return [sys.executable, "-m", "facetool", "train", "--config", str(config), "--data", str(data),
             "--checkpoint-dir", str(run_dir), "--overwrite", *extra]  # fmt: skip
 
 
@@ -74,7 +74,7 @@ def main() -> None:
     add_report_options(parser)
     args = parser.parse_args()
     work = args.work
-    work.mkdir(parents=True, exist_ok=True)
+    (work / "rec").mkdir(parents=True, exist_ok=True)
     devtest = shared / "lfw" / "pairsDevTest.txt"
 
     times = {}
