@@ -61,7 +61,8 @@ def register(sub: typer.Typer) -> None:
     @sub.command(
         name="export",
         help="Export a face cache as an insightface RecordIO set (train.rec, train.idx, property; header-record "
-        "layout), or with --pack PAIRS as a verification pack of those pairs (LFW pairs file or CSV).",
+        "layout), or with --pack PAIRS as a verification pack of those pairs (LFW pairs file or CSV), in fold "
+        "order, so that insightface's 10 contiguous folds are the folds eval scores the file with.",
     )
     def export_command(
         cache: Annotated[Path, typer.Argument(metavar="CACHE", help="Face cache to export.")],
@@ -75,12 +76,12 @@ def register(sub: typer.Typer) -> None:
         ] = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     ) -> None:
+        from facetool.evaluation.packs import pack_pairs
         from facetool.evaluation.pairs import read_pairs
         from facetool.formats.exporting import export_pack, export_recordio
 
         if pack is not None:
-            pairs = read_pairs(pack)
-            report = export_pack(cache, [(p.path1, p.path2, p.issame) for p in pairs.pairs], output)
+            report = export_pack(cache, pack_pairs(read_pairs(pack)), output)
         else:
             report = export_recordio(cache, output)
         if as_json:

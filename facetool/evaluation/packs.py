@@ -17,7 +17,8 @@ import cv2
 import numpy as np
 
 from facetool.errors import FacetoolError
-from facetool.evaluation.metrics import evaluate_folds, get_distance, kfold_ids
+from facetool.evaluation.metrics import evaluate_folds, get_distance, kfold_ids, stratified_fold_ids
+from facetool.evaluation.pairs import PairsFile
 from facetool.evaluation.run import EvalReport, Progress
 from facetool.formats.packs import read_pack
 
@@ -38,6 +39,22 @@ def _decode(images: Sequence[bytes], start: int, where: Path) -> np.ndarray:
             )
         faces.append(face)
     return np.stack(faces)
+
+
+def pack_pairs(pairs: PairsFile) -> list[tuple[str, str, bool]]:
+    """The pairs of `pairs` in the order a pack written from them keeps, so that insightface's 10 contiguous
+    folds are the folds `facetool eval` scores the file with: its own folds in turn, or, for a file without
+    folds (View 1's pairsDevTest.txt lists all 500 matched pairs first), the stratified blocks `eval` uses (the
+    k-th tenth of the matched pairs, then of the mismatched ones). In file order, a View 1 file's contiguous
+    folds would each hold pairs of one kind. (The two agree exactly when the folds are of equal size, as in
+    LFW's files.)"""
+    ids = pairs.fold_ids
+    if ids is None:
+        try:
+            ids = stratified_fold_ids(pairs.issame, PACK_FOLDS)
+        except ValueError:
+            ids = np.zeros(len(pairs), np.int64)
+    return [(p.path1, p.path2, p.issame) for p in (pairs.pairs[i] for i in np.argsort(ids, kind="stable"))]
 
 
 def evaluate_pack(
