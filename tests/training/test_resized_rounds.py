@@ -1,12 +1,17 @@
 """A run's start-up decodes no face: each is decoded and resized on its first round (issue 36), on a real LFW
-cache, and the run trains bit for bit as one whose faces were all resized before its first step."""
+cache, and the run trains bit for bit as one whose faces were all resized before its first step; a corrupted
+face stops the run in one line when a round first draws it."""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from pathlib import Path
 
+import h5py
 import numpy as np
 import torch
+from train_helpers import small_train_command
 
 from facetool.config.train import TrainConfig
 from facetool.training.loop import Trainer
@@ -62,3 +67,21 @@ def test_each_face_is_resized_on_its_first_round_and_trains_as_if_resized_up_fro
     finally:
         lazy.close()
         eager.close()
+
+
+def test_a_corrupted_face_stops_training_in_one_line_naming_the_cache(small_cache, tmp_path):
+    damaged = tmp_path / "damaged.h5"
+    shutil.copy(small_cache, damaged)
+    with h5py.File(damaged, "r+") as h5:
+        start, stop = h5["faces/jpeg_offset"][3:5]
+        h5["faces/jpeg"][start:stop] = np.full(stop - start, 7, np.uint8)
+    command = small_train_command(
+        damaged, tmp_path / "run", "--num-epochs", "1", settings={"epoch_size": "2"}
+    )
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, done.stderr[-3000:]
+    lines = done.stderr.strip().splitlines()
+    assert lines[-1] == f"error: {damaged}: a stored face image is corrupted", done.stderr[-3000:]
+    assert "Traceback" not in done.stderr
+    log = (tmp_path / "run" / "train.log").read_text()
+    assert "faces resized once to " in log and "epoch 1: " in log, "start-up should not decode the faces"
