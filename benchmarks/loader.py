@@ -9,7 +9,8 @@ The variants, each the median of --runs runs after one warm-up:
                       the standardised network input the loop embeds
   gather + to_input   the same with the un-augmented standardisation (`to_input`, what validation and eval use)
   resize once         what training does once instead with `data.resize_once` (`resize_once`): every preloaded
-                      face resized to the augmenter's working size as float
+                      face resized to the augmenter's working size as float (a run resizes each on its first
+                      round; here all at once)
   resized + augment   per round from those: `fetch` the rows' float faces, then the augmentation after the
                       resize (`Augmenter.from_working`); the same network input as gather + augment, bit for bit
 A round run repeats the same --rounds rounds (a sampler seeded afresh each run), so every run does equal work.
@@ -81,6 +82,12 @@ def preload(cache: Path, device: torch.device) -> PreloadedSource:
     return source
 
 
+def resize_all(faces: PreloadedSource, augment: Augmenter) -> torch.Tensor | None:
+    """Every face resized once, as a run's rounds resize them over its first epochs."""
+    once, _ = resize_once(faces, augment)
+    return None if once is None else once.faces
+
+
 def round_variants(
     faces: PreloadedSource,
     args: argparse.Namespace,
@@ -135,7 +142,7 @@ def measure(cache: Path, args: argparse.Namespace, device: torch.device) -> tupl
     if once is None:
         Console().print(f"no resize-once rows: {note}")
     else:
-        resize_times = call_times(lambda: resize_once(faces, augment), args.runs, device)
+        resize_times = call_times(lambda: resize_all(faces, augment), args.runs, device)
         rows.append(row("resize once", len(faces), resize_times, None))
     variants, images = round_variants(faces, args, device, augment, once)
     for name, fn in variants.items():

@@ -52,10 +52,11 @@ def same_faces(a: Path, b: Path) -> bool:
 
 
 def train_command(config: Path, data: Path, run_dir: Path, sets: list[str]) -> list[str]:
-    """`facetool train` of the recipe's [train] table on `data` into `run_dir`, one thread (as the recipes)."""
+    """`facetool train` of the recipe's [train] table on `data` into `run_dir`, one thread (as the recipes); a
+    rerun of the benchmark resumes the runs (a finished one is left as it is): delete --work to start again."""
     extra = [arg for text in sets for arg in ("--set", text)]
     return [sys.executable, "-m", "facetool", "train", "--config", str(config), "--data", str(data),
-            "--checkpoint-dir", str(run_dir), "--overwrite", *extra]  # fmt: skip
+            "--checkpoint-dir", str(run_dir), "--resume", "auto", *extra]  # fmt: skip
 
 
 def main() -> None:

@@ -32,6 +32,7 @@ DRIVER = r"""
 import json, resource, sys, time, tomllib
 started = time.perf_counter()
 from pathlib import Path
+import facetool
 from facetool.config.train import TrainConfig
 from facetool.training.callbacks import Callback
 from facetool.training.loop import train
@@ -93,7 +94,7 @@ train(config, overwrite=True, callbacks=[Parts()])
 history = json.loads((Path(run_dir) / "history.json").read_text())
 records = history if isinstance(history, list) else history["epochs"]
 parts["selection"] -= parts["embedding"]
-print(json.dumps({"parts": parts, "faults": faults, "marks": marks,
+print(json.dumps({"parts": parts, "faults": faults, "marks": marks, "facetool": facetool.__file__,
                   "epochs": [r["time_s"] for r in records], "loss": [r["train_loss"] for r in records]}))
 """
 
@@ -106,6 +107,7 @@ def run_once(tree: Path, args: argparse.Namespace, work: Path) -> dict:
     changes = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.set)}
     command = [
         sys.executable,
+        "-P",  # not the working directory first on sys.path: the tree's own facetool
         "-c",
         DRIVER,
         str(args.recipe),
@@ -116,7 +118,10 @@ def run_once(tree: Path, args: argparse.Namespace, work: Path) -> dict:
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     if done.returncode:
         sys.exit(f"{tree}: training failed: {done.stderr[-2000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    if not Path(result["facetool"]).resolve().is_relative_to(tree.resolve()):
+        sys.exit(f"{tree}: the run imported facetool from {result['facetool']}, not from this tree")
+    return result
 
 
 def main() -> None:

@@ -19,7 +19,7 @@ import torch
 from facetool.cache import open_cache
 from facetool.config.train import WORKER_TIMEOUT_S
 from facetool.data.jpeg import Decode, choose_decoder
-from facetool.data.source import Backend, FaceSource, PreloadedSource
+from facetool.data.source import CacheReader, FaceSource, PreloadedSource
 from facetool.data.stream import StreamedSource, WorkerPool
 from facetool.errors import FacetoolError, UsageError
 
@@ -107,6 +107,8 @@ def open_face_source(
 ) -> tuple[FaceSource, SourceChoice]:
     """The cache's faces as a source for training on `device`, and the choice made (see the module doc).
 
+    A preloaded source keeps this opening of the cache (the snapshot its labels come from) and decodes each
+    face the first time it is fetched.
     A streamed source decodes JPEG on the device where `choose_decoder` allows (`decode`: auto, workers or
     device); a streaming worker holding a chunk for `worker_timeout_s` without answering stops the reads with
     an error naming it. CacheError from the cache module names a bad file; a cache without faces is a
@@ -114,32 +116,39 @@ def open_face_source(
     """
     cache_path = Path(cache_path)
     device = torch.device(device)
-    with open_cache(cache_path) as cache:
+    cache = open_cache(cache_path)
+    keep_open = False
+    try:
         labels = np.asarray(cache.labels, np.int64)
         identities = list(cache.identities)
         image_size = cache.image_size
         encoding = cache.encoding
-    if len(labels) == 0:
-        raise FacetoolError(f"{cache_path}: the face cache holds no faces")
-    decoded = len(labels) * image_size * image_size * 3
-    choice = choose_kind(mode, device, decoded, device_available_bytes(device), host_available_bytes())
+        if len(labels) == 0:
+            raise FacetoolError(f"{cache_path}: the face cache holds no faces")
+        decoded = len(labels) * image_size * image_size * 3
+        choice = choose_kind(mode, device, decoded, device_available_bytes(device), host_available_bytes())
+        keep_open = choice.kind != "stream"
+    finally:
+        if not keep_open:
+            cache.close()
     rows = np.arange(len(labels), dtype=np.int64)
-    pin = device.type == "cuda"
-    if choice.kind == "stream":
-        n = workers or default_workers()
-        decoder = choose_decoder(decode, device, encoding)
-        pool = WorkerPool(
-            cache_path,
-            labels,
-            image_size,
-            workers=n,
-            slot_faces=slot_faces,
-            pin=pin,
-            encoded=decoder.on_device,
-            worker_timeout_s=worker_timeout_s,
+    if keep_open:
+        place_on = device if choice.kind == "preload-device" else torch.device("cpu")
+        preloaded = PreloadedSource(
+            CacheReader(cache), rows, labels, identities, image_size, place_on, pin=device.type == "cuda"
         )
-        source: FaceSource = StreamedSource(pool, rows, labels, identities, image_size)
-        return source, SourceChoice(choice.kind, f"{choice.reason}; {n} reading worker(s), {decoder.reason}")
-    place_on = device if choice.kind == "preload-device" else torch.device("cpu")
-    source = PreloadedSource(Backend(cache_path), rows, labels, identities, image_size, place_on, pin)
-    return source, choice
+        return preloaded, choice
+    n = workers or default_workers()
+    decoder = choose_decoder(decode, device, encoding)
+    pool = WorkerPool(
+        cache_path,
+        labels,
+        image_size,
+        workers=n,
+        slot_faces=slot_faces,
+        pin=device.type == "cuda",
+        encoded=decoder.on_device,
+        worker_timeout_s=worker_timeout_s,
+    )
+    streamed = StreamedSource(pool, rows, labels, identities, image_size)
+    return streamed, SourceChoice(choice.kind, f"{choice.reason}; {n} reading worker(s), {decoder.reason}")

@@ -20,7 +20,7 @@ from typing import Self
 import numpy as np
 import torch
 
-from facetool.cache import open_cache
+from facetool.cache import FaceCache
 
 
 class Backend:
@@ -44,6 +44,29 @@ class Backend:
 
     def shutdown(self) -> None:
         """Free what the backend holds (worker processes, buffers)."""
+
+
+class CacheReader(Backend):
+    """The preloaded sources' reader: the cache opened once (the snapshot their labels came from), kept open
+    until the last view closes, so faces decoded rounds apart still come from the same file and journal."""
+
+    def __init__(self, cache: FaceCache) -> None:
+        super().__init__(cache.path)
+        self._cache: FaceCache | None = cache
+        self._read_lock = threading.Lock()
+
+    def read_faces(self, cache_rows: np.ndarray) -> np.ndarray:
+        """(n, S, S, 3) uint8 faces of the cache's rows `cache_rows`, in the order given."""
+        with self._read_lock:
+            if self._cache is None:
+                raise RuntimeError(f"{self.cache_path}: the face source was closed")
+            return self._cache.read_faces(cache_rows)
+
+    def shutdown(self) -> None:
+        with self._read_lock:
+            cache, self._cache = self._cache, None
+        if cache is not None:
+            cache.close()
 
 
 class FaceSource:
@@ -141,12 +164,14 @@ class PreloadedSource(FaceSource):
     """Decodes its rows once, on first use, into one tensor on `place_on` (host memory, pinned with `pin`).
 
     A subset of a decoded source takes its faces from the decoded tensor; an undecoded one decodes only its
-    own rows when first used, so a rank or a validation split never holds more than its share.
+    own rows when first used, so a rank or a validation split never holds more than its share. `read` decodes
+    some rows without keeping them, for a consumer that keeps its own copy (faces resized once, each on its
+    first round).
     """
 
     def __init__(
         self,
-        backend: Backend,
+        backend: CacheReader,
         cache_rows: np.ndarray,
         labels: np.ndarray,
         identities: list[str],
@@ -156,6 +181,7 @@ class PreloadedSource(FaceSource):
         faces: torch.Tensor | None = None,
     ) -> None:
         super().__init__(backend, cache_rows, labels, identities, image_size)
+        self._reader = backend
         self.place_on = torch.device(place_on)
         self.pin = pin
         self._faces = faces
@@ -165,7 +191,7 @@ class PreloadedSource(FaceSource):
         if self._faces is not None:
             faces = self._faces.index_select(0, torch.as_tensor(keep, device=self._faces.device))
         return PreloadedSource(
-            self._backend,
+            self._reader,
             self.cache_rows[keep],
             labels,
             identities,
@@ -179,21 +205,27 @@ class PreloadedSource(FaceSource):
     def faces(self) -> torch.Tensor:
         """Every face of this source, decoded (the first access reads them)."""
         if self._faces is None:
-            self._faces = self._decode()
+            self._faces = self._decode(np.arange(len(self)))
+            if self.pin and self.place_on.type == "cpu":
+                self._faces = self._faces.pin_memory()
         return self._faces
 
-    def _decode(self) -> torch.Tensor:
-        order = np.argsort(self.cache_rows, kind="stable")
-        with open_cache(self.cache_path) as cache:
-            decoded = cache.read_faces(self.cache_rows[order])
-        faces = torch.empty((len(self), self.image_size, self.image_size, 3), dtype=torch.uint8)
+    def read(self, rows: np.ndarray) -> torch.Tensor:
+        """(n, S, S, 3) uint8 faces of `rows` on `place_on`, in the order given; decoded now and not kept,
+        unless every face is decoded already."""
+        rows = self._check_rows(rows)
+        if self._faces is not None:
+            return self._faces.index_select(0, torch.as_tensor(rows, device=self._faces.device))
+        return self._decode(rows)
+
+    def _decode(self, rows: np.ndarray) -> torch.Tensor:
+        """The faces of `rows`, read from the cache in its row order, on `place_on` (unpinned)."""
+        order = np.argsort(self.cache_rows[rows], kind="stable")
+        decoded = self._reader.read_faces(self.cache_rows[rows[order]])
+        faces = torch.empty((len(rows), self.image_size, self.image_size, 3), dtype=torch.uint8)
         faces[torch.as_tensor(order)] = torch.from_numpy(decoded)
         del decoded
-        if self.place_on.type == "cuda":
-            return faces.to(self.place_on)
-        if self.pin:
-            return faces.pin_memory()
-        return faces
+        return faces.to(self.place_on) if self.place_on.type == "cuda" else faces
 
     def prefetch(self, rows: np.ndarray) -> None:
         self.faces  # noqa: B018 - decoding is the preloaded source's only preparation

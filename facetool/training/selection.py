@@ -64,8 +64,8 @@ class Selection:
         self.resized: ResizedFaces | None = None
 
     def resize_once(self, enabled: bool | None = None) -> str:
-        """Resize every training face to the augmenter's working size now, when that fits (and `enabled`,
-        RESIZE_ONCE by default); the log line."""
+        """Resize every training face to the augmenter's working size once, each on its first round, when that
+        fits (and `enabled`, RESIZE_ONCE by default); the log line."""
         self.resized, note = resize_once(self.data, self.augment, RESIZE_ONCE if enabled is None else enabled)
         return note
 
@@ -74,9 +74,11 @@ class Selection:
         return self.sampler.people_per_batch
 
     def prefetch(self, rng: np.random.Generator) -> np.ndarray:
-        """Draw the next round's rows and have the source start reading them; pass them to the next call."""
+        """Draw the next round's rows and have the source start reading them (unless the faces resized once
+        serve them: those decode and resize a face on its first fetch); pass them to the next call."""
         rows = self.sampler.sample(rng)
-        self.data.prefetch(rows)
+        if self.resized is None:
+            self.data.prefetch(rows)
         return rows
 
     def __call__(

@@ -70,3 +70,26 @@ def test_streamed_switched_off_or_same_size_sources_resize_every_round(cache: Pa
         assert resized is None and note == "faces resized to 32 px in every round: resizing once is off"
         resized, note = resize_once(source, Augmenter(PLAIN, SIZE))
         assert resized is None and note == f"faces used at the cache's {SIZE} px: nothing to resize"
+
+
+def test_faces_are_decoded_and_resized_on_their_first_fetch_only(cache: Path) -> None:
+    """Nothing is decoded before a round asks; a fetch resizes its new rows only, and the faces filled round by
+    round equal the faces resized all at once, bit for bit and in the same layout."""
+    source, _ = open_face_source(cache, mode="preload")
+    with source:
+        augmenter = Augmenter(EVERYTHING, 32)
+        lazy, _ = resize_once(source, augmenter)
+        eager, _ = resize_once(source, augmenter)
+        assert lazy is not None and eager is not None and lazy.resized_rows == 0
+        everything = eager.faces
+        assert eager.resized_rows == len(source)
+        rng = np.random.default_rng(5)
+        seen: set[int] = set()
+        for _ in range(3):
+            rows = rng.choice(len(source), size=40, replace=True)
+            seen |= set(rows.tolist())
+            got = lazy.fetch(rows, "cpu")
+            assert lazy.resized_rows == len(seen) < len(source)
+            assert torch.equal(got, everything[torch.as_tensor(rows)])
+            assert got.stride() == eager.fetch(rows, "cpu").stride()
+        assert torch.equal(lazy.faces, everything) and lazy.resized_rows == len(source)

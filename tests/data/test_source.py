@@ -129,6 +129,26 @@ def test_shards_are_disjoint_and_cover_every_identity(cache: Path) -> None:
         assert len(np.unique(rows)) == len(source)
 
 
+def test_a_preloaded_source_decodes_from_the_cache_it_was_opened_on(
+    cache: Path, lfw_dir: Path, tmp_path: Path
+) -> None:
+    """The cache file is replaced by another after opening, before any face is decoded: the source still gives
+    the faces its labels came from (it keeps the file it opened), and so do its subsets."""
+    path = tmp_path / "faces.h5"
+    shutil.copy(cache, path)
+    with open_cache(cache) as reference:
+        expected = torch.from_numpy(reference.read_faces())
+    source, _ = open_face_source(path, mode="preload")
+    with source:
+        half = source.subset(np.arange(source.num_identities // 2))
+        people = some_identities(lfw_dir, 14, start=60)
+        others = write_people_cache(lfw_dir, tmp_path / "other.h5", people, 6, SIZE)
+        os.replace(others, path)
+        with half:
+            assert torch.equal(half.fetch(np.arange(len(half)), "cpu"), expected[half.cache_rows])
+        assert torch.equal(source.fetch(np.arange(len(source)), "cpu"), expected)
+
+
 def test_streaming_reads_only_the_rows_asked_for(cache: Path, tmp_path: Path) -> None:
     """One face's bytes are destroyed: preloading fails, streaming every other identity works, and streaming
     the broken face is one FacetoolError naming the cache, after which the source still closes cleanly."""
