@@ -59,6 +59,9 @@ class EvalConfig(EmbeddingSettings):
     identification_far: float = Field(
         0.01, gt=0, lt=1, description="False-alarm rate of the open-set detection-and-identification rate."
     )
+    clustering_min_faces: int = Field(
+        1, ge=1, description="Cluster only the scored people with at least this many cached faces."
+    )
 
 
 class EmbedConfig(EmbeddingSettings):

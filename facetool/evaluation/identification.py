@@ -8,6 +8,7 @@ metric: squared Euclidean (2 - 2 cos, 0..4) or cosine (1 - cos, 0..2).
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -273,9 +274,11 @@ def people_scores(
     metric: str,
     far: float,
     cut: float,
+    cluster_min_faces: int = 1,
 ) -> tuple[IdentificationScores, ClusterScores]:
     """Identification and clustering scores of every cached face of `people` (the scored pairs' people):
-    `identification_scores`, and agglomerative clustering cut at `cut` against the true identities."""
+    `identification_scores`, and agglomerative clustering cut at `cut` against the true identities, of the
+    people with at least `cluster_min_faces` faces."""
     names = [normalize_identity(cache.identities[label]) for label in cache.labels]
     rows = np.array([i for i, name in enumerate(names) if name in people], np.int64)
     if len(rows) == 0:
@@ -284,5 +287,10 @@ def people_scores(
         [embed(cache.read_faces(rows[s : s + batch_size])) for s in range(0, len(rows), batch_size)]
     )
     identities = [names[i] for i in rows]
-    found = agglomerate(emb, cut, metric, "average")
-    return identification_scores(emb, identities, metric=metric, far=far), cluster_scores(identities, found)
+    counts = Counter(identities)
+    clustered = np.array([counts[name] >= cluster_min_faces for name in identities])
+    if not clustered.any():
+        raise UsageError(f"{cache.path}: no scored person has {cluster_min_faces} or more faces to cluster")
+    found = agglomerate(emb[clustered], cut, metric, "average")
+    clusters = cluster_scores([name for name, keep in zip(identities, clustered, strict=True) if keep], found)
+    return identification_scores(emb, identities, metric=metric, far=far), clusters

@@ -86,6 +86,7 @@ def with_people_scores(
         metric=config.distance,
         far=config.identification_far,
         cut=sum(report.fold_threshold) / len(report.fold_threshold),
+        cluster_min_faces=config.clustering_min_faces,
     )
     return replace(report, identification=identification.to_dict(), clustering=clustering.to_dict())
 

@@ -142,6 +142,17 @@ def test_eval_reports_identification_and_clustering(
     cut = float(np.mean(report["fold_threshold"]))
     clusters = cluster_scores(names, agglomerate(emb, cut, "euclidean", "average"))
     assert report["clustering"] == pytest.approx(clusters.to_dict())
+    counts = {name: names.count(name) for name in names}
+    assert max(counts.values()) >= 3 > min(counts.values()), "the test needs people above and below 3 faces"
+    several = facetool_cli(
+        *args[:-1], tmp_path / "several", "--identification", "--set", "clustering_min_faces=3", "--device", "cpu"
+    )
+    assert several.returncode == 0, several.stderr
+    kept = [i for i, name in enumerate(names) if counts[name] >= 3]
+    only = cluster_scores([names[i] for i in kept], agglomerate(emb[kept], cut, "euclidean", "average"))
+    report = json.loads((tmp_path / "several" / "report.json").read_text())
+    assert report["clustering"] == pytest.approx(only.to_dict())
+    assert report["identification"]["rank1"] == expected.rank1, "identification still scores every face"
     plain = facetool_cli(*args[:-1], tmp_path / "plain", "--device", "cpu")
     assert plain.returncode == 0, plain.stderr
     assert json.loads((tmp_path / "plain" / "report.json").read_text())["identification"] is None
