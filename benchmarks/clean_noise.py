@@ -47,6 +47,7 @@ from typing import Any
 
 import numpy as np
 from report import append_section, parse_args
+from timing import facetool
 
 from facetool.cache import check_combinable, open_cache, write_payloads
 from facetool.cache.copy import Selection
@@ -61,15 +62,6 @@ ROOT = Path(__file__).resolve().parent.parent
 TITLE = "Label noise and dataset clean on LFW (issue 32)"
 SPLIT_SUFFIX = "_split"
 SPLIT_MIN_FACES = 4  # each half keeps at least two faces
-
-
-def facetool(*args: object) -> float:
-    """Run `facetool ARGS`; its wall time in seconds (a failure ends the benchmark with its stderr)."""
-    start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "facetool", *map(str, args)], capture_output=True, text=True)
-    if done.returncode != 0:
-        sys.exit(f"facetool {' '.join(map(str, args))} failed:\n{done.stderr}")
-    return time.perf_counter() - start
 
 
 def truth_path(noisy: Path) -> Path:

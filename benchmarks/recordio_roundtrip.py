@@ -25,19 +25,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from report import add_report_options, append_section, report_file
+from timing import facetool
 
 from facetool.cache import open_cache
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def facetool(*args: object) -> float:
-    """Run `facetool ARGS`; its wall time in seconds (a failure ends the benchmark with its stderr)."""
-    start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "facetool", *map(str, args)], capture_output=True, text=True)
-    if done.returncode != 0:
-        sys.exit(f"facetool {' '.join(map(str, args))} failed:\n{done.stderr}")
-    return time.perf_counter() - start
 
 
 def same_faces(a: Path, b: Path) -> bool:

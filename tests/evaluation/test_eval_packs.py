@@ -19,15 +19,8 @@ IMAGE_SIZE = 80  # the `checkpoint` fixture's input size (tests/evaluation/conft
 SCORES = ("fold_accuracy", "fold_threshold", "accuracy", "val", "fold_val", "auc", "eer")
 
 
-@pytest.fixture(scope="module")
-def ten_folds(shared: Path, lfw_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A 10-fold subset of pairs.txt (1 matched + 1 mismatched pair per fold) and a cache of its images."""
-    folder = tmp_path_factory.mktemp("tenfold")
-    pairs = folder / "pairs10.txt"
-    lines = (shared / "lfw" / "pairs.txt").read_text().splitlines()
-    picked = [lines[1 + 600 * k + half] for k in range(10) for half in (0, 300)]
-    pairs.write_text("\n".join(["10\t1", *picked]) + "\n")
-    cache = folder / "faces.h5"
+def pairs_cache(pairs: Path, lfw_dir: Path, cache: Path) -> Path:
+    """A cache of the LFW centre crops of every image `pairs` names."""
     with CacheWriter(cache, image_size=IMAGE_SIZE, meta={"data_dir": str(lfw_dir)}) as writer:
         for rel in read_pairs(pairs).images:
             st = (lfw_dir / rel).stat()
@@ -36,7 +29,18 @@ def ten_folds(shared: Path, lfw_dir: Path, tmp_path_factory: pytest.TempPathFact
                 FaceRecord(rel, rel.split("/")[0], st.st_size, st.st_mtime_ns, face, None, math.nan, False)
             )
         writer.commit()
-    return pairs, cache
+    return cache
+
+
+@pytest.fixture(scope="module")
+def ten_folds(shared: Path, lfw_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A 10-fold subset of pairs.txt (1 matched + 1 mismatched pair per fold) and a cache of its images."""
+    folder = tmp_path_factory.mktemp("tenfold")
+    pairs = folder / "pairs10.txt"
+    lines = (shared / "lfw" / "pairs.txt").read_text().splitlines()
+    picked = [lines[1 + 600 * k + half] for k in range(10) for half in (0, 300)]
+    pairs.write_text("\n".join(["10\t1", *picked]) + "\n")
+    return pairs, pairs_cache(pairs, lfw_dir, folder / "faces.h5")
 
 
 @pytest.fixture(scope="module")
@@ -46,16 +50,7 @@ def view1(shared: Path, lfw_dir: Path, tmp_path_factory: pytest.TempPathFactory)
     pairs = folder / "devtest40.txt"
     lines = (shared / "lfw" / "pairsDevTest.txt").read_text().splitlines()
     pairs.write_text("\n".join(["20", *lines[1:21], *lines[501:521]]) + "\n")
-    cache = folder / "faces.h5"
-    with CacheWriter(cache, image_size=IMAGE_SIZE, meta={"data_dir": str(lfw_dir)}) as writer:
-        for rel in read_pairs(pairs).images:
-            st = (lfw_dir / rel).stat()
-            face = centre_crop(lfw_dir / rel, IMAGE_SIZE)
-            writer.add(
-                FaceRecord(rel, rel.split("/")[0], st.st_size, st.st_mtime_ns, face, None, math.nan, False)
-            )
-        writer.commit()
-    return pairs, cache
+    return pairs, pairs_cache(pairs, lfw_dir, folder / "faces.h5")
 
 
 @pytest.mark.parametrize("layout", ["ten_folds", "view1"])
