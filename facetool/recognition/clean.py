@@ -4,7 +4,8 @@ Every face is embedded (cropped as stored in the cache). With t the model's veri
 are (distances in the card's metric; each factor is a `CleanConfig` setting):
 - `far`: a face farther than far_factor * t from the centre of its identity's other faces (the normalised
   mean, leaving the face out), in identities of at least `min_faces` faces;
-- `closer-to-other`: a face nearer to another identity's centre than to its own, and within t of it;
+- `closer-to-other`: a face the model would not verify as its own identity (farther than t from its own
+  centre) but would as another's (within t of that identity's centre, and nearer to it than to its own);
 - `duplicate`: a face within duplicate_factor * t of an earlier face (by path) of its identity;
 - `same-person`: two identities whose centres are within merge_factor * t (reported, nothing dropped).
 The output cache leaves the faces of the first three rules out (`mark_only`: keeps every face), copying the
@@ -107,7 +108,13 @@ def find_flags(
         name, n = identities[labels[i]], count[labels[i]]
         if n >= config.min_faces and d_own[i] > limits["far"]:
             flags.append(Flag("far", name, paths[i], float(d_own[i]), limits["far"]))
-        if n >= 2 and l_other[i] >= 0 and d_other[i] < d_own[i] and d_other[i] <= limits["closer-to-other"]:
+        if (
+            n >= 2
+            and l_other[i] >= 0
+            and d_own[i] > threshold
+            and d_other[i] < d_own[i]
+            and d_other[i] <= limits["closer-to-other"]
+        ):
             flags.append(
                 Flag(
                     "closer-to-other",

@@ -80,7 +80,7 @@ def reference_flags(emb: dict[str, np.ndarray], t: float) -> dict[tuple[str, str
             other, d = min(
                 ((o, sq(emb[path], c)) for o, c in centre.items() if o != person), key=lambda x: x[1]
             )
-            if d < own and d <= t:
+            if own > t and d < own and d <= t:
                 found[("closer-to-other", path, other)] = d
         for b in range(1, len(paths)):
             a = min(range(b), key=lambda a: sq(emb[paths[a]], emb[paths[b]]))
@@ -123,6 +123,7 @@ def test_clean_flags_by_the_rules_and_leaves_the_flagged_out(trained, noisy, tmp
     report = json.loads((tmp_path / "clean.h5.flags.json").read_text())
     expected = reference_flags(emb, t)
     got = {(f["rule"], f["path"], f["other"]): f["distance"] for f in report["flags"]}
+    assert {"far", "closer-to-other", "duplicate"} <= {rule for rule, _, _ in expected}, "every rule is exercised"
     limits = {"far": t, "closer-to-other": t, "duplicate": 0.05 * t, "same-person": 0.5 * t}
     # the command embeds in other chunks and layout than the plain pass: only a distance within float noise
     # of its rule's limit may fall on the other side of it
