@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from facetool.config.base import StrictModel, plugin_settings
+from facetool.config.base import NoSettings, StrictModel, plugin_settings
 from facetool.config.detect import DetectConfig
 from facetool.errors import UsageError
 from facetool.plugins import DETECTORS, available, call_plugin, plugin_class
@@ -41,10 +41,6 @@ class Detections:
         """No face."""
         landmarks = NO_LANDMARKS if with_landmarks else None
         return Detections(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), landmarks)
-
-
-class NoSettings(StrictModel):
-    """A detector without settings of its own."""
 
 
 class Detector(ABC):

@@ -8,8 +8,9 @@ from collections.abc import Callable
 import cv2
 import numpy as np
 
+from facetool.config.base import NoSettings
 from facetool.config.detect import DetectConfig
-from facetool.detection.detectors import Detections, Detector, NoSettings
+from facetool.detection.detectors import Detections, Detector
 from facetool.detection.model_files import ModelFiles, resolve_model_files
 from facetool.errors import ModelFileError
 

@@ -1,6 +1,6 @@
 """An insightface-style RecordIO training set: `train.rec`, its `.idx`, `property`, and which layout it has.
 
-Three layouts are found in the wild (docs/design.md, "Field formats"):
+Files of three writers are found in the wild, in two layouts (docs/design.md, "Field formats"):
 
 - header record: record 0 has flag > 0, an empty body and `label[0]` = one past the last image key; the
   images are keys 1 .. label[0] - 1, the records after them are per-identity ranges (insightface's

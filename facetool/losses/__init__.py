@@ -9,7 +9,7 @@ from facetool.config.base import NoSettings, StrictModel, plugin_settings
 from facetool.errors import PluginError
 from facetool.losses.base import NEEDS, Loss, Needs
 from facetool.losses.triplet import TripletLoss, triplet_loss, triplet_losses
-from facetool.plugins import LOSSES, available, resolve
+from facetool.plugins import LOSSES, available, call_plugin, resolve
 
 DEFAULT_LOSS = "triplet"
 
@@ -43,10 +43,15 @@ def get_loss(
     """
     cls = loss_class(name)
     parsed = loss_settings(name, settings)
-    try:
-        return cls(parsed, num_classes=num_classes, embedding_dim=embedding_dim, margin=margin, name=name)
-    except Exception as exc:
-        raise PluginError(f"loss {name!r} could not be created: {type(exc).__name__}: {exc}") from exc
+    return call_plugin(
+        f"loss {name!r} could not be created",
+        cls,
+        parsed,
+        num_classes=num_classes,
+        embedding_dim=embedding_dim,
+        margin=margin,
+        name=name,
+    )
 
 
 def loss_settings(name: str, settings: Mapping[str, Any] | None = None) -> StrictModel:

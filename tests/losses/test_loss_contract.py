@@ -143,6 +143,30 @@ class Pairs(Loss):
             get_loss("pairs", num_classes=3, embedding_dim=4)
 
 
+def test_a_loss_that_exits_while_it_is_built_is_its_plugin_error(tmp_path) -> None:
+    source = """
+import sys
+
+from facetool.losses import Loss
+
+
+class Leaves(Loss):
+    name = "leaves"
+
+    def __init__(self, *args, **kwargs):
+        sys.exit(4)
+
+    def compute(self, embeddings, labels):
+        return embeddings.sum()
+"""
+    with plugin_site(tmp_path / "site") as install:
+        install("leaves-loss", {"facetool.losses": {"leaves": "leaves_loss:Leaves"}}, {"leaves_loss": source})
+        with pytest.raises(
+            PluginError, match=r"loss 'leaves' could not be created: the plugin called sys.exit\(4\)"
+        ):
+            get_loss("leaves", num_classes=3, embedding_dim=4)
+
+
 @pytest.mark.extras
 def test_a_nan_the_users_setting_causes_names_the_key_and_value() -> None:
     loss = get_loss("arcface", {"scale": 1e300, "margin": 0.3}, num_classes=3, embedding_dim=4)
