@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import subprocess
+import sys
 import tempfile
+from pathlib import Path
 
 from facetool.cli.app import main
 
@@ -27,3 +30,16 @@ def facetool_in_process(*args: object) -> subprocess.CompletedProcess:
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 1
     return subprocess.CompletedProcess(["facetool", *argv], code, out.getvalue(), err.getvalue())
+
+
+def run_facetool(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 600):
+    """Run the installed CLI in a real subprocess (`python -m facetool`) and capture its output."""
+    full_env = {**os.environ, "COLUMNS": "200", **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "facetool", *map(str, args)],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cli_helpers import run_facetool
 from plugin_helpers import install_test_plugins
 
 from facetool import plugins
@@ -94,19 +94,6 @@ def lfw_dir(shared: Path) -> Path:
 @pytest.fixture(scope="session")
 def ssd_dir(shared: Path) -> Path:
     return shared / "models" / "ssd-res10"
-
-
-def run_facetool(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 600):
-    """Run the installed CLI in a real subprocess (`python -m facetool`) and capture its output."""
-    full_env = {**os.environ, "COLUMNS": "200", **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "facetool", *map(str, args)],
-        cwd=cwd,
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 @pytest.fixture

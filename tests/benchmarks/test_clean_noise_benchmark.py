@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 from cache_helpers import write_people_cache
-from conftest import run_facetool
+from cli_helpers import run_facetool
 from lfw_mini import names_of, pick
 from train_helpers import SIZE, small_train_command
 

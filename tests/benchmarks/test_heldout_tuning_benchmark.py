@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import run_facetool
+from cli_helpers import run_facetool
 from lfw_mini import make_mini_lfw, names_of
 
 from facetool.cache import open_cache
