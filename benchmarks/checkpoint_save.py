@@ -32,8 +32,16 @@ def real_checkpoint(backbone: str, image_size: int) -> memoryview:
     optimizer.step()
     return checkpoint_bytes(
         make_checkpoint(
-            model=model.state_dict(), backbone={"name": backbone}, config={}, epoch=1, history=[],
-            optimizer=optimizer.state_dict(), loss={}, scheduler={}, rng={}, train_identities=[],
+            model=model.state_dict(),
+            backbone={"name": backbone},
+            config={},
+            epoch=1,
+            history=[],
+            optimizer=optimizer.state_dict(),
+            loss={},
+            scheduler={},
+            rng={},
+            train_identities=[],
         )
     )
 

@@ -71,7 +71,9 @@ def main() -> None:
     print(f"| ssd (one image per call) | {ssd_rate:.1f} | {sum(map(bool, ssd_found))} | {sum(ssd_found)} |")
     row = f"| mtcnn (batches of {args.batch}) | {mtcnn_rate:.1f} | {sum(map(bool, mtcnn_found))} | {sum(mtcnn_found)} |"
     print(row)
-    print(f"photos with a face: both {both}, ssd only {len(only_ssd)}, mtcnn only {len(only_mtcnn)}, neither {neither}")
+    print(
+        f"photos with a face: both {both}, ssd only {len(only_ssd)}, mtcnn only {len(only_mtcnn)}, neither {neither}"
+    )
     print(f"photos where the two find a different number of faces: {counts_differ}")
     for label, group in (("ssd only", only_ssd), ("mtcnn only", only_mtcnn)):
         for path in group:

@@ -108,7 +108,13 @@ def measure(mode: str, batch: int, args: argparse.Namespace, device: torch.devic
     found: list[int] = []
 
     def selection_round() -> None:
-        found.append(int(miner(engine.embed_inputs(augment(faces, generator)), labels, engine.criterion.margin).num_triplets))
+        found.append(
+            int(
+                miner(
+                    engine.embed_inputs(augment(faces, generator)), labels, engine.criterion.margin
+                ).num_triplets
+            )
+        )
 
     selection_round()
     round_s = _median_seconds(selection_round, args.repeats, device)

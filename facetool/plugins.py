@@ -234,7 +234,9 @@ def plugin_class(group: str, name: str, base: type[T], spelled: str) -> type[T]:
     it); PluginError naming the plugin otherwise."""
     target = load_plugin(group, name)
     if not (isinstance(target, type) and issubclass(target, base)):
-        raise PluginError(f"{kind_of(group)} {name!r}: entry point gives {target!r}, not a {spelled} subclass")
+        raise PluginError(
+            f"{kind_of(group)} {name!r}: entry point gives {target!r}, not a {spelled} subclass"
+        )
     return target
 
 
@@ -276,7 +278,9 @@ class PluginAlias:
         return f"alias of {self.target}" + (f" with {given}" if given else "")
 
 
-def resolve(group: str, name: str, settings: Mapping[str, Any] | None = None) -> tuple[str, Any, dict[str, Any]]:
+def resolve(
+    group: str, name: str, settings: Mapping[str, Any] | None = None
+) -> tuple[str, Any, dict[str, Any]]:
     """The plugin `name` means in `group` with its table `settings`: (name, loaded object, settings).
 
     An alias gives its target's name and object, and its own settings under the ones given (a key the user

@@ -342,7 +342,12 @@ def test_train_config_has_at_most_45_settings_besides_plugin_tables():
 
     keys = leaf_keys(TrainConfig)
     assert len(keys) <= 45, keys
-    for internal in ("embed_batch_size", "engine.channels_last", "engine.fused_optimizer", "data.resize_once"):
+    for internal in (
+        "embed_batch_size",
+        "engine.channels_last",
+        "engine.fused_optimizer",
+        "data.resize_once",
+    ):
         assert internal not in keys
 
 

@@ -119,7 +119,9 @@ class FaceColumns:
         self.scores = np.zeros(n, np.float32) if scores is None else np.asarray(scores, np.float32)
         self.detected = np.zeros(n, bool) if detected is None else np.asarray(detected, bool)
         self.landmarks = (
-            no_landmarks(n) if landmarks is None else np.asarray(landmarks, np.float32).reshape(-1, *LANDMARK_SHAPE)
+            no_landmarks(n)
+            if landmarks is None
+            else np.asarray(landmarks, np.float32).reshape(-1, *LANDMARK_SHAPE)
         )
         self._paths = paths
         self._load_paths = load_paths

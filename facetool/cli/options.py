@@ -102,7 +102,9 @@ def given(options: Mapping[str, Any], keys: Sequence[str]) -> dict[str, Any]:
     """The setting options of `keys` as `build_config` takes them: dotted keys, None for not given (a repeatable
     option used no time, whether the parser gives None or an empty sequence)."""
     values = {key: options.get(key.replace(".", "__")) for key in keys}
-    return {key: None if isinstance(value, list | tuple) and not value else value for key, value in values.items()}
+    return {
+        key: None if isinstance(value, list | tuple) and not value else value for key, value in values.items()
+    }
 
 
 def command_with(func: Callable[..., Any], params: Sequence[inspect.Parameter]) -> Callable[..., Any]:

@@ -99,6 +99,7 @@ class DataConfig(StrictModel):
         "stops with an error naming it (a stopped or hung worker); a chunk normally takes milliseconds, so the "
         "default leaves room for a slow or swapping machine.",
     )
+
     @field_validator("preload", mode="before")
     @classmethod
     def _older_preload_values(cls, value: object) -> object:
@@ -122,7 +123,9 @@ class BackboneConfig(NamedTable):
     Written as `backbone = "tiny-cnn"` or as a table, `[backbone]` with `name = "tiny-cnn"` and `head = "gdc"`.
     """
 
-    name: str = Field("inception_resnet_v1", min_length=1, description="Backbone plugin (facetool plugins list).")
+    name: str = Field(
+        "inception_resnet_v1", min_length=1, description="Backbone plugin (facetool plugins list)."
+    )
 
 
 class MinerStage(StrictModel):

@@ -148,7 +148,11 @@ class MtcnnDetector(Detector):
         from importlib.metadata import version
 
         settings = self.settings.model_dump(mode="json", exclude={"device"})
-        return {"name": self.name, "settings": settings, "weights": f"facenet-pytorch {version('facenet-pytorch')}"}
+        return {
+            "name": self.name,
+            "settings": settings,
+            "weights": f"facenet-pytorch {version('facenet-pytorch')}",
+        }
 
     def summary(self) -> str:
         return f"mtcnn (facenet-pytorch, {self.settings.device})"  # type: ignore[attr-defined]

@@ -253,7 +253,9 @@ def _cache_meta(detector: Detector, config: DetectConfig, data_dir: Path) -> dic
         "detector": detector.record(),
         "align": config.align,
         "template": (
-            {"name": TEMPLATE_NAME, "points": template(config.image_size).round(4).tolist()} if aligned else None
+            {"name": TEMPLATE_NAME, "points": template(config.image_size).round(4).tolist()}
+            if aligned
+            else None
         ),
         "threshold": config.threshold,
         "select": config.select,

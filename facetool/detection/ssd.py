@@ -108,7 +108,12 @@ class SsdDetector(Detector):
     def record(self) -> dict[str, object]:
         """The network by format and weights file name (never the folder it lay in), and where it was found."""
         files = self.files
-        return {"name": self.name, "format": files.format, "weights": files.weights.name, "source": files.source}
+        return {
+            "name": self.name,
+            "format": files.format,
+            "weights": files.weights.name,
+            "source": files.source,
+        }
 
     def summary(self) -> str:
         return f"{self.files.format} ({self.files.source})"

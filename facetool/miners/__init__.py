@@ -16,7 +16,9 @@ from facetool.plugins import MINERS, available, call_plugin, resolve
 DEFAULT_MINER: str = field_default(MinerConfig, "name")
 
 
-def miner_class(name: str, settings: Mapping[str, Any] | None = None) -> tuple[str, type[Miner], dict[str, Any]]:
+def miner_class(
+    name: str, settings: Mapping[str, Any] | None = None
+) -> tuple[str, type[Miner], dict[str, Any]]:
     """The Miner subclass `name` means, with its plugin name and settings (an alias's resolved); PluginError
     when the entry point gives anything else."""
     plugin, target, table = resolve(MINERS, name, settings)
@@ -56,4 +58,12 @@ def available_miners() -> list[str]:
     return available(MINERS)
 
 
-__all__ = ["DEFAULT_MINER", "Miner", "MiningResult", "available_miners", "get_miner", "miner_class", "miner_settings"]
+__all__ = [
+    "DEFAULT_MINER",
+    "Miner",
+    "MiningResult",
+    "available_miners",
+    "get_miner",
+    "miner_class",
+    "miner_settings",
+]

@@ -20,7 +20,9 @@ from facetool.miners import Miner, MiningResult, get_miner, miner_class
 
 
 def _triplets(result: MiningResult) -> list[tuple[int, int, int]]:
-    return list(zip(result.anchors.tolist(), result.positives.tolist(), result.negatives.tolist(), strict=True))
+    return list(
+        zip(result.anchors.tolist(), result.positives.tolist(), result.negatives.tolist(), strict=True)
+    )
 
 
 def check_miner(
@@ -34,6 +36,7 @@ def check_miner(
     seed: int = 0,
 ) -> Miner:
     """Assert that `miner` (a registered name or a Miner subclass) keeps the miner contract; returns the instance."""
+
     def build(generator: torch.Generator | None = None) -> Miner:
         if isinstance(miner, str):
             return get_miner(miner, settings, generator=generator)
@@ -54,7 +57,9 @@ def check_miner(
     assert torch.equal(emb, before), f"{name}: mining changed the embeddings"
     again = build(torch.Generator().manual_seed(seed))(emb, labels, margin)
     assert _triplets(first) == _triplets(again), f"{name}: the same generator seed gave other triplets"
-    assert first.num_pairs == people * per_person * (per_person - 1) // 2, f"{name}: num_pairs {first.num_pairs}"
+    assert first.num_pairs == people * per_person * (per_person - 1) // 2, (
+        f"{name}: num_pairs {first.num_pairs}"
+    )
     alone = built(emb, torch.zeros_like(labels), margin)
     assert alone.num_triplets == 0, f"{name}: {alone.num_triplets} triplets from a batch of one person"
     singles = built(emb, torch.arange(labels.numel()), margin)

@@ -61,7 +61,9 @@ def settings_model(factory: Any, what: str) -> type[StrictModel]:
     return model
 
 
-def backbone_plugin(name: str, settings: Mapping[str, Any] | None = None) -> tuple[Callable[..., Any], StrictModel]:
+def backbone_plugin(
+    name: str, settings: Mapping[str, Any] | None = None
+) -> tuple[Callable[..., Any], StrictModel]:
     """The factory backbone `name` means (an alias's target) and its `[backbone]` table validated by the
     factory's `Settings` model; ConfigError naming `backbone.KEY`, PluginError when the factory is not callable."""
     _, factory, table = resolve(BACKBONES, name, settings)

@@ -74,7 +74,9 @@ def _backbone_spec(path: Path, spec: Any) -> tuple[str, dict[str, Any], int, int
     data["dropout_prob"] = spec.get("dropout", 0.0)
     settings = spec.get("settings", {})
     if not isinstance(settings, dict):
-        raise ModelFileError(f"{path}: checkpoint 'backbone' settings are {type(settings).__name__}, not a table")
+        raise ModelFileError(
+            f"{path}: checkpoint 'backbone' settings are {type(settings).__name__}, not a table"
+        )
     try:
         checked = TrainConfig.model_validate(data, strict=True)
     except ValidationError as exc:

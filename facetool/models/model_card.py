@@ -233,7 +233,9 @@ def load_safetensors_model(path: Path | str) -> tuple[nn.Module, dict[str, Any]]
     recorded = {key: int(meta[key]) if str(meta.get(key, "")).isdigit() else None for key in SAFETENSORS_META}
     check_card_input(card, path, what="the metadata", **recorded)
     try:
-        model = build_backbone(name, settings, embedding_dim=dim, dropout=0.0, pretrained="none", image_size=size)
+        model = build_backbone(
+            name, settings, embedding_dim=dim, dropout=0.0, pretrained="none", image_size=size
+        )
     except ConfigError as exc:
         raise ModelFileError(f"{card_path(path)}: backbone settings: {exc}") from None
     try:

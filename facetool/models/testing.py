@@ -30,6 +30,7 @@ def check_backbone(
     seed: int = 0,
 ) -> nn.Module:
     """Assert that backbone `name` keeps the backbone contract; returns a model built with `seed`."""
+
     def build() -> nn.Module:
         torch.manual_seed(seed)
         return build_backbone(name, settings, embedding_dim=embedding_dim, dropout=0.0, image_size=image_size)

@@ -38,6 +38,8 @@ def embed_batch_for(image_size: int, device_type: str) -> int:
     if device_type != "cpu":
         return 256
     return max(16, min(256, EMBED_CHUNK_PIXELS // (image_size * image_size)))
+
+
 """Images per gradient-free forward pass (mining and validation)."""
 
 FUSABLE = frozenset({"adam", "adamw", "sgd"})

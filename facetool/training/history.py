@@ -50,7 +50,7 @@ class EpochRecord:
 
     @property
     def selected_text(self) -> str:
-        """"N triplets, " for an epoch whose miner chose triplets; nothing for a loss that mines none (labels,
+        """ "N triplets, " for an epoch whose miner chose triplets; nothing for a loss that mines none (labels,
         groups), whose triplet count is always 0."""
         return "" if self.miner == "none" else f"{self.triplets} triplets, "
 

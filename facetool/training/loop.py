@@ -99,7 +99,8 @@ class Trainer:
         self.miner_generator = torch.Generator(device=self.device)
         chosen = [config.miner, *(stage.miner for stage in config.miner_stages)]
         self.miners = {
-            miner.label: get_miner(miner.name, miner.settings, generator=self.miner_generator) for miner in chosen
+            miner.label: get_miner(miner.name, miner.settings, generator=self.miner_generator)
+            for miner in chosen
         }
         self.backbone = {
             "name": config.backbone.name,
@@ -318,7 +319,9 @@ class Trainer:
             for what, state in (("weights", model), ("loss state", loss)) if self.ranks.distributed else ():
                 if state:
                     digest = check_ranks_agree(state)
-                    self.log(f"{what} identical on all {self.ranks.world_size} ranks: sha256 {digest}", show=False)
+                    self.log(
+                        f"{what} identical on all {self.ranks.world_size} ranks: sha256 {digest}", show=False
+                    )
         except BaseException:
             self.failed = True
             raise

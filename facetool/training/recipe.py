@@ -27,7 +27,10 @@ def check_plugins(config: TrainConfig, prefix: str = "") -> None:
     tables: list[tuple[str, Callable[..., Any], NamedTable]] = [
         ("backbone", backbone_plugin, config.backbone),
         ("miner", miner_settings, config.miner),
-        *((f"miner_stages.{i}.miner", miner_settings, stage.miner) for i, stage in enumerate(config.miner_stages)),
+        *(
+            (f"miner_stages.{i}.miner", miner_settings, stage.miner)
+            for i, stage in enumerate(config.miner_stages)
+        ),
         ("loss", loss_settings, config.loss),
     ]
     for key, check, table in tables:

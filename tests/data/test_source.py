@@ -229,7 +229,9 @@ def test_a_stopped_worker_is_one_error_naming_it_and_it_is_killed(cache: Path) -
             fallback.cancel()
         message = str(caught.value)
         assert "\n" not in message
-        assert message.startswith(f"{cache}: face reading worker 0 (pid {pids[0]}, stopped) gave no answer for ")
+        assert message.startswith(
+            f"{cache}: face reading worker 0 (pid {pids[0]}, stopped) gave no answer for "
+        )
         assert re.search(r"while decoding \d+ faces \(cache rows \d+ to \d+\); it was killed", message)
     assert not any(alive(pid) for pid in pids)
 

@@ -162,6 +162,8 @@ def test_mtcnn_on_a_missing_gpu_is_one_line_not_a_failure_per_image(data: Path, 
     result = run_cli(*args, "-o", tmp_path / "gpu.h5", "--no-progress", "-j", "1")
     assert result.returncode != 0
     lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert lines == ["error: detect.detector.device = 'cuda': CUDA is not available on this machine (use cpu)"]
+    assert lines == [
+        "error: detect.detector.device = 'cuda': CUDA is not available on this machine (use cpu)"
+    ]
     with open_cache(tmp_path / "gpu.h5") as cache:
         assert len(cache) == 0 and not cache.failures

@@ -145,7 +145,13 @@ def test_eval_reports_identification_and_clustering(
     counts = {name: names.count(name) for name in names}
     assert max(counts.values()) >= 3 > min(counts.values()), "the test needs people above and below 3 faces"
     several = facetool_cli(
-        *args[:-1], tmp_path / "several", "--identification", "--set", "clustering_min_faces=3", "--device", "cpu"
+        *args[:-1],
+        tmp_path / "several",
+        "--identification",
+        "--set",
+        "clustering_min_faces=3",
+        "--device",
+        "cpu",
     )
     assert several.returncode == 0, several.stderr
     kept = [i for i, name in enumerate(names) if counts[name] >= 3]

@@ -41,7 +41,9 @@ def edited_copy(model: Path, folder: Path, edit: Callable[[dict[str, Any]], None
     shutil.copyfile(model, copy)
     card = json.loads(card_path(model).read_text())
     edit(card)
-    card_path(copy).write_text(json.dumps(card))  # json.dumps writes NaN as Python does, as a careless tool would
+    card_path(copy).write_text(
+        json.dumps(card)
+    )  # json.dumps writes NaN as Python does, as a careless tool would
     return copy
 
 
@@ -79,7 +81,11 @@ BAD_CARDS = {
     "unknown-model-format": ("onnx", setting("model_format", "tflite"), "model_format"),
     "detector-threshold-nan": ("onnx", setting("face_crop.threshold", float("nan")), "face_crop.threshold"),
     "threshold-word": ("onnx", setting("verification.threshold", "abc"), "verification.threshold"),
-    "threshold-nan": ("safetensors", setting("verification.threshold", float("nan")), "verification.threshold"),
+    "threshold-nan": (
+        "safetensors",
+        setting("verification.threshold", float("nan")),
+        "verification.threshold",
+    ),
     "threshold-negative": ("onnx", setting("verification.threshold", -5), "verification.threshold"),
     "threshold-unreachable": ("onnx", setting("verification.threshold", 5.0), "verification"),
     "no-accuracy": ("onnx", setting("verification.accuracy", KeyError), "verification.accuracy"),
@@ -177,7 +183,9 @@ def test_embed_of_photos_crops_as_the_card_says_unless_told_otherwise(trained, e
         got, settings = npz["embeddings"][0], json.loads(str(npz["settings"]))
     assert np.abs(got - expected).max() < 1e-5
     assert settings["detect"]["image_size"] == 64 and settings["detect"]["model_format"] == "caffe"
-    done = facetool_in_process("embed", exported["onnx"], photos[0], "-o", out, "--set", "detect.image_size=160")
+    done = facetool_in_process(
+        "embed", exported["onnx"], photos[0], "-o", out, "--set", "detect.image_size=160"
+    )
     assert done.returncode == 0, done.stderr
     with np.load(out) as npz:
         assert json.loads(str(npz["settings"]))["detect"]["image_size"] == 160

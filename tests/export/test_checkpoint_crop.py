@@ -17,7 +17,9 @@ from facetool.models.export import export_model, face_crop_from_meta
 from facetool.models.model_card import read_card
 
 
-def test_the_checkpoint_records_the_training_caches_crop_and_commands_follow_it(trained, tmp_path: Path) -> None:
+def test_the_checkpoint_records_the_training_caches_crop_and_commands_follow_it(
+    trained, tmp_path: Path
+) -> None:
     with open_cache(trained.cache) as cache:
         expected = face_crop_from_meta(recorded(cache.meta), f"face cache {trained.cache.name}")
     stored = load_checkpoint(trained.checkpoint)["face_crop"]
@@ -29,7 +31,9 @@ def test_the_checkpoint_records_the_training_caches_crop_and_commands_follow_it(
     assert (used.image_size, used.model_format, used.margin) == (64, "caffe", expected["margin"])
 
     out = export_model(trained.checkpoint, tmp_path / "model.safetensors").path
-    assert read_card(out)["face_crop"]["image_size"] == 64, "an export without --cache keeps the training crop"
+    assert read_card(out)["face_crop"]["image_size"] == 64, (
+        "an export without --cache keeps the training crop"
+    )
 
 
 def test_a_malformed_face_crop_field_names_the_checkpoint(trained, tmp_path: Path) -> None:

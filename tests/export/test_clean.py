@@ -123,7 +123,9 @@ def test_clean_flags_by_the_rules_and_leaves_the_flagged_out(trained, noisy, tmp
     report = json.loads((tmp_path / "clean.h5.flags.json").read_text())
     expected = reference_flags(emb, t)
     got = {(f["rule"], f["path"], f["other"]): f["distance"] for f in report["flags"]}
-    assert {"far", "closer-to-other", "duplicate"} <= {rule for rule, _, _ in expected}, "every rule is exercised"
+    assert {"far", "closer-to-other", "duplicate"} <= {rule for rule, _, _ in expected}, (
+        "every rule is exercised"
+    )
     limits = {"far": t, "closer-to-other": t, "duplicate": 0.05 * t, "same-person": 0.5 * t}
     # the command embeds in other chunks and layout than the plain pass: only a distance within float noise
     # of its rule's limit may fall on the other side of it

@@ -165,7 +165,10 @@ def test_card_names_the_resize_and_holds_no_local_paths(trained, report, ssd_dir
     assert card["training"]["config"]["data_dir"] == trained.cache.name
     assert card["training"]["config"]["checkpoint_dir"] == trained.checkpoint.parent.name
     assert card["face_crop"]["detector"] == {
-        "name": "ssd", "settings": {}, "format": "caffe", "weights": "res10_300x300_ssd_iter_140000.caffemodel"
+        "name": "ssd",
+        "settings": {},
+        "format": "caffe",
+        "weights": "res10_300x300_ssd_iter_140000.caffemodel",
     }
     assert card["verification"]["report"] == "report.json"
     # A third party with the card alone reproduces facetool's embeddings of the cached crops.

@@ -70,7 +70,9 @@ def test_training_with_each_loss_lowers_it(people_cache: Path, tmp_path: Path, l
     if loss["name"] == "arcface-triplet":
         # a round's triplets last several of these short epochs (the rest of a round is carried over)
         assert all(r["miner"] == "random" and r["trained_triplets"] > 0 for r in result.history)
-        assert sum(r["triplets"] for r in result.history) >= sum(r["trained_triplets"] for r in result.history)
+        assert sum(r["triplets"] for r in result.history) >= sum(
+            r["trained_triplets"] for r in result.history
+        )
     else:
         log = (tmp_path / "run" / "train.log").read_text()
         assert "labelled batches (no mining)" in log
@@ -229,7 +231,12 @@ def test_a_groups_loss_gets_whole_people_and_a_labels_loss_shuffled_images(
 @pytest.mark.parametrize("loss", ["batch-hard", "arcface"])
 def test_a_round_keeps_to_whole_batches_of_images(people_cache: Path, tmp_path: Path, loss: str) -> None:
     """16 images a round in batches of 15: one batch, not a second of one image (which batch norm refuses)."""
-    changes = {"backbone": {"name": "test-cnn", "head": "gdc"}, "batch_size": 15, "people_per_batch": 4, "images_per_person": 4}
+    changes = {
+        "backbone": {"name": "test-cnn", "head": "gdc"},
+        "batch_size": 15,
+        "people_per_batch": 4,
+        "images_per_person": 4,
+    }
     result = train(config(people_cache, tmp_path / "run", loss, num_epochs=1, **changes))
     (record,) = result.history
     assert record["rounds"] == 5 and record["batches"] == 5 and record["images"] == 5 * 15

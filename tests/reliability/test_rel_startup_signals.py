@@ -20,7 +20,12 @@ from process_helpers import has_mapped
 from reliability_helpers import write_small_checkpoint
 
 # (library just loaded, seconds after it appeared): instants of start-up, before any output exists
-INSTANTS = [("_multiarray_umath", 0.0), ("_multiarray_umath", 0.05), ("libtorch_cpu", 0.0), ("libtorch_cpu", 0.3)]
+INSTANTS = [
+    ("_multiarray_umath", 0.0),
+    ("_multiarray_umath", 0.05),
+    ("libtorch_cpu", 0.0),
+    ("libtorch_cpu", 0.3),
+]
 
 
 @pytest.fixture(scope="module")

@@ -45,7 +45,11 @@ def test_triplet_roles_are_the_mined_triplets_in_one_random_order():
     plan = TripletPlan(6)
     a, p, n = plan.roles(FakeRound(torch.zeros(12, 3, 2, 2), mined, None), np.random.default_rng(0), CPU)
     order = np.random.default_rng(0).permutation(4)
-    assert a.tolist() == order.tolist() and p.tolist() == (order + 4).tolist() and n.tolist() == (order + 8).tolist()
+    assert (
+        a.tolist() == order.tolist()
+        and p.tolist() == (order + 4).tolist()
+        and n.tolist() == (order + 8).tolist()
+    )
     assert plan.trained_triplets(12) == 4 and "6 anchor-positive pairs, 4 triplets" in plan.describe(
         FakeRound(torch.zeros(12, 3, 2, 2), mined, None)
     )
@@ -53,7 +57,9 @@ def test_triplet_roles_are_the_mined_triplets_in_one_random_order():
 
 def test_group_roles_keep_each_persons_images_side_by_side():
     labels = np.repeat(np.arange(5), 4)
-    (order,) = GroupPlan(8).roles(FakeRound(torch.zeros(20, 3, 2, 2), None, labels), np.random.default_rng(3), CPU)
+    (order,) = GroupPlan(8).roles(
+        FakeRound(torch.zeros(20, 3, 2, 2), None, labels), np.random.default_rng(3), CPU
+    )
     people = labels[order.numpy()]
     assert sorted(order.tolist()) == list(range(20))
     assert all(len(set(people[i : i + 4])) == 1 for i in range(0, 20, 4)), people

@@ -74,7 +74,11 @@ def read_events(path: Path) -> list[list]:
 def test_a_plugin_callback_from_the_config_sees_every_event_and_stops_the_run(small_cache, tmp_path):
     events_file = tmp_path / "events.jsonl"
     with plugin_site(tmp_path / "site") as install:
-        install("recorder-cb", {"facetool.callbacks": {"recorder": "recorder_cb:Recorder"}}, {"recorder_cb": RECORDER})
+        install(
+            "recorder-cb",
+            {"facetool.callbacks": {"recorder": "recorder_cb:Recorder"}},
+            {"recorder_cb": RECORDER},
+        )
         config = tiny(
             small_cache,
             tmp_path / "run",
@@ -102,9 +106,16 @@ def test_a_plugin_callback_from_the_config_sees_every_event_and_stops_the_run(sm
 def test_a_callback_sees_nonfinite_batches_before_the_stop_policy(small_cache, tmp_path):
     events_file = tmp_path / "events.jsonl"
     with plugin_site(tmp_path / "site") as install:
-        install("recorder-cb", {"facetool.callbacks": {"recorder": "recorder_cb:Recorder"}}, {"recorder_cb": RECORDER})
+        install(
+            "recorder-cb",
+            {"facetool.callbacks": {"recorder": "recorder_cb:Recorder"}},
+            {"recorder_cb": RECORDER},
+        )
         config = tiny(
-            small_cache, tmp_path / "run", loss={"name": "test-overflow", "offset": float("inf")}, callbacks={"recorder": {"out": str(events_file)}}
+            small_cache,
+            tmp_path / "run",
+            loss={"name": "test-overflow", "offset": float("inf")},
+            callbacks={"recorder": {"out": str(events_file)}},
         )
         with pytest.raises(Exception, match="non-finite"):
             train(config)
@@ -115,7 +126,11 @@ def test_a_callback_sees_nonfinite_batches_before_the_stop_policy(small_cache, t
 
 def test_plugin_settings_are_validated_by_the_plugins_model_before_any_work(small_cache, tmp_path):
     with plugin_site(tmp_path / "site") as install:
-        install("recorder-cb", {"facetool.callbacks": {"recorder": "recorder_cb:Recorder"}}, {"recorder_cb": RECORDER})
+        install(
+            "recorder-cb",
+            {"facetool.callbacks": {"recorder": "recorder_cb:Recorder"}},
+            {"recorder_cb": RECORDER},
+        )
         config = tiny(small_cache, tmp_path / "run", callbacks={"recorder": {"out": "x", "every": 3}})
         with pytest.raises(ConfigError, match=r"callbacks\.recorder\.every.*callback 'recorder'"):
             train(config)
@@ -131,7 +146,9 @@ def test_python_callbacks_are_called_and_a_failing_one_is_named(small_cache, tmp
         def on_epoch_end(self, trainer, record):
             raise RuntimeError("disk on fire")
 
-    with pytest.raises(PluginError, match="callback 'boom' failed in on_epoch_end: RuntimeError: disk on fire"):
+    with pytest.raises(
+        PluginError, match="callback 'boom' failed in on_epoch_end: RuntimeError: disk on fire"
+    ):
         train(tiny(small_cache, tmp_path / "run"), callbacks=[Boom()])
 
 

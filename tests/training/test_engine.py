@@ -30,7 +30,13 @@ CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 )
 def test_plan_engine_picks_fast_path_on_cuda_and_eager_on_cpu(settings, device, optimizer, world, expected):
     knobs = {key: settings[key] for key in ("channels_last", "fused") if key in settings}
-    plan = plan_engine(EngineConfig(**{k: v for k, v in settings.items() if k not in knobs}), device, optimizer, world, **knobs)
+    plan = plan_engine(
+        EngineConfig(**{k: v for k, v in settings.items() if k not in knobs}),
+        device,
+        optimizer,
+        world,
+        **knobs,
+    )
     assert (plan.compile, plan.channels_last, plan.fused) == expected
     asked = settings.get("compile", "auto")
     assert bool(plan.notes) == (asked != "auto" and asked != plan.compile)

@@ -24,7 +24,9 @@ def tiny(cache: Path, run_dir: Path) -> TrainConfig:
     return TrainConfig.model_validate(settings)
 
 
-def test_training_from_an_imported_rec_matches_training_from_the_cache(small_cache: Path, tmp_path: Path) -> None:
+def test_training_from_an_imported_rec_matches_training_from_the_cache(
+    small_cache: Path, tmp_path: Path
+) -> None:
     (tmp_path / "rec").mkdir()
     export_recordio(small_cache, tmp_path / "rec")
     import_recordio(tmp_path / "rec", tmp_path / "imported.h5")

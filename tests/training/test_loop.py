@@ -70,7 +70,11 @@ def test_training_loss_falls_and_run_dir_is_complete(small_cache, tmp_path):
     log = (tmp_path / "run" / "train.log").read_text()
     assert "left out 1 identities" in log and "anchor-positive pairs" in log
     ck = load_checkpoint(tmp_path / "run" / "last.pth")
-    assert ck["epoch"] == 5 and ck["backbone"]["name"] == "test-cnn" and ck["config"]["miner"] == {"name": "random"}
+    assert (
+        ck["epoch"] == 5
+        and ck["backbone"]["name"] == "test-cnn"
+        and ck["config"]["miner"] == {"name": "random"}
+    )
     run = tmp_path / "run"
     best = min(result.history, key=lambda r: r["train_loss"])["epoch"]
     assert load_checkpoint(run / "best.pth")["epoch"] == best
@@ -225,7 +229,10 @@ def test_extra_negatives_bring_in_single_image_people_and_leave_validation_alone
     assert "round 1: 28 images of 6 people" in log, "6 people x 4 images, and the 4 outside the round once"
 
 
-@pytest.mark.parametrize(("loss", "augment", "size"), [("triplet", {}, 54), pytest.param("batch-hard", NO_AUGMENT, 48, marks=pytest.mark.extras)])
+@pytest.mark.parametrize(
+    ("loss", "augment", "size"),
+    [("triplet", {}, 54), pytest.param("batch-hard", NO_AUGMENT, 48, marks=pytest.mark.extras)],
+)
 def test_faces_resized_once_train_the_weights_of_faces_resized_every_round(
     small_cache, tmp_path, monkeypatch, loss, augment, size
 ):

@@ -100,7 +100,9 @@ def test_training_on_a_stopped_worker_ends_in_one_error_naming_it(small_cache, t
     fallback = threading.Timer(30, os.kill, (pid, signal.SIGKILL))
     fallback.start()
     try:
-        with pytest.raises(FacetoolError, match=f"face reading worker 0 \\(pid {pid}, stopped\\) gave no answer"):
+        with pytest.raises(
+            FacetoolError, match=f"face reading worker 0 \\(pid {pid}, stopped\\) gave no answer"
+        ):
             trainer.run()
     finally:
         fallback.cancel()

@@ -54,7 +54,9 @@ class TinyCNN(nn.Module):
     """
 
     name: ClassVar[str] = "tiny-cnn"
-    description: ClassVar[str] = "four conv-BN-ReLU-pool blocks (about 100k parameters) for CPU tests and demos"
+    description: ClassVar[str] = (
+        "four conv-BN-ReLU-pool blocks (about 100k parameters) for CPU tests and demos"
+    )
     Settings: ClassVar[type[CNNSettings]] = CNNSettings
     widths: ClassVar[tuple[int, ...]] = WIDTHS
 
@@ -90,7 +92,9 @@ class TinyCNN(nn.Module):
             try:
                 self.load_state_dict(torch.load(pretrained, map_location="cpu", weights_only=True))
             except Exception as exc:
-                raise ModelFileError(f"{pretrained}: not {self.name} weights ({type(exc).__name__}: {exc})") from None
+                raise ModelFileError(
+                    f"{pretrained}: not {self.name} weights ({type(exc).__name__}: {exc})"
+                ) from None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.head(self.dropout(self.pool(self.features(x)))), p=2, dim=1)
