@@ -7,7 +7,8 @@ are (distances in the card's metric; each factor is a `CleanConfig` setting):
 - `closer-to-other`: a face the model would not verify as its own identity (farther than t from its own
   centre) but would as another's (within t of that identity's centre, and nearer to it than to its own);
 - `duplicate`: a face within duplicate_factor * t of an earlier face (by path) of its identity;
-- `same-person`: two identities whose centres are within merge_factor * t (reported, nothing dropped).
+- `same-person`: two identities whose centres are within merge_factor * t (reported closest first, a list to
+  review; nothing dropped).
 The output cache leaves the faces of the first three rules out (`mark_only`: keeps every face), copying the
 stored bytes unchanged (`cache.write_selection`); the flags, with their distances and limits, go to JSON,
 CSV and an HTML report.
@@ -144,6 +145,7 @@ def find_flags(
                         paths[rows[a]],
                     )
                 )
+    pairs: list[Flag] = []
     present = np.nonzero(count > 0)[0]
     for start in range(0, len(present), CENTRE_CHUNK):
         rows = present[start : start + CENTRE_CHUNK]
@@ -151,7 +153,7 @@ def find_flags(
         for r, c in zip(*np.nonzero(dist <= limits["same-person"]), strict=True):
             a, b = rows[r], present[c]
             if a < b:
-                flags.append(
+                pairs.append(
                     Flag(
                         "same-person",
                         identities[a],
@@ -161,7 +163,8 @@ def find_flags(
                         identities[b],
                     )
                 )
-    return flags, limits
+    pairs.sort(key=lambda flag: flag.distance)
+    return flags + pairs, limits
 
 
 def flags_csv(flags: list[Flag]) -> str:

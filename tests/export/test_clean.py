@@ -19,6 +19,8 @@ import pytest
 from model_helpers import plain_embeddings
 
 from facetool.cache import CacheWriter, FaceRecord, open_cache
+from facetool.config.recognition import CleanConfig
+from facetool.recognition.clean import find_flags
 
 
 def cli(*args: object) -> subprocess.CompletedProcess:
@@ -213,3 +215,23 @@ def test_report_renders_in_headless_chromium(trained, noisy, tmp_path):
     assert image is not None and image.shape[:2] == (900, 1200)
     thumbnails = image[120:, :, :]
     assert thumbnails.std() > 20  # faces drawn, not a blank or error page
+
+
+def test_same_person_pairs_come_closest_first():
+    """The same-person list is for review: its pairs are ordered by centre distance, not by identity name."""
+    rng = np.random.default_rng(0)
+    base = [unit(v) for v in rng.normal(size=(3, 16))]
+    offsets = {"a": 0.3, "b": 0.05, "c": 0.15}  # each person's second name, this far from the first
+    emb, labels, names = [], [], []
+    for k, (name, off) in enumerate(offsets.items()):
+        for alias, shift in ((name, 0.0), (f"{name}_alias", off)):
+            names.append(alias)
+            for _ in range(2):
+                emb.append(unit(base[k] + shift * unit(rng.normal(size=16))))
+                labels.append(len(names) - 1)
+    flags, _ = find_flags(
+        np.stack(emb), np.asarray(labels), names, [f"f{i}" for i in range(len(emb))], 1.0, "euclidean",
+        CleanConfig(),
+    )  # fmt: skip
+    pairs = [(f.identity, f.other) for f in flags if f.rule == "same-person"]
+    assert pairs == [("b", "b_alias"), ("c", "c_alias"), ("a", "a_alias")]
